@@ -1,0 +1,146 @@
+//! Authenticators: what presents the FIDO2 credential during the sign-in.
+//!
+//! [`Authenticator`] is the seam: `virtual` (here) loads a credential into
+//! Chromium's W3C WebDriver virtual authenticator; `hid` (a real key through
+//! ctap-hid-fido2 and a WebAuthn bridge) and `native` plug in behind the
+//! same trait. An authenticator never sees the flow or the page; it only
+//! prepares the browser and describes itself for evidence.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use secrecy::{ExposeSecret, SecretSlice};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::browser::{Browser, BrowserError};
+use crate::tenant::webauthn;
+
+/// Who the authenticator is, for evidence (never secret material).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuthenticatorIdentity {
+    /// `virtual`, `hid`, `native`.
+    pub kind: String,
+    /// Credential id, base64url.
+    pub credential_id: String,
+    /// RP id the credential is for.
+    pub rp_id: String,
+    /// SHA-256 fingerprint of the credential public key (SPKI DER), hex.
+    pub public_key_sha256: Option<String>,
+    /// Authenticator model (AAGUID) where the authenticator reports one.
+    pub aaguid: Option<String>,
+}
+
+/// Authenticator failures: set-up problems are ERRORs of the drill.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthenticatorError {
+    /// The credential key cannot be used.
+    #[error("credential private key is unusable: {0}")]
+    Key(String),
+    /// The browser refused the virtual authenticator.
+    #[error("virtual authenticator could not be set up: {0}")]
+    Browser(#[from] BrowserError),
+}
+
+/// Presents a credential during a drill.
+#[async_trait::async_trait]
+pub trait Authenticator: Send + Sync {
+    /// Identity for evidence and progress.
+    fn identity(&self) -> AuthenticatorIdentity;
+    /// Checks before anything touches the account (key present, healthy).
+    async fn preflight(&self) -> Result<Vec<String>, AuthenticatorError>;
+    /// Prepares the browser session so the page's WebAuthn call reaches it.
+    async fn attach(&self, browser: &Browser) -> Result<(), AuthenticatorError>;
+}
+
+/// The W3C WebDriver virtual authenticator with one resident credential.
+pub struct VirtualAuthenticator {
+    credential_id: Vec<u8>,
+    pkcs8: SecretSlice<u8>,
+    rp_id: String,
+    user_handle: Vec<u8>,
+    public_key_sha256: String,
+}
+
+impl std::fmt::Debug for VirtualAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VirtualAuthenticator")
+            .field("credential_id", &B64.encode(&self.credential_id))
+            .field("rp_id", &self.rp_id)
+            .field("private_key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl VirtualAuthenticator {
+    /// From a PKCS#8 DER P-256 key (checked here, so a bad key fails in
+    /// preflight, not mid-sign-in).
+    pub fn new(credential_id: Vec<u8>, pkcs8: SecretSlice<u8>, rp_id: String, user_handle: Vec<u8>) -> Result<Self, AuthenticatorError> {
+        let pk = webauthn::public_key_from_pkcs8(pkcs8.expose_secret()).map_err(|e| AuthenticatorError::Key(e.to_string()))?;
+        let spki = p256::pkcs8::EncodePublicKey::to_public_key_der(&pk).map_err(|e| AuthenticatorError::Key(e.to_string()))?;
+        Ok(Self {
+            credential_id,
+            pkcs8,
+            rp_id,
+            user_handle,
+            public_key_sha256: hex::encode(Sha256::digest(spki.as_bytes())),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Authenticator for VirtualAuthenticator {
+    fn identity(&self) -> AuthenticatorIdentity {
+        AuthenticatorIdentity {
+            kind: "virtual".into(),
+            credential_id: B64.encode(&self.credential_id),
+            rp_id: self.rp_id.clone(),
+            public_key_sha256: Some(self.public_key_sha256.clone()),
+            aaguid: None,
+        }
+    }
+
+    async fn preflight(&self) -> Result<Vec<String>, AuthenticatorError> {
+        Ok(vec![format!("virtual credential {} for {}", B64.encode(&self.credential_id), self.rp_id)])
+    }
+
+    async fn attach(&self, browser: &Browser) -> Result<(), AuthenticatorError> {
+        let v = browser
+            .session_command(
+                http::Method::POST,
+                "webauthn/authenticator",
+                Some(json!({
+                    "protocol": "ctap2",
+                    "transport": "usb",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserConsenting": true,
+                    "isUserVerified": true
+                })),
+            )
+            .await?;
+        let Some(id) = v.as_str().map(str::to_owned) else {
+            return Err(AuthenticatorError::Key(format!("chromedriver returned no authenticator id ({v})")));
+        };
+        browser
+            .session_command(
+                http::Method::POST,
+                &format!("webauthn/authenticator/{id}/credential"),
+                Some(json!({
+                    "credentialId": B64.encode(&self.credential_id),
+                    "isResidentCredential": true,
+                    "rpId": self.rp_id,
+                    "privateKey": B64.encode(self.pkcs8.expose_secret()),
+                    "userHandle": B64.encode(&self.user_handle),
+                    "signCount": 0
+                })),
+            )
+            .await
+            .map_err(|e| match e {
+                // The command's body holds the key; never let it into text.
+                BrowserError::Command { command, .. } => AuthenticatorError::Key(format!("{command} was refused")),
+                other => AuthenticatorError::Browser(other),
+            })?;
+        Ok(())
+    }
+}

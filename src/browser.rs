@@ -1,0 +1,322 @@
+//! Owns chromedriver, Chromium, the temporary profile and the WebDriver
+//! session.
+//!
+//! [`Browser::launch`] starts chromedriver on a free loopback port in its own
+//! process group, polls `/status` until it is ready (never sleeps blindly),
+//! and opens a fantoccini session on a headless Chromium with a fresh
+//! `--user-data-dir`. Chromium is chromedriver's child and stays in that
+//! process group, so [`Drop`] can kill both with one `killpg` even when the
+//! drill is cancelled or panics; [`Browser::close`] is the polite path
+//! (WebDriver `DELETE /session`, then the same cleanup). The profile and a
+//! private `TMPDIR` for both processes are `TempDir`s removed on drop, so a
+//! drill leaves no process or directory behind. Knows nothing of drills.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::{Value, json};
+
+/// What can go wrong with the browser; none of these is a finding about the
+/// account (they make a drill ERROR, not FAIL).
+#[derive(Debug, thiserror::Error)]
+pub enum BrowserError {
+    /// A binary is missing.
+    #[error("{what} not found at {path}: run `deploy/setup.sh` (installs chromium and chromium-driver) or set [browser] {field} in glassdrill.toml")]
+    Missing {
+        /// chromium / chromedriver.
+        what: &'static str,
+        /// Config field.
+        field: &'static str,
+        /// Where we looked.
+        path: String,
+    },
+    /// Process or directory set-up failed.
+    #[error("cannot start {what}: {reason}")]
+    Start {
+        /// What failed.
+        what: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// chromedriver did not become ready.
+    #[error("chromedriver did not become ready within {0:?}")]
+    NotReady(Duration),
+    /// The WebDriver session could not be created.
+    #[error("Chromium session could not be started through chromedriver: {0}")]
+    Session(String),
+    /// A WebDriver command failed.
+    #[error("WebDriver command {command} failed: {reason}")]
+    Command {
+        /// The command.
+        command: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Browser settings.
+#[derive(Debug, Clone)]
+pub struct BrowserOptions {
+    /// Chromium binary.
+    pub chromium: PathBuf,
+    /// chromedriver binary.
+    pub chromedriver: PathBuf,
+}
+
+/// Flags for an unattended, offline Chromium. Background networking, sync
+/// and component updates are off because the drill host reaches only what
+/// the drill needs; `--no-sandbox` because drill hosts often run as a
+/// service user inside a container or systemd sandbox.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-dev-shm-usage",
+    "--password-store=basic",
+    "--window-size=1280,900",
+];
+
+/// chromedriver's process; its process group is killed on drop.
+struct Driver {
+    child: tokio::process::Child,
+    pgid: Option<Pid>,
+    port: u16,
+}
+
+impl Driver {
+    fn kill_group(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            // The group holds chromedriver and every Chromium process.
+            let _ = killpg(pgid, Signal::SIGKILL);
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
+}
+
+/// A running headless Chromium driven over WebDriver.
+pub struct Browser {
+    client: Option<Client>,
+    driver: Driver,
+    // Field order matters: the profile and tmp dirs are removed after the
+    // processes are killed (Browser::drop kills first).
+    profile: tempfile::TempDir,
+    _tmp: tempfile::TempDir,
+}
+
+fn free_port() -> Result<u16, BrowserError> {
+    let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| BrowserError::Start {
+        what: "chromedriver",
+        reason: format!("no free loopback port: {e}"),
+    })?;
+    l.local_addr().map(|a| a.port()).map_err(|e| BrowserError::Start {
+        what: "chromedriver",
+        reason: e.to_string(),
+    })
+}
+
+async fn wait_ready(port: u16, child: &mut tokio::process::Child, limit: Duration) -> Result<(), BrowserError> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| BrowserError::Start { what: "chromedriver", reason: e.to_string() })?;
+    let url = format!("http://127.0.0.1:{port}/status");
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(BrowserError::Start {
+                what: "chromedriver",
+                reason: format!("it exited at once ({status})"),
+            });
+        }
+        if let Ok(resp) = http.get(&url).send().await {
+            if let Ok(v) = resp.json::<Value>().await {
+                if v["value"]["ready"].as_bool() == Some(true) {
+                    return Ok(());
+                }
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(BrowserError::NotReady(limit));
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_millis(200));
+    }
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium session.
+    pub async fn launch(opts: &BrowserOptions) -> Result<Self, BrowserError> {
+        if !opts.chromium.exists() {
+            return Err(BrowserError::Missing {
+                what: "Chromium",
+                field: "chromium",
+                path: opts.chromium.display().to_string(),
+            });
+        }
+        if !opts.chromedriver.exists() {
+            return Err(BrowserError::Missing {
+                what: "chromedriver",
+                field: "chromedriver",
+                path: opts.chromedriver.display().to_string(),
+            });
+        }
+        let start_err = |what: &'static str| move |e: std::io::Error| BrowserError::Start { what, reason: e.to_string() };
+        let tmp = tempfile::Builder::new()
+            .prefix("glassdrill-tmp-")
+            .tempdir()
+            .map_err(start_err("temp dir"))?;
+        let profile = tempfile::Builder::new()
+            .prefix("glassdrill-profile-")
+            .tempdir()
+            .map_err(start_err("browser profile"))?;
+
+        // A port picked by binding :0 can be taken before chromedriver binds
+        // it; try a few times.
+        let mut last = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut cmd = tokio::process::Command::new(&opts.chromedriver);
+            cmd.arg(format!("--port={port}"))
+                .arg("--allowed-ips=127.0.0.1")
+                .env("TMPDIR", tmp.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().map_err(start_err("chromedriver"))?;
+            let pgid = child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .map(Pid::from_raw);
+            match wait_ready(port, &mut child, Duration::from_secs(15)).await {
+                Ok(()) => {
+                    let driver = Driver { child, pgid, port };
+                    return Self::open_session(driver, profile, tmp, opts).await;
+                }
+                Err(e) => {
+                    let mut d = Driver { child, pgid, port };
+                    d.kill_group();
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(BrowserError::NotReady(Duration::from_secs(15))))
+    }
+
+    async fn open_session(
+        driver: Driver,
+        profile: tempfile::TempDir,
+        tmp: tempfile::TempDir,
+        opts: &BrowserOptions,
+    ) -> Result<Self, BrowserError> {
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| (*s).to_owned()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({ "binary": opts.chromium, "args": args }),
+        );
+        caps.insert("pageLoadStrategy".into(), json!("normal"));
+        let url = format!("http://127.0.0.1:{}", driver.port);
+        let mut browser = Self { client: None, driver, profile, _tmp: tmp };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&url)
+            .await
+            .map_err(|e| BrowserError::Session(e.to_string()))?;
+        browser.client = Some(client);
+        Ok(browser)
+    }
+
+    /// The WebDriver client.
+    pub fn client(&self) -> Result<&Client, BrowserError> {
+        self.client.as_ref().ok_or_else(|| BrowserError::Command {
+            command: "session".into(),
+            reason: "the browser session is closed".into(),
+        })
+    }
+
+    /// The browser's profile directory (destroyed on close).
+    pub fn profile_dir(&self) -> &std::path::Path {
+        self.profile.path()
+    }
+
+    /// chromedriver's process id (its process group holds Chromium too).
+    pub fn driver_pid(&self) -> Option<u32> {
+        self.driver.child.id()
+    }
+
+    /// Sends a chromedriver command under `/session/{id}/{path}`, such as the
+    /// W3C WebAuthn extension's `webauthn/authenticator`.
+    pub async fn session_command(&self, method: http::Method, path: &str, body: Option<Value>) -> Result<Value, BrowserError> {
+        let cmd = SessionCommand { method, path: path.to_owned(), body };
+        let label = format!("{} {}", cmd.method, cmd.path);
+        self.client()?
+            .issue_cmd(cmd)
+            .await
+            .map_err(|e| BrowserError::Command { command: label, reason: e.to_string() })
+    }
+
+    /// Closes the session and kills chromedriver; the profile and temp
+    /// directories are removed when `self` drops right after.
+    pub async fn close(mut self) -> Result<(), BrowserError> {
+        let result = match self.client.take() {
+            Some(c) => tokio::time::timeout(Duration::from_secs(10), c.close())
+                .await
+                .map_err(|_| BrowserError::Command { command: "DELETE session".into(), reason: "timed out".into() })
+                .and_then(|r| r.map_err(|e| BrowserError::Command { command: "DELETE session".into(), reason: e.to_string() })),
+            None => Ok(()),
+        };
+        self.driver.kill_group();
+        let _ = self.driver.child.wait().await;
+        result
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Dropping the fantoccini client only stops its background task; the
+        // process group kill is what guarantees no Chromium survives.
+        self.driver.kill_group();
+    }
+}
+
+/// A chromedriver command relative to the current session.
+#[derive(Debug)]
+struct SessionCommand {
+    method: http::Method,
+    path: String,
+    body: Option<Value>,
+}
+
+impl WebDriverCompatibleCommand for SessionCommand {
+    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        let sid = session_id.unwrap_or_default();
+        base_url.join(&format!("session/{sid}/{}", self.path))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (self.method.clone(), self.body.as_ref().map(Value::to_string))
+    }
+}

@@ -1,0 +1,108 @@
+//! Live progress of a drill: a spinner per stage on a terminal, plain lines
+//! otherwise (CI logs, `journalctl`), or nothing. Progress goes to stderr;
+//! stdout carries the verdict and the bundle path only.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use crate::drill::{Stage, StageRecord, StageStatus};
+
+/// Receives drill progress.
+pub trait Progress: Send + Sync {
+    /// A stage begins.
+    fn stage_started(&self, stage: Stage);
+    /// A stage ended.
+    fn stage_finished(&self, record: &StageRecord);
+    /// Something worth telling the operator now.
+    fn note(&self, message: &str);
+}
+
+/// Prints nothing (tests, JSON logging).
+pub struct Quiet;
+
+impl Progress for Quiet {
+    fn stage_started(&self, _: Stage) {}
+    fn stage_finished(&self, _: &StageRecord) {}
+    fn note(&self, _: &str) {}
+}
+
+fn mark(s: StageStatus) -> &'static str {
+    match s {
+        StageStatus::Passed => "ok",
+        StageStatus::Warning => "warn",
+        StageStatus::Failed => "FAIL",
+        StageStatus::Errored => "ERROR",
+        StageStatus::Skipped => "skip",
+        StageStatus::Interrupted => "INTERRUPTED",
+    }
+}
+
+fn line(r: &StageRecord) -> String {
+    let detail = if r.detail.is_empty() { String::new() } else { format!(" — {}", r.detail) };
+    format!("{:<9} {:<5} {:>8.2}s{detail}", r.stage.name(), mark(r.status), r.duration_ms as f64 / 1000.0)
+}
+
+/// One line per event on stderr.
+pub struct Plain;
+
+impl Progress for Plain {
+    fn stage_started(&self, stage: Stage) {
+        let _ = writeln!(std::io::stderr(), "[{}] started", stage.name());
+    }
+    fn stage_finished(&self, r: &StageRecord) {
+        let _ = writeln!(std::io::stderr(), "[{}] {}", r.stage.name(), line(r));
+    }
+    fn note(&self, m: &str) {
+        let _ = writeln!(std::io::stderr(), "  {m}");
+    }
+}
+
+/// A spinner for the running stage, a line per finished stage.
+pub struct Terminal {
+    bar: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl Default for Terminal {
+    fn default() -> Self {
+        Self { bar: Mutex::new(None) }
+    }
+}
+
+impl Terminal {
+    fn with_bar(&self, f: impl FnOnce(&mut Option<indicatif::ProgressBar>)) {
+        let mut g = self.bar.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut g);
+    }
+}
+
+impl Progress for Terminal {
+    fn stage_started(&self, stage: Stage) {
+        self.with_bar(|b| {
+            let pb = indicatif::ProgressBar::new_spinner();
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+                pb.set_style(style);
+            }
+            pb.set_message(format!("{} …", stage.name()));
+            pb.enable_steady_tick(std::time::Duration::from_millis(100));
+            *b = Some(pb);
+        });
+    }
+    fn stage_finished(&self, r: &StageRecord) {
+        self.with_bar(|b| match b.take() {
+            Some(pb) => pb.finish_with_message(line(r)),
+            None => eprintln!("{}", line(r)),
+        });
+    }
+    fn note(&self, m: &str) {
+        self.with_bar(|b| match b {
+            Some(pb) => pb.println(format!("  {m}")),
+            None => eprintln!("  {m}"),
+        });
+    }
+}
+
+/// Picks [`Terminal`] when stderr is a terminal, else [`Plain`].
+pub fn auto() -> Box<dyn Progress> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() { Box::new(Terminal::default()) } else { Box::new(Plain) }
+}

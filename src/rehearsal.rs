@@ -1,0 +1,251 @@
+//! Puts a drill together and runs it: signing key, webhook receiver,
+//! tenant endpoints (the built-in rehearsal tenant or the configured Entra
+//! tenant), authenticator and alert checks. `glassdrill rehearse` and
+//! `glassdrill run` both come through [`run_configured`], so a rehearsal
+//! exercises exactly the production path except for where it signs in.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+use rand_core::{OsRng, RngCore};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use tokio_util::sync::CancellationToken;
+
+use crate::alerts::{AlertCheck, WebhookReceiver};
+use crate::authenticator::VirtualAuthenticator;
+use crate::browser::BrowserOptions;
+use crate::config::{AlertKind, AuthenticatorConfig, DrillConfig, HostConfig, TenantKind};
+use crate::drill::{DrillOutcome, DrillPlan, TenantEndpoints, run_drill};
+use crate::evidence::SigningKey;
+use crate::progress::Progress;
+use crate::tenant::webauthn::{self, StoredCredential};
+use crate::tenant::{Account, Fault, RehearsalTenant, TENANT_ID, TenantOptions};
+
+/// Per-run options from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Who runs the drill.
+    pub operator: Option<String>,
+    /// Who watches.
+    pub witness: Option<String>,
+    /// Rehearsal tenant faults.
+    pub faults: Vec<Fault>,
+    /// Rehearsal alert delay.
+    pub alert_delay: Duration,
+    /// Overrides every alert deadline.
+    pub alert_deadline: Option<Duration>,
+    /// Overrides the flow step timeout.
+    pub step_timeout: Option<Duration>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            operator: None,
+            witness: None,
+            faults: Vec::new(),
+            alert_delay: Duration::from_secs(2),
+            alert_deadline: None,
+            step_timeout: None,
+        }
+    }
+}
+
+/// Why a drill could not even start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration does not allow this run (exit 64).
+    #[error("{0}")]
+    Config(String),
+    /// Something on the host failed (exit 2).
+    #[error("{0}")]
+    Host(String),
+}
+
+/// A fresh credential for a rehearsal: never written to disk.
+pub struct GeneratedCredential {
+    /// Credential id.
+    pub id: Vec<u8>,
+    /// PKCS#8 DER private key.
+    pub pkcs8: SecretSlice<u8>,
+    /// User handle.
+    pub user_handle: Vec<u8>,
+}
+
+impl GeneratedCredential {
+    /// Generates one.
+    pub fn new() -> Result<Self, RunError> {
+        let pkcs8 = webauthn::generate_p256_pkcs8().map_err(|e| RunError::Host(e.to_string()))?;
+        let mut id = vec![0u8; 16];
+        OsRng.fill_bytes(&mut id);
+        let mut user_handle = vec![0u8; 16];
+        OsRng.fill_bytes(&mut user_handle);
+        Ok(Self { id, pkcs8: pkcs8.into(), user_handle })
+    }
+}
+
+/// The rehearsal tenant's account for a credential.
+pub fn rehearsal_account(upn: &str, id: &[u8], pkcs8: &[u8], user_handle: &[u8]) -> Result<Account, RunError> {
+    let public_key = webauthn::public_key_from_pkcs8(pkcs8).map_err(|e| RunError::Config(format!("credential key: {e}")))?;
+    Ok(Account {
+        upn: upn.to_owned(),
+        display_name: "Break Glass 1 (rehearsal)".to_owned(),
+        id: "00000000-0000-0000-0000-0000000b6e01".to_owned(),
+        credential: StoredCredential { id: id.to_vec(), public_key, sign_count: 0, user_handle: user_handle.to_vec() },
+    })
+}
+
+fn random_secret() -> SecretString {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    SecretString::from(B64.encode(b))
+}
+
+/// Loads the evidence signing key, creating it on first use (and saying
+/// where through `progress`).
+pub fn signing_key(host: &HostConfig, progress: &dyn Progress) -> Result<SigningKey, RunError> {
+    let (key, created) = SigningKey::load_or_generate(&host.evidence.signing_key, &host.evidence.signer).map_err(|e| RunError::Host(e.to_string()))?;
+    if created {
+        progress.note(&format!(
+            "created the evidence signing key {} ({}); back it up and give auditors its .pub",
+            key.path().display(),
+            key.fingerprint()
+        ));
+    }
+    Ok(key)
+}
+
+/// Runs `drill` as configured.
+pub async fn run_configured(host: &HostConfig, drill: &DrillConfig, opts: &RunOptions, progress: &dyn Progress, cancel: &CancellationToken) -> Result<DrillOutcome, RunError> {
+    let mut drill = drill.clone();
+    if let Some(d) = opts.alert_deadline {
+        for a in &mut drill.alerts {
+            a.deadline = d;
+        }
+    }
+    let key = signing_key(host, progress)?;
+
+    // The receiver listens before anything can fire an alert.
+    let (listen, token) = match drill.tenant {
+        // A rehearsal never takes the production listener's port.
+        TenantKind::Rehearsal => (SocketAddr::from(([127, 0, 0, 1], 0)), random_secret()),
+        TenantKind::Entra => {
+            let token = match &host.webhook.token {
+                Some(r) => r.resolve().map_err(|e| RunError::Config(format!("webhook.token: {e}")))?,
+                None => {
+                    return Err(RunError::Config(
+                        "a drill against Entra needs [webhook] token = \"env:...\" or \"file:...\" in glassdrill.toml: the action group's webhook URL carries it".into(),
+                    ));
+                }
+            };
+            (host.webhook.listen, token)
+        }
+    };
+    let receiver = WebhookReceiver::start(listen, token, host.webhook.max_body_bytes).await.map_err(|e| RunError::Host(e.to_string()))?;
+
+    let generated;
+    let (cred_id, pkcs8, rp_id, user_handle) = match &drill.authenticator {
+        AuthenticatorConfig::Virtual(Some(c)) => {
+            let pkcs8 = c.private_key.resolve_bytes().map_err(|e| RunError::Config(format!("{}: authenticator.private_key: {e}", drill.source.display())))?;
+            (c.credential_id.clone(), pkcs8, c.rp_id.clone(), c.user_handle.clone())
+        }
+        AuthenticatorConfig::Virtual(None) => {
+            generated = GeneratedCredential::new()?;
+            (generated.id.clone(), generated.pkcs8.clone(), format!("ceremony.{}", crate::tenant::DOMAIN), generated.user_handle.clone())
+        }
+    };
+
+    let mut tenant = None;
+    let endpoints = match drill.tenant {
+        TenantKind::Rehearsal => {
+            let client_secret = random_secret();
+            let account = rehearsal_account(&drill.account, &cred_id, pkcs8.expose_secret(), &user_handle)?;
+            let t = RehearsalTenant::start(TenantOptions {
+                account,
+                client_id: "glassdrill-rehearsal".into(),
+                client_secret: client_secret.clone(),
+                faults: opts.faults.clone(),
+                alert_delay: opts.alert_delay,
+                alert_late_delay: drill.alerts.iter().map(|a| a.deadline).max().unwrap_or_default() + Duration::from_secs(2),
+                log_delay: Duration::from_secs(2),
+                webhook_url: Some(receiver.url_with_token().expose_secret().to_owned()),
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            })
+            .await
+            .map_err(|e| RunError::Host(e.to_string()))?;
+            if rp_id != t.urls().rp_id {
+                return Err(RunError::Config(format!(
+                    "{}: authenticator.rp_id must be `{}` for the rehearsal tenant",
+                    drill.source.display(),
+                    t.urls().rp_id
+                )));
+            }
+            progress.note(&format!("rehearsal tenant at {} (faults: {})", t.urls().authority, fault_list(&opts.faults)));
+            let e = TenantEndpoints {
+                authority: t.urls().authority.clone(),
+                tenant_id: TENANT_ID.into(),
+                graph: t.urls().graph.clone(),
+                client_id: "glassdrill-rehearsal".into(),
+                client_secret,
+            };
+            tenant = Some(t);
+            e
+        }
+        TenantKind::Entra => {
+            let Some(entra) = &host.entra else {
+                return Err(RunError::Config(format!(
+                    "drill {} signs in to Entra, but the host config has no [entra] table; see deploy/glassdrill.toml",
+                    drill.id
+                )));
+            };
+            let client_secret = entra.client_secret.resolve().map_err(|e| RunError::Config(format!("entra.client_secret: {e}")))?;
+            TenantEndpoints {
+                authority: entra.authority.clone(),
+                tenant_id: entra.tenant_id.clone(),
+                graph: entra.graph.clone(),
+                client_id: entra.client_id.clone(),
+                client_secret,
+            }
+        }
+    };
+    progress.note(&format!("webhook receiver at {}", receiver.url_redacted()));
+
+    let authenticator = VirtualAuthenticator::new(cred_id, pkcs8, rp_id, user_handle).map_err(|e| RunError::Config(e.to_string()))?;
+    let alert_checks: Vec<Box<dyn AlertCheck>> = drill
+        .alerts
+        .iter()
+        .map(|a| match a.kind {
+            AlertKind::Webhook => Box::new(receiver.check()) as Box<dyn AlertCheck>,
+        })
+        .collect();
+    let plan = DrillPlan {
+        drill: &drill,
+        host_digest: &host.digest,
+        tenant: endpoints,
+        authenticator: &authenticator,
+        alert_checks,
+        browser: BrowserOptions { chromium: host.browser.chromium.clone(), chromedriver: host.browser.chromedriver.clone() },
+        step_timeout: opts.step_timeout.unwrap_or(host.browser.step_timeout),
+        evidence_dir: host.evidence_dir(),
+        signing_key: &key,
+        signer: &host.evidence.signer,
+        operator: opts.operator.clone(),
+        witness: opts.witness.clone(),
+    };
+    let outcome = run_drill(plan, progress, cancel).await;
+    if let Some(t) = tenant {
+        t.shutdown().await;
+    }
+    receiver.shutdown().await;
+    Ok(outcome)
+}
+
+fn fault_list(f: &[Fault]) -> String {
+    if f.is_empty() {
+        "none".into()
+    } else {
+        f.iter().map(|f| f.name()).collect::<Vec<_>>().join(", ")
+    }
+}

@@ -1,0 +1,214 @@
+//! HTML of the rehearsal tenant's pages.
+//!
+//! The markup mimics what a drill's flow file relies on in Entra ID: the
+//! legacy element ids (`i0116`, `idSIButton9`, `idA_PWD_SwitchToFido`,
+//! `KmsiCheckboxField`, `idBtn_Back`) and `window.$Config` with `pgid` and
+//! `correlationId`. It is deliberately plain otherwise.
+
+/// Escapes text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Serialises a value for embedding in a `<script>` block: JSON with `<`
+/// escaped so that no `</script>` can close the block early.
+pub fn script_json(v: &serde_json::Value) -> String {
+    v.to_string().replace('<', "\\u003c")
+}
+
+const STYLE: &str = "body{font-family:'Segoe UI',sans-serif;background:#f2f2f2;margin:0}\
+.card{background:#fff;width:440px;margin:60px auto;padding:44px;box-shadow:0 2px 6px rgba(0,0,0,.2)}\
+.title{font-size:24px;font-weight:600;margin:16px 0}\
+input[type=email]{width:100%;font-size:15px;padding:6px 0;border:0;border-bottom:1px solid #666}\
+.btn{background:#0067b8;color:#fff;border:0;padding:6px 24px;font-size:15px;margin-top:24px;cursor:pointer}\
+.btn.secondary{background:#ccc;color:#000}.error{color:#e81123;margin:8px 0}\
+.tile{display:block;padding:12px;border:1px solid #ccc;margin:8px 0;color:#000;text-decoration:none}\
+.banner{font-size:12px;color:#666;text-align:center}";
+
+/// A page with Entra's `$Config` page identity.
+pub fn page(title: &str, pgid: &str, correlation_id: &str, body: &str) -> String {
+    let config = serde_json::json!({ "pgid": pgid, "correlationId": correlation_id });
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\
+<script>window.$Config={};</script><style>{STYLE}</style></head><body>\
+<div class=\"card\"><div class=\"banner\">glassdrill rehearsal tenant — not Microsoft</div>{body}</div></body></html>",
+        esc(title),
+        script_json(&config)
+    )
+}
+
+/// Username page (`ConvergedSignIn`), optionally with an error under the
+/// field.
+pub fn username(tenant: &str, flow_token: &str, corr: &str, error: Option<&str>) -> String {
+    let err = error
+        .map(|e| format!("<div id=\"usernameError\" class=\"error\" role=\"alert\">{}</div>", esc(e)))
+        .unwrap_or_default();
+    page(
+        "Sign in to your account",
+        "ConvergedSignIn",
+        corr,
+        &format!(
+            "<div class=\"title\" role=\"heading\">Sign in</div>\
+<form method=\"post\" action=\"/{t}/login\" name=\"f1\">\
+<input type=\"hidden\" name=\"flowToken\" value=\"{ft}\">{err}\
+<input type=\"email\" name=\"loginfmt\" id=\"i0116\" placeholder=\"Email, phone, or Skype\" autocomplete=\"username\">\
+<input type=\"submit\" id=\"idSIButton9\" class=\"btn\" value=\"Next\"></form>",
+            t = esc(tenant),
+            ft = esc(flow_token),
+        ),
+    )
+}
+
+/// Sign-in options. With `drift`, the security-key link has the id and
+/// attributes of an imagined redesign, so no selector of the shipped flow
+/// matches: that is how UI drift is rehearsed.
+pub fn options(tenant: &str, flow_token: &str, corr: &str, upn: &str, drift: bool) -> String {
+    let link = if drift {
+        format!(
+            "<a class=\"tile\" id=\"idA_PWD_SwitchToPasskey\" data-value=\"PasskeyOrSecurityKey\" href=\"/{t}/passkey/start?flowToken={ft}\">Face, fingerprint, PIN or security key</a>",
+            t = esc(tenant),
+            ft = esc(flow_token)
+        )
+    } else {
+        format!(
+            "<a class=\"tile\" id=\"idA_PWD_SwitchToFido\" data-value=\"FidoKey\" href=\"/{t}/fido/start?flowToken={ft}\">Sign in with a security key</a>",
+            t = esc(tenant),
+            ft = esc(flow_token)
+        )
+    };
+    page(
+        "Sign-in options",
+        "ConvergedSignInOptions",
+        corr,
+        &format!(
+            "<div id=\"displayName\">{}</div><div class=\"title\" role=\"heading\">Sign-in options</div>{link}\
+<a class=\"tile\" id=\"idA_PWD_SwitchToPassword\" href=\"#\">Use my password</a>",
+            esc(upn)
+        ),
+    )
+}
+
+/// Security key page (`ConvergedFido`): "Next" goes to the ceremony origin.
+pub fn fido(ceremony_action: &str, flow_token: &str, corr: &str, upn: &str) -> String {
+    page(
+        "Sign in with a security key",
+        "ConvergedFido",
+        corr,
+        &format!(
+            "<div id=\"displayName\">{}</div><div class=\"title\" role=\"heading\">Sign in with a security key</div>\
+<p>When you are ready to use your security key, select Next.</p>\
+<form method=\"get\" action=\"{}\"><input type=\"hidden\" name=\"flowToken\" value=\"{}\">\
+<input type=\"submit\" id=\"idSIButton9\" class=\"btn\" value=\"Next\"></form>",
+            esc(upn),
+            esc(ceremony_action),
+            esc(flow_token)
+        ),
+    )
+}
+
+/// The WebAuthn ceremony page on the ceremony origin: calls
+/// `navigator.credentials.get` and posts the assertion back to the sign-in
+/// host. Entra uses discoverable credentials, so `allowCredentials` is empty.
+pub fn ceremony(options: &serde_json::Value, verify_action: &str, flow_token: &str, corr: &str) -> String {
+    let script = r#"
+(async () => {
+  const opts = JSON.parse(document.getElementById('fidoOptions').textContent);
+  const dec = (s) => Uint8Array.from(atob(s.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+  const enc = (b) => btoa(String.fromCharCode(...new Uint8Array(b))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  const f = document.getElementById('fidoForm');
+  try {
+    const cred = await navigator.credentials.get({ publicKey: {
+      challenge: dec(opts.challenge), rpId: opts.rpId, allowCredentials: [],
+      userVerification: 'required', timeout: opts.timeout } });
+    f.credentialId.value = enc(cred.rawId);
+    f.authenticatorData.value = enc(cred.response.authenticatorData);
+    f.clientDataJSON.value = enc(cred.response.clientDataJSON);
+    f.signature.value = enc(cred.response.signature);
+    f.userHandle.value = cred.response.userHandle ? enc(cred.response.userHandle) : '';
+  } catch (e) {
+    f.error.value = (e && e.name) || 'Error';
+  }
+  f.submit();
+})();
+"#;
+    page(
+        "Signing in with your security key",
+        "ConvergedFidoGet",
+        corr,
+        &format!(
+            "<div class=\"title\" role=\"heading\">Waiting for your security key…</div>\
+<script type=\"application/json\" id=\"fidoOptions\">{}</script>\
+<form id=\"fidoForm\" method=\"post\" action=\"{}\">\
+<input type=\"hidden\" name=\"flowToken\" value=\"{}\"><input type=\"hidden\" name=\"credentialId\">\
+<input type=\"hidden\" name=\"authenticatorData\"><input type=\"hidden\" name=\"clientDataJSON\">\
+<input type=\"hidden\" name=\"signature\"><input type=\"hidden\" name=\"userHandle\"><input type=\"hidden\" name=\"error\"></form>\
+<script>{script}</script>",
+            script_json(options),
+            esc(verify_action),
+            esc(flow_token)
+        ),
+    )
+}
+
+/// "Stay signed in?" (`KmsiInterrupt`).
+pub fn kmsi(tenant: &str, flow_token: &str, corr: &str) -> String {
+    page(
+        "Stay signed in?",
+        "KmsiInterrupt",
+        corr,
+        &format!(
+            "<div class=\"title\" role=\"heading\">Stay signed in?</div><p>Do this to reduce the number of times you are asked to sign in.</p>\
+<form method=\"post\" action=\"/{t}/kmsi\"><input type=\"hidden\" name=\"flowToken\" value=\"{ft}\">\
+<label><input type=\"checkbox\" id=\"KmsiCheckboxField\" name=\"DontShowAgain\"> Don't show this again</label><br>\
+<button type=\"submit\" id=\"idBtn_Back\" name=\"kmsi\" value=\"no\" class=\"btn secondary\">No</button> \
+<button type=\"submit\" id=\"idSIButton9\" name=\"kmsi\" value=\"yes\" class=\"btn\">Yes</button></form>",
+            t = esc(tenant),
+            ft = esc(flow_token)
+        ),
+    )
+}
+
+/// Error page (`ConvergedError`).
+pub fn error(corr: &str, message: &str) -> String {
+    page(
+        "Sign in to your account",
+        "ConvergedError",
+        corr,
+        &format!(
+            "<div class=\"title\" role=\"heading\">We couldn't sign you in</div><div id=\"errorText\" class=\"error\" role=\"alert\">{}</div>\
+<p>Correlation ID: {}</p>",
+            esc(message),
+            esc(corr)
+        ),
+    )
+}
+
+/// The landing page on the `myaccount` host.
+pub fn landing(upn: Option<&str>) -> String {
+    let body = match upn {
+        Some(u) => format!("<main id=\"landing\"><div class=\"title\">My Account</div><p>Signed in as <span id=\"upn\">{}</span></p></main>", esc(u)),
+        None => "<main id=\"landing-anonymous\"><p>Not signed in.</p></main>".to_owned(),
+    };
+    page("My Account", "MyAccount", "", &body)
+}
+
+/// After sign-out.
+pub fn signed_out() -> String {
+    page(
+        "Signed out",
+        "SignOut",
+        "",
+        "<div id=\"signedOut\" class=\"title\">You signed out of your account</div>",
+    )
+}
