@@ -115,12 +115,21 @@ pub enum IgnoreReason {
 impl std::fmt::Display for IgnoreReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::OtherAccount { accounts } => write!(f, "for another account ({})", accounts.join(", ")),
+            Self::OtherAccount { accounts } => {
+                write!(f, "for another account ({})", accounts.join(", "))
+            }
             Self::NoAccount => write!(f, "names no account"),
             Self::FiredBeforeSignIn { fired, signin } => {
-                write!(f, "fired before the sign-in ({} < {})", fired.to_rfc3339(), signin.to_rfc3339())
+                write!(
+                    f,
+                    "fired before the sign-in ({} < {})",
+                    fired.to_rfc3339(),
+                    signin.to_rfc3339()
+                )
             }
-            Self::NotFired { condition } => write!(f, "monitor condition is {condition}, not Fired"),
+            Self::NotFired { condition } => {
+                write!(f, "monitor condition is {condition}, not Fired")
+            }
         }
     }
 }
@@ -128,16 +137,23 @@ impl std::fmt::Display for IgnoreReason {
 /// Whether `alert` counts for the sign-in of `upn` at `signin`.
 pub fn judge(alert: &CommonAlert, upn: &str, signin: DateTime<Utc>) -> Result<(), IgnoreReason> {
     if !alert.monitor_condition.eq_ignore_ascii_case("fired") {
-        return Err(IgnoreReason::NotFired { condition: alert.monitor_condition.clone() });
+        return Err(IgnoreReason::NotFired {
+            condition: alert.monitor_condition.clone(),
+        });
     }
     if alert.accounts.is_empty() {
         return Err(IgnoreReason::NoAccount);
     }
     if !alert.accounts.iter().any(|a| same_upn(a, upn)) {
-        return Err(IgnoreReason::OtherAccount { accounts: alert.accounts.clone() });
+        return Err(IgnoreReason::OtherAccount {
+            accounts: alert.accounts.clone(),
+        });
     }
     if alert.fired < signin {
-        return Err(IgnoreReason::FiredBeforeSignIn { fired: alert.fired, signin });
+        return Err(IgnoreReason::FiredBeforeSignIn {
+            fired: alert.fired,
+            signin,
+        });
     }
     Ok(())
 }
@@ -201,8 +217,13 @@ struct Store {
 
 impl Store {
     fn snapshot_from(&self, from: usize) -> Vec<ReceivedAlert> {
-        let g = self.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        g.get(from..).map(<[ReceivedAlert]>::to_vec).unwrap_or_default()
+        let g = self
+            .alerts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        g.get(from..)
+            .map(<[ReceivedAlert]>::to_vec)
+            .unwrap_or_default()
     }
 }
 
@@ -213,7 +234,9 @@ struct ReceiverState {
 
 /// Why the receiver could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("webhook receiver cannot listen on {addr}: {reason}; change [webhook] listen in glassdrill.toml")]
+#[error(
+    "webhook receiver cannot listen on {addr}: {reason}; change [webhook] listen in glassdrill.toml"
+)]
 pub struct ReceiverError {
     addr: SocketAddr,
     reason: String,
@@ -228,9 +251,18 @@ pub struct WebhookReceiver {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-async fn receive(State(st): State<Arc<ReceiverState>>, Path(token): Path<String>, body: Bytes) -> (StatusCode, &'static str) {
+async fn receive(
+    State(st): State<Arc<ReceiverState>>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
     let expected = st.token.expose_secret().as_bytes();
-    let ok = expected.len() == token.len() && expected.iter().zip(token.as_bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
+    let ok = expected.len() == token.len()
+        && expected
+            .iter()
+            .zip(token.as_bytes())
+            .fold(0u8, |a, (x, y)| a | (x ^ y))
+            == 0;
     if !ok {
         return (StatusCode::FORBIDDEN, "wrong token\n");
     }
@@ -238,15 +270,27 @@ async fn receive(State(st): State<Arc<ReceiverState>>, Path(token): Path<String>
         return (StatusCode::BAD_REQUEST, "body is not JSON\n");
     };
     let Ok(alert) = parse_common_alert(&v) else {
-        return (StatusCode::UNPROCESSABLE_ENTITY, "not an Azure Monitor common alert schema payload\n");
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not an Azure Monitor common alert schema payload\n",
+        );
     };
     {
-        let mut g = st.store.alerts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = st
+            .store
+            .alerts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if g.len() >= MAX_STORED {
             return (StatusCode::TOO_MANY_REQUESTS, "receiver is full\n");
         }
         let seq = g.len() as u64 + 1;
-        g.push(ReceivedAlert { seq, received_at: Utc::now(), raw: body, alert });
+        g.push(ReceivedAlert {
+            seq,
+            received_at: Utc::now(),
+            raw: body,
+            alert,
+        });
     }
     st.store.notify.notify_waiters();
     (StatusCode::ACCEPTED, "accepted\n")
@@ -254,13 +298,26 @@ async fn receive(State(st): State<Arc<ReceiverState>>, Path(token): Path<String>
 
 impl WebhookReceiver {
     /// Binds `listen` first, then serves `POST /webhook/{token}`.
-    pub async fn start(listen: SocketAddr, token: SecretString, max_body: usize) -> Result<Self, ReceiverError> {
+    pub async fn start(
+        listen: SocketAddr,
+        token: SecretString,
+        max_body: usize,
+    ) -> Result<Self, ReceiverError> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .map_err(|e| ReceiverError { addr: listen, reason: e.to_string() })?;
-        let addr = listener.local_addr().map_err(|e| ReceiverError { addr: listen, reason: e.to_string() })?;
+            .map_err(|e| ReceiverError {
+                addr: listen,
+                reason: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| ReceiverError {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
         let store = Arc::new(Store::default());
-        let state = Arc::new(ReceiverState { token: token.clone(), store: store.clone() });
+        let state = Arc::new(ReceiverState {
+            token: token.clone(),
+            store: store.clone(),
+        });
         let app = Router::new()
             .route("/webhook/{token}", post(receive))
             .layer(DefaultBodyLimit::max(max_body))
@@ -268,9 +325,17 @@ impl WebhookReceiver {
         let cancel = CancellationToken::new();
         let c = cancel.clone();
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).with_graceful_shutdown(async move { c.cancelled().await }).await;
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await;
         });
-        Ok(Self { addr, token, store, cancel, task: Some(task) })
+        Ok(Self {
+            addr,
+            token,
+            store,
+            cancel,
+            task: Some(task),
+        })
     }
 
     /// The bound address.
@@ -281,7 +346,11 @@ impl WebhookReceiver {
     /// The full URL including the secret token: give it to the alert
     /// pipeline, never to a log.
     pub fn url_with_token(&self) -> SecretString {
-        SecretString::from(format!("http://{}/webhook/{}", self.addr, self.token.expose_secret()))
+        SecretString::from(format!(
+            "http://{}/webhook/{}",
+            self.addr,
+            self.token.expose_secret()
+        ))
     }
 
     /// The URL with the token redacted, for display.
@@ -296,7 +365,9 @@ impl WebhookReceiver {
 
     /// A check that waits for alerts on this receiver.
     pub fn check(&self) -> WebhookCheck {
-        WebhookCheck { store: self.store.clone() }
+        WebhookCheck {
+            store: self.store.clone(),
+        }
     }
 
     /// Stops serving.
@@ -375,16 +446,25 @@ mod tests {
     fn correlation_rules() {
         let t = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
         let me = "BG1@contoso.onmicrosoft.com";
-        assert_eq!(judge(&alert("bg1@contoso.onmicrosoft.com", t), me, t), Ok(()));
+        assert_eq!(
+            judge(&alert("bg1@contoso.onmicrosoft.com", t), me, t),
+            Ok(())
+        );
         assert!(matches!(
             judge(&alert("bg2@contoso.onmicrosoft.com", t), me, t),
             Err(IgnoreReason::OtherAccount { .. })
         ));
         let early = t - chrono::Duration::seconds(1);
-        assert!(matches!(judge(&alert(me, early), me, t), Err(IgnoreReason::FiredBeforeSignIn { .. })));
+        assert!(matches!(
+            judge(&alert(me, early), me, t),
+            Err(IgnoreReason::FiredBeforeSignIn { .. })
+        ));
         let mut resolved = alert(me, t);
         resolved.monitor_condition = "Resolved".into();
-        assert!(matches!(judge(&resolved, me, t), Err(IgnoreReason::NotFired { .. })));
+        assert!(matches!(
+            judge(&resolved, me, t),
+            Err(IgnoreReason::NotFired { .. })
+        ));
         let mut anon = alert(me, t);
         anon.accounts.clear();
         assert_eq!(judge(&anon, me, t), Err(IgnoreReason::NoAccount));
@@ -392,9 +472,16 @@ mod tests {
 
     #[test]
     fn parse_rejects_other_schemas() {
-        assert!(parse_common_alert(&serde_json::json!({"schemaId": "Microsoft.Insights/activityLogs"})).is_err());
+        assert!(
+            parse_common_alert(&serde_json::json!({"schemaId": "Microsoft.Insights/activityLogs"}))
+                .is_err()
+        );
         let mut v = crate::tenant::common_alert("a1", "x@y", Utc::now(), Utc::now());
         v["data"]["essentials"]["firedDateTime"] = "yesterday".into();
-        assert!(parse_common_alert(&v).unwrap_err().contains("firedDateTime"));
+        assert!(
+            parse_common_alert(&v)
+                .unwrap_err()
+                .contains("firedDateTime")
+        );
     }
 }

@@ -75,9 +75,16 @@ impl std::fmt::Debug for VirtualAuthenticator {
 impl VirtualAuthenticator {
     /// From a PKCS#8 DER P-256 key (checked here, so a bad key fails in
     /// preflight, not mid-sign-in).
-    pub fn new(credential_id: Vec<u8>, pkcs8: SecretSlice<u8>, rp_id: String, user_handle: Vec<u8>) -> Result<Self, AuthenticatorError> {
-        let pk = webauthn::public_key_from_pkcs8(pkcs8.expose_secret()).map_err(|e| AuthenticatorError::Key(e.to_string()))?;
-        let spki = p256::pkcs8::EncodePublicKey::to_public_key_der(&pk).map_err(|e| AuthenticatorError::Key(e.to_string()))?;
+    pub fn new(
+        credential_id: Vec<u8>,
+        pkcs8: SecretSlice<u8>,
+        rp_id: String,
+        user_handle: Vec<u8>,
+    ) -> Result<Self, AuthenticatorError> {
+        let pk = webauthn::public_key_from_pkcs8(pkcs8.expose_secret())
+            .map_err(|e| AuthenticatorError::Key(e.to_string()))?;
+        let spki = p256::pkcs8::EncodePublicKey::to_public_key_der(&pk)
+            .map_err(|e| AuthenticatorError::Key(e.to_string()))?;
         Ok(Self {
             credential_id,
             pkcs8,
@@ -101,7 +108,11 @@ impl Authenticator for VirtualAuthenticator {
     }
 
     async fn preflight(&self) -> Result<Vec<String>, AuthenticatorError> {
-        Ok(vec![format!("virtual credential {} for {}", B64.encode(&self.credential_id), self.rp_id)])
+        Ok(vec![format!(
+            "virtual credential {} for {}",
+            B64.encode(&self.credential_id),
+            self.rp_id
+        )])
     }
 
     async fn attach(&self, browser: &Browser) -> Result<(), AuthenticatorError> {
@@ -120,7 +131,9 @@ impl Authenticator for VirtualAuthenticator {
             )
             .await?;
         let Some(id) = v.as_str().map(str::to_owned) else {
-            return Err(AuthenticatorError::Key(format!("chromedriver returned no authenticator id ({v})")));
+            return Err(AuthenticatorError::Key(format!(
+                "chromedriver returned no authenticator id ({v})"
+            )));
         };
         browser
             .session_command(
@@ -138,7 +151,9 @@ impl Authenticator for VirtualAuthenticator {
             .await
             .map_err(|e| match e {
                 // The command's body holds the key; never let it into text.
-                BrowserError::Command { command, .. } => AuthenticatorError::Key(format!("{command} was refused")),
+                BrowserError::Command { command, .. } => {
+                    AuthenticatorError::Key(format!("{command} was refused"))
+                }
                 other => AuthenticatorError::Browser(other),
             })?;
         Ok(())

@@ -27,7 +27,9 @@ use serde_json::{Value, json};
 #[derive(Debug, thiserror::Error)]
 pub enum BrowserError {
     /// A binary is missing.
-    #[error("{what} not found at {path}: run `deploy/setup.sh` (installs chromium and chromium-driver) or set [browser] {field} in glassdrill.toml")]
+    #[error(
+        "{what} not found at {path}: run `deploy/setup.sh` (installs chromium and chromium-driver) or set [browser] {field} in glassdrill.toml"
+    )]
     Missing {
         /// chromium / chromedriver.
         what: &'static str,
@@ -67,6 +69,9 @@ pub struct BrowserOptions {
     pub chromium: PathBuf,
     /// chromedriver binary.
     pub chromedriver: PathBuf,
+    /// Where the profile and the browser's temp files go (the system temp
+    /// dir when `None`); removed after the drill either way.
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// Flags for an unattended, offline Chromium. Background networking, sync
@@ -126,18 +131,27 @@ fn free_port() -> Result<u16, BrowserError> {
         what: "chromedriver",
         reason: format!("no free loopback port: {e}"),
     })?;
-    l.local_addr().map(|a| a.port()).map_err(|e| BrowserError::Start {
-        what: "chromedriver",
-        reason: e.to_string(),
-    })
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| BrowserError::Start {
+            what: "chromedriver",
+            reason: e.to_string(),
+        })
 }
 
-async fn wait_ready(port: u16, child: &mut tokio::process::Child, limit: Duration) -> Result<(), BrowserError> {
+async fn wait_ready(
+    port: u16,
+    child: &mut tokio::process::Child,
+    limit: Duration,
+) -> Result<(), BrowserError> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
         .build()
-        .map_err(|e| BrowserError::Start { what: "chromedriver", reason: e.to_string() })?;
+        .map_err(|e| BrowserError::Start {
+            what: "chromedriver",
+            reason: e.to_string(),
+        })?;
     let url = format!("http://127.0.0.1:{port}/status");
     let deadline = tokio::time::Instant::now() + limit;
     let mut backoff = Duration::from_millis(10);
@@ -180,14 +194,20 @@ impl Browser {
                 path: opts.chromedriver.display().to_string(),
             });
         }
-        let start_err = |what: &'static str| move |e: std::io::Error| BrowserError::Start { what, reason: e.to_string() };
+        let start_err = |what: &'static str| {
+            move |e: std::io::Error| BrowserError::Start {
+                what,
+                reason: e.to_string(),
+            }
+        };
+        let root = opts.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
         let tmp = tempfile::Builder::new()
             .prefix("glassdrill-tmp-")
-            .tempdir()
+            .tempdir_in(&root)
             .map_err(start_err("temp dir"))?;
         let profile = tempfile::Builder::new()
             .prefix("glassdrill-profile-")
-            .tempdir()
+            .tempdir_in(&root)
             .map_err(start_err("browser profile"))?;
 
         // A port picked by binding :0 can be taken before chromedriver binds
@@ -239,7 +259,12 @@ impl Browser {
         );
         caps.insert("pageLoadStrategy".into(), json!("normal"));
         let url = format!("http://127.0.0.1:{}", driver.port);
-        let mut browser = Self { client: None, driver, profile, _tmp: tmp };
+        let mut browser = Self {
+            client: None,
+            driver,
+            profile,
+            _tmp: tmp,
+        };
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
             .connect(&url)
@@ -269,13 +294,25 @@ impl Browser {
 
     /// Sends a chromedriver command under `/session/{id}/{path}`, such as the
     /// W3C WebAuthn extension's `webauthn/authenticator`.
-    pub async fn session_command(&self, method: http::Method, path: &str, body: Option<Value>) -> Result<Value, BrowserError> {
-        let cmd = SessionCommand { method, path: path.to_owned(), body };
+    pub async fn session_command(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, BrowserError> {
+        let cmd = SessionCommand {
+            method,
+            path: path.to_owned(),
+            body,
+        };
         let label = format!("{} {}", cmd.method, cmd.path);
         self.client()?
             .issue_cmd(cmd)
             .await
-            .map_err(|e| BrowserError::Command { command: label, reason: e.to_string() })
+            .map_err(|e| BrowserError::Command {
+                command: label,
+                reason: e.to_string(),
+            })
     }
 
     /// Closes the session and kills chromedriver; the profile and temp
@@ -284,8 +321,16 @@ impl Browser {
         let result = match self.client.take() {
             Some(c) => tokio::time::timeout(Duration::from_secs(10), c.close())
                 .await
-                .map_err(|_| BrowserError::Command { command: "DELETE session".into(), reason: "timed out".into() })
-                .and_then(|r| r.map_err(|e| BrowserError::Command { command: "DELETE session".into(), reason: e.to_string() })),
+                .map_err(|_| BrowserError::Command {
+                    command: "DELETE session".into(),
+                    reason: "timed out".into(),
+                })
+                .and_then(|r| {
+                    r.map_err(|e| BrowserError::Command {
+                        command: "DELETE session".into(),
+                        reason: e.to_string(),
+                    })
+                }),
             None => Ok(()),
         };
         self.driver.kill_group();
@@ -311,12 +356,19 @@ struct SessionCommand {
 }
 
 impl WebDriverCompatibleCommand for SessionCommand {
-    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
         let sid = session_id.unwrap_or_default();
         base_url.join(&format!("session/{sid}/{}", self.path))
     }
 
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (self.method.clone(), self.body.as_ref().map(Value::to_string))
+        (
+            self.method.clone(),
+            self.body.as_ref().map(Value::to_string),
+        )
     }
 }

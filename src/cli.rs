@@ -187,7 +187,8 @@ pub struct TenantArgs {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|_| format!("`{s}` is not a duration; write it like `2s`, `500ms` or `1m`"))
+    humantime::parse_duration(s)
+        .map_err(|_| format!("`{s}` is not a duration; write it like `2s`, `500ms` or `1m`"))
 }
 
 fn print_problems(p: &Problems) {
@@ -281,7 +282,12 @@ pub async fn execute(cli: Cli) -> u8 {
     }
 }
 
-async fn drill_command(host: &HostConfig, drill: &DrillConfig, opts: &RunOptions, mode: ProgressMode) -> u8 {
+async fn drill_command(
+    host: &HostConfig,
+    drill: &DrillConfig,
+    opts: &RunOptions,
+    mode: ProgressMode,
+) -> u8 {
     let progress = progress_for(mode);
     let cancel = cancel_on_signals();
     match rehearsal::run_configured(host, drill, opts, progress.as_ref(), &cancel).await {
@@ -306,7 +312,12 @@ fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
         println!("  reason: {r}");
     }
     for s in &o.stages {
-        println!("  {:<9} {:<11} {:>8.2}s", s.stage.name(), format!("{:?}", s.status).to_lowercase(), s.duration_ms as f64 / 1000.0);
+        println!(
+            "  {:<9} {:<11} {:>8.2}s",
+            s.stage.name(),
+            format!("{:?}", s.status).to_lowercase(),
+            s.duration_ms as f64 / 1000.0
+        );
     }
     for a in &o.alert_summaries {
         println!(
@@ -342,7 +353,13 @@ fn check_config(host: &HostConfig) -> u8 {
     let (drills, problems) = load_drills(&host.drills_dir);
     print_problems(&problems);
     for d in &drills {
-        println!("drill {}: {} ({} alert(s)) from {}", d.id, d.account, d.alerts.len(), d.source.display());
+        println!(
+            "drill {}: {} ({} alert(s)) from {}",
+            d.id,
+            d.account,
+            d.alerts.len(),
+            d.source.display()
+        );
     }
     if problems.has_errors() {
         eprintln!("configuration has errors");
@@ -358,10 +375,18 @@ fn keygen(host: &HostConfig, a: KeygenArgs) -> u8 {
     let comment = a.comment.unwrap_or_else(|| host.evidence.signer.clone());
     match SigningKey::generate(&path, &comment) {
         Ok(k) => {
-            println!("created {} (mode 0600) and {}.pub", path.display(), path.display());
+            println!(
+                "created {} (mode 0600) and {}.pub",
+                path.display(),
+                path.display()
+            );
             println!("fingerprint: {}", k.fingerprint());
             println!("allowed_signers line for auditors:");
-            println!("{comment} namespaces=\"{}\" {}", evidence::NAMESPACE, k.public_key_openssh());
+            println!(
+                "{comment} namespaces=\"{}\" {}",
+                evidence::NAMESPACE,
+                k.public_key_openssh()
+            );
             0
         }
         Err(e) => {
@@ -374,9 +399,16 @@ fn keygen(host: &HostConfig, a: KeygenArgs) -> u8 {
 fn verify(a: VerifyArgs) -> u8 {
     match evidence::verify_bundle_all(&a.bundle, a.allowed_signers.as_deref()) {
         Ok(v) => {
-            println!("OK: {} files verified; signed by {} ({})", v.files.len(), v.signer, v.fingerprint);
+            println!(
+                "OK: {} files verified; signed by {} ({})",
+                v.files.len(),
+                v.signer,
+                v.fingerprint
+            );
             if a.allowed_signers.is_none() {
-                println!("note: checked against the bundle's own allowed_signers; pass --allowed-signers with a key you trust to prove who signed");
+                println!(
+                    "note: checked against the bundle's own allowed_signers; pass --allowed-signers with a key you trust to prove who signed"
+                );
             }
             0
         }
@@ -391,13 +423,27 @@ fn verify(a: VerifyArgs) -> u8 {
 
 async fn tenant(host: &HostConfig, a: TenantArgs) -> u8 {
     if let Some(u) = &a.webhook_url {
-        let loopback = url::Url::parse(u).ok().and_then(|u| u.host_str().map(str::to_owned)).is_some_and(|h| h == "127.0.0.1" || h == "localhost" || h.ends_with(".localhost") || h == "[::1]");
+        let loopback = url::Url::parse(u)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .is_some_and(|h| {
+                h == "127.0.0.1" || h == "localhost" || h.ends_with(".localhost") || h == "[::1]"
+            });
         if !loopback {
             eprintln!("error: --webhook-url must point at loopback (127.0.0.1 or *.localhost)");
             return EXIT_USAGE;
         }
     }
-    match crate::tenant::console::serve(host, a.listen, a.faults, a.alert_delay, a.webhook_url, cancel_on_signals()).await {
+    match crate::tenant::console::serve(
+        host,
+        a.listen,
+        a.faults,
+        a.alert_delay,
+        a.webhook_url,
+        cancel_on_signals(),
+    )
+    .await
+    {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e}");

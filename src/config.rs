@@ -106,7 +106,12 @@ pub struct Source<'a> {
 
 impl Source<'_> {
     /// A problem at a byte offset of this file.
-    pub fn problem(&self, offset: usize, severity: Severity, message: impl Into<String>) -> Problem {
+    pub fn problem(
+        &self,
+        offset: usize,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Problem {
         let (line, column) = line_col(self.text, offset);
         Problem {
             file: self.path.to_path_buf(),
@@ -150,7 +155,11 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Parses a duration like `90s`, `15m` or `1h 30m`.
-pub fn parse_duration(src: &Source<'_>, field: &str, v: &Spanned<String>) -> Result<Duration, Problem> {
+pub fn parse_duration(
+    src: &Source<'_>,
+    field: &str,
+    v: &Spanned<String>,
+) -> Result<Duration, Problem> {
     match humantime::parse_duration(v.get_ref()) {
         Ok(d) if !d.is_zero() => Ok(d),
         Ok(_) => Err(src.error(v.span().start, format!("{field} must be longer than zero"))),
@@ -185,7 +194,11 @@ pub struct Environment {
 impl Environment {
     /// The real process environment.
     pub fn from_process() -> Self {
-        let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let non_empty = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
         Self {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
             home: non_empty("HOME"),
@@ -264,6 +277,7 @@ struct RawBrowser {
     chromium: Option<String>,
     chromedriver: Option<String>,
     step_timeout: Option<Spanned<String>>,
+    temp_dir: Option<String>,
 }
 
 /// The validated host config.
@@ -333,6 +347,8 @@ pub struct BrowserConfig {
     pub chromedriver: PathBuf,
     /// How long one flow step may wait for its page.
     pub step_timeout: Duration,
+    /// Parent of the ephemeral browser profile (system temp dir if unset).
+    pub temp_dir: Option<PathBuf>,
 }
 
 impl Default for BrowserConfig {
@@ -341,6 +357,7 @@ impl Default for BrowserConfig {
             chromium: PathBuf::from("/usr/bin/chromium"),
             chromedriver: PathBuf::from("/usr/bin/chromedriver"),
             step_timeout: Duration::from_secs(20),
+            temp_dir: None,
         }
     }
 }
@@ -409,8 +426,15 @@ impl HostConfig {
     pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Self, Problems> {
         let src = Source { path, text };
         let raw: RawHost = src.parse().map_err(|p| Problems(vec![p]))?;
-        let base = path.parent().map(Path::to_path_buf).unwrap_or_else(|| env.cwd.clone());
-        let base = if base.as_os_str().is_empty() { env.cwd.clone() } else { base };
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| env.cwd.clone());
+        let base = if base.as_os_str().is_empty() {
+            env.cwd.clone()
+        } else {
+            base
+        };
         let mut problems = Vec::new();
         let mut cfg = Self::defaults(env);
         cfg.source = Some(path.to_path_buf());
@@ -445,7 +469,11 @@ impl HostConfig {
             match parse_secret(&src, "webhook.token", t) {
                 Ok(r) => {
                     if let Err(e) = r.resolve() {
-                        problems.push(src.problem(t.span().start, Severity::Warning, format!("webhook.token: {e}")));
+                        problems.push(src.problem(
+                            t.span().start,
+                            Severity::Warning,
+                            format!("webhook.token: {e}"),
+                        ));
                     }
                     cfg.webhook.token = Some(r);
                 }
@@ -466,24 +494,42 @@ impl HostConfig {
         if let Some(u) = &raw.webhook.public_url {
             match url::Url::parse(u.get_ref()) {
                 Ok(_) => cfg.webhook.public_url = Some(u.get_ref().clone()),
-                Err(e) => problems.push(src.error(u.span().start, format!("webhook.public_url: {e}"))),
+                Err(e) => {
+                    problems.push(src.error(u.span().start, format!("webhook.public_url: {e}")))
+                }
             }
         }
         if let Some(e) = raw.entra {
-            let url_field = |field: &str, v: &Option<Spanned<String>>, default: &str, problems: &mut Vec<Problem>| {
+            let url_field = |field: &str,
+                             v: &Option<Spanned<String>>,
+                             default: &str,
+                             problems: &mut Vec<Problem>| {
                 match v {
                     None => default.to_owned(),
                     Some(s) => match url::Url::parse(s.get_ref()) {
                         Ok(_) => s.get_ref().trim_end_matches('/').to_owned(),
                         Err(err) => {
-                            problems.push(src.error(s.span().start, format!("entra.{field}: {err}; write a full https:// URL")));
+                            problems.push(src.error(
+                                s.span().start,
+                                format!("entra.{field}: {err}; write a full https:// URL"),
+                            ));
                             default.to_owned()
                         }
                     },
                 }
             };
-            let authority = url_field("authority", &e.authority, "https://login.microsoftonline.com", &mut problems);
-            let graph = url_field("graph", &e.graph, "https://graph.microsoft.com", &mut problems);
+            let authority = url_field(
+                "authority",
+                &e.authority,
+                "https://login.microsoftonline.com",
+                &mut problems,
+            );
+            let graph = url_field(
+                "graph",
+                &e.graph,
+                "https://graph.microsoft.com",
+                &mut problems,
+            );
             match parse_secret(&src, "entra.client_secret", &e.client_secret) {
                 Ok(secret) => {
                     if let Err(err) = secret.resolve() {
@@ -509,6 +555,9 @@ impl HostConfig {
         }
         if let Some(c) = raw.browser.chromedriver {
             cfg.browser.chromedriver = PathBuf::from(c);
+        }
+        if let Some(t) = raw.browser.temp_dir {
+            cfg.browser.temp_dir = Some(base.join(t));
         }
         if let Some(t) = &raw.browser.step_timeout {
             match parse_duration(&src, "browser.step_timeout", t) {
@@ -660,7 +709,12 @@ fn base64url(src: &Source<'_>, field: &str, v: &Spanned<String>) -> Result<Vec<u
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(v.get_ref().trim_end_matches('='))
-        .map_err(|_| src.error(v.span().start, format!("{field} must be base64url (as WebAuthn shows credential ids)")))
+        .map_err(|_| {
+            src.error(
+                v.span().start,
+                format!("{field} must be base64url (as WebAuthn shows credential ids)"),
+            )
+        })
 }
 
 /// Reads a flow file relative to the drill file; the built-in Entra flow is
@@ -670,7 +724,10 @@ fn read_flow(drill_path: &Path, name: &str) -> std::io::Result<(PathBuf, String)
     let path = dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(t) => Ok((path, t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && name == "flows/entra-security-key.toml" => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && name == "flows/entra-security-key.toml" =>
+        {
             Ok((path, ENTRA_FLOW.to_owned()))
         }
         Err(e) => Err(e),
@@ -695,7 +752,10 @@ impl DrillConfig {
     /// The built-in rehearsal drill.
     pub fn rehearsal() -> Result<Self, Problems> {
         Self::parse(Path::new("drills/rehearsal.toml"), REHEARSAL_DRILL, |_| {
-            Ok((PathBuf::from("drills/flows/entra-security-key.toml"), ENTRA_FLOW.to_owned()))
+            Ok((
+                PathBuf::from("drills/flows/entra-security-key.toml"),
+                ENTRA_FLOW.to_owned(),
+            ))
         })
     }
 
@@ -712,7 +772,9 @@ impl DrillConfig {
         let id = raw.id.get_ref().clone();
         let id_ok = !id.is_empty()
             && id.len() <= 64
-            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !id_ok {
             problems.push(src.error(
                 raw.id.span().start,
@@ -752,7 +814,10 @@ impl DrillConfig {
                     let key = parse_secret(&src, "authenticator.private_key", pk);
                     let cid = match &a.credential_id {
                         Some(c) => base64url(&src, "authenticator.credential_id", c).map(Some),
-                        None => Err(src.error(raw.authenticator.span().start, "authenticator.credential_id is required with private_key")),
+                        None => Err(src.error(
+                            raw.authenticator.span().start,
+                            "authenticator.credential_id is required with private_key",
+                        )),
                     };
                     let uh = match &a.user_handle {
                         Some(u) => base64url(&src, "authenticator.user_handle", u),
@@ -770,7 +835,12 @@ impl DrillConfig {
                                     format!("authenticator.private_key: {e}"),
                                 ));
                             }
-                            AuthenticatorConfig::Virtual(Some(VirtualCredential { private_key, credential_id, rp_id, user_handle }))
+                            AuthenticatorConfig::Virtual(Some(VirtualCredential {
+                                private_key,
+                                credential_id,
+                                rp_id,
+                                user_handle,
+                            }))
                         }
                         (k, c, u, r) => {
                             problems.extend(k.err());
@@ -798,7 +868,10 @@ impl DrillConfig {
                 AuthenticatorConfig::Virtual(None)
             }
             other => {
-                problems.push(src.error(a.kind.span().start, format!("authenticator kind `{other}` is not known; use `virtual`")));
+                problems.push(src.error(
+                    a.kind.span().start,
+                    format!("authenticator kind `{other}` is not known; use `virtual`"),
+                ));
                 AuthenticatorConfig::Virtual(None)
             }
         };
@@ -817,7 +890,11 @@ impl DrillConfig {
             };
             let deadline = parse_duration(&src, "alerts.deadline", &al.deadline);
             match (kind, deadline) {
-                (Some(kind), Ok(deadline)) => alerts.push(ExpectedAlert { kind, name: al.name.clone(), deadline }),
+                (Some(kind), Ok(deadline)) => alerts.push(ExpectedAlert {
+                    kind,
+                    name: al.name.clone(),
+                    deadline,
+                }),
                 (_, Err(p)) => problems.push(p),
                 _ => {}
             }
@@ -842,7 +919,10 @@ impl DrillConfig {
             Err(e) => {
                 problems.push(src.error(
                     raw.flow.span().start,
-                    format!("flow file `{}` cannot be read ({e}); paths are relative to the drill file", raw.flow.get_ref()),
+                    format!(
+                        "flow file `{}` cannot be read ({e}); paths are relative to the drill file",
+                        raw.flow.get_ref()
+                    ),
                 ));
                 None
             }
@@ -885,7 +965,9 @@ pub fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
                 line: 0,
                 column: 0,
                 severity: Severity::Error,
-                message: format!("cannot read the drills directory ({e}); set drills_dir in the host config"),
+                message: format!(
+                    "cannot read the drills directory ({e}); set drills_dir in the host config"
+                ),
             });
             return (drills, Problems(problems));
         }
@@ -909,7 +991,11 @@ pub fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
                 line: 0,
                 column: 0,
                 severity: Severity::Error,
-                message: format!("drill id `{}` is also used by {}; ids must be unique", d.id, first.display()),
+                message: format!(
+                    "drill id `{}` is also used by {}; ids must be unique",
+                    d.id,
+                    first.display()
+                ),
             });
         }
     }
@@ -939,7 +1025,9 @@ pub fn find_drill(dir: &Path, name: &str) -> Result<DrillConfig, Problems> {
         line: 0,
         column: 0,
         severity: Severity::Error,
-        message: format!("no drill with id `{name}` here; list them with `glassdrill check-config`"),
+        message: format!(
+            "no drill with id `{name}` here; list them with `glassdrill check-config`"
+        ),
     });
     Err(Problems(v))
 }
@@ -1005,10 +1093,21 @@ mod tests {
         let text = "[webhook]\nlisten = \"nowhere\"\ntoken = \"hunter2\"\n[browser]\nstep_timeout = \"soon\"\n";
         let err = HostConfig::parse(&p, text, &e).unwrap_err();
         assert_eq!(err.0.len(), 3, "{err}");
-        assert!(err.to_string().contains(":2:10: error: webhook.listen"), "{err}");
-        assert!(err.to_string().contains(":3:9: error: webhook.token: secrets are given by reference"), "{err}");
+        assert!(
+            err.to_string().contains(":2:10: error: webhook.listen"),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains(":3:9: error: webhook.token: secrets are given by reference"),
+            "{err}"
+        );
         assert!(!err.to_string().contains("hunter2"), "{err}");
-        assert!(err.to_string().contains(":5:16: error: browser.step_timeout"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(":5:16: error: browser.step_timeout"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -1049,7 +1148,10 @@ deadline = "quickly"
         assert!(s.contains("x.toml:1:6: error: id must"), "{s}");
         assert!(s.contains(":2:11: error: account"), "{s}");
         assert!(s.contains(":7:8: error: alert kind `pager`"), "{s}");
-        assert!(s.contains(":13:12: error: alerts.deadline: `quickly`"), "{s}");
+        assert!(
+            s.contains(":13:12: error: alerts.deadline: `quickly`"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -1066,7 +1168,10 @@ name = "y"
 deadline = "5m"
 "#;
         let err = drill(text).unwrap_err().to_string();
-        assert!(err.contains(":4:53: error: authenticator.private_key: secrets are given by reference"), "{err}");
+        assert!(
+            err.contains(":4:51: error: authenticator.private_key: secrets are given by reference"),
+            "{err}"
+        );
         assert!(!err.contains("MIGHAgEAMBMGByqGSM49"), "{err}");
     }
 }

@@ -138,7 +138,11 @@ impl std::fmt::Display for Verdict {
 /// then errors, then interruption.
 pub fn verdict(stages: &[StageRecord]) -> (Verdict, Vec<String>) {
     let reasons = |s: StageStatus| -> Vec<String> {
-        stages.iter().filter(|r| r.status == s).map(|r| format!("{}: {}", r.stage.name(), r.detail)).collect()
+        stages
+            .iter()
+            .filter(|r| r.status == s)
+            .map(|r| format!("{}: {}", r.stage.name(), r.detail))
+            .collect()
     };
     let failed = reasons(StageStatus::Failed);
     if !failed.is_empty() {
@@ -230,10 +234,20 @@ struct Timer {
 impl Timer {
     fn start(stage: Stage, progress: &dyn Progress) -> Self {
         progress.stage_started(stage);
-        Self { stage, started: Utc::now(), t0: std::time::Instant::now() }
+        Self {
+            stage,
+            started: Utc::now(),
+            t0: std::time::Instant::now(),
+        }
     }
 
-    fn end(self, status: StageStatus, detail: impl Into<String>, progress: &dyn Progress, stages: &mut Vec<StageRecord>) {
+    fn end(
+        self,
+        status: StageStatus,
+        detail: impl Into<String>,
+        progress: &dyn Progress,
+        stages: &mut Vec<StageRecord>,
+    ) {
         let r = StageRecord {
             stage: self.stage,
             status,
@@ -249,7 +263,14 @@ impl Timer {
 
 fn skip(stage: Stage, why: &str, progress: &dyn Progress, stages: &mut Vec<StageRecord>) {
     let now = Utc::now();
-    let r = StageRecord { stage, status: StageStatus::Skipped, started: now, finished: now, duration_ms: 0, detail: why.to_owned() };
+    let r = StageRecord {
+        stage,
+        status: StageStatus::Skipped,
+        started: now,
+        finished: now,
+        duration_ms: 0,
+        detail: why.to_owned(),
+    };
     progress.stage_finished(&r);
     stages.push(r);
 }
@@ -264,7 +285,11 @@ fn ts(t: DateTime<Utc>) -> String {
 
 /// Runs one drill. Never retries the sign-in; always tears the browser
 /// down; always tries to record evidence, whatever the verdict.
-pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &CancellationToken) -> DrillOutcome {
+pub async fn run_drill(
+    plan: DrillPlan<'_>,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> DrillOutcome {
     let drill = plan.drill;
     let started = Utc::now();
     let run_id = new_run_id(started);
@@ -275,17 +300,36 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
     let mut signin_record: Option<Value> = None;
     let mut observations: Vec<(ExpectedAlert, AlertObservation, Option<Value>)> = Vec::new();
     let identity: AuthenticatorIdentity = plan.authenticator.identity();
-    let vars = FlowVars { authority: plan.tenant.authority.clone(), tenant_id: plan.tenant.tenant_id.clone(), upn: drill.account.clone() };
+    let vars = FlowVars {
+        authority: plan.tenant.authority.clone(),
+        tenant_id: plan.tenant.tenant_id.clone(),
+        upn: drill.account.clone(),
+    };
     let mut announcement = String::new();
 
     // preflight
     let t = Timer::start(Stage::Preflight, progress);
     let mut browser: Option<Browser> = None;
-    let graph = GraphClient::new(&plan.tenant.authority, &plan.tenant.graph, &plan.tenant.tenant_id, &plan.tenant.client_id, plan.tenant.client_secret.clone());
+    let graph = GraphClient::new(
+        &plan.tenant.authority,
+        &plan.tenant.graph,
+        &plan.tenant.tenant_id,
+        &plan.tenant.client_id,
+        plan.tenant.client_secret.clone(),
+    );
     let pre: Result<String, String> = async {
-        let notes = plan.authenticator.preflight().await.map_err(|e| e.to_string())?;
-        let b = Browser::launch(&plan.browser).await.map_err(|e| e.to_string())?;
-        plan.authenticator.attach(&b).await.map_err(|e| e.to_string())?;
+        let notes = plan
+            .authenticator
+            .preflight()
+            .await
+            .map_err(|e| e.to_string())?;
+        let b = Browser::launch(&plan.browser)
+            .await
+            .map_err(|e| e.to_string())?;
+        plan.authenticator
+            .attach(&b)
+            .await
+            .map_err(|e| e.to_string())?;
         browser = Some(b);
         graph.as_ref().map_err(|e| e.to_string())?;
         Ok(notes.join("; "))
@@ -293,7 +337,12 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
     .await;
     let pre_ok = match pre {
         Ok(notes) => {
-            t.end(StageStatus::Passed, format!("browser ready; {notes}"), progress, &mut stages);
+            t.end(
+                StageStatus::Passed,
+                format!("browser ready; {notes}"),
+                progress,
+                &mut stages,
+            );
             true
         }
         Err(e) => {
@@ -306,24 +355,61 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
     let mut signin_done: Option<(DateTime<Utc>, tokio::time::Instant)> = None;
     if pre_ok {
         let t = Timer::start(Stage::Announce, progress);
-        let expected: Vec<String> = drill.alerts.iter().map(|a| format!("{} ({}, within {})", a.name, kind_name(a), humantime::format_duration(a.deadline))).collect();
+        let expected: Vec<String> = drill
+            .alerts
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} ({}, within {})",
+                    a.name,
+                    kind_name(a),
+                    humantime::format_duration(a.deadline)
+                )
+            })
+            .collect();
         announcement = format!(
             "glassdrill: break-glass drill {} run {} starts now for {}. Expect a sign-in and these alerts: {}.{}",
             drill.id,
             run_id,
             drill.account,
             expected.join("; "),
-            plan.operator.as_ref().map(|o| format!(" Operator: {o}.")).unwrap_or_default()
+            plan.operator
+                .as_ref()
+                .map(|o| format!(" Operator: {o}."))
+                .unwrap_or_default()
         );
         tracing::info!(target: "glassdrill::announce", drill = %drill.id, run = %run_id, "{announcement}");
         progress.note(&announcement);
-        t.end(StageStatus::Passed, "announced on the log and console (no notification channel configured)", progress, &mut stages);
+        t.end(
+            StageStatus::Passed,
+            "announced on the log and console (no notification channel configured)",
+            progress,
+            &mut stages,
+        );
 
         // sign-in
         let t = Timer::start(Stage::SignIn, progress);
         let Some(b) = browser.as_ref() else {
-            t.end(StageStatus::Errored, "browser missing after preflight", progress, &mut stages);
-            return finish(plan, run_id, started, stages, captures, flow_steps, None, None, observations, identity, announcement, progress);
+            t.end(
+                StageStatus::Errored,
+                "browser missing after preflight",
+                progress,
+                &mut stages,
+            );
+            return finish(
+                plan,
+                run_id,
+                started,
+                stages,
+                captures,
+                flow_steps,
+                None,
+                None,
+                observations,
+                identity,
+                announcement,
+                progress,
+            );
         };
         let runner = FlowRunner::new(b, &drill.flow, &vars, plan.step_timeout);
         let run = runner.run(&drill.start_url, cancel).await;
@@ -332,21 +418,54 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
         correlation_id = run.correlation_id;
         match run.outcome {
             FlowOutcome::SignedIn => {
-                signin_done = Some((run.ceremony_at.unwrap_or_else(Utc::now), tokio::time::Instant::now()));
-                t.end(StageStatus::Passed, format!("signed in as {} with the security key", drill.account), progress, &mut stages);
+                signin_done = Some((
+                    run.ceremony_at.unwrap_or_else(Utc::now),
+                    tokio::time::Instant::now(),
+                ));
+                t.end(
+                    StageStatus::Passed,
+                    format!("signed in as {} with the security key", drill.account),
+                    progress,
+                    &mut stages,
+                );
             }
             FlowOutcome::Refused { step, message } => {
-                t.end(StageStatus::Failed, format!("sign-in refused at step {step}: {message}"), progress, &mut stages);
+                t.end(
+                    StageStatus::Failed,
+                    format!("sign-in refused at step {step}: {message}"),
+                    progress,
+                    &mut stages,
+                );
             }
             FlowOutcome::Drift { step, detail } => {
                 t.end(StageStatus::Errored, format!("flow drift at step {step}: {detail}; see the screenshot and page HTML in the bundle and update the flow file"), progress, &mut stages);
             }
-            FlowOutcome::BrowserFailed(e) => t.end(StageStatus::Errored, format!("browser failed: {e}"), progress, &mut stages),
-            FlowOutcome::Cancelled => t.end(StageStatus::Interrupted, "cancelled during the sign-in", progress, &mut stages),
+            FlowOutcome::BrowserFailed(e) => t.end(
+                StageStatus::Errored,
+                format!("browser failed: {e}"),
+                progress,
+                &mut stages,
+            ),
+            FlowOutcome::Cancelled => t.end(
+                StageStatus::Interrupted,
+                "cancelled during the sign-in",
+                progress,
+                &mut stages,
+            ),
         }
     } else {
-        skip(Stage::Announce, "preflight did not pass", progress, &mut stages);
-        skip(Stage::SignIn, "preflight did not pass", progress, &mut stages);
+        skip(
+            Stage::Announce,
+            "preflight did not pass",
+            progress,
+            &mut stages,
+        );
+        skip(
+            Stage::SignIn,
+            "preflight did not pass",
+            progress,
+            &mut stages,
+        );
     }
 
     // confirm + alerts
@@ -357,11 +476,18 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
         let deadline = tokio::time::Instant::now() + drill.confirm_deadline;
         let mut poll = Duration::from_millis(250);
         let outcome: Result<Option<Value>, String> = loop {
-            match graph.sign_ins(&drill.account, since, correlation_id.as_deref(), cancel).await {
+            match graph
+                .sign_ins(&drill.account, since, correlation_id.as_deref(), cancel)
+                .await
+            {
                 Ok(rows) => {
                     // Newest first; prefer a success, but a failure record
                     // for this correlation id is a finding too.
-                    if let Some(r) = rows.iter().find(|r| r["status"]["errorCode"].as_i64() == Some(0)).or(rows.first()) {
+                    if let Some(r) = rows
+                        .iter()
+                        .find(|r| r["status"]["errorCode"].as_i64() == Some(0))
+                        .or(rows.first())
+                    {
                         break Ok(Some(r.clone()));
                     }
                 }
@@ -389,18 +515,36 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
                 if code == 0 {
                     t.end(StageStatus::Passed, detail, progress, &mut stages);
                 } else {
-                    t.end(StageStatus::Failed, format!("{detail} shows error {code}"), progress, &mut stages);
+                    t.end(
+                        StageStatus::Failed,
+                        format!("{detail} shows error {code}"),
+                        progress,
+                        &mut stages,
+                    );
                 }
                 signin_record = Some(rec);
             }
             Ok(None) => t.end(
                 StageStatus::Failed,
-                format!("the sign-in did not appear in the sign-in log within {}", humantime::format_duration(drill.confirm_deadline)),
+                format!(
+                    "the sign-in did not appear in the sign-in log within {}",
+                    humantime::format_duration(drill.confirm_deadline)
+                ),
                 progress,
                 &mut stages,
             ),
-            Err(e) if e == "cancelled" => t.end(StageStatus::Interrupted, "cancelled while reading the sign-in log", progress, &mut stages),
-            Err(e) => t.end(StageStatus::Errored, format!("could not read the sign-in log: {e}"), progress, &mut stages),
+            Err(e) if e == "cancelled" => t.end(
+                StageStatus::Interrupted,
+                "cancelled while reading the sign-in log",
+                progress,
+                &mut stages,
+            ),
+            Err(e) => t.end(
+                StageStatus::Errored,
+                format!("could not read the sign-in log: {e}"),
+                progress,
+                &mut stages,
+            ),
         }
 
         // alerts: correlate against the log's own time when we have it.
@@ -410,10 +554,18 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
             .and_then(|r| r["createdDateTime"].as_str())
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map_or(ceremony_at, |d| d.with_timezone(&Utc));
-        let futures = drill.alerts.iter().zip(&plan.alert_checks).map(|(exp, check)| {
-            let target = AlertTarget { upn: drill.account.clone(), signin_at, deadline: done_at + exp.deadline };
-            async move { (exp.clone(), check.observe(&target, cancel).await) }
-        });
+        let futures = drill
+            .alerts
+            .iter()
+            .zip(&plan.alert_checks)
+            .map(|(exp, check)| {
+                let target = AlertTarget {
+                    upn: drill.account.clone(),
+                    signin_at,
+                    deadline: done_at + exp.deadline,
+                };
+                async move { (exp.clone(), check.observe(&target, cancel).await) }
+            });
         let results = futures_join_all(futures).await;
         let mut failed = Vec::new();
         let mut interrupted = false;
@@ -432,22 +584,59 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
             } else if let Some(e) = &obs.error {
                 errored.push(format!("{}: {e}", exp.name));
             } else if obs.matched.is_none() {
-                let ignored: Vec<String> = obs.ignored.iter().map(|(a, r)| format!("{} {r}", a.alert.alert_id.rsplit('/').next().unwrap_or("?"))).collect();
-                let extra = if ignored.is_empty() { String::new() } else { format!(" (ignored {}: {})", ignored.len(), ignored.join("; ")) };
-                failed.push(format!("no `{}` alert for {} within {}{extra}", exp.name, drill.account, humantime::format_duration(exp.deadline)));
+                let ignored: Vec<String> = obs
+                    .ignored
+                    .iter()
+                    .map(|(a, r)| {
+                        format!("{} {r}", a.alert.alert_id.rsplit('/').next().unwrap_or("?"))
+                    })
+                    .collect();
+                let extra = if ignored.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (ignored {}: {})", ignored.len(), ignored.join("; "))
+                };
+                failed.push(format!(
+                    "no `{}` alert for {} within {}{extra}",
+                    exp.name,
+                    drill.account,
+                    humantime::format_duration(exp.deadline)
+                ));
             }
             observations.push((exp, obs, summary));
         }
         if interrupted {
-            t.end(StageStatus::Interrupted, "cancelled while waiting for alerts", progress, &mut stages);
+            t.end(
+                StageStatus::Interrupted,
+                "cancelled while waiting for alerts",
+                progress,
+                &mut stages,
+            );
         } else if !failed.is_empty() {
-            t.end(StageStatus::Failed, failed.join("; "), progress, &mut stages);
+            t.end(
+                StageStatus::Failed,
+                failed.join("; "),
+                progress,
+                &mut stages,
+            );
         } else if !errored.is_empty() {
-            t.end(StageStatus::Errored, errored.join("; "), progress, &mut stages);
+            t.end(
+                StageStatus::Errored,
+                errored.join("; "),
+                progress,
+                &mut stages,
+            );
         } else {
             let lat: Vec<String> = observations
                 .iter()
-                .filter_map(|(e, _, s)| s.as_ref().map(|s| format!("{}: fired {} ms, delivered {} ms after the sign-in", e.name, s["signin_to_fired_ms"], s["signin_to_received_ms"])))
+                .filter_map(|(e, _, s)| {
+                    s.as_ref().map(|s| {
+                        format!(
+                            "{}: fired {} ms, delivered {} ms after the sign-in",
+                            e.name, s["signin_to_fired_ms"], s["signin_to_received_ms"]
+                        )
+                    })
+                })
                 .collect();
             t.end(StageStatus::Passed, lat.join("; "), progress, &mut stages);
         }
@@ -455,8 +644,18 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
         skip(Stage::Confirm, "no Graph client", progress, &mut stages);
         skip(Stage::Alerts, "no Graph client", progress, &mut stages);
     } else {
-        skip(Stage::Confirm, "the sign-in did not complete", progress, &mut stages);
-        skip(Stage::Alerts, "the sign-in did not complete", progress, &mut stages);
+        skip(
+            Stage::Confirm,
+            "the sign-in did not complete",
+            progress,
+            &mut stages,
+        );
+        skip(
+            Stage::Alerts,
+            "the sign-in did not complete",
+            progress,
+            &mut stages,
+        );
     }
 
     // teardown: sign out (best effort), close the browser, check the profile is gone.
@@ -480,12 +679,35 @@ pub async fn run_drill(plan: DrillPlan<'_>, progress: &dyn Progress, cancel: &Ca
         }
     }
     if warnings.is_empty() {
-        t.end(StageStatus::Passed, "signed out; browser closed; profile destroyed", progress, &mut stages);
+        t.end(
+            StageStatus::Passed,
+            "signed out; browser closed; profile destroyed",
+            progress,
+            &mut stages,
+        );
     } else {
-        t.end(StageStatus::Warning, warnings.join("; "), progress, &mut stages);
+        t.end(
+            StageStatus::Warning,
+            warnings.join("; "),
+            progress,
+            &mut stages,
+        );
     }
 
-    finish(plan, run_id, started, stages, captures, flow_steps, correlation_id, signin_record, observations, identity, announcement, progress)
+    finish(
+        plan,
+        run_id,
+        started,
+        stages,
+        captures,
+        flow_steps,
+        correlation_id,
+        signin_record,
+        observations,
+        identity,
+        announcement,
+        progress,
+    )
 }
 
 /// Waits for every future (alert checks run concurrently, each against its
@@ -594,19 +816,49 @@ fn finish(
         "alerts": alert_entries,
     });
 
-    let bundle = write_bundle(&plan, &run_id, &record, signin_record.as_ref(), &alert_files, &captures);
+    let bundle = write_bundle(
+        &plan,
+        &run_id,
+        &record,
+        signin_record.as_ref(),
+        &alert_files,
+        &captures,
+    );
     match &bundle {
-        Ok(b) => t.end(StageStatus::Passed, format!("{} ({} files)", b.dir.display(), b.files.len()), progress, &mut stages),
+        Ok(b) => t.end(
+            StageStatus::Passed,
+            format!("{} ({} files)", b.dir.display(), b.files.len()),
+            progress,
+            &mut stages,
+        ),
         Err(e) => t.end(StageStatus::Errored, e.clone(), progress, &mut stages),
     }
-    skip(Stage::Report, "no notification channel configured", progress, &mut stages);
+    skip(
+        Stage::Report,
+        "no notification channel configured",
+        progress,
+        &mut stages,
+    );
     // A drill whose evidence could not be written is not proven.
     let (verdict, reasons) = if bundle.is_err() && verdict == Verdict::Pass {
-        (Verdict::Error, vec![format!("record: {}", bundle.as_ref().err().cloned().unwrap_or_default())])
+        (
+            Verdict::Error,
+            vec![format!(
+                "record: {}",
+                bundle.as_ref().err().cloned().unwrap_or_default()
+            )],
+        )
     } else {
         (verdict, reasons)
     };
-    DrillOutcome { run_id, verdict, reasons, stages, bundle, alert_summaries: summaries }
+    DrillOutcome {
+        run_id,
+        verdict,
+        reasons,
+        stages,
+        bundle,
+        alert_summaries: summaries,
+    }
 }
 
 fn write_bundle(
@@ -617,11 +869,14 @@ fn write_bundle(
     alert_files: &[(String, Vec<u8>)],
     captures: &[Capture],
 ) -> Result<SealedBundle, String> {
-    let mut w = BundleWriter::create(&plan.evidence_dir, &plan.drill.id, run_id).map_err(|e| e.to_string())?;
+    let mut w = BundleWriter::create(&plan.evidence_dir, &plan.drill.id, run_id)
+        .map_err(|e| e.to_string())?;
     let pretty = |v: &Value| serde_json::to_vec_pretty(v).map_err(|e| e.to_string());
-    w.add("drill.json", &pretty(record)?).map_err(|e| e.to_string())?;
+    w.add("drill.json", &pretty(record)?)
+        .map_err(|e| e.to_string())?;
     if let Some(s) = signin {
-        w.add("signin.json", &pretty(s)?).map_err(|e| e.to_string())?;
+        w.add("signin.json", &pretty(s)?)
+            .map_err(|e| e.to_string())?;
     }
     for (name, bytes) in alert_files {
         w.add(name, bytes).map_err(|e| e.to_string())?;
@@ -629,8 +884,10 @@ fn write_bundle(
     for c in captures {
         w.add(&c.name, &c.bytes).map_err(|e| e.to_string())?;
     }
-    w.add("report.html", crate::report::html(record).as_bytes()).map_err(|e| e.to_string())?;
-    w.finish(plan.signing_key, plan.signer).map_err(|e| e.to_string())
+    w.add("report.html", crate::report::html(record).as_bytes())
+        .map_err(|e| e.to_string())?;
+    w.finish(plan.signing_key, plan.signer)
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -639,16 +896,35 @@ mod tests {
 
     fn rec(stage: Stage, status: StageStatus) -> StageRecord {
         let now = Utc::now();
-        StageRecord { stage, status, started: now, finished: now, duration_ms: 0, detail: "x".into() }
+        StageRecord {
+            stage,
+            status,
+            started: now,
+            finished: now,
+            duration_ms: 0,
+            detail: "x".into(),
+        }
     }
 
     #[test]
     fn verdict_rules() {
         use StageStatus::*;
-        assert_eq!(verdict(&[rec(Stage::SignIn, Passed), rec(Stage::Teardown, Warning)]).0, Verdict::Pass);
-        assert_eq!(verdict(&[rec(Stage::Confirm, Errored), rec(Stage::Alerts, Failed)]).0, Verdict::Fail);
-        assert_eq!(verdict(&[rec(Stage::SignIn, Errored), rec(Stage::Alerts, Skipped)]).0, Verdict::Error);
-        assert_eq!(verdict(&[rec(Stage::SignIn, Interrupted)]).0, Verdict::Interrupted);
+        assert_eq!(
+            verdict(&[rec(Stage::SignIn, Passed), rec(Stage::Teardown, Warning)]).0,
+            Verdict::Pass
+        );
+        assert_eq!(
+            verdict(&[rec(Stage::Confirm, Errored), rec(Stage::Alerts, Failed)]).0,
+            Verdict::Fail
+        );
+        assert_eq!(
+            verdict(&[rec(Stage::SignIn, Errored), rec(Stage::Alerts, Skipped)]).0,
+            Verdict::Error
+        );
+        assert_eq!(
+            verdict(&[rec(Stage::SignIn, Interrupted)]).0,
+            Verdict::Interrupted
+        );
         let (_, reasons) = verdict(&[rec(Stage::Alerts, Failed)]);
         assert_eq!(reasons, vec!["alerts: x".to_owned()]);
         assert_eq!(Verdict::Fail.exit_code(), 1);
@@ -656,8 +932,16 @@ mod tests {
 
     #[test]
     fn run_ids_sort_by_time() {
-        let a = new_run_id(DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap().with_timezone(&Utc));
-        let b = new_run_id(DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z").unwrap().with_timezone(&Utc));
+        let a = new_run_id(
+            DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        );
+        let b = new_run_id(
+            DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        );
         assert!(a < b);
         assert!(a.starts_with("20260101T000000Z-"));
     }

@@ -109,26 +109,49 @@ impl Flow {
             let at = s.span().start;
             let st = s.get_ref();
             if st.name.trim().is_empty() || !names.insert(st.name.clone()) {
-                problems.push(src.error(at, format!("step name `{}` must be non-empty and unique", st.name)));
+                problems.push(src.error(
+                    at,
+                    format!("step name `{}` must be non-empty and unique", st.name),
+                ));
             }
             if st.wait_for.is_empty() && st.url_contains.is_empty() {
                 problems.push(src.error(at, format!("step `{}` needs wait_for selectors or url_contains, or drift cannot be told from slowness", st.name)));
             }
-            if st.wait_for.iter().chain(&st.click).any(|s| s.trim().is_empty()) {
+            if st
+                .wait_for
+                .iter()
+                .chain(&st.click)
+                .any(|s| s.trim().is_empty())
+            {
                 problems.push(src.error(at, format!("step `{}` has an empty selector", st.name)));
             }
             if st.fill.is_some() && st.wait_for.is_empty() {
-                problems.push(src.error(at, format!("step `{}` fills text but has no wait_for element to fill", st.name)));
+                problems.push(src.error(
+                    at,
+                    format!(
+                        "step `{}` fills text but has no wait_for element to fill",
+                        st.name
+                    ),
+                ));
             }
             if let Some(f) = &st.fill {
                 if f.replace("{upn}", "").contains('{') {
-                    problems.push(src.error(at, format!("step `{}`: fill may only use the template {{upn}}", st.name)));
+                    problems.push(src.error(
+                        at,
+                        format!("step `{}`: fill may only use the template {{upn}}", st.name),
+                    ));
                 }
             }
             if st.ceremony {
                 ceremonies += 1;
                 if st.click.is_empty() {
-                    problems.push(src.error(at, format!("step `{}` starts the ceremony, so it needs click selectors", st.name)));
+                    problems.push(src.error(
+                        at,
+                        format!(
+                            "step `{}` starts the ceremony, so it needs click selectors",
+                            st.name
+                        ),
+                    ));
                 }
             }
         }
@@ -142,7 +165,11 @@ impl Flow {
             name: raw.name,
             start_url: raw.start_url,
             failure: raw.failure,
-            steps: raw.steps.into_iter().map(toml::Spanned::into_inner).collect(),
+            steps: raw
+                .steps
+                .into_iter()
+                .map(toml::Spanned::into_inner)
+                .collect(),
             signout: raw.signout,
         })
     }
@@ -293,7 +320,13 @@ fn strip_url(u: &str) -> String {
 
 fn slug(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -315,14 +348,28 @@ enum Wait {
 
 impl<'a> FlowRunner<'a> {
     /// A runner; `step_timeout` bounds each step's wait.
-    pub fn new(browser: &'a Browser, flow: &'a Flow, vars: &'a FlowVars, step_timeout: Duration) -> Self {
-        Self { browser, flow, vars, step_timeout, poll: Duration::from_millis(50) }
+    pub fn new(
+        browser: &'a Browser,
+        flow: &'a Flow,
+        vars: &'a FlowVars,
+        step_timeout: Duration,
+    ) -> Self {
+        Self {
+            browser,
+            flow,
+            vars,
+            step_timeout,
+            poll: Duration::from_millis(50),
+        }
     }
 
     async fn probe(&self, step: &Step) -> Option<PageState> {
         let client = self.browser.client().ok()?;
         let v = client
-            .execute(PROBE_JS, vec![json!(step.wait_for), json!(self.flow.failure.selectors)])
+            .execute(
+                PROBE_JS,
+                vec![json!(step.wait_for), json!(self.flow.failure.selectors)],
+            )
             .await
             .ok()?; // mid-navigation the script may fail; poll again
         serde_json::from_value(v).ok()
@@ -342,10 +389,16 @@ impl<'a> FlowRunner<'a> {
                     }
                 }
                 let url_ok = step.url_contains.is_empty()
-                    || state.url.as_deref().is_some_and(|u| step.url_contains.iter().any(|c| u.contains(c.as_str())));
+                    || state
+                        .url
+                        .as_deref()
+                        .is_some_and(|u| step.url_contains.iter().any(|c| u.contains(c.as_str())));
                 let el_ok = step.wait_for.is_empty() || state.matched.is_some();
                 let page_ok = step.page_ids.is_empty()
-                    || state.pgid.as_deref().is_some_and(|p| step.page_ids.iter().any(|x| x == p));
+                    || state
+                        .pgid
+                        .as_deref()
+                        .is_some_and(|p| step.page_ids.iter().any(|x| x == p));
                 if url_ok && el_ok && page_ok {
                     return Wait::Arrived(state);
                 }
@@ -361,11 +414,20 @@ impl<'a> FlowRunner<'a> {
         }
     }
 
-    async fn screenshot(&self, index: usize, name: &str, suffix: &str, captures: &mut Vec<Capture>) -> Option<String> {
+    async fn screenshot(
+        &self,
+        index: usize,
+        name: &str,
+        suffix: &str,
+        captures: &mut Vec<Capture>,
+    ) -> Option<String> {
         let client = self.browser.client().ok()?;
         let png = client.screenshot().await.ok()?;
         let file = format!("screenshots/{:02}-{}{}.png", index + 1, slug(name), suffix);
-        captures.push(Capture { name: file.clone(), bytes: png });
+        captures.push(Capture {
+            name: file.clone(),
+            bytes: png,
+        });
         Some(file)
     }
 
@@ -384,7 +446,11 @@ impl<'a> FlowRunner<'a> {
         let client = self.browser.client().map_err(|e| e.to_string())?;
         for sel in selectors {
             if let Ok(el) = client.find(Locator::Css(sel)).await {
-                return el.click().await.map(|()| Some(sel.clone())).map_err(|e| format!("click on {sel} failed: {e}"));
+                return el
+                    .click()
+                    .await
+                    .map(|()| Some(sel.clone()))
+                    .map_err(|e| format!("click on {sel} failed: {e}"));
             }
         }
         Ok(None)
@@ -408,7 +474,8 @@ impl<'a> FlowRunner<'a> {
         };
         let url = self.vars.render(start_url);
         if let Err(e) = client.goto(&url).await {
-            run.outcome = FlowOutcome::BrowserFailed(format!("cannot open {}: {e}", strip_url(&url)));
+            run.outcome =
+                FlowOutcome::BrowserFailed(format!("cannot open {}: {e}", strip_url(&url)));
             return run;
         }
         for (i, step) in self.flow.steps.iter().enumerate() {
@@ -430,19 +497,35 @@ impl<'a> FlowRunner<'a> {
                     return run;
                 }
                 Wait::Refused(message) => {
-                    record.screenshot = self.screenshot(i, &step.name, "-refused", &mut run.captures).await;
+                    record.screenshot = self
+                        .screenshot(i, &step.name, "-refused", &mut run.captures)
+                        .await;
                     self.page_html(i, &step.name, &mut run.captures).await;
                     run.steps.push(record);
-                    run.outcome = FlowOutcome::Refused { step: step.name.clone(), message };
+                    // The error page is what the previous step's action led
+                    // to (e.g. the ceremony), so that step is named.
+                    let acted = i
+                        .checked_sub(1)
+                        .and_then(|p| self.flow.steps.get(p))
+                        .unwrap_or(step);
+                    run.outcome = FlowOutcome::Refused {
+                        step: acted.name.clone(),
+                        message,
+                    };
                     return run;
                 }
                 Wait::Timeout(last) => {
                     record.page_id = last.pgid.clone();
                     record.url = last.url.as_deref().map(strip_url);
-                    record.screenshot = self.screenshot(i, &step.name, "-drift", &mut run.captures).await;
+                    record.screenshot = self
+                        .screenshot(i, &step.name, "-drift", &mut run.captures)
+                        .await;
                     self.page_html(i, &step.name, &mut run.captures).await;
                     run.steps.push(record);
-                    let seen = last.pgid.map(|p| format!(" (page {p})")).unwrap_or_default();
+                    let seen = last
+                        .pgid
+                        .map(|p| format!(" (page {p})"))
+                        .unwrap_or_default();
                     run.outcome = FlowOutcome::Drift {
                         step: step.name.clone(),
                         detail: format!(
@@ -470,7 +553,8 @@ impl<'a> FlowRunner<'a> {
                 .await;
                 if let Err(e) = typed {
                     run.steps.push(record);
-                    run.outcome = FlowOutcome::BrowserFailed(format!("typing at step {}: {e}", step.name));
+                    run.outcome =
+                        FlowOutcome::BrowserFailed(format!("typing at step {}: {e}", step.name));
                     return run;
                 }
             }
@@ -504,9 +588,14 @@ impl<'a> FlowRunner<'a> {
 
     /// Signs out (best effort, bounded by the step timeout).
     pub async fn sign_out(&self, cancel: &CancellationToken) -> Result<Option<Capture>, String> {
-        let Some(so) = &self.flow.signout else { return Ok(None) };
+        let Some(so) = &self.flow.signout else {
+            return Ok(None);
+        };
         let client = self.browser.client().map_err(|e| e.to_string())?;
-        client.goto(&self.vars.render(&so.url)).await.map_err(|e| format!("sign-out page: {e}"))?;
+        client
+            .goto(&self.vars.render(&so.url))
+            .await
+            .map_err(|e| format!("sign-out page: {e}"))?;
         if !so.wait_for.is_empty() {
             let step = Step {
                 name: "sign out".into(),
@@ -525,7 +614,10 @@ impl<'a> FlowRunner<'a> {
             }
         }
         let png = client.screenshot().await.map_err(|e| e.to_string())?;
-        Ok(Some(Capture { name: "screenshots/99-signed-out.png".into(), bytes: png }))
+        Ok(Some(Capture {
+            name: "screenshots/99-signed-out.png".into(),
+            bytes: png,
+        }))
     }
 }
 
@@ -543,16 +635,33 @@ mod tests {
     #[test]
     fn flow_problems_are_positioned() {
         let text = "name = \"x\"\nstart_url = \"u\"\n[[steps]]\nname = \"a\"\n[[steps]]\nname = \"a\"\nwait_for = [\"#x\"]\nfill = \"{password}\"\n";
-        let err = Flow::parse(Path::new("f.toml"), text).unwrap_err().to_string();
-        assert!(err.contains("f.toml:4:1: error: step `a` needs wait_for"), "{err}");
-        assert!(err.contains("step name `a` must be non-empty and unique"), "{err}");
-        assert!(err.contains("fill may only use the template {upn}"), "{err}");
-        assert!(err.contains("exactly one step must set `ceremony = true`"), "{err}");
+        let err = Flow::parse(Path::new("f.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("f.toml:3:1: error: step `a` needs wait_for"),
+            "{err}"
+        );
+        assert!(
+            err.contains("step name `a` must be non-empty and unique"),
+            "{err}"
+        );
+        assert!(
+            err.contains("fill may only use the template {upn}"),
+            "{err}"
+        );
+        assert!(
+            err.contains("exactly one step must set `ceremony = true`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn urls_lose_query_and_fragment() {
-        assert_eq!(strip_url("http://a.localhost:1/x?code=secret#frag"), "http://a.localhost:1/x");
+        assert_eq!(
+            strip_url("http://a.localhost:1/x?code=secret#frag"),
+            "http://a.localhost:1/x"
+        );
         assert_eq!(slug("Stay signed in?"), "stay-signed-in-");
     }
 }

@@ -28,10 +28,12 @@ impl Resolve for LoopbackAware {
         let host = name.as_str().to_ascii_lowercase();
         Box::pin(async move {
             if host == "localhost" || host.ends_with(".localhost") {
-                let addrs: Addrs = Box::new(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter());
+                let addrs: Addrs =
+                    Box::new(vec![SocketAddr::from(([127, 0, 0, 1], 0))].into_iter());
                 return Ok(addrs);
             }
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let addrs: Addrs = Box::new(found.into_iter());
             Ok(addrs)
         })
@@ -58,7 +60,9 @@ pub enum GraphError {
     #[error("HTTP: {0}")]
     Http(String),
     /// The token endpoint refused the app.
-    #[error("token endpoint refused the app registration (HTTP {status}: {code}); check client_id and client_secret in glassdrill.toml")]
+    #[error(
+        "token endpoint refused the app registration (HTTP {status}: {code}); check client_id and client_secret in glassdrill.toml"
+    )]
     TokenRefused {
         /// HTTP status.
         status: u16,
@@ -101,7 +105,13 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 impl GraphClient {
     /// A client for `graph` with tokens from `authority`/`tenant_id`.
-    pub fn new(authority: &str, graph: &str, tenant_id: &str, client_id: &str, secret: SecretString) -> Result<Self, GraphError> {
+    pub fn new(
+        authority: &str,
+        graph: &str,
+        tenant_id: &str,
+        client_id: &str,
+        secret: SecretString,
+    ) -> Result<Self, GraphError> {
         Ok(Self {
             http: http_client()?,
             authority: authority.trim_end_matches('/').to_owned(),
@@ -128,23 +138,47 @@ impl GraphClient {
             ("client_secret", self.secret.expose_secret()),
             ("scope", scope.as_str()),
         ];
-        let resp = self.http.post(&url).form(&form).send().await.map_err(|e| GraphError::Http(e.without_url().to_string()))?;
+        let resp = self
+            .http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| GraphError::Http(e.without_url().to_string()))?;
         let status = resp.status().as_u16();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
         if status != 200 {
-            return Err(GraphError::TokenRefused { status, code: body["error"].as_str().unwrap_or("unknown").to_owned() });
+            return Err(GraphError::TokenRefused {
+                status,
+                code: body["error"].as_str().unwrap_or("unknown").to_owned(),
+            });
         }
         let Some(tok) = body["access_token"].as_str() else {
-            return Err(GraphError::TokenRefused { status, code: "no access_token in the answer".into() });
+            return Err(GraphError::TokenRefused {
+                status,
+                code: "no access_token in the answer".into(),
+            });
         };
-        let ttl = body["expires_in"].as_u64().unwrap_or(300).saturating_sub(60).max(30);
+        let ttl = body["expires_in"]
+            .as_u64()
+            .unwrap_or(300)
+            .saturating_sub(60)
+            .max(30);
         let t = SecretString::from(tok.to_owned());
-        *cached = Some((t.clone(), tokio::time::Instant::now() + Duration::from_secs(ttl)));
+        *cached = Some((
+            t.clone(),
+            tokio::time::Instant::now() + Duration::from_secs(ttl),
+        ));
         Ok(t)
     }
 
     /// GET a Graph path with retries on 429/503 honouring `Retry-After`.
-    async fn get(&self, path_and_query: &[(&str, String)], path: &str, cancel: &CancellationToken) -> Result<Value, GraphError> {
+    async fn get(
+        &self,
+        path_and_query: &[(&str, String)],
+        path: &str,
+        cancel: &CancellationToken,
+    ) -> Result<Value, GraphError> {
         let url = format!("{}{}", self.graph, path);
         for attempt in 1..=MAX_ATTEMPTS {
             let token = self.access_token().await?;
@@ -165,7 +199,12 @@ impl GraphClient {
                     .and_then(|v| v.trim().parse::<u64>().ok())
                     .map_or(Duration::from_secs(2u64.pow(attempt)), Duration::from_secs)
                     .min(MAX_RETRY_AFTER);
-                tracing::info!(status, ?wait, attempt, "Graph throttled; waiting as Retry-After asks");
+                tracing::info!(
+                    status,
+                    ?wait,
+                    attempt,
+                    "Graph throttled; waiting as Retry-After asks"
+                );
                 if attempt == MAX_ATTEMPTS {
                     return Err(GraphError::Throttled(attempt));
                 }
@@ -182,10 +221,19 @@ impl GraphClient {
             }
             if !(200..300).contains(&status) {
                 let hint = match status {
-                    401 | 403 => "; grant the app AuditLog.Read.All (application) with admin consent",
+                    401 | 403 => {
+                        "; grant the app AuditLog.Read.All (application) with admin consent"
+                    }
                     _ => "",
                 };
-                return Err(GraphError::Api { status, code: body["error"]["code"].as_str().unwrap_or("unknown").to_owned(), hint });
+                return Err(GraphError::Api {
+                    status,
+                    code: body["error"]["code"]
+                        .as_str()
+                        .unwrap_or("unknown")
+                        .to_owned(),
+                    hint,
+                });
             }
             return Ok(body);
         }
@@ -194,14 +242,23 @@ impl GraphClient {
 
     /// Sign-ins of `upn` since `since`, newest first; narrowed to one
     /// correlation id when given.
-    pub async fn sign_ins(&self, upn: &str, since: DateTime<Utc>, correlation_id: Option<&str>, cancel: &CancellationToken) -> Result<Vec<Value>, GraphError> {
+    pub async fn sign_ins(
+        &self,
+        upn: &str,
+        since: DateTime<Utc>,
+        correlation_id: Option<&str>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Value>, GraphError> {
         let mut filter = format!(
             "userPrincipalName eq '{}' and createdDateTime ge {}",
             upn.replace('\'', "''"),
             since.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
         if let Some(c) = correlation_id {
-            filter.push_str(&format!(" and correlationId eq '{}'", c.replace('\'', "''")));
+            filter.push_str(&format!(
+                " and correlationId eq '{}'",
+                c.replace('\'', "''")
+            ));
         }
         let q = [("$filter", filter), ("$top", "20".to_owned())];
         let body = self.get(&q, "/v1.0/auditLogs/signIns", cancel).await?;

@@ -38,8 +38,17 @@ fn mark(s: StageStatus) -> &'static str {
 }
 
 fn line(r: &StageRecord) -> String {
-    let detail = if r.detail.is_empty() { String::new() } else { format!(" — {}", r.detail) };
-    format!("{:<9} {:<5} {:>8.2}s{detail}", r.stage.name(), mark(r.status), r.duration_ms as f64 / 1000.0)
+    let detail = if r.detail.is_empty() {
+        String::new()
+    } else {
+        format!(" — {}", r.detail)
+    };
+    format!(
+        "{:<9} {:<5} {:>8.2}s{detail}",
+        r.stage.name(),
+        mark(r.status),
+        r.duration_ms as f64 / 1000.0
+    )
 }
 
 /// One line per event on stderr.
@@ -64,13 +73,18 @@ pub struct Terminal {
 
 impl Default for Terminal {
     fn default() -> Self {
-        Self { bar: Mutex::new(None) }
+        Self {
+            bar: Mutex::new(None),
+        }
     }
 }
 
 impl Terminal {
     fn with_bar(&self, f: impl FnOnce(&mut Option<indicatif::ProgressBar>)) {
-        let mut g = self.bar.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&mut g);
     }
 }
@@ -79,7 +93,8 @@ impl Progress for Terminal {
     fn stage_started(&self, stage: Stage) {
         self.with_bar(|b| {
             let pb = indicatif::ProgressBar::new_spinner();
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+            if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            {
                 pb.set_style(style);
             }
             pb.set_message(format!("{} …", stage.name()));
@@ -104,5 +119,9 @@ impl Progress for Terminal {
 /// Picks [`Terminal`] when stderr is a terminal, else [`Plain`].
 pub fn auto() -> Box<dyn Progress> {
     use std::io::IsTerminal;
-    if std::io::stderr().is_terminal() { Box::new(Terminal::default()) } else { Box::new(Plain) }
+    if std::io::stderr().is_terminal() {
+        Box::new(Terminal::default())
+    } else {
+        Box::new(Plain)
+    }
 }

@@ -82,18 +82,33 @@ impl GeneratedCredential {
         OsRng.fill_bytes(&mut id);
         let mut user_handle = vec![0u8; 16];
         OsRng.fill_bytes(&mut user_handle);
-        Ok(Self { id, pkcs8: pkcs8.into(), user_handle })
+        Ok(Self {
+            id,
+            pkcs8: pkcs8.into(),
+            user_handle,
+        })
     }
 }
 
 /// The rehearsal tenant's account for a credential.
-pub fn rehearsal_account(upn: &str, id: &[u8], pkcs8: &[u8], user_handle: &[u8]) -> Result<Account, RunError> {
-    let public_key = webauthn::public_key_from_pkcs8(pkcs8).map_err(|e| RunError::Config(format!("credential key: {e}")))?;
+pub fn rehearsal_account(
+    upn: &str,
+    id: &[u8],
+    pkcs8: &[u8],
+    user_handle: &[u8],
+) -> Result<Account, RunError> {
+    let public_key = webauthn::public_key_from_pkcs8(pkcs8)
+        .map_err(|e| RunError::Config(format!("credential key: {e}")))?;
     Ok(Account {
         upn: upn.to_owned(),
         display_name: "Break Glass 1 (rehearsal)".to_owned(),
         id: "00000000-0000-0000-0000-0000000b6e01".to_owned(),
-        credential: StoredCredential { id: id.to_vec(), public_key, sign_count: 0, user_handle: user_handle.to_vec() },
+        credential: StoredCredential {
+            id: id.to_vec(),
+            public_key,
+            sign_count: 0,
+            user_handle: user_handle.to_vec(),
+        },
     })
 }
 
@@ -106,7 +121,9 @@ fn random_secret() -> SecretString {
 /// Loads the evidence signing key, creating it on first use (and saying
 /// where through `progress`).
 pub fn signing_key(host: &HostConfig, progress: &dyn Progress) -> Result<SigningKey, RunError> {
-    let (key, created) = SigningKey::load_or_generate(&host.evidence.signing_key, &host.evidence.signer).map_err(|e| RunError::Host(e.to_string()))?;
+    let (key, created) =
+        SigningKey::load_or_generate(&host.evidence.signing_key, &host.evidence.signer)
+            .map_err(|e| RunError::Host(e.to_string()))?;
     if created {
         progress.note(&format!(
             "created the evidence signing key {} ({}); back it up and give auditors its .pub",
@@ -118,7 +135,13 @@ pub fn signing_key(host: &HostConfig, progress: &dyn Progress) -> Result<Signing
 }
 
 /// Runs `drill` as configured.
-pub async fn run_configured(host: &HostConfig, drill: &DrillConfig, opts: &RunOptions, progress: &dyn Progress, cancel: &CancellationToken) -> Result<DrillOutcome, RunError> {
+pub async fn run_configured(
+    host: &HostConfig,
+    drill: &DrillConfig,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<DrillOutcome, RunError> {
     let mut drill = drill.clone();
     if let Some(d) = opts.alert_deadline {
         for a in &mut drill.alerts {
@@ -133,7 +156,9 @@ pub async fn run_configured(host: &HostConfig, drill: &DrillConfig, opts: &RunOp
         TenantKind::Rehearsal => (SocketAddr::from(([127, 0, 0, 1], 0)), random_secret()),
         TenantKind::Entra => {
             let token = match &host.webhook.token {
-                Some(r) => r.resolve().map_err(|e| RunError::Config(format!("webhook.token: {e}")))?,
+                Some(r) => r
+                    .resolve()
+                    .map_err(|e| RunError::Config(format!("webhook.token: {e}")))?,
                 None => {
                     return Err(RunError::Config(
                         "a drill against Entra needs [webhook] token = \"env:...\" or \"file:...\" in glassdrill.toml: the action group's webhook URL carries it".into(),
@@ -143,17 +168,34 @@ pub async fn run_configured(host: &HostConfig, drill: &DrillConfig, opts: &RunOp
             (host.webhook.listen, token)
         }
     };
-    let receiver = WebhookReceiver::start(listen, token, host.webhook.max_body_bytes).await.map_err(|e| RunError::Host(e.to_string()))?;
+    let receiver = WebhookReceiver::start(listen, token, host.webhook.max_body_bytes)
+        .await
+        .map_err(|e| RunError::Host(e.to_string()))?;
 
     let generated;
     let (cred_id, pkcs8, rp_id, user_handle) = match &drill.authenticator {
         AuthenticatorConfig::Virtual(Some(c)) => {
-            let pkcs8 = c.private_key.resolve_bytes().map_err(|e| RunError::Config(format!("{}: authenticator.private_key: {e}", drill.source.display())))?;
-            (c.credential_id.clone(), pkcs8, c.rp_id.clone(), c.user_handle.clone())
+            let pkcs8 = c.private_key.resolve_bytes().map_err(|e| {
+                RunError::Config(format!(
+                    "{}: authenticator.private_key: {e}",
+                    drill.source.display()
+                ))
+            })?;
+            (
+                c.credential_id.clone(),
+                pkcs8,
+                c.rp_id.clone(),
+                c.user_handle.clone(),
+            )
         }
         AuthenticatorConfig::Virtual(None) => {
             generated = GeneratedCredential::new()?;
-            (generated.id.clone(), generated.pkcs8.clone(), format!("ceremony.{}", crate::tenant::DOMAIN), generated.user_handle.clone())
+            (
+                generated.id.clone(),
+                generated.pkcs8.clone(),
+                format!("ceremony.{}", crate::tenant::DOMAIN),
+                generated.user_handle.clone(),
+            )
         }
     };
 
@@ -161,14 +203,25 @@ pub async fn run_configured(host: &HostConfig, drill: &DrillConfig, opts: &RunOp
     let endpoints = match drill.tenant {
         TenantKind::Rehearsal => {
             let client_secret = random_secret();
-            let account = rehearsal_account(&drill.account, &cred_id, pkcs8.expose_secret(), &user_handle)?;
+            let account = rehearsal_account(
+                &drill.account,
+                &cred_id,
+                pkcs8.expose_secret(),
+                &user_handle,
+            )?;
             let t = RehearsalTenant::start(TenantOptions {
                 account,
                 client_id: "glassdrill-rehearsal".into(),
                 client_secret: client_secret.clone(),
                 faults: opts.faults.clone(),
                 alert_delay: opts.alert_delay,
-                alert_late_delay: drill.alerts.iter().map(|a| a.deadline).max().unwrap_or_default() + Duration::from_secs(2),
+                alert_late_delay: drill
+                    .alerts
+                    .iter()
+                    .map(|a| a.deadline)
+                    .max()
+                    .unwrap_or_default()
+                    + Duration::from_secs(2),
                 log_delay: Duration::from_secs(2),
                 webhook_url: Some(receiver.url_with_token().expose_secret().to_owned()),
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -182,7 +235,11 @@ pub async fn run_configured(host: &HostConfig, drill: &DrillConfig, opts: &RunOp
                     t.urls().rp_id
                 )));
             }
-            progress.note(&format!("rehearsal tenant at {} (faults: {})", t.urls().authority, fault_list(&opts.faults)));
+            progress.note(&format!(
+                "rehearsal tenant at {} (faults: {})",
+                t.urls().authority,
+                fault_list(&opts.faults)
+            ));
             let e = TenantEndpoints {
                 authority: t.urls().authority.clone(),
                 tenant_id: TENANT_ID.into(),
@@ -200,7 +257,10 @@ pub async fn run_configured(host: &HostConfig, drill: &DrillConfig, opts: &RunOp
                     drill.id
                 )));
             };
-            let client_secret = entra.client_secret.resolve().map_err(|e| RunError::Config(format!("entra.client_secret: {e}")))?;
+            let client_secret = entra
+                .client_secret
+                .resolve()
+                .map_err(|e| RunError::Config(format!("entra.client_secret: {e}")))?;
             TenantEndpoints {
                 authority: entra.authority.clone(),
                 tenant_id: entra.tenant_id.clone(),
@@ -212,7 +272,8 @@ pub async fn run_configured(host: &HostConfig, drill: &DrillConfig, opts: &RunOp
     };
     progress.note(&format!("webhook receiver at {}", receiver.url_redacted()));
 
-    let authenticator = VirtualAuthenticator::new(cred_id, pkcs8, rp_id, user_handle).map_err(|e| RunError::Config(e.to_string()))?;
+    let authenticator = VirtualAuthenticator::new(cred_id, pkcs8, rp_id, user_handle)
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let alert_checks: Vec<Box<dyn AlertCheck>> = drill
         .alerts
         .iter()
@@ -226,7 +287,11 @@ pub async fn run_configured(host: &HostConfig, drill: &DrillConfig, opts: &RunOp
         tenant: endpoints,
         authenticator: &authenticator,
         alert_checks,
-        browser: BrowserOptions { chromium: host.browser.chromium.clone(), chromedriver: host.browser.chromedriver.clone() },
+        browser: BrowserOptions {
+            chromium: host.browser.chromium.clone(),
+            chromedriver: host.browser.chromedriver.clone(),
+            temp_dir: host.browser.temp_dir.clone(),
+        },
         step_timeout: opts.step_timeout.unwrap_or(host.browser.step_timeout),
         evidence_dir: host.evidence_dir(),
         signing_key: &key,

@@ -47,10 +47,19 @@ pub fn html(r: &Value) -> String {
     let mut shots = String::new();
     for st in r["sign_in"]["steps"].as_array().into_iter().flatten() {
         if let Some(f) = st["screenshot"].as_str() {
-            shots.push_str(&format!("<figure><img src=\"{}\" width=\"480\"><figcaption>{}</figcaption></figure>", esc(f), s(&st["name"])));
+            shots.push_str(&format!(
+                "<figure><img src=\"{}\" width=\"480\"><figcaption>{}</figcaption></figure>",
+                esc(f),
+                s(&st["name"])
+            ));
         }
     }
-    let reasons: String = r["reasons"].as_array().into_iter().flatten().map(|x| format!("<li>{}</li>", s(x))).collect();
+    let reasons: String = r["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| format!("<li>{}</li>", s(x)))
+        .collect();
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>glassdrill {id} {run}</title>\
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\

@@ -28,16 +28,22 @@ pub enum SecretError {
     )]
     NotAReference,
     /// `env:` with an empty or odd name.
-    #[error("`env:` needs a variable name made of letters, digits and `_`, like `env:GLASSDRILL_CLIENT_SECRET`")]
+    #[error(
+        "`env:` needs a variable name made of letters, digits and `_`, like `env:GLASSDRILL_CLIENT_SECRET`"
+    )]
     BadEnvName,
     /// `file:` with an empty path.
     #[error("`file:` needs a path, like `file:/etc/glassdrill/client-secret`")]
     EmptyPath,
     /// The variable is not set.
-    #[error("environment variable {0} is not set: export it for the glassdrill process (for systemd, use an EnvironmentFile or LoadCredential)")]
+    #[error(
+        "environment variable {0} is not set: export it for the glassdrill process (for systemd, use an EnvironmentFile or LoadCredential)"
+    )]
     EnvUnset(String),
     /// The file cannot be read.
-    #[error("secret file {path} cannot be read ({reason}): create it, readable only by the glassdrill user (chmod 600)")]
+    #[error(
+        "secret file {path} cannot be read ({reason}): create it, readable only by the glassdrill user (chmod 600)"
+    )]
     FileUnreadable {
         /// The file.
         path: String,
@@ -54,10 +60,8 @@ impl SecretRef {
     /// pasted secret never sits in a config file.
     pub fn parse(text: &str) -> Result<Self, SecretError> {
         if let Some(name) = text.strip_prefix("env:") {
-            let ok = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let ok =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             return if ok {
                 Ok(Self::Env(name.to_owned()))
             } else {
@@ -135,7 +139,10 @@ mod tests {
 
     #[test]
     fn parses_references_and_refuses_inline_values() {
-        assert_eq!(SecretRef::parse("env:A_B1"), Ok(SecretRef::Env("A_B1".into())));
+        assert_eq!(
+            SecretRef::parse("env:A_B1"),
+            Ok(SecretRef::Env("A_B1".into()))
+        );
         assert_eq!(
             SecretRef::parse("file:/x/y"),
             Ok(SecretRef::File("/x/y".into()))

@@ -20,7 +20,12 @@ use crate::rehearsal::{GeneratedCredential, rehearsal_account};
 pub const REHEARSAL_UPN: &str = "breakglass1@rehearsal.onmicrosoft.com";
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }
@@ -42,14 +47,22 @@ pub async fn serve(
         .create(&dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let cred = GeneratedCredential::new().map_err(|e| e.to_string())?;
-    let account = rehearsal_account(REHEARSAL_UPN, &cred.id, cred.pkcs8.expose_secret(), &cred.user_handle).map_err(|e| e.to_string())?;
+    let account = rehearsal_account(
+        REHEARSAL_UPN,
+        &cred.id,
+        cred.pkcs8.expose_secret(),
+        &cred.user_handle,
+    )
+    .map_err(|e| e.to_string())?;
     let mut secret = [0u8; 24];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
     let client_secret = SecretString::from(B64.encode(secret));
     let key_path = dir.join("credential.pk8");
     let secret_path = dir.join("client-secret");
-    write_private(&key_path, cred.pkcs8.expose_secret()).map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
-    write_private(&secret_path, client_secret.expose_secret().as_bytes()).map_err(|e| format!("cannot write {}: {e}", secret_path.display()))?;
+    write_private(&key_path, cred.pkcs8.expose_secret())
+        .map_err(|e| format!("cannot write {}: {e}", key_path.display()))?;
+    write_private(&secret_path, client_secret.expose_secret().as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", secret_path.display()))?;
 
     let tenant = RehearsalTenant::start(TenantOptions {
         account,
@@ -66,9 +79,16 @@ pub async fn serve(
     .map_err(|e| e.to_string())?;
     let u = tenant.urls();
     println!("rehearsal tenant listening on {}", tenant.addr());
-    println!("  sign-in:   {}/{TENANT_ID}/oauth2/v2.0/authorize?client_id=glassdrill", u.authority);
+    println!(
+        "  sign-in:   {}/{TENANT_ID}/oauth2/v2.0/authorize?client_id=glassdrill",
+        u.authority
+    );
     println!("  ceremony:  {} (RP id {})", u.ceremony, u.rp_id);
-    println!("  token:     {}/{TENANT_ID}/oauth2/v2.0/token (client_id glassdrill-rehearsal, secret in {})", u.authority, secret_path.display());
+    println!(
+        "  token:     {}/{TENANT_ID}/oauth2/v2.0/token (client_id glassdrill-rehearsal, secret in {})",
+        u.authority,
+        secret_path.display()
+    );
     println!("  graph:     {}/v1.0/auditLogs/signIns", u.graph);
     println!("  landing:   {}/", u.myaccount);
     println!("  account:   {REHEARSAL_UPN}");

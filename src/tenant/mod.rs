@@ -91,7 +91,10 @@ impl Fault {
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, f)| *f == self).map_or("?", |(n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("?", |(n, _)| n)
     }
 }
 
@@ -225,7 +228,9 @@ impl Shared {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves plain data behind; keep going.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -269,15 +274,22 @@ impl RehearsalTenant {
     pub async fn start(opts: TenantOptions) -> Result<Self, TenantError> {
         let listener = tokio::net::TcpListener::bind(opts.listen)
             .await
-            .map_err(|e| TenantError::Bind { addr: opts.listen, reason: e.to_string() })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| TenantError::Bind { addr: opts.listen, reason: e.to_string() })?;
+            .map_err(|e| TenantError::Bind {
+                addr: opts.listen,
+                reason: e.to_string(),
+            })?;
+        let addr = listener.local_addr().map_err(|e| TenantError::Bind {
+            addr: opts.listen,
+            reason: e.to_string(),
+        })?;
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| TenantError::Bind { addr, reason: e.to_string() })?;
+            .map_err(|e| TenantError::Bind {
+                addr,
+                reason: e.to_string(),
+            })?;
         let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
             urls: TenantUrls::new(addr.port()),
@@ -292,7 +304,11 @@ impl RehearsalTenant {
                 .with_graceful_shutdown(async move { cancel.cancelled().await })
                 .await;
         });
-        Ok(Self { shared, addr, task: Some(task) })
+        Ok(Self {
+            shared,
+            addr,
+            task: Some(task),
+        })
     }
 
     /// The bound address.
@@ -312,7 +328,12 @@ impl RehearsalTenant {
 
     /// The sign-in log, newest last.
     pub fn signins(&self) -> Vec<Value> {
-        self.shared.lock().signins.iter().map(|s| s.record.clone()).collect()
+        self.shared
+            .lock()
+            .signins
+            .iter()
+            .map(|s| s.record.clone())
+            .collect()
     }
 
     /// Stops the server and waits for it.
@@ -338,12 +359,29 @@ async fn host_dispatch(mut req: Request, next: axum::middleware::Next) -> Respon
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(|h| h.rsplit_once(':').map_or(h, |(n, _)| n).to_ascii_lowercase());
-    let label = host.as_deref().and_then(|h| h.strip_suffix(&format!(".{DOMAIN}"))).map(str::to_owned);
-    let Some(label) = label.filter(|l| ["login", "ceremony", "graph", "myaccount"].contains(&l.as_str())) else {
-        return (StatusCode::MISDIRECTED_REQUEST, "unknown host: use the *.rehearsal.localhost URLs the tenant printed").into_response();
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(n, _)| n)
+                .to_ascii_lowercase()
+        });
+    let label = host
+        .as_deref()
+        .and_then(|h| h.strip_suffix(&format!(".{DOMAIN}")))
+        .map(str::to_owned);
+    let Some(label) =
+        label.filter(|l| ["login", "ceremony", "graph", "myaccount"].contains(&l.as_str()))
+    else {
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "unknown host: use the *.rehearsal.localhost URLs the tenant printed",
+        )
+            .into_response();
     };
-    let pq = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
     if let Ok(uri) = format!("/{label}{pq}").parse::<Uri>() {
         *req.uri_mut() = uri;
     }
@@ -364,7 +402,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/graph/v1.0/auditLogs/signIns", get(graph_signins))
         .route("/myaccount/", get(landing))
         .with_state(shared);
-    Router::new().fallback_service(inner).layer(axum::middleware::from_fn(host_dispatch))
+    Router::new()
+        .fallback_service(inner)
+        .layer(axum::middleware::from_fn(host_dispatch))
 }
 
 #[derive(Deserialize)]
@@ -379,11 +419,22 @@ fn error_page(corr: &str, msg: &str) -> Response {
 
 async fn authorize(State(s): State<Arc<Shared>>, Path(tenant): Path<String>) -> Response {
     if tenant != TENANT_ID {
-        return error_page("", "AADSTS90002: Tenant not found. Check the tenant id in the sign-in URL.");
+        return error_page(
+            "",
+            "AADSTS90002: Tenant not found. Check the tenant id in the sign-in URL.",
+        );
     }
     let token = random_token(24);
     let corr = uuid();
-    s.lock().flows.insert(token.clone(), FlowState { correlation_id: corr.clone(), upn: None, challenge: None, signed_in: false });
+    s.lock().flows.insert(
+        token.clone(),
+        FlowState {
+            correlation_id: corr.clone(),
+            upn: None,
+            challenge: None,
+            signed_in: false,
+        },
+    );
     Html(pages::username(&tenant, &token, &corr, None)).into_response()
 }
 
@@ -394,13 +445,23 @@ struct LoginForm {
     loginfmt: String,
 }
 
-async fn login(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Form(f): Form<LoginForm>,
+) -> Response {
     let Some(flow) = s.lock().flows.get(&f.flow_token).cloned() else {
         return error_page("", "AADSTS90100: The sign-in session expired. Start again.");
     };
     let corr = flow.correlation_id.clone();
     if !same_upn(&f.loginfmt, &s.opts.account.upn) {
-        return Html(pages::username(&tenant, &f.flow_token, &corr, Some("This username may be incorrect. Make sure you typed it correctly."))).into_response();
+        return Html(pages::username(
+            &tenant,
+            &f.flow_token,
+            &corr,
+            Some("This username may be incorrect. Make sure you typed it correctly."),
+        ))
+        .into_response();
     }
     if s.has(Fault::AccountDisabled) {
         record_signin(&s, &corr, 50057, "The user account is disabled.");
@@ -415,19 +476,46 @@ async fn login(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Form(f)
     if let Some(fl) = s.lock().flows.get_mut(&f.flow_token) {
         fl.upn = Some(s.opts.account.upn.clone());
     }
-    Html(pages::options(&tenant, &f.flow_token, &corr, &s.opts.account.upn, s.has(Fault::UiDrift))).into_response()
+    Html(pages::options(
+        &tenant,
+        &f.flow_token,
+        &corr,
+        &s.opts.account.upn,
+        s.has(Fault::UiDrift),
+    ))
+    .into_response()
 }
 
-async fn fido_start(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Query(q): Query<FlowQuery>) -> Response {
+async fn fido_start(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Query(q): Query<FlowQuery>,
+) -> Response {
     let token = q.flow_token.unwrap_or_default();
-    let Some(flow) = s.lock().flows.get(&token).cloned().filter(|f| f.upn.is_some()) else {
+    let Some(flow) = s
+        .lock()
+        .flows
+        .get(&token)
+        .cloned()
+        .filter(|f| f.upn.is_some())
+    else {
         return error_page("", "AADSTS90100: The sign-in session expired. Start again.");
     };
     let action = format!("{}/{tenant}/fido/get", s.urls.ceremony);
-    Html(pages::fido(&action, &token, &flow.correlation_id, &s.opts.account.upn)).into_response()
+    Html(pages::fido(
+        &action,
+        &token,
+        &flow.correlation_id,
+        &s.opts.account.upn,
+    ))
+    .into_response()
 }
 
-async fn ceremony(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Query(q): Query<FlowQuery>) -> Response {
+async fn ceremony(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Query(q): Query<FlowQuery>,
+) -> Response {
     let token = q.flow_token.unwrap_or_default();
     let mut challenge = vec![0u8; 32];
     OsRng.fill_bytes(&mut challenge);
@@ -439,7 +527,8 @@ async fn ceremony(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Quer
         flow.challenge = Some(challenge.clone());
         flow.correlation_id.clone()
     };
-    let options = json!({ "challenge": B64.encode(&challenge), "rpId": s.urls.rp_id, "timeout": 60000 });
+    let options =
+        json!({ "challenge": B64.encode(&challenge), "rpId": s.urls.rp_id, "timeout": 60000 });
     let action = format!("{}/{tenant}/fido/verify", s.urls.authority);
     Html(pages::ceremony(&options, &action, &token, &corr)).into_response()
 }
@@ -462,7 +551,11 @@ struct VerifyForm {
     error: String,
 }
 
-async fn fido_verify(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, Form(f): Form<VerifyForm>) -> Response {
+async fn fido_verify(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+    Form(f): Form<VerifyForm>,
+) -> Response {
     // The challenge is single-use: taken out of the flow whatever happens.
     let (flow, challenge) = {
         let mut inner = s.lock();
@@ -474,11 +567,25 @@ async fn fido_verify(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, F
     };
     let corr = flow.correlation_id.clone();
     let Some(challenge) = challenge else {
-        return error_page(&corr, "AADSTS135004: The security key request is no longer valid. Start again.");
+        return error_page(
+            &corr,
+            "AADSTS135004: The security key request is no longer valid. Start again.",
+        );
     };
     if !f.error.is_empty() {
-        record_signin(&s, &corr, 135011, "The security key ceremony did not complete.");
-        return error_page(&corr, &format!("AADSTS135011: Your security key could not be used ({}).", f.error));
+        record_signin(
+            &s,
+            &corr,
+            135011,
+            "The security key ceremony did not complete.",
+        );
+        return error_page(
+            &corr,
+            &format!(
+                "AADSTS135011: Your security key could not be used ({}).",
+                f.error
+            ),
+        );
     }
     let decode = |v: &str| B64.decode(v.trim_end_matches('='));
     let (Ok(cid), Ok(ad), Ok(cd), Ok(sig)) = (
@@ -488,17 +595,32 @@ async fn fido_verify(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, F
         decode(&f.signature),
     ) else {
         record_signin(&s, &corr, 135011, "Malformed security key response.");
-        return error_page(&corr, "AADSTS135011: The security key response was malformed.");
+        return error_page(
+            &corr,
+            "AADSTS135011: The security key response was malformed.",
+        );
     };
-    let uh = if f.user_handle.is_empty() { None } else { decode(&f.user_handle).ok() };
+    let uh = if f.user_handle.is_empty() {
+        None
+    } else {
+        decode(&f.user_handle).ok()
+    };
     if s.has(Fault::CredentialRevoked) {
         record_signin(&s, &corr, 135010, "The security key has been revoked.");
-        return error_page(&corr, "AADSTS135010: The security key used to sign in has been revoked for this account.");
+        return error_page(
+            &corr,
+            "AADSTS135010: The security key used to sign in has been revoked for this account.",
+        );
     }
     let mut stored = s.opts.account.credential.clone();
     stored.sign_count = s.lock().sign_count;
     let origins = vec![s.urls.ceremony.clone()];
-    let expected = Expected { rp_id: &s.urls.rp_id, origins: &origins, challenge: &challenge, require_user_verification: true };
+    let expected = Expected {
+        rp_id: &s.urls.rp_id,
+        origins: &origins,
+        challenge: &challenge,
+        require_user_verification: true,
+    };
     let assertion = Assertion {
         credential_id: &cid,
         authenticator_data: &ad,
@@ -511,13 +633,29 @@ async fn fido_verify(State(s): State<Arc<Shared>>, Path(tenant): Path<String>, F
             s.lock().sign_count = v.sign_count;
         }
         Err(e) => {
-            record_signin(&s, &corr, 135011, &format!("Security key verification failed: {e}"));
-            return error_page(&corr, &format!("AADSTS135011: The security key could not be verified ({e})."));
+            record_signin(
+                &s,
+                &corr,
+                135011,
+                &format!("Security key verification failed: {e}"),
+            );
+            return error_page(
+                &corr,
+                &format!("AADSTS135011: The security key could not be verified ({e})."),
+            );
         }
     }
     if s.has(Fault::CaBlock) {
-        record_signin(&s, &corr, 53003, "Access has been blocked by Conditional Access policies.");
-        return error_page(&corr, "AADSTS53003: Access has been blocked by Conditional Access policies.");
+        record_signin(
+            &s,
+            &corr,
+            53003,
+            "Access has been blocked by Conditional Access policies.",
+        );
+        return error_page(
+            &corr,
+            "AADSTS53003: Access has been blocked by Conditional Access policies.",
+        );
     }
     record_signin(&s, &corr, 0, "");
     if let Some(fl) = s.lock().flows.get_mut(&f.flow_token) {
@@ -534,7 +672,9 @@ async fn kmsi(State(s): State<Arc<Shared>>, Form(f): Form<FlowQuery>) -> Respons
         let Some(flow) = inner.flows.remove(&token).filter(|f| f.signed_in) else {
             return error_page("", "AADSTS90100: The sign-in session expired. Start again.");
         };
-        inner.sessions.insert(session.clone(), flow.upn.unwrap_or_default());
+        inner
+            .sessions
+            .insert(session.clone(), flow.upn.unwrap_or_default());
     }
     Redirect::to(&format!("{}/?session={session}", s.urls.myaccount)).into_response()
 }
@@ -569,12 +709,18 @@ async fn token(State(s): State<Arc<Shared>>, Form(f): Form<TokenForm>) -> Respon
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_grant_type", "error_description": "AADSTS70003: only client_credentials is supported here."}))).into_response();
     }
     let ok_id = f.client_id == s.opts.client_id;
-    let ok_secret = constant_eq(f.client_secret.as_bytes(), s.opts.client_secret.expose_secret().as_bytes());
+    let ok_secret = constant_eq(
+        f.client_secret.as_bytes(),
+        s.opts.client_secret.expose_secret().as_bytes(),
+    );
     if !(ok_id && ok_secret) {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}))).into_response();
     }
     let tok = random_token(32);
-    s.lock().tokens.insert(tok.clone(), tokio::time::Instant::now() + Duration::from_secs(3600));
+    s.lock().tokens.insert(
+        tok.clone(),
+        tokio::time::Instant::now() + Duration::from_secs(3600),
+    );
     Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tok})).into_response()
 }
 
@@ -583,7 +729,11 @@ fn constant_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
 }
 
 /// The subset of OData `$filter` the sign-in log needs: clauses joined by
@@ -593,7 +743,8 @@ fn parse_filter(f: &str) -> Result<Vec<(String, String, String)>, String> {
     let mut out = Vec::new();
     for clause in f.split(" and ") {
         let mut parts = clause.trim().splitn(3, ' ');
-        let (Some(field), Some(op), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(field), Some(op), Some(value)) = (parts.next(), parts.next(), parts.next())
+        else {
             return Err(format!("Invalid filter clause: {clause}"));
         };
         let value = value.trim().trim_matches('\'').replace("''", "'");
@@ -607,7 +758,11 @@ fn parse_filter(f: &str) -> Result<Vec<(String, String, String)>, String> {
     Ok(out)
 }
 
-async fn graph_signins(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn graph_signins(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
@@ -616,14 +771,26 @@ async fn graph_signins(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q
     let now = tokio::time::Instant::now();
     {
         let mut inner = s.lock();
-        let valid = bearer.as_ref().and_then(|b| inner.tokens.get(b)).is_some_and(|exp| *exp > now);
+        let valid = bearer
+            .as_ref()
+            .and_then(|b| inner.tokens.get(b))
+            .is_some_and(|exp| *exp > now);
         if !valid {
-            return graph_error(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", "Access token is empty or invalid.");
+            return graph_error(
+                StatusCode::UNAUTHORIZED,
+                "InvalidAuthenticationToken",
+                "Access token is empty or invalid.",
+            );
         }
         if s.has(Fault::ApiThrottle) && !inner.throttled {
             inner.throttled = true;
-            let mut r = graph_error(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "Too many requests.");
-            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            let mut r = graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests.",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             return r;
         }
     }
@@ -631,22 +798,34 @@ async fn graph_signins(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q
         Ok(f) => f.unwrap_or_default(),
         Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", &e),
     };
-    let top = q.get("$top").and_then(|t| t.parse::<usize>().ok()).unwrap_or(50).min(1000);
+    let top = q
+        .get("$top")
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(50)
+        .min(1000);
     let inner = s.lock();
     let mut rows: Vec<&LoggedSignIn> = inner
         .signins
         .iter()
         .filter(|l| l.visible_at <= now)
         .filter(|l| {
-            filters.iter().all(|(field, _, value)| match field.as_str() {
-                "userPrincipalName" => l.record["userPrincipalName"].as_str().is_some_and(|u| same_upn(u, value)),
-                "correlationId" => l.record["correlationId"].as_str() == Some(value.as_str()),
-                _ => DateTime::parse_from_rfc3339(value).is_ok_and(|t| l.created >= t),
-            })
+            filters
+                .iter()
+                .all(|(field, _, value)| match field.as_str() {
+                    "userPrincipalName" => l.record["userPrincipalName"]
+                        .as_str()
+                        .is_some_and(|u| same_upn(u, value)),
+                    "correlationId" => l.record["correlationId"].as_str() == Some(value.as_str()),
+                    _ => DateTime::parse_from_rfc3339(value).is_ok_and(|t| l.created >= t),
+                })
         })
         .collect();
     rows.sort_by(|a, b| b.created.cmp(&a.created));
-    let value: Vec<Value> = rows.into_iter().take(top).map(|l| l.record.clone()).collect();
+    let value: Vec<Value> = rows
+        .into_iter()
+        .take(top)
+        .map(|l| l.record.clone())
+        .collect();
     Json(json!({
         "@odata.context": format!("{}/v1.0/$metadata#auditLogs/signIns", s.urls.graph),
         "value": value
@@ -684,7 +863,11 @@ fn record_signin(s: &Arc<Shared>, corr: &str, error_code: i64, reason: &str) {
         "deviceDetail": { "browser": "Chrome", "operatingSystem": "Linux" },
         "location": { "city": "Loopback", "countryOrRegion": "ZZ" },
     });
-    let delay = if s.has(Fault::LogDelay) { s.opts.log_delay } else { Duration::ZERO };
+    let delay = if s.has(Fault::LogDelay) {
+        s.opts.log_delay
+    } else {
+        Duration::ZERO
+    };
     s.lock().signins.push(LoggedSignIn {
         record,
         created,
@@ -699,14 +882,26 @@ fn schedule_alert(s: Arc<Shared>, signin: DateTime<Utc>) {
     if s.has(Fault::AlertNever) {
         return;
     }
-    let delay = if s.has(Fault::AlertLate) { s.opts.alert_late_delay } else { s.opts.alert_delay };
+    let delay = if s.has(Fault::AlertLate) {
+        s.opts.alert_late_delay
+    } else {
+        s.opts.alert_delay
+    };
     tokio::spawn(async move {
         tokio::select! {
             () = s.cancel.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
         let upn = if s.has(Fault::AlertOtherAccount) {
-            format!("breakglass2@{}", s.opts.account.upn.split('@').nth(1).unwrap_or("rehearsal.onmicrosoft.com"))
+            format!(
+                "breakglass2@{}",
+                s.opts
+                    .account
+                    .upn
+                    .split('@')
+                    .nth(1)
+                    .unwrap_or("rehearsal.onmicrosoft.com")
+            )
         } else {
             s.opts.account.upn.clone()
         };
@@ -730,9 +925,16 @@ fn schedule_alert(s: Arc<Shared>, signin: DateTime<Utc>) {
 
 /// An Azure Monitor common-alert-schema payload of a Log Alerts V2 rule on
 /// `SigninLogs`, with the account as a dimension.
-pub fn common_alert(alert_id: &str, upn: &str, signin: DateTime<Utc>, fired: DateTime<Utc>) -> Value {
+pub fn common_alert(
+    alert_id: &str,
+    upn: &str,
+    signin: DateTime<Utc>,
+    fired: DateTime<Utc>,
+) -> Value {
     let sub = "00000000-0000-0000-0000-0000000000aa";
-    let ws = format!("/subscriptions/{sub}/resourcegroups/rg-breakglass/providers/microsoft.operationalinsights/workspaces/law-rehearsal");
+    let ws = format!(
+        "/subscriptions/{sub}/resourcegroups/rg-breakglass/providers/microsoft.operationalinsights/workspaces/law-rehearsal"
+    );
     json!({
         "schemaId": "azureMonitorCommonAlertSchema",
         "data": {
@@ -782,7 +984,10 @@ mod tests {
 
     #[test]
     fn filter_parsing() {
-        let f = parse_filter("userPrincipalName eq 'a@b.c' and createdDateTime ge 2026-01-01T00:00:00Z").unwrap();
+        let f = parse_filter(
+            "userPrincipalName eq 'a@b.c' and createdDateTime ge 2026-01-01T00:00:00Z",
+        )
+        .unwrap();
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].2, "a@b.c");
         assert!(parse_filter("status eq 0").is_err());
@@ -794,7 +999,11 @@ mod tests {
             assert_eq!(n.parse::<Fault>(), Ok(f));
             assert_eq!(f.name(), n);
         }
-        assert!("nope".parse::<Fault>().unwrap_err().contains("credential-revoked"));
+        assert!(
+            "nope"
+                .parse::<Fault>()
+                .unwrap_err()
+                .contains("credential-revoked")
+        );
     }
-
 }

@@ -52,7 +52,12 @@ pub fn page(title: &str, pgid: &str, correlation_id: &str, body: &str) -> String
 /// field.
 pub fn username(tenant: &str, flow_token: &str, corr: &str, error: Option<&str>) -> String {
     let err = error
-        .map(|e| format!("<div id=\"usernameError\" class=\"error\" role=\"alert\">{}</div>", esc(e)))
+        .map(|e| {
+            format!(
+                "<div id=\"usernameError\" class=\"error\" role=\"alert\">{}</div>",
+                esc(e)
+            )
+        })
         .unwrap_or_default();
     page(
         "Sign in to your account",
@@ -120,7 +125,12 @@ pub fn fido(ceremony_action: &str, flow_token: &str, corr: &str, upn: &str) -> S
 /// The WebAuthn ceremony page on the ceremony origin: calls
 /// `navigator.credentials.get` and posts the assertion back to the sign-in
 /// host. Entra uses discoverable credentials, so `allowCredentials` is empty.
-pub fn ceremony(options: &serde_json::Value, verify_action: &str, flow_token: &str, corr: &str) -> String {
+pub fn ceremony(
+    options: &serde_json::Value,
+    verify_action: &str,
+    flow_token: &str,
+    corr: &str,
+) -> String {
     let script = r#"
 (async () => {
   const opts = JSON.parse(document.getElementById('fidoOptions').textContent);
@@ -197,7 +207,10 @@ pub fn error(corr: &str, message: &str) -> String {
 /// The landing page on the `myaccount` host.
 pub fn landing(upn: Option<&str>) -> String {
     let body = match upn {
-        Some(u) => format!("<main id=\"landing\"><div class=\"title\">My Account</div><p>Signed in as <span id=\"upn\">{}</span></p></main>", esc(u)),
+        Some(u) => format!(
+            "<main id=\"landing\"><div class=\"title\">My Account</div><p>Signed in as <span id=\"upn\">{}</span></p></main>",
+            esc(u)
+        ),
         None => "<main id=\"landing-anonymous\"><p>Not signed in.</p></main>".to_owned(),
     };
     page("My Account", "MyAccount", "", &body)

@@ -1,0 +1,170 @@
+//! Test helpers: each test gets its own temp dir (state, browser temp
+//! files), a host config pointing into it, and a check that no browser
+//! process or temp directory outlives the drill.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use glassdrill::config::{Environment, HostConfig};
+use glassdrill::drill::{DrillOutcome, Stage, StageRecord};
+use glassdrill::progress::Progress;
+use glassdrill::rehearsal::{RunOptions, run_configured};
+use glassdrill::tenant::Fault;
+use tokio_util::sync::CancellationToken;
+
+/// A test's own world.
+pub struct World {
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("glassdrill-test-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("tmp")).expect("tmp");
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn browser_tmp(&self) -> PathBuf {
+        self.dir.path().join("tmp")
+    }
+
+    pub fn host(&self) -> HostConfig {
+        let env = Environment {
+            cwd: self.path().to_path_buf(),
+            home: Some(self.path().join("home")),
+            xdg_config_home: None,
+            xdg_state_home: Some(self.state()),
+        };
+        let mut h = HostConfig::defaults(&env);
+        h.browser.temp_dir = Some(self.browser_tmp());
+        h
+    }
+
+    /// A `glassdrill` command isolated in this world.
+    pub fn cmd(&self) -> assert_cmd::Command {
+        let mut c = assert_cmd::Command::cargo_bin("glassdrill").expect("binary");
+        c.current_dir(self.path())
+            .env("XDG_STATE_HOME", self.state())
+            .env("XDG_CONFIG_HOME", self.path().join("config"))
+            .env("HOME", self.path().join("home"))
+            .env("TMPDIR", self.browser_tmp())
+            .env_remove("GLASSDRILL_LOG");
+        c
+    }
+
+    /// Asserts that no process mentions this world's paths (chromedriver
+    /// and Chromium carry the temp dir in their command line or
+    /// environment) and that the browser temp dir is empty again.
+    pub fn assert_clean(&self) {
+        let needle = self.browser_tmp().display().to_string();
+        let me = std::process::id();
+        let mut survivors = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            let hay =
+                String::from_utf8_lossy(&cmdline).to_string() + &String::from_utf8_lossy(&environ);
+            if hay.contains(&needle) {
+                // A zombie that is already dead but not reaped has an empty cmdline.
+                survivors.push(format!(
+                    "{pid}: {}",
+                    String::from_utf8_lossy(&cmdline).replace('\0', " ")
+                ));
+            }
+        }
+        assert!(
+            survivors.is_empty(),
+            "browser processes survived: {survivors:#?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(self.browser_tmp())
+            .expect("tmp")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "temp dirs left behind: {left:?}");
+    }
+}
+
+/// Captures progress notes (the receiver's address is one).
+#[derive(Default)]
+pub struct Notes(pub Mutex<Vec<String>>, pub Mutex<Vec<Stage>>);
+
+impl Progress for Notes {
+    fn stage_started(&self, stage: Stage) {
+        self.1.lock().unwrap().push(stage);
+    }
+    fn stage_finished(&self, _: &StageRecord) {}
+    fn note(&self, m: &str) {
+        self.0.lock().unwrap().push(m.to_owned());
+    }
+}
+
+/// Runs the built-in rehearsal drill with `faults`.
+pub async fn rehearse(world: &World, faults: &[Fault], deadline: Duration) -> DrillOutcome {
+    let drill = glassdrill::config::DrillConfig::rehearsal().expect("rehearsal drill");
+    let opts = RunOptions {
+        faults: faults.to_vec(),
+        alert_delay: Duration::from_millis(200),
+        alert_deadline: Some(deadline),
+        step_timeout: Some(Duration::from_secs(8)),
+        ..RunOptions::default()
+    };
+    run_configured(
+        &world.host(),
+        &drill,
+        &opts,
+        &glassdrill::progress::Quiet,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("drill starts")
+}
+
+/// The stage record of `stage`.
+pub fn stage(o: &DrillOutcome, stage: Stage) -> &StageRecord {
+    o.stages
+        .iter()
+        .find(|s| s.stage == stage)
+        .expect("stage recorded")
+}
+
+/// Files of a bundle, relative, sorted.
+pub fn files(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(d).expect("read").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).expect("prefix").display().to_string());
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(dir, dir, &mut v);
+    v.sort();
+    v
+}
