@@ -350,6 +350,7 @@ fn check_config(host: &HostConfig) -> u8 {
     }
     println!("data directory: {}", host.data_dir.display());
     println!("drills directory: {}", host.drills_dir.display());
+    print_problems(&Problems(host.warnings.clone()));
     let (drills, problems) = load_drills(&host.drills_dir);
     print_problems(&problems);
     for d in &drills {

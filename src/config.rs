@@ -299,6 +299,8 @@ pub struct HostConfig {
     pub browser: BrowserConfig,
     /// SHA-256 of the file's bytes (or of nothing), recorded in evidence.
     pub digest: String,
+    /// Problems that do not stop loading (e.g. a secret not provisioned yet).
+    pub warnings: Vec<Problem>,
 }
 
 /// Evidence signing settings.
@@ -391,6 +393,7 @@ impl HostConfig {
             entra: None,
             browser: BrowserConfig::default(),
             digest: sha256_hex(b""),
+            warnings: Vec::new(),
         }
     }
 
@@ -569,11 +572,7 @@ impl HostConfig {
         if problems.has_errors() {
             Err(problems)
         } else {
-            if !problems.0.is_empty() {
-                for p in &problems.0 {
-                    tracing::warn!("{p}");
-                }
-            }
+            cfg.warnings = problems.0;
             Ok(cfg)
         }
     }
@@ -703,6 +702,8 @@ pub struct DrillConfig {
     pub source: PathBuf,
     /// SHA-256 over the drill file and flow file bytes.
     pub digest: String,
+    /// Problems that do not stop loading (shown by `check-config`).
+    pub warnings: Vec<Problem>,
 }
 
 fn base64url(src: &Source<'_>, field: &str, v: &Spanned<String>) -> Result<Vec<u8>, Problem> {
@@ -949,6 +950,7 @@ impl DrillConfig {
             alerts,
             source: path.to_path_buf(),
             digest: hex::encode(hasher.finalize()),
+            warnings: problems.0,
         })
     }
 }
@@ -979,7 +981,10 @@ pub fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
     paths.sort();
     for p in paths {
         match DrillConfig::load(&p) {
-            Ok(d) => drills.push(d),
+            Ok(d) => {
+                problems.extend(d.warnings.iter().cloned());
+                drills.push(d);
+            }
             Err(ps) => problems.extend(ps.0),
         }
     }

@@ -148,6 +148,7 @@ pub async fn run_configured(
             a.deadline = d;
         }
     }
+    preflight_config(host, &drill)?;
     let key = signing_key(host, progress)?;
 
     // The receiver listens before anything can fire an alert.
@@ -305,6 +306,41 @@ pub async fn run_configured(
     }
     receiver.shutdown().await;
     Ok(outcome)
+}
+
+/// Every configuration problem that would stop this run, reported at once
+/// before anything is started or created.
+fn preflight_config(host: &HostConfig, drill: &DrillConfig) -> Result<(), RunError> {
+    let mut problems = Vec::new();
+    let src = drill.source.display();
+    if let AuthenticatorConfig::Virtual(Some(c)) = &drill.authenticator {
+        if let Err(e) = c.private_key.resolve_bytes() {
+            problems.push(format!("{src}: authenticator.private_key: {e}"));
+        }
+    }
+    if drill.tenant == TenantKind::Entra {
+        match &host.entra {
+            None => problems.push(format!("{src}: drill {} signs in to Entra, but the host config has no [entra] table; see deploy/glassdrill.toml", drill.id)),
+            Some(e) => {
+                if let Err(err) = e.client_secret.resolve() {
+                    problems.push(format!("entra.client_secret: {err}"));
+                }
+            }
+        }
+        match &host.webhook.token {
+            None => problems.push("a drill against Entra needs [webhook] token = \"env:...\" or \"file:...\" in glassdrill.toml: the action group's webhook URL carries it".into()),
+            Some(t) => {
+                if let Err(err) = t.resolve() {
+                    problems.push(format!("webhook.token: {err}"));
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(RunError::Config(problems.join("\nerror: ")))
+    }
 }
 
 fn fault_list(f: &[Fault]) -> String {

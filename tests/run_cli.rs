@@ -1,0 +1,138 @@
+//! `glassdrill run <drill>` with a drill file of its own (a virtual
+//! credential from a key file, against the rehearsal tenant), and Ctrl-C in
+//! the middle of a drill: INTERRUPTED, evidence kept, nothing left running.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::OpenOptionsExt;
+use std::process::Stdio;
+
+use base64::Engine as _;
+use common::World;
+
+fn setup_drill(w: &World) {
+    let pkcs8 = glassdrill::tenant::webauthn::generate_p256_pkcs8().unwrap();
+    let key = w.path().join("bg-rehearsal.pk8");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&key)
+        .unwrap();
+    std::io::Write::write_all(&mut f, &pkcs8).unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    std::fs::create_dir_all(w.path().join("drills")).unwrap();
+    std::fs::write(
+        w.path().join("drills/bg-rehearsal.toml"),
+        format!(
+            "id = \"bg-rehearsal\"\naccount = \"breakglass1@rehearsal.onmicrosoft.com\"\ntenant = \"rehearsal\"\n\
+             flow = \"flows/entra-security-key.toml\"\nconfirm_deadline = \"20s\"\n\
+             [authenticator]\nkind = \"virtual\"\nprivate_key = \"file:{}\"\ncredential_id = \"{}\"\nuser_handle = \"{}\"\nrp_id = \"ceremony.rehearsal.localhost\"\n\
+             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\ndeadline = \"20s\"\n",
+            key.display(),
+            b64.encode(b"credential-id-01"),
+            b64.encode(b"user-handle-0001"),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn run_a_drill_file_with_a_key_from_a_file() {
+    let w = World::new();
+    setup_drill(&w);
+    let out = w
+        .cmd()
+        .args([
+            "run",
+            "bg-rehearsal",
+            "--operator",
+            "Alice Custodian",
+            "--witness",
+            "Bob SOC",
+            "--progress",
+            "plain",
+            "--alert-delay",
+            "200ms",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("evidence: "))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/drill.json")).unwrap()).unwrap();
+    assert_eq!(record["operator"], "Alice Custodian");
+    assert_eq!(record["witness"], "Bob SOC");
+    assert_eq!(
+        record["authenticator"]["credential_id"],
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b"credential-id-01")
+    );
+    assert!(
+        record["authenticator"]["public_key_sha256"]
+            .as_str()
+            .unwrap()
+            .len()
+            == 64
+    );
+    // The private key never reaches the evidence.
+    let pkcs8 = std::fs::read(w.path().join("bg-rehearsal.pk8")).unwrap();
+    let needle = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&pkcs8);
+    for f in common::files(std::path::Path::new(&dir)) {
+        let text =
+            String::from_utf8_lossy(&std::fs::read(format!("{dir}/{f}")).unwrap()).to_string();
+        assert!(!text.contains(&needle), "{f} contains the private key");
+    }
+    w.assert_clean();
+}
+
+#[test]
+fn ctrl_c_mid_drill_interrupts_cleans_up_and_keeps_evidence() {
+    let w = World::new();
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("glassdrill"));
+    cmd.current_dir(w.path())
+        .env("XDG_STATE_HOME", w.state())
+        .env("HOME", w.path().join("home"))
+        .env("TMPDIR", w.browser_tmp())
+        // A long alert delay keeps the drill waiting in the alerts stage.
+        .args([
+            "rehearse",
+            "--progress",
+            "plain",
+            "--alert-delay",
+            "60s",
+            "--alert-deadline",
+            "90s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("[alerts] started") {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{seen}");
+    assert!(stdout.starts_with("INTERRUPTED"), "{stdout}\n{seen}");
+    assert!(stdout.contains("evidence: "), "{stdout}");
+    w.assert_clean();
+}
