@@ -66,10 +66,10 @@ pub fn parse_common_alert(v: &Value) -> Result<CommonAlert, String> {
         for c in all {
             for d in c["dimensions"].as_array().into_iter().flatten() {
                 let name = d["name"].as_str().unwrap_or_default().to_ascii_lowercase();
-                if ["userprincipalname", "upn", "account", "accountupn"].contains(&name.as_str()) {
-                    if let Some(val) = d["value"].as_str() {
-                        accounts.push(val.to_owned());
-                    }
+                if ["userprincipalname", "upn", "account", "accountupn"].contains(&name.as_str())
+                    && let Some(val) = d["value"].as_str()
+                {
+                    accounts.push(val.to_owned());
                 }
             }
         }

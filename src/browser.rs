@@ -162,12 +162,11 @@ async fn wait_ready(
                 reason: format!("it exited at once ({status})"),
             });
         }
-        if let Ok(resp) = http.get(&url).send().await {
-            if let Ok(v) = resp.json::<Value>().await {
-                if v["value"]["ready"].as_bool() == Some(true) {
-                    return Ok(());
-                }
-            }
+        if let Ok(resp) = http.get(&url).send().await
+            && let Ok(v) = resp.json::<Value>().await
+            && v["value"]["ready"].as_bool() == Some(true)
+        {
+            return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(BrowserError::NotReady(limit));

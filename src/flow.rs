@@ -134,13 +134,13 @@ impl Flow {
                     ),
                 ));
             }
-            if let Some(f) = &st.fill {
-                if f.replace("{upn}", "").contains('{') {
-                    problems.push(src.error(
-                        at,
-                        format!("step `{}`: fill may only use the template {{upn}}", st.name),
-                    ));
-                }
+            if let Some(f) = &st.fill
+                && f.replace("{upn}", "").contains('{')
+            {
+                problems.push(src.error(
+                    at,
+                    format!("step `{}`: fill may only use the template {{upn}}", st.name),
+                ));
             }
             if st.ceremony {
                 ceremonies += 1;
@@ -383,10 +383,10 @@ impl<'a> FlowRunner<'a> {
                 if let Some(f) = &state.failure {
                     return Wait::Refused(f.clone());
                 }
-                if let Some(pgid) = &state.pgid {
-                    if self.flow.failure.page_ids.iter().any(|p| p == pgid) {
-                        return Wait::Refused(format!("error page ({pgid})"));
-                    }
+                if let Some(pgid) = &state.pgid
+                    && self.flow.failure.page_ids.iter().any(|p| p == pgid)
+                {
+                    return Wait::Refused(format!("error page ({pgid})"));
                 }
                 let url_ok = step.url_contains.is_empty()
                     || state
@@ -432,13 +432,13 @@ impl<'a> FlowRunner<'a> {
     }
 
     async fn page_html(&self, index: usize, name: &str, captures: &mut Vec<Capture>) {
-        if let Ok(client) = self.browser.client() {
-            if let Ok(Value::String(html)) = client.execute(HTML_JS, vec![]).await {
-                captures.push(Capture {
-                    name: format!("pages/{:02}-{}.html", index + 1, slug(name)),
-                    bytes: html.into_bytes(),
-                });
-            }
+        if let Ok(client) = self.browser.client()
+            && let Ok(Value::String(html)) = client.execute(HTML_JS, vec![]).await
+        {
+            captures.push(Capture {
+                name: format!("pages/{:02}-{}.html", index + 1, slug(name)),
+                bytes: html.into_bytes(),
+            });
         }
     }
 

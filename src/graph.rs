@@ -125,10 +125,10 @@ impl GraphClient {
 
     async fn access_token(&self) -> Result<SecretString, GraphError> {
         let mut cached = self.token.lock().await;
-        if let Some((t, exp)) = cached.as_ref() {
-            if *exp > tokio::time::Instant::now() {
-                return Ok(t.clone());
-            }
+        if let Some((t, exp)) = cached.as_ref()
+            && *exp > tokio::time::Instant::now()
+        {
+            return Ok(t.clone());
         }
         let url = format!("{}/{}/oauth2/v2.0/token", self.authority, self.tenant_id);
         let scope = format!("{}/.default", self.graph);

@@ -313,10 +313,10 @@ pub async fn run_configured(
 fn preflight_config(host: &HostConfig, drill: &DrillConfig) -> Result<(), RunError> {
     let mut problems = Vec::new();
     let src = drill.source.display();
-    if let AuthenticatorConfig::Virtual(Some(c)) = &drill.authenticator {
-        if let Err(e) = c.private_key.resolve_bytes() {
-            problems.push(format!("{src}: authenticator.private_key: {e}"));
-        }
+    if let AuthenticatorConfig::Virtual(Some(c)) = &drill.authenticator
+        && let Err(e) = c.private_key.resolve_bytes()
+    {
+        problems.push(format!("{src}: authenticator.private_key: {e}"));
     }
     if drill.tenant == TenantKind::Entra {
         match &host.entra {

@@ -87,9 +87,7 @@ fn every_drill_problem_is_reported_at_once() {
     write(
         &w,
         "drills/b.toml",
-        &format!(
-            "id = \"b\"\naccount = \"b@contoso.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"flows/entra-security-key.toml\"\nauthenticator = {{ kind = \"virtual\" }}\n[[alerts]]\nkind = \"webhook\"\nname = \"x\"\ndeadline = \"fifteen minutes\"\n"
-        ),
+        "id = \"b\"\naccount = \"b@contoso.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"flows/entra-security-key.toml\"\nauthenticator = { kind = \"virtual\" }\n[[alerts]]\nkind = \"webhook\"\nname = \"x\"\ndeadline = \"fifteen minutes\"\n",
     );
     write(
         &w,

@@ -820,7 +820,7 @@ async fn graph_signins(
                 })
         })
         .collect();
-    rows.sort_by(|a, b| b.created.cmp(&a.created));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.created));
     let value: Vec<Value> = rows
         .into_iter()
         .take(top)
