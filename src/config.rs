@@ -1066,6 +1066,24 @@ mod tests {
     }
 
     #[test]
+    fn shipped_entra_example_is_valid() {
+        let text = include_str!("../drills/entra-bg1.toml.example");
+        let d = DrillConfig::parse(Path::new("drills/bg1.toml"), text, |_| {
+            Ok((PathBuf::from("flows/entra-security-key.toml"), ENTRA_FLOW.to_owned()))
+        })
+        .unwrap();
+        assert_eq!(d.tenant, TenantKind::Entra);
+        // The key file does not exist here: a warning, not an error.
+        assert!(d.warnings.iter().all(|w| w.severity == Severity::Warning));
+        assert!(!d.warnings.is_empty());
+        let host = include_str!("../deploy/glassdrill.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let h = HostConfig::parse(&dir.path().join("glassdrill.toml"), host, &env(dir.path())).unwrap();
+        assert!(h.entra.is_some());
+        assert_eq!(h.webhook.listen.port(), 8765);
+    }
+
+    #[test]
     fn defaults_follow_xdg() {
         let e = Environment {
             cwd: "/w".into(),
