@@ -1069,7 +1069,10 @@ mod tests {
     fn shipped_entra_example_is_valid() {
         let text = include_str!("../drills/entra-bg1.toml.example");
         let d = DrillConfig::parse(Path::new("drills/bg1.toml"), text, |_| {
-            Ok((PathBuf::from("flows/entra-security-key.toml"), ENTRA_FLOW.to_owned()))
+            Ok((
+                PathBuf::from("flows/entra-security-key.toml"),
+                ENTRA_FLOW.to_owned(),
+            ))
         })
         .unwrap();
         assert_eq!(d.tenant, TenantKind::Entra);
@@ -1078,7 +1081,8 @@ mod tests {
         assert!(!d.warnings.is_empty());
         let host = include_str!("../deploy/glassdrill.toml");
         let dir = tempfile::tempdir().unwrap();
-        let h = HostConfig::parse(&dir.path().join("glassdrill.toml"), host, &env(dir.path())).unwrap();
+        let h =
+            HostConfig::parse(&dir.path().join("glassdrill.toml"), host, &env(dir.path())).unwrap();
         assert!(h.entra.is_some());
         assert_eq!(h.webhook.listen.port(), 8765);
     }

@@ -292,20 +292,23 @@ pub async fn run_drill(
 ) -> DrillOutcome {
     let drill = plan.drill;
     let started = Utc::now();
-    let run_id = new_run_id(started);
-    let mut stages = Vec::new();
-    let mut captures: Vec<Capture> = Vec::new();
-    let mut flow_steps: Vec<StepRecord> = Vec::new();
-    let mut correlation_id = None;
-    let mut signin_record: Option<Value> = None;
-    let mut observations: Vec<(ExpectedAlert, AlertObservation, Option<Value>)> = Vec::new();
-    let identity: AuthenticatorIdentity = plan.authenticator.identity();
+    let mut c = Collected {
+        run_id: new_run_id(started),
+        started,
+        stages: Vec::new(),
+        captures: Vec::new(),
+        flow_steps: Vec::new(),
+        correlation_id: None,
+        signin_record: None,
+        observations: Vec::new(),
+        identity: plan.authenticator.identity(),
+        announcement: String::new(),
+    };
     let vars = FlowVars {
         authority: plan.tenant.authority.clone(),
         tenant_id: plan.tenant.tenant_id.clone(),
         upn: drill.account.clone(),
     };
-    let mut announcement = String::new();
 
     // preflight
     let t = Timer::start(Stage::Preflight, progress);
@@ -341,12 +344,12 @@ pub async fn run_drill(
                 StageStatus::Passed,
                 format!("browser ready; {notes}"),
                 progress,
-                &mut stages,
+                &mut c.stages,
             );
             true
         }
         Err(e) => {
-            t.end(StageStatus::Errored, e, progress, &mut stages);
+            t.end(StageStatus::Errored, e, progress, &mut c.stages);
             false
         }
     };
@@ -367,10 +370,10 @@ pub async fn run_drill(
                 )
             })
             .collect();
-        announcement = format!(
+        c.announcement = format!(
             "glassdrill: break-glass drill {} run {} starts now for {}. Expect a sign-in and these alerts: {}.{}",
             drill.id,
-            run_id,
+            c.run_id,
             drill.account,
             expected.join("; "),
             plan.operator
@@ -378,13 +381,13 @@ pub async fn run_drill(
                 .map(|o| format!(" Operator: {o}."))
                 .unwrap_or_default()
         );
-        tracing::info!(target: "glassdrill::announce", drill = %drill.id, run = %run_id, "{announcement}");
-        progress.note(&announcement);
+        tracing::info!(target: "glassdrill::announce", drill = %drill.id, run = %c.run_id, "{}", c.announcement);
+        progress.note(&c.announcement);
         t.end(
             StageStatus::Passed,
             "announced on the log and console (no notification channel configured)",
             progress,
-            &mut stages,
+            &mut c.stages,
         );
 
         // sign-in
@@ -394,28 +397,15 @@ pub async fn run_drill(
                 StageStatus::Errored,
                 "browser missing after preflight",
                 progress,
-                &mut stages,
+                &mut c.stages,
             );
-            return finish(
-                plan,
-                run_id,
-                started,
-                stages,
-                captures,
-                flow_steps,
-                None,
-                None,
-                observations,
-                identity,
-                announcement,
-                progress,
-            );
+            return finish(plan, c, progress);
         };
         let runner = FlowRunner::new(b, &drill.flow, &vars, plan.step_timeout);
         let run = runner.run(&drill.start_url, cancel).await;
-        captures.extend(run.captures);
-        flow_steps = run.steps;
-        correlation_id = run.correlation_id;
+        c.captures.extend(run.captures);
+        c.flow_steps = run.steps;
+        c.correlation_id = run.correlation_id;
         match run.outcome {
             FlowOutcome::SignedIn => {
                 signin_done = Some((
@@ -426,7 +416,7 @@ pub async fn run_drill(
                     StageStatus::Passed,
                     format!("signed in as {} with the security key", drill.account),
                     progress,
-                    &mut stages,
+                    &mut c.stages,
                 );
             }
             FlowOutcome::Refused { step, message } => {
@@ -434,23 +424,23 @@ pub async fn run_drill(
                     StageStatus::Failed,
                     format!("sign-in refused at step {step}: {message}"),
                     progress,
-                    &mut stages,
+                    &mut c.stages,
                 );
             }
             FlowOutcome::Drift { step, detail } => {
-                t.end(StageStatus::Errored, format!("flow drift at step {step}: {detail}; see the screenshot and page HTML in the bundle and update the flow file"), progress, &mut stages);
+                t.end(StageStatus::Errored, format!("flow drift at step {step}: {detail}; see the screenshot and page HTML in the bundle and update the flow file"), progress, &mut c.stages);
             }
             FlowOutcome::BrowserFailed(e) => t.end(
                 StageStatus::Errored,
                 format!("browser failed: {e}"),
                 progress,
-                &mut stages,
+                &mut c.stages,
             ),
             FlowOutcome::Cancelled => t.end(
                 StageStatus::Interrupted,
                 "cancelled during the sign-in",
                 progress,
-                &mut stages,
+                &mut c.stages,
             ),
         }
     } else {
@@ -458,13 +448,13 @@ pub async fn run_drill(
             Stage::Announce,
             "preflight did not pass",
             progress,
-            &mut stages,
+            &mut c.stages,
         );
         skip(
             Stage::SignIn,
             "preflight did not pass",
             progress,
-            &mut stages,
+            &mut c.stages,
         );
     }
 
@@ -477,7 +467,7 @@ pub async fn run_drill(
         let mut poll = Duration::from_millis(250);
         let outcome: Result<Option<Value>, String> = loop {
             match graph
-                .sign_ins(&drill.account, since, correlation_id.as_deref(), cancel)
+                .sign_ins(&drill.account, since, c.correlation_id.as_deref(), cancel)
                 .await
             {
                 Ok(rows) => {
@@ -513,16 +503,16 @@ pub async fn run_drill(
                     rec["createdDateTime"].as_str().unwrap_or("?")
                 );
                 if code == 0 {
-                    t.end(StageStatus::Passed, detail, progress, &mut stages);
+                    t.end(StageStatus::Passed, detail, progress, &mut c.stages);
                 } else {
                     t.end(
                         StageStatus::Failed,
                         format!("{detail} shows error {code}"),
                         progress,
-                        &mut stages,
+                        &mut c.stages,
                     );
                 }
-                signin_record = Some(rec);
+                c.signin_record = Some(rec);
             }
             Ok(None) => t.end(
                 StageStatus::Failed,
@@ -531,25 +521,26 @@ pub async fn run_drill(
                     humantime::format_duration(drill.confirm_deadline)
                 ),
                 progress,
-                &mut stages,
+                &mut c.stages,
             ),
             Err(e) if e == "cancelled" => t.end(
                 StageStatus::Interrupted,
                 "cancelled while reading the sign-in log",
                 progress,
-                &mut stages,
+                &mut c.stages,
             ),
             Err(e) => t.end(
                 StageStatus::Errored,
                 format!("could not read the sign-in log: {e}"),
                 progress,
-                &mut stages,
+                &mut c.stages,
             ),
         }
 
         // alerts: correlate against the log's own time when we have it.
         let t = Timer::start(Stage::Alerts, progress);
-        let signin_at = signin_record
+        let signin_at = c
+            .signin_record
             .as_ref()
             .and_then(|r| r["createdDateTime"].as_str())
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
@@ -566,7 +557,7 @@ pub async fn run_drill(
                 };
                 async move { (exp.clone(), check.observe(&target, cancel).await) }
             });
-        let results = futures_join_all(futures).await;
+        let results = futures_util::future::join_all(futures).await;
         let mut failed = Vec::new();
         let mut interrupted = false;
         let mut errored = Vec::new();
@@ -603,31 +594,32 @@ pub async fn run_drill(
                     humantime::format_duration(exp.deadline)
                 ));
             }
-            observations.push((exp, obs, summary));
+            c.observations.push((exp, obs, summary));
         }
         if interrupted {
             t.end(
                 StageStatus::Interrupted,
                 "cancelled while waiting for alerts",
                 progress,
-                &mut stages,
+                &mut c.stages,
             );
         } else if !failed.is_empty() {
             t.end(
                 StageStatus::Failed,
                 failed.join("; "),
                 progress,
-                &mut stages,
+                &mut c.stages,
             );
         } else if !errored.is_empty() {
             t.end(
                 StageStatus::Errored,
                 errored.join("; "),
                 progress,
-                &mut stages,
+                &mut c.stages,
             );
         } else {
-            let lat: Vec<String> = observations
+            let lat: Vec<String> = c
+                .observations
                 .iter()
                 .filter_map(|(e, _, s)| {
                     s.as_ref().map(|s| {
@@ -638,23 +630,23 @@ pub async fn run_drill(
                     })
                 })
                 .collect();
-            t.end(StageStatus::Passed, lat.join("; "), progress, &mut stages);
+            t.end(StageStatus::Passed, lat.join("; "), progress, &mut c.stages);
         }
     } else if signin_done.is_some() {
-        skip(Stage::Confirm, "no Graph client", progress, &mut stages);
-        skip(Stage::Alerts, "no Graph client", progress, &mut stages);
+        skip(Stage::Confirm, "no Graph client", progress, &mut c.stages);
+        skip(Stage::Alerts, "no Graph client", progress, &mut c.stages);
     } else {
         skip(
             Stage::Confirm,
             "the sign-in did not complete",
             progress,
-            &mut stages,
+            &mut c.stages,
         );
         skip(
             Stage::Alerts,
             "the sign-in did not complete",
             progress,
-            &mut stages,
+            &mut c.stages,
         );
     }
 
@@ -665,7 +657,7 @@ pub async fn run_drill(
         if signin_done.is_some() {
             let runner = FlowRunner::new(&b, &drill.flow, &vars, plan.step_timeout);
             match runner.sign_out(&CancellationToken::new()).await {
-                Ok(Some(c)) => captures.push(c),
+                Ok(Some(shot)) => c.captures.push(shot),
                 Ok(None) => warnings.push("the flow has no sign-out".to_owned()),
                 Err(e) => warnings.push(format!("sign-out: {e}")),
             }
@@ -683,47 +675,18 @@ pub async fn run_drill(
             StageStatus::Passed,
             "signed out; browser closed; profile destroyed",
             progress,
-            &mut stages,
+            &mut c.stages,
         );
     } else {
         t.end(
             StageStatus::Warning,
             warnings.join("; "),
             progress,
-            &mut stages,
+            &mut c.stages,
         );
     }
 
-    finish(
-        plan,
-        run_id,
-        started,
-        stages,
-        captures,
-        flow_steps,
-        correlation_id,
-        signin_record,
-        observations,
-        identity,
-        announcement,
-        progress,
-    )
-}
-
-/// Waits for every future (alert checks run concurrently, each against its
-/// own deadline).
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut out = Vec::with_capacity(set.len());
-    // Few checks per drill: awaiting in order is fine, they run with their
-    // own deadlines and the webhook store keeps every alert meanwhile.
-    for f in set {
-        out.push(f.await);
-    }
-    out
+    finish(plan, c, progress)
 }
 
 fn kind_name(a: &ExpectedAlert) -> &'static str {
@@ -732,12 +695,11 @@ fn kind_name(a: &ExpectedAlert) -> &'static str {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    plan: DrillPlan<'_>,
+/// What a run has gathered so far, for the record.
+struct Collected {
     run_id: String,
     started: DateTime<Utc>,
-    mut stages: Vec<StageRecord>,
+    stages: Vec<StageRecord>,
     captures: Vec<Capture>,
     flow_steps: Vec<StepRecord>,
     correlation_id: Option<String>,
@@ -745,8 +707,21 @@ fn finish(
     observations: Vec<(ExpectedAlert, AlertObservation, Option<Value>)>,
     identity: AuthenticatorIdentity,
     announcement: String,
-    progress: &dyn Progress,
-) -> DrillOutcome {
+}
+
+fn finish(plan: DrillPlan<'_>, c: Collected, progress: &dyn Progress) -> DrillOutcome {
+    let Collected {
+        run_id,
+        started,
+        mut stages,
+        captures,
+        flow_steps,
+        correlation_id,
+        signin_record,
+        observations,
+        identity,
+        announcement,
+    } = c;
     let drill = plan.drill;
     let (verdict, reasons) = verdict(&stages);
     let t = Timer::start(Stage::Record, progress);
@@ -798,7 +773,7 @@ fn finish(
             "source": drill.source.display().to_string(),
         },
         "config_digest": { "drill_and_flow_sha256": drill.digest, "host_sha256": plan.host_digest },
-        "runner": { "name": "glassdrill", "version": env!("CARGO_PKG_VERSION"), "host": plan.signer },
+        "runner": { "name": "glassdrill", "version": env!("CARGO_PKG_VERSION"), "signer": plan.signer },
         "operator": plan.operator,
         "witness": plan.witness,
         "started": ts(started),

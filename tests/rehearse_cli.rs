@@ -31,6 +31,37 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Copies the bundle, applies `tamper` to `file` in the copy, and checks
+/// that `evidence verify` fails and names that file.
+fn assert_tamper_caught(
+    w: &World,
+    bundle: &Path,
+    copy: &Path,
+    file: &str,
+    tamper: impl FnOnce(&Path),
+) {
+    copy_dir(bundle, copy);
+    tamper(&copy.join(file));
+    let out = w
+        .cmd()
+        .args(["evidence", "verify"])
+        .arg(copy)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{} went unnoticed",
+        copy.display()
+    );
+    assert!(
+        err.contains(file),
+        "{}: the error does not name {file}:\n{err}",
+        copy.display()
+    );
+}
+
 #[test]
 fn rehearse_passes_and_the_bundle_verifies_with_standard_tools() {
     let w = World::new();
@@ -192,58 +223,37 @@ fn rehearse_passes_and_the_bundle_verifies_with_standard_tools() {
     // Tampering: one byte changed in any file, a file removed, a file added.
     let scratch = w.path().join("tamper");
     for f in &listed {
-        let copy = scratch.join(format!("changed-{}", f.replace('/', "_")));
-        copy_dir(&bundle, &copy);
-        let p = copy.join(f);
-        let mut bytes = std::fs::read(&p).unwrap();
-        let mid = bytes.len() / 2;
-        bytes[mid] ^= 0x01;
-        std::fs::write(&p, bytes).unwrap();
-        let out = w
-            .cmd()
-            .args(["evidence", "verify"])
-            .arg(&copy)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "changing {f} went unnoticed");
-        assert!(
-            err.contains(f.as_str()),
-            "changing {f}: the error does not name it:\n{err}"
+        assert_tamper_caught(
+            &w,
+            &bundle,
+            &scratch.join(format!("changed-{}", f.replace('/', "_"))),
+            f,
+            |p| {
+                let mut bytes = std::fs::read(p).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x01;
+                std::fs::write(p, bytes).unwrap();
+            },
         );
-    }
-    for f in &listed {
-        let copy = scratch.join(format!("removed-{}", f.replace('/', "_")));
-        copy_dir(&bundle, &copy);
-        std::fs::remove_file(copy.join(f)).unwrap();
-        let out = w
-            .cmd()
-            .args(["evidence", "verify"])
-            .arg(&copy)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "removing {f} went unnoticed");
-        assert!(
-            err.contains(f.as_str()),
-            "removing {f}: the error does not name it:\n{err}"
+        assert_tamper_caught(
+            &w,
+            &bundle,
+            &scratch.join(format!("removed-{}", f.replace('/', "_"))),
+            f,
+            |p| {
+                std::fs::remove_file(p).unwrap();
+            },
         );
     }
     for extra in ["extra.txt", "screenshots/extra.png"] {
-        let copy = scratch.join(format!("added-{}", extra.replace('/', "_")));
-        copy_dir(&bundle, &copy);
-        std::fs::write(copy.join(extra), b"not part of the drill").unwrap();
-        let out = w
-            .cmd()
-            .args(["evidence", "verify"])
-            .arg(&copy)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "adding {extra} went unnoticed");
-        assert!(
-            err.contains(extra),
-            "adding {extra}: the error does not name it:\n{err}"
+        assert_tamper_caught(
+            &w,
+            &bundle,
+            &scratch.join(format!("added-{}", extra.replace('/', "_"))),
+            extra,
+            |p| {
+                std::fs::write(p, b"not part of the drill").unwrap();
+            },
         );
     }
 }
