@@ -24,7 +24,12 @@ pub const EXIT_USAGE: u8 = 64;
 /// watched: a real sign-in with the security key through a real browser,
 /// the alert pipeline checked against its deadline, signed evidence.
 #[derive(Debug, Parser)]
-#[command(name = "glassdrill", version, propagate_version = true)]
+#[command(
+    name = "glassdrill",
+    version,
+    propagate_version = true,
+    after_help = "Exit codes: 0 PASS, 1 FAIL (a finding), 2 ERROR or INTERRUPTED (retry), 64 usage or configuration error.\nStart with `glassdrill rehearse`."
+)]
 pub struct Cli {
     /// Host config file [default: ./glassdrill.toml, then
     /// $XDG_CONFIG_HOME/glassdrill/glassdrill.toml, then
@@ -105,10 +110,8 @@ pub struct DrillArgs {
 /// `rehearse` options.
 #[derive(Debug, Args)]
 pub struct RehearseArgs {
-    /// Switch on a rehearsal-tenant fault (repeatable): credential-revoked,
-    /// account-disabled, ca-block, alert-never, alert-late,
-    /// alert-other-account, alert-before-signin, ui-drift, api-throttle,
-    /// log-delay.
+    /// Switch on a rehearsal-tenant fault (repeatable) to see how a drill
+    /// reports it.
     #[arg(long = "fault", value_name = "FAULT")]
     pub faults: Vec<Fault>,
     /// Delay between the sign-in and the tenant's alert.
