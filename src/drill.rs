@@ -408,10 +408,10 @@ pub async fn run_drill(
         c.correlation_id = run.correlation_id;
         match run.outcome {
             FlowOutcome::SignedIn => {
-                signin_done = Some((
-                    run.ceremony_at.unwrap_or_else(Utc::now),
-                    tokio::time::Instant::now(),
-                ));
+                signin_done = Some(
+                    run.ceremony_at
+                        .unwrap_or_else(|| (Utc::now(), tokio::time::Instant::now())),
+                );
                 t.end(
                     StageStatus::Passed,
                     format!("signed in as {} with the security key", drill.account),
@@ -459,7 +459,7 @@ pub async fn run_drill(
     }
 
     // confirm + alerts
-    if let (Some((ceremony_at, done_at)), Ok(graph)) = (signin_done, graph.as_ref()) {
+    if let (Some((ceremony_at, ceremony_instant)), Ok(graph)) = (signin_done, graph.as_ref()) {
         let t = Timer::start(Stage::Confirm, progress);
         // Allow for clock skew between this host and the cloud.
         let since = ceremony_at - chrono::Duration::minutes(5);
@@ -553,7 +553,7 @@ pub async fn run_drill(
                 let target = AlertTarget {
                     upn: drill.account.clone(),
                     signin_at,
-                    deadline: done_at + exp.deadline,
+                    deadline: ceremony_instant + exp.deadline,
                 };
                 async move { (exp.clone(), check.observe(&target, cancel).await) }
             });

@@ -259,8 +259,9 @@ pub struct FlowRun {
     /// The IdP's correlation id (`$Config.correlationId`), to find the
     /// sign-in log record.
     pub correlation_id: Option<String>,
-    /// When the ceremony step's click was made.
-    pub ceremony_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the ceremony step's click was made (wall clock, and monotonic
+    /// for deadlines).
+    pub ceremony_at: Option<(chrono::DateTime<chrono::Utc>, tokio::time::Instant)>,
 }
 
 /// One poll of the page.
@@ -359,7 +360,7 @@ impl<'a> FlowRunner<'a> {
             flow,
             vars,
             step_timeout,
-            poll: Duration::from_millis(50),
+            poll: Duration::from_millis(25),
         }
     }
 
@@ -421,12 +422,16 @@ impl<'a> FlowRunner<'a> {
         suffix: &str,
         captures: &mut Vec<Capture>,
     ) -> Option<String> {
-        let client = self.browser.client().ok()?;
-        let png = client.screenshot().await.ok()?;
-        let file = format!("screenshots/{:02}-{}{}.png", index + 1, slug(name), suffix);
+        let (bytes, ext) = self.browser.screenshot().await.ok()?;
+        let file = format!(
+            "screenshots/{:02}-{}{}.{ext}",
+            index + 1,
+            slug(name),
+            suffix
+        );
         captures.push(Capture {
             name: file.clone(),
-            bytes: png,
+            bytes,
         });
         Some(file)
     }
@@ -545,13 +550,8 @@ impl<'a> FlowRunner<'a> {
 
             if let (Some(fill), Some(idx)) = (&step.fill, state.matched) {
                 let value = self.vars.render(fill);
-                let typed = async {
-                    let el = client.find(Locator::Css(&step.wait_for[idx])).await?;
-                    el.clear().await?;
-                    el.send_keys(&value).await
-                }
-                .await;
-                if let Err(e) = typed {
+                let selector = step.wait_for.get(idx).map_or("", String::as_str);
+                if let Err(e) = self.browser.type_into(selector, &value).await {
                     run.steps.push(record);
                     run.outcome =
                         FlowOutcome::BrowserFailed(format!("typing at step {}: {e}", step.name));
@@ -560,7 +560,7 @@ impl<'a> FlowRunner<'a> {
             }
             if !step.click.is_empty() {
                 if step.ceremony {
-                    run.ceremony_at = Some(chrono::Utc::now());
+                    run.ceremony_at = Some((chrono::Utc::now(), tokio::time::Instant::now()));
                 }
                 match self.click_first(&step.click).await {
                     Ok(Some(_)) => {}
@@ -613,10 +613,10 @@ impl<'a> FlowRunner<'a> {
                 Wait::Cancelled => return Err("cancelled".into()),
             }
         }
-        let png = client.screenshot().await.map_err(|e| e.to_string())?;
+        let (bytes, ext) = self.browser.screenshot().await.map_err(|e| e.to_string())?;
         Ok(Some(Capture {
-            name: "screenshots/99-signed-out.png".into(),
-            bytes: png,
+            name: format!("screenshots/99-signed-out.{ext}"),
+            bytes,
         }))
     }
 }

@@ -119,7 +119,7 @@ async fn ui_drift_is_an_error_with_screenshot_and_html() {
     .await;
     let listed = files(&o.bundle.as_ref().unwrap().dir);
     assert!(
-        listed.contains(&"screenshots/02-sign-in-options-drift.png".to_owned()),
+        listed.contains(&"screenshots/02-sign-in-options-drift.jpg".to_owned()),
         "{listed:?}"
     );
     assert!(

@@ -118,8 +118,8 @@ fn rehearse_passes_and_the_bundle_verifies_with_standard_tools() {
         "allowed_signers",
         "SHA256SUMS",
         "SHA256SUMS.sig",
-        "screenshots/01-username.png",
-        "screenshots/05-landing.png",
+        "screenshots/01-username.jpg",
+        "screenshots/05-landing.jpg",
     ] {
         assert!(
             listed.contains(&f.to_owned()),
