@@ -18,7 +18,7 @@ async fn token_ok(server: &MockServer) {
         .and(path(format!("/{TENANT}/oauth2/v2.0/token")))
         .and(body_string_contains("grant_type=client_credentials"))
         .and(body_string_contains("client_id=app-1"))
-        .and(body_string_contains(&format!(
+        .and(body_string_contains(format!(
             "scope={}",
             urlencode(&format!("{}/.default", server.uri()))
         )))
