@@ -326,6 +326,10 @@ pub async fn run_drill(
             .preflight()
             .await
             .map_err(|e| e.to_string())?;
+        let g = graph.as_ref().map_err(|e| e.to_string())?;
+        g.check()
+            .await
+            .map_err(|e| format!("tenant not ready: {e}"))?;
         let b = Browser::launch(&plan.browser)
             .await
             .map_err(|e| e.to_string())?;
@@ -334,7 +338,6 @@ pub async fn run_drill(
             .await
             .map_err(|e| e.to_string())?;
         browser = Some(b);
-        graph.as_ref().map_err(|e| e.to_string())?;
         Ok(notes.join("; "))
     }
     .await;
@@ -342,7 +345,7 @@ pub async fn run_drill(
         Ok(notes) => {
             t.end(
                 StageStatus::Passed,
-                format!("browser ready; {notes}"),
+                format!("tenant reachable; browser ready; {notes}"),
                 progress,
                 &mut c.stages,
             );

@@ -172,6 +172,14 @@ impl GraphClient {
         Ok(t)
     }
 
+    /// Fetches a token now: proves the tenant is reachable and the app
+    /// credentials work before the account is touched (a sign-in that
+    /// cannot be confirmed afterwards is a wasted use of a break-glass
+    /// account).
+    pub async fn check(&self) -> Result<(), GraphError> {
+        self.access_token().await.map(|_| ())
+    }
+
     /// GET a Graph path with retries on 429/503 honouring `Retry-After`.
     async fn get(
         &self,
