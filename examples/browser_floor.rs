@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use glassdrill::browser::{Browser, BrowserOptions};
-use glassdrill::rehearsal::{GeneratedCredential, rehearsal_account};
+use glassdrill::runner::{GeneratedCredential, rehearsal_account};
 use glassdrill::tenant::{RehearsalTenant, TENANT_ID, TenantOptions};
 use secrecy::{ExposeSecret, SecretString};
 

@@ -14,7 +14,7 @@ use crate::config::{DrillConfig, Environment, HostConfig, Problems, load_drills}
 use crate::drill::{DrillOutcome, Verdict};
 use crate::evidence::{self, SigningKey};
 use crate::progress::{self, Progress};
-use crate::rehearsal::{self, RunError, RunOptions};
+use crate::runner::{self, RunError, RunOptions};
 use crate::tenant::Fault;
 
 /// Exit code for usage and configuration errors (BSD `EX_USAGE`).
@@ -293,7 +293,7 @@ async fn drill_command(
 ) -> u8 {
     let progress = progress_for(mode);
     let cancel = cancel_on_signals();
-    match rehearsal::run_configured(host, drill, opts, progress.as_ref(), &cancel).await {
+    match runner::run_configured(host, drill, opts, progress.as_ref(), &cancel).await {
         Ok(outcome) => {
             print_outcome(drill, host, &outcome);
             outcome.verdict.exit_code()

@@ -12,9 +12,11 @@
 //!   types. Never logs or formats a secret value.
 //! - [`flow`]: sign-in flows as data (steps, selectors with fallbacks, page
 //!   identities) and the runner that drives them through a [`browser`]
-//!   session. Knows nothing of Entra beyond what the flow file says.
+//!   session. Knows nothing of Entra beyond the flow file and the
+//!   `window.$Config` page identity it reads.
 //! - [`browser`]: owns chromedriver, Chromium, the temp profile and the
-//!   WebDriver session; cleans them up on drop. Knows nothing of drills.
+//!   WebDriver session (plus the DevTools commands a drill needs:
+//!   screenshots, typing); cleans them up on drop. Knows nothing of drills.
 //! - [`authenticator`]: the `Authenticator` trait and its kinds (`virtual`:
 //!   the WebDriver virtual authenticator). Never sees the flow.
 //! - [`alerts`]: the `AlertCheck` trait, the built-in webhook receiver and
@@ -27,10 +29,13 @@
 //! - [`progress`]: live progress (a progress display on a terminal, plain
 //!   lines otherwise).
 //! - [`tenant`]: the rehearsal tenant, a loopback stand-in for Entra ID and
-//!   its alert pipeline, with fault switches.
+//!   its alert pipeline, with fault switches; `tenant::webauthn` verifies
+//!   assertions, `tenant::pages` is its HTML, `tenant::console` serves it
+//!   alone for `glassdrill tenant`. Never used by a drill against Entra.
 //! - [`report`]: `report.html` of one drill record (pure).
-//! - [`rehearsal`]: wires the tenant, a generated credential and the
-//!   built-in rehearsal drill together for `glassdrill rehearse`.
+//! - [`runner`]: puts one drill together (signing key, webhook receiver,
+//!   rehearsal tenant or Entra endpoints, authenticator, alert checks) and
+//!   runs it; `rehearse` and `run` both come through it.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
@@ -43,7 +48,7 @@ pub mod evidence;
 pub mod flow;
 pub mod graph;
 pub mod progress;
-pub mod rehearsal;
 pub mod report;
+pub mod runner;
 pub mod secret;
 pub mod tenant;

@@ -37,18 +37,22 @@ fn mark(s: StageStatus) -> &'static str {
     }
 }
 
-fn line(r: &StageRecord) -> String {
+/// `ok     1.23s — detail`: a stage's result without its name.
+fn result(r: &StageRecord) -> String {
     let detail = if r.detail.is_empty() {
         String::new()
     } else {
         format!(" — {}", r.detail)
     };
     format!(
-        "{:<9} {:<5} {:>8.2}s{detail}",
-        r.stage.name(),
+        "{:<5} {:>6.2}s{detail}",
         mark(r.status),
         r.duration_ms as f64 / 1000.0
     )
+}
+
+fn line(r: &StageRecord) -> String {
+    format!("{:<9} {}", r.stage.name(), result(r))
 }
 
 /// One line per event on stderr.
@@ -59,7 +63,7 @@ impl Progress for Plain {
         let _ = writeln!(std::io::stderr(), "[{}] started", stage.name());
     }
     fn stage_finished(&self, r: &StageRecord) {
-        let _ = writeln!(std::io::stderr(), "[{}] {}", r.stage.name(), line(r));
+        let _ = writeln!(std::io::stderr(), "[{}] {}", r.stage.name(), result(r));
     }
     fn note(&self, m: &str) {
         let _ = writeln!(std::io::stderr(), "  {m}");
@@ -104,7 +108,13 @@ impl Progress for Terminal {
     }
     fn stage_finished(&self, r: &StageRecord) {
         self.with_bar(|b| match b.take() {
-            Some(pb) => pb.finish_with_message(line(r)),
+            Some(pb) => {
+                // The finished line keeps the result only: no spinner, no clock.
+                if let Ok(style) = indicatif::ProgressStyle::with_template("{msg}") {
+                    pb.set_style(style);
+                }
+                pb.finish_with_message(line(r));
+            }
             None => eprintln!("{}", line(r)),
         });
     }

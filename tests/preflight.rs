@@ -11,7 +11,7 @@ use glassdrill::authenticator::VirtualAuthenticator;
 use glassdrill::browser::BrowserOptions;
 use glassdrill::drill::{DrillPlan, Stage, StageStatus, TenantEndpoints, Verdict, run_drill};
 use glassdrill::evidence::SigningKey;
-use glassdrill::rehearsal::{GeneratedCredential, rehearsal_account};
+use glassdrill::runner::{GeneratedCredential, rehearsal_account};
 use glassdrill::tenant::{RehearsalTenant, TENANT_ID, TenantOptions};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;

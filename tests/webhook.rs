@@ -9,7 +9,7 @@ use chrono::Utc;
 use common::{Notes, World};
 use glassdrill::alerts::{AlertCheck, AlertTarget, WebhookReceiver};
 use glassdrill::drill::{Stage, Verdict};
-use glassdrill::rehearsal::{RunOptions, run_configured};
+use glassdrill::runner::{RunOptions, run_configured};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Fault, RehearsalTenant, TENANT_ID, TenantOptions};
 use crate::config::HostConfig;
-use crate::rehearsal::{GeneratedCredential, rehearsal_account};
+use crate::runner::{GeneratedCredential, rehearsal_account};
 
 /// The rehearsal account's UPN.
 pub const REHEARSAL_UPN: &str = "breakglass1@rehearsal.onmicrosoft.com";

@@ -10,7 +10,7 @@ use std::time::Duration;
 use glassdrill::config::{Environment, HostConfig};
 use glassdrill::drill::{DrillOutcome, Stage, StageRecord};
 use glassdrill::progress::Progress;
-use glassdrill::rehearsal::{RunOptions, run_configured};
+use glassdrill::runner::{RunOptions, run_configured};
 use glassdrill::tenant::Fault;
 use tokio_util::sync::CancellationToken;
 
