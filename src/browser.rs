@@ -372,6 +372,7 @@ impl Browser {
         {
             return Ok((bytes, "jpg"));
         }
+        #[allow(clippy::disallowed_methods)] // the one sanctioned fallback
         let png = self
             .client()?
             .screenshot()
