@@ -103,44 +103,135 @@ struct Driver {
 }
 
 impl Driver {
-    fn kill_group(&mut self) {
+    /// Kills chromedriver and every browser process; returns the pids to
+    /// reap (all but chromedriver, which tokio reaps).
+    fn kill_group(&mut self) -> Vec<Pid> {
+        let mut killed = Vec::new();
         if let Some(pgid) = self.pgid.take() {
-            // The group holds chromedriver and every Chromium process...
+            // Every browser process inherited TMPDIR/HOME pointing into our
+            // private dir: list them first (a killed process's /proc entry
+            // goes blank at once)...
+            killed = find(&self.tmp);
+            for p in group_members(pgid) {
+                if !killed.contains(&p) {
+                    killed.push(p);
+                }
+            }
+            // ...then kill the group (chromedriver and Chromium) and the
+            // rest: Chromium's crash handler starts a session of its own.
             let _ = killpg(pgid, Signal::SIGKILL);
-            // ...except Chromium's crash handler, which starts its own
-            // session. It runs with HOME in our private dir, so its command
-            // line names that dir: find it there.
-            sweep(&self.tmp);
+            for p in &killed {
+                let _ = nix::sys::signal::kill(*p, Signal::SIGKILL);
+            }
+            killed.retain(|p| *p != pgid);
         }
         let _ = self.child.start_kill();
+        killed
     }
 }
 
-/// Kills every process whose command line mentions `dir` (Linux `/proc`).
-fn sweep(dir: &std::path::Path) {
+/// Processes whose command line or environment mentions `dir` (Linux
+/// `/proc`): chromedriver carries it in `TMPDIR`/`HOME`, Chromium in
+/// `--user-data-dir` and its inherited environment, its crash handler in
+/// `--database`.
+fn find(dir: &std::path::Path) -> Vec<Pid> {
+    let mut found = Vec::new();
     let needle = dir.as_os_str().as_encoded_bytes();
     if needle.is_empty() {
-        return;
+        return found;
     }
+    let mentions = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
+        return found;
     };
     for e in entries.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+        if u32::try_from(pid).is_ok_and(|p| p == std::process::id()) {
+            continue;
+        }
+        let hit = ["cmdline", "environ"]
+            .iter()
+            .any(|f| std::fs::read(e.path().join(f)).is_ok_and(|b| mentions(&b)));
+        if hit {
+            found.push(Pid::from_raw(pid));
+        }
+    }
+    found
+}
+
+/// Processes in process group `pgid` (field 5 of `/proc/PID/stat`).
+fn group_members(pgid: Pid) -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // "pid (comm) state ppid pgrp ...": comm may hold spaces and
+            // parentheses, so read after the last ')'.
+            let rest = stat.get(stat.rfind(')')? + 1..)?;
+            let pgrp = rest.split_whitespace().nth(2)?.parse::<i32>().ok()?;
+            (pgrp == pgid.as_raw()).then(|| Pid::from_raw(pid))
+        })
+        .collect()
+}
+
+/// Reaps those of `pids` that have exited and are our children (glassdrill
+/// is a child subreaper, so Chromium's processes become its children when
+/// chromedriver dies); keeps the rest for another pass. Without this, a
+/// container whose PID 1 does not reap would collect zombies every drill.
+fn reap(pids: &mut Vec<Pid>) {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    pids.retain(|p| {
+        !matches!(
+            waitpid(*p, Some(WaitPidFlag::WNOHANG)),
+            Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..))
+        )
+    });
+}
+
+/// Cleans up after a glassdrill that died without running its `Drop`s
+/// (SIGKILL, OOM killer, power loss): for every `glassdrill-tmp-<pid>-*` or
+/// `glassdrill-profile-<pid>-*` directory under `root` whose owner process
+/// is gone, kills the processes that name it (its chromedriver, Chromium
+/// and crash handler) and removes it. Directories of live owners, such as a
+/// drill running in parallel, are left alone.
+pub fn reap_orphans(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let rest = name
+            .strip_prefix("glassdrill-tmp-")
+            .or_else(|| name.strip_prefix("glassdrill-profile-"));
+        let Some(owner) = rest
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
             continue;
         };
-        if cmdline.windows(needle.len()).any(|w| w == needle) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        if owner == std::process::id() || std::path::Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
         }
+        let path = e.path();
+        tracing::warn!(dir = %path.display(), owner, "removing the browser leftovers of a glassdrill that did not exit cleanly");
+        for p in find(&path) {
+            let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
+        }
+        let _ = std::fs::remove_dir_all(&path);
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        self.kill_group();
+        let mut pids = self.kill_group();
+        reap(&mut pids);
     }
 }
 
@@ -228,12 +319,20 @@ impl Browser {
             }
         };
         let root = opts.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        reap_orphans(&root);
+        // Chromium's processes outlive chromedriver for a moment when it is
+        // killed; as a subreaper, glassdrill inherits and reaps them.
+        let _ = nix::sys::prctl::set_child_subreaper(true);
+        // The owner's pid is in the names, so a later run can tell the
+        // leftovers of a glassdrill that was killed outright (SIGKILL, power
+        // loss) from those of one still running.
+        let pid = std::process::id();
         let tmp = tempfile::Builder::new()
-            .prefix("glassdrill-tmp-")
+            .prefix(&format!("glassdrill-tmp-{pid}-"))
             .tempdir_in(&root)
             .map_err(start_err("temp dir"))?;
         let profile = tempfile::Builder::new()
-            .prefix("glassdrill-profile-")
+            .prefix(&format!("glassdrill-profile-{pid}-"))
             .tempdir_in(&root)
             .map_err(start_err("browser profile"))?;
 
@@ -273,13 +372,13 @@ impl Browser {
                     return Self::open_session(driver, profile, tmp, opts).await;
                 }
                 Err(e) => {
-                    let mut d = Driver {
+                    // Dropping the driver kills and reaps what it started.
+                    drop(Driver {
                         child,
                         pgid,
                         port,
                         tmp: tmp.path().to_path_buf(),
-                    };
-                    d.kill_group();
+                    });
                     last = Some(e);
                 }
             }
@@ -424,7 +523,16 @@ impl Browser {
     /// saves nothing and costs ~150 ms.
     pub async fn close(mut self) -> Result<(), BrowserError> {
         drop(self.client.take());
-        self.driver.kill_group();
+        let mut pids = self.driver.kill_group();
+        // SIGKILLed processes exit at once; give the kernel a moment to
+        // reparent them to us, bounded.
+        for _ in 0..200 {
+            reap(&mut pids);
+            if pids.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         self.driver
             .child
             .wait()
@@ -441,7 +549,8 @@ impl Drop for Browser {
     fn drop(&mut self) {
         // Dropping the fantoccini client only stops its background task; the
         // process group kill is what guarantees no Chromium survives.
-        self.driver.kill_group();
+        let mut pids = self.driver.kill_group();
+        reap(&mut pids);
     }
 }
 

@@ -136,3 +136,61 @@ fn ctrl_c_mid_drill_interrupts_cleans_up_and_keeps_evidence() {
     assert!(stdout.contains("evidence: "), "{stdout}");
     w.assert_clean();
 }
+
+#[test]
+fn the_next_run_cleans_up_after_a_glassdrill_that_was_killed_outright() {
+    let w = World::new();
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("glassdrill"))
+        .current_dir(w.path())
+        .env("XDG_STATE_HOME", w.state())
+        .env("HOME", w.path().join("home"))
+        .env("TMPDIR", w.browser_tmp())
+        .args([
+            "rehearse",
+            "--progress",
+            "plain",
+            "--alert-delay",
+            "60s",
+            "--alert-deadline",
+            "90s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for line in BufReader::new(stderr).lines() {
+        if line.unwrap().starts_with("[alerts] started") {
+            // SIGKILL: no Drop runs, the browser is orphaned.
+            child.kill().unwrap();
+            break;
+        }
+    }
+    child.wait().unwrap();
+    let left: Vec<_> = std::fs::read_dir(w.browser_tmp())
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(
+        !left.is_empty(),
+        "a killed glassdrill leaves its browser behind (nothing can run at SIGKILL)"
+    );
+    assert!(
+        !w.browser_processes().is_empty(),
+        "the killed run's browser is still running"
+    );
+
+    // The next drill reaps the orphans before it starts its own browser.
+    let out = w
+        .cmd()
+        .args(["rehearse", "--progress", "none", "--alert-delay", "0s"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.assert_clean();
+}

@@ -69,6 +69,22 @@ impl World {
     /// and Chromium carry the temp dir in their command line or
     /// environment) and that the browser temp dir is empty again.
     pub fn assert_clean(&self) {
+        let survivors = self.browser_processes();
+        assert!(
+            survivors.is_empty(),
+            "browser processes survived: {survivors:#?}"
+        );
+        let left: Vec<_> = std::fs::read_dir(self.browser_tmp())
+            .expect("tmp")
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        assert!(left.is_empty(), "temp dirs left behind: {left:?}");
+    }
+
+    /// Live processes (not zombies) that mention this world's browser temp
+    /// dir in their command line or environment.
+    pub fn browser_processes(&self) -> Vec<String> {
         let needle = self.browser_tmp().display().to_string();
         let me = std::process::id();
         let mut survivors = Vec::new();
@@ -95,16 +111,7 @@ impl World {
                 ));
             }
         }
-        assert!(
-            survivors.is_empty(),
-            "browser processes survived: {survivors:#?}"
-        );
-        let left: Vec<_> = std::fs::read_dir(self.browser_tmp())
-            .expect("tmp")
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        assert!(left.is_empty(), "temp dirs left behind: {left:?}");
+        survivors
     }
 }
 
