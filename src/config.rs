@@ -5,8 +5,9 @@
 //! then validated types the rest of the crate uses. Every problem is a
 //! [`Problem`] naming file:line:column, what is wrong and how to fix it;
 //! loading collects problems across all files so `check-config` can show
-//! them at once. A TOML syntax or shape error stops that one file (serde
-//! stops at the first), validation problems are all collected.
+//! them at once: every unknown key of a file (see [`Source::parse`]), every
+//! validation problem, every file. A syntax error, a missing field or a
+//! wrong type still stops that one file, because serde stops there.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -127,22 +128,80 @@ impl Source<'_> {
         self.problem(offset, Severity::Error, message)
     }
 
-    /// Parses TOML into `T`, turning serde's error into a positioned problem
-    /// with a hint for the usual mistakes.
-    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, Problem> {
-        toml::from_str(self.text).map_err(|e| {
+    /// Parses TOML into `T`, turning serde's errors into positioned
+    /// problems with a hint for the usual mistakes.
+    ///
+    /// serde stops at the first error. So that every misspelt key is
+    /// reported at once, an unknown key on a `key = value` line of its own
+    /// is commented out (same length, so positions stay true) and the text
+    /// parsed again; any other error ends the search.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, Vec<Problem>> {
+        let mut text = self.text.to_owned();
+        let mut problems = Vec::new();
+        // Bounded: each pass removes one line.
+        for _ in 0..=self.text.lines().count() {
+            let e = match toml::from_str::<T>(&text) {
+                Ok(v) if problems.is_empty() => return Ok(v),
+                Ok(_) => return Err(problems),
+                Err(e) => e,
+            };
             let offset = e.span().map(|s| s.start).unwrap_or(0);
             let msg = e.message().trim().to_owned();
-            let hint = if msg.starts_with("unknown field") {
+            let unknown = msg.starts_with("unknown field");
+            let hint = if unknown {
                 " (check the spelling; the fields this table accepts are listed after `expected`)"
             } else if msg.starts_with("missing field") {
                 " (add it; see the commented example in deploy/ or drills/)"
             } else {
                 ""
             };
-            self.error(offset, format!("{msg}{hint}"))
-        })
+            problems.push(self.error(offset, format!("{msg}{hint}")));
+            if !unknown || !comment_out_key_line(&mut text, offset) {
+                break;
+            }
+        }
+        Err(problems)
     }
+}
+
+/// Comments out the line holding the key at `offset` when that line is a
+/// plain `key = value` whose key starts there; false when it cannot (an
+/// inline table, a table header), so the caller stops instead of causing
+/// follow-on errors.
+fn comment_out_key_line(text: &mut String, offset: usize) -> bool {
+    let start = text
+        .get(..offset)
+        .and_then(|t| t.rfind('\n'))
+        .map_or(0, |i| i + 1);
+    let line_end = text
+        .get(offset..)
+        .and_then(|t| t.find('\n'))
+        .map_or(text.len(), |i| offset + i);
+    let Some(line) = text.get(start..line_end) else {
+        return false;
+    };
+    let indent = line.len() - line.trim_start().len();
+    let multi_line_value = line.contains("\"\"\"")
+        || line.contains("\'\'\'")
+        || (line.contains('[') && !line.contains(']'));
+    if start + indent != offset
+        || line.trim_start().starts_with('[')
+        || line.contains('{')
+        || multi_line_value
+    {
+        return false;
+    }
+    // Replace the key's first character with `#` plus padding, so every
+    // later byte offset stays where it was.
+    let Some(first) = text.get(offset..).and_then(|t| t.chars().next()) else {
+        return false;
+    };
+    let width = first.len_utf8();
+    text.replace_range(
+        offset..offset + width,
+        &format!("#{}", " ".repeat(width - 1)),
+    );
+    true
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -428,7 +487,7 @@ impl HostConfig {
     /// Parses and validates host config text.
     pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Self, Problems> {
         let src = Source { path, text };
-        let raw: RawHost = src.parse().map_err(|p| Problems(vec![p]))?;
+        let raw: RawHost = src.parse().map_err(Problems)?;
         let base = path
             .parent()
             .map(Path::to_path_buf)
@@ -767,7 +826,7 @@ impl DrillConfig {
         flow_reader: impl FnOnce(&str) -> std::io::Result<(PathBuf, String)>,
     ) -> Result<Self, Problems> {
         let src = Source { path, text };
-        let raw: RawDrill = src.parse().map_err(|p| Problems(vec![p]))?;
+        let raw: RawDrill = src.parse().map_err(Problems)?;
         let mut problems = Vec::new();
 
         let id = raw.id.get_ref().clone();
@@ -1133,6 +1192,33 @@ mod tests {
         assert!(
             err.to_string()
                 .contains(":5:16: error: browser.step_timeout"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_unknown_key_of_a_file_is_reported_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("glassdrill.toml");
+        let text = "dta_dir = \"/x\"\n[webhook]\n  lisen = \"a\"\nmax_body = 3\n[browser]\ntimeout = \"1s\"\n";
+        let err = HostConfig::parse(&p, text, &env(dir.path())).unwrap_err();
+        let s = err.to_string();
+        assert_eq!(err.0.len(), 4, "{s}");
+        assert!(s.contains(":1:1: error: unknown field `dta_dir`"), "{s}");
+        assert!(s.contains(":3:3: error: unknown field `lisen`"), "{s}");
+        assert!(s.contains(":4:1: error: unknown field `max_body`"), "{s}");
+        assert!(s.contains(":6:1: error: unknown field `timeout`"), "{s}");
+        // A quoted key is commented out like any other.
+        let text = "\"é_key\" = 1\n\"other\" = 2\n";
+        let err = HostConfig::parse(&p, text, &env(dir.path())).unwrap_err();
+        assert_eq!(err.0.len(), 2, "{err}");
+        // An unknown key inside an inline table stops the search (commenting
+        // the line out would hide the whole table) but is still reported.
+        let text = "[browser]\nx = { a = 1 }\ny = 2\n";
+        let err = HostConfig::parse(&p, text, &env(dir.path())).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        assert!(
+            err.to_string().contains(":2:1: error: unknown field `x`"),
             "{err}"
         );
     }

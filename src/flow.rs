@@ -98,7 +98,7 @@ impl Flow {
     /// Parses and validates a flow file.
     pub fn parse(path: &Path, text: &str) -> Result<Self, Problems> {
         let src = Source { path, text };
-        let raw: RawFlow = src.parse().map_err(|p| Problems(vec![p]))?;
+        let raw: RawFlow = src.parse().map_err(Problems)?;
         let mut problems: Vec<Problem> = Vec::new();
         if raw.steps.is_empty() {
             problems.push(src.error(0, "a flow needs at least one [[steps]] entry"));

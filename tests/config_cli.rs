@@ -93,7 +93,7 @@ fn every_drill_problem_is_reported_at_once() {
         &w,
         "drills/c.toml",
         &format!(
-            "id = \"c\"\naccount = \"c@contoso.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"flows/entra-security-key.toml\"\ncolor = \"red\"\nauthenticator = {{ kind = \"virtual\" }}\n{GOOD_ALERT}"
+            "id = \"c\"\naccount = \"c@contoso.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"flows/entra-security-key.toml\"\ncolor = \"red\"\nsize = 3\nauthenticator = {{ kind = \"virtual\" }}\n{GOOD_ALERT}"
         ),
     );
     write(
@@ -118,6 +118,10 @@ fn every_drill_problem_is_reported_at_once() {
     assert!(
         err.contains("drills/c.toml:5:1: error: unknown field `color`"),
         "{err}"
+    );
+    assert!(
+        err.contains("drills/c.toml:6:1: error: unknown field `size`"),
+        "both unknown keys of one file are reported: {err}"
     );
     assert!(
         out.contains("drill ok: ok@contoso.onmicrosoft.com"),
