@@ -21,13 +21,13 @@ floor="target/release/examples/browser_floor"
 
 hyperfine --warmup 1 --runs "$runs" --export-json "$work/h.json" -n rehearse "$drill" -n floor "$floor" >&2
 
-# Peak memory: /usr/bin/time -v sees only glassdrill itself (Chromium is
-# killed, not waited for, so its rusage never reaches us), so the whole tree
-# is sampled too: every 20 ms, the sum of PSS (proportional set size, so
-# shared pages count once) over all processes whose environment carries
-# this run's TMPDIR (glassdrill, chromedriver, every Chromium process), and
-# the peak of that sum.
-own_rss() { # MiB
+# Peak memory, three ways: /usr/bin/time -v's maximum RSS (the largest
+# single process glassdrill waited for, i.e. a Chromium process); the peak
+# RSS of glassdrill itself (VmHWM, sampled); and, every 20 ms, the sum of
+# PSS (proportional set size, so shared pages count once) over all
+# processes whose environment carries this run's TMPDIR (glassdrill,
+# chromedriver, every Chromium process), and the peak of that sum.
+max_rss() { # MiB, largest single process waited for
   /usr/bin/time -v $1 2>&1 >/dev/null | awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}'
 }
 tree_pss() { # MiB, peak of the summed PSS of the whole process tree
@@ -38,7 +38,14 @@ os.makedirs(sys.argv[1], exist_ok=True)
 env = dict(os.environ, TMPDIR=sys.argv[1])
 p = subprocess.Popen(sys.argv[2:], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 peak = 0
+own = 0
 while p.poll() is None:
+    try:
+        for line in open(f"/proc/{p.pid}/status"):
+            if line.startswith("VmHWM:"):
+                own = max(own, int(line.split()[1]))
+    except OSError:
+        pass
     total = 0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -53,17 +60,20 @@ while p.poll() is None:
             pass
     peak = max(peak, total)
     time.sleep(0.02)
-print(round(peak / 1024))
+print(f"{round(peak / 1024)} {round(own / 1024)}")
 PY
 }
-python3 - "$work/h.json" "$(own_rss "$drill")" "$(own_rss "$floor")" "$(tree_pss "$drill")" "$(tree_pss "$floor")" "$runs" <<'PY'
+read -r drill_pss drill_own <<<"$(tree_pss "$drill")"
+read -r floor_pss floor_own <<<"$(tree_pss "$floor")"
+python3 - "$work/h.json" "$(max_rss "$drill")" "$(max_rss "$floor")" "$drill_pss" "$floor_pss" "$runs" "$drill_own" "$floor_own" <<'PY'
 import json, sys
 h = json.load(open(sys.argv[1]))
 r = {x["command"]: x for x in h["results"]}
 d, f = r["rehearse"], r["floor"]
-print("| what | median | min | max | peak RSS, glassdrill process | peak PSS, whole tree |")
-print("| --- | --- | --- | --- | --- | --- |")
-print(f"| `glassdrill rehearse --alert-delay 0s` | {d['median']:.2f} s | {d['min']:.2f} s | {d['max']:.2f} s | {sys.argv[2]} MiB | {sys.argv[4]} MiB |")
-print(f"| floor: chromedriver + Chromium + one page | {f['median']:.2f} s | {f['min']:.2f} s | {f['max']:.2f} s | {sys.argv[3]} MiB | {sys.argv[5]} MiB |")
-print(f"\nratio drill/floor (median, {sys.argv[6]} runs): **{d['median']/f['median']:.2f}×** (goal ≤ 1.5×)")
+a = sys.argv
+print("| what | median | min | max | max RSS (`time -v`, largest process) | peak RSS of glassdrill itself | peak PSS, whole tree |")
+print("| --- | --- | --- | --- | --- | --- | --- |")
+print(f"| `glassdrill rehearse --alert-delay 0s` | {d['median']:.2f} s | {d['min']:.2f} s | {d['max']:.2f} s | {a[2]} MiB | {a[7]} MiB | {a[4]} MiB |")
+print(f"| floor: chromedriver + Chromium + one page | {f['median']:.2f} s | {f['min']:.2f} s | {f['max']:.2f} s | {a[3]} MiB | {a[8]} MiB | {a[5]} MiB |")
+print(f"\nratio drill/floor (median, {a[6]} runs): **{d['median']/f['median']:.2f}×** (goal ≤ 1.5×)")
 PY
