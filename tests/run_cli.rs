@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::OpenOptionsExt;
-use std::process::Stdio;
 
 use base64::Engine as _;
 use common::World;
@@ -100,24 +99,16 @@ fn run_a_drill_file_with_a_key_from_a_file() {
 #[test]
 fn ctrl_c_mid_drill_interrupts_cleans_up_and_keeps_evidence() {
     let w = World::new();
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("glassdrill"));
-    cmd.current_dir(w.path())
-        .env("XDG_STATE_HOME", w.state())
-        .env("HOME", w.path().join("home"))
-        .env("TMPDIR", w.browser_tmp())
-        // A long alert delay keeps the drill waiting in the alerts stage.
-        .args([
-            "rehearse",
-            "--progress",
-            "plain",
-            "--alert-delay",
-            "60s",
-            "--alert-deadline",
-            "90s",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
+    // A long alert delay keeps the drill waiting in the alerts stage.
+    let mut child = w.spawn(&[
+        "rehearse",
+        "--progress",
+        "plain",
+        "--alert-delay",
+        "60s",
+        "--alert-deadline",
+        "90s",
+    ]);
     let stderr = child.stderr.take().unwrap();
     let mut seen = String::new();
     for line in BufReader::new(stderr).lines() {
@@ -140,24 +131,15 @@ fn ctrl_c_mid_drill_interrupts_cleans_up_and_keeps_evidence() {
 #[test]
 fn the_next_run_cleans_up_after_a_glassdrill_that_was_killed_outright() {
     let w = World::new();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("glassdrill"))
-        .current_dir(w.path())
-        .env("XDG_STATE_HOME", w.state())
-        .env("HOME", w.path().join("home"))
-        .env("TMPDIR", w.browser_tmp())
-        .args([
-            "rehearse",
-            "--progress",
-            "plain",
-            "--alert-delay",
-            "60s",
-            "--alert-deadline",
-            "90s",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = w.spawn(&[
+        "rehearse",
+        "--progress",
+        "plain",
+        "--alert-delay",
+        "60s",
+        "--alert-deadline",
+        "90s",
+    ]);
     let stderr = child.stderr.take().unwrap();
     for line in BufReader::new(stderr).lines() {
         if line.unwrap().starts_with("[alerts] started") {

@@ -4,22 +4,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 
 use common::World;
 
 #[tokio::test]
 async fn tenant_prints_working_urls_and_stops_on_ctrl_c() {
     let w = World::new();
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("glassdrill"))
-        .current_dir(w.path())
-        .env("XDG_STATE_HOME", w.state())
-        .env("HOME", w.path().join("home"))
-        .args(["tenant", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = w.spawn(&["tenant", "--listen", "127.0.0.1:0"]);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed = Vec::new();
     let mut signin = None;

@@ -65,6 +65,21 @@ impl World {
         c
     }
 
+    /// Starts `glassdrill ARGS` in this world in the background, stdout and
+    /// stderr piped, for tests that signal it mid-run.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("glassdrill"))
+            .current_dir(self.path())
+            .env("XDG_STATE_HOME", self.state())
+            .env("HOME", self.path().join("home"))
+            .env("TMPDIR", self.browser_tmp())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn glassdrill")
+    }
+
     /// Asserts that no process mentions this world's paths (chromedriver
     /// and Chromium carry the temp dir in their command line or
     /// environment) and that the browser temp dir is empty again.
