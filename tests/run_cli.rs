@@ -96,10 +96,15 @@ fn run_a_drill_file_with_a_key_from_a_file() {
     w.assert_clean();
 }
 
-#[test]
-fn ctrl_c_mid_drill_interrupts_cleans_up_and_keeps_evidence() {
-    let w = World::new();
-    // A long alert delay keeps the drill waiting in the alerts stage.
+/// Starts a rehearsal whose alert is a minute away and returns once it is
+/// waiting in the alerts stage, with the browser open; also returns the
+/// rest of its stderr.
+fn rehearsal_waiting_for_alerts(
+    w: &World,
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
     let mut child = w.spawn(&[
         "rehearse",
         "--progress",
@@ -109,21 +114,28 @@ fn ctrl_c_mid_drill_interrupts_cleans_up_and_keeps_evidence() {
         "--alert-deadline",
         "90s",
     ]);
-    let stderr = child.stderr.take().unwrap();
-    let mut seen = String::new();
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.starts_with("[alerts] started") {
-            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("[alerts] started") {
+            return (child, lines);
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the rehearsal never reached the alerts stage");
+}
+
+#[test]
+fn ctrl_c_mid_drill_interrupts_cleans_up_and_keeps_evidence() {
+    let w = World::new();
+    let (child, rest) = rehearsal_waiting_for_alerts(&w);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let seen: Vec<String> = rest.map_while(Result::ok).collect();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{seen}");
-    assert!(stdout.starts_with("INTERRUPTED"), "{stdout}\n{seen}");
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{seen:#?}");
+    assert!(stdout.starts_with("INTERRUPTED"), "{stdout}\n{seen:#?}");
     assert!(stdout.contains("evidence: "), "{stdout}");
     w.assert_clean();
 }
@@ -131,23 +143,9 @@ fn ctrl_c_mid_drill_interrupts_cleans_up_and_keeps_evidence() {
 #[test]
 fn the_next_run_cleans_up_after_a_glassdrill_that_was_killed_outright() {
     let w = World::new();
-    let mut child = w.spawn(&[
-        "rehearse",
-        "--progress",
-        "plain",
-        "--alert-delay",
-        "60s",
-        "--alert-deadline",
-        "90s",
-    ]);
-    let stderr = child.stderr.take().unwrap();
-    for line in BufReader::new(stderr).lines() {
-        if line.unwrap().starts_with("[alerts] started") {
-            // SIGKILL: no Drop runs, the browser is orphaned.
-            child.kill().unwrap();
-            break;
-        }
-    }
+    let (mut child, _) = rehearsal_waiting_for_alerts(&w);
+    // SIGKILL: no Drop runs, the browser is orphaned.
+    child.kill().unwrap();
     child.wait().unwrap();
     let left: Vec<_> = std::fs::read_dir(w.browser_tmp())
         .unwrap()
