@@ -196,7 +196,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn print_problems(p: &Problems) {
     for problem in &p.0 {
-        eprintln!("{problem}");
+        errln!("{problem}");
     }
 }
 
@@ -225,7 +225,7 @@ fn cancel_on_signals() -> CancellationToken {
             _ = tokio::signal::ctrl_c() => {}
             () = term => {}
         }
-        eprintln!("interrupted: stopping the drill and cleaning up…");
+        errln!("interrupted: stopping the drill and cleaning up…");
         c.cancel();
     });
     cancel
@@ -299,23 +299,23 @@ async fn drill_command(
             outcome.verdict.exit_code()
         }
         Err(RunError::Config(m)) => {
-            eprintln!("error: {m}");
+            errln!("error: {m}");
             EXIT_USAGE
         }
         Err(RunError::Host(m)) => {
-            eprintln!("error: {m}");
+            errln!("error: {m}");
             Verdict::Error.exit_code()
         }
     }
 }
 
 fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
-    println!("{}  drill {}  run {}", o.verdict, drill.id, o.run_id);
+    out!("{}  drill {}  run {}", o.verdict, drill.id, o.run_id);
     for r in &o.reasons {
-        println!("  reason: {r}");
+        out!("  reason: {r}");
     }
     for s in &o.stages {
-        println!(
+        out!(
             "  {:<9} {:<11} {:>8.2}s",
             s.stage.name(),
             format!("{:?}", s.status).to_lowercase(),
@@ -323,7 +323,7 @@ fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
         );
     }
     for a in &o.alert_summaries {
-        println!(
+        out!(
             "  alert {}: fired {} ms and delivered {} ms after the sign-in",
             a["name"].as_str().unwrap_or("?"),
             a["signin_to_fired_ms"],
@@ -333,31 +333,31 @@ fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
     match &o.bundle {
         Ok(b) => {
             let d = b.dir.display();
-            println!("evidence: {d}");
-            println!("verify it:");
-            println!(
+            out!("evidence: {d}");
+            out!("verify it:");
+            out!(
                 "  ssh-keygen -Y verify -f {d}/allowed_signers -I {} -n {} -s {d}/SHA256SUMS.sig < {d}/SHA256SUMS",
                 host.evidence.signer,
                 evidence::NAMESPACE
             );
-            println!("  (cd {d} && sha256sum -c --strict SHA256SUMS)");
+            out!("  (cd {d} && sha256sum -c --strict SHA256SUMS)");
         }
-        Err(e) => println!("evidence: NOT WRITTEN: {e}"),
+        Err(e) => out!("evidence: NOT WRITTEN: {e}"),
     }
 }
 
 fn check_config(host: &HostConfig) -> u8 {
     match &host.source {
-        Some(p) => println!("host config: {}", p.display()),
-        None => println!("host config: none found; using built-in defaults"),
+        Some(p) => out!("host config: {}", p.display()),
+        None => out!("host config: none found; using built-in defaults"),
     }
-    println!("data directory: {}", host.data_dir.display());
-    println!("drills directory: {}", host.drills_dir.display());
+    out!("data directory: {}", host.data_dir.display());
+    out!("drills directory: {}", host.drills_dir.display());
     print_problems(&Problems(host.warnings.clone()));
     let (drills, problems) = load_drills(&host.drills_dir);
     print_problems(&problems);
     for d in &drills {
-        println!(
+        out!(
             "drill {}: {} ({} alert(s)) from {}",
             d.id,
             d.account,
@@ -366,10 +366,10 @@ fn check_config(host: &HostConfig) -> u8 {
         );
     }
     if problems.has_errors() {
-        eprintln!("configuration has errors");
+        errln!("configuration has errors");
         EXIT_USAGE
     } else {
-        println!("configuration OK");
+        out!("configuration OK");
         0
     }
 }
@@ -379,14 +379,14 @@ fn keygen(host: &HostConfig, a: KeygenArgs) -> u8 {
     let comment = a.comment.unwrap_or_else(|| host.evidence.signer.clone());
     match SigningKey::generate(&path, &comment) {
         Ok(k) => {
-            println!(
+            out!(
                 "created {} (mode 0600) and {}.pub",
                 path.display(),
                 path.display()
             );
-            println!("fingerprint: {}", k.fingerprint());
-            println!("allowed_signers line for auditors:");
-            println!(
+            out!("fingerprint: {}", k.fingerprint());
+            out!("allowed_signers line for auditors:");
+            out!(
                 "{comment} namespaces=\"{}\" {}",
                 evidence::NAMESPACE,
                 k.public_key_openssh()
@@ -394,7 +394,7 @@ fn keygen(host: &HostConfig, a: KeygenArgs) -> u8 {
             0
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             EXIT_USAGE
         }
     }
@@ -403,14 +403,14 @@ fn keygen(host: &HostConfig, a: KeygenArgs) -> u8 {
 fn verify(a: VerifyArgs) -> u8 {
     match evidence::verify_bundle_all(&a.bundle, a.allowed_signers.as_deref()) {
         Ok(v) => {
-            println!(
+            out!(
                 "OK: {} files verified; signed by {} ({})",
                 v.files.len(),
                 v.signer,
                 v.fingerprint
             );
             if a.allowed_signers.is_none() {
-                println!(
+                out!(
                     "note: checked against the bundle's own allowed_signers; pass --allowed-signers with a key you trust to prove who signed"
                 );
             }
@@ -418,7 +418,7 @@ fn verify(a: VerifyArgs) -> u8 {
         }
         Err(errors) => {
             for e in &errors {
-                eprintln!("FAILED: {e}");
+                errln!("FAILED: {e}");
             }
             1
         }
@@ -434,7 +434,7 @@ async fn tenant(host: &HostConfig, a: TenantArgs) -> u8 {
                 h == "127.0.0.1" || h == "localhost" || h.ends_with(".localhost") || h == "[::1]"
             });
         if !loopback {
-            eprintln!("error: --webhook-url must point at loopback (127.0.0.1 or *.localhost)");
+            errln!("error: --webhook-url must point at loopback (127.0.0.1 or *.localhost)");
             return EXIT_USAGE;
         }
     }
@@ -450,7 +450,7 @@ async fn tenant(host: &HostConfig, a: TenantArgs) -> u8 {
     {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             2
         }
     }

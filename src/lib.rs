@@ -38,6 +38,24 @@
 //!   runs it; `rehearse` and `run` both come through it.
 #![forbid(unsafe_code)]
 
+/// `println!` that never panics: a closed stdout (`glassdrill run … | head`)
+/// must not turn a recorded drill into a crash. Everything that matters is
+/// already on disk when results are printed.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that never panics, for the same reason as [`out!`].
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod alerts;
 pub mod authenticator;
 pub mod browser;

@@ -115,13 +115,13 @@ impl Progress for Terminal {
                 }
                 pb.finish_with_message(line(r));
             }
-            None => eprintln!("{}", line(r)),
+            None => errln!("{}", line(r)),
         });
     }
     fn note(&self, m: &str) {
         self.with_bar(|b| match b {
             Some(pb) => pb.println(format!("  {m}")),
-            None => eprintln!("  {m}"),
+            None => errln!("  {m}"),
         });
     }
 }

@@ -78,30 +78,30 @@ pub async fn serve(
     .await
     .map_err(|e| e.to_string())?;
     let u = tenant.urls();
-    println!("rehearsal tenant listening on {}", tenant.addr());
-    println!(
+    out!("rehearsal tenant listening on {}", tenant.addr());
+    out!(
         "  sign-in:   {}/{TENANT_ID}/oauth2/v2.0/authorize?client_id=glassdrill",
         u.authority
     );
-    println!("  ceremony:  {} (RP id {})", u.ceremony, u.rp_id);
-    println!(
+    out!("  ceremony:  {} (RP id {})", u.ceremony, u.rp_id);
+    out!(
         "  token:     {}/{TENANT_ID}/oauth2/v2.0/token (client_id glassdrill-rehearsal, secret in {})",
         u.authority,
         secret_path.display()
     );
-    println!("  graph:     {}/v1.0/auditLogs/signIns", u.graph);
-    println!("  landing:   {}/", u.myaccount);
-    println!("  account:   {REHEARSAL_UPN}");
-    println!(
+    out!("  graph:     {}/v1.0/auditLogs/signIns", u.graph);
+    out!("  landing:   {}/", u.myaccount);
+    out!("  account:   {REHEARSAL_UPN}");
+    out!(
         "  credential: id {} (base64url), user handle {}, PKCS#8 key in {} (for a virtual authenticator)",
         B64.encode(&cred.id),
         B64.encode(&cred.user_handle),
         key_path.display()
     );
-    println!("press Ctrl-C to stop");
+    out!("press Ctrl-C to stop");
     cancel.cancelled().await;
     for a in tenant.fired() {
-        println!("alert {} → {}", a.alert_id, a.delivery);
+        out!("alert {} → {}", a.alert_id, a.delivery);
     }
     tenant.shutdown().await;
     Ok(())
