@@ -327,6 +327,11 @@ fn preflight_config(host: &HostConfig, drill: &DrillConfig) -> Result<(), RunErr
                 }
             }
         }
+        if host.webhook.listen.port() == 0 {
+            problems.push(
+                "a drill against Entra needs a fixed [webhook] listen address (like \"127.0.0.1:8765\"): the action group posts to it".into(),
+            );
+        }
         match &host.webhook.token {
             None => problems.push("a drill against Entra needs [webhook] token = \"env:...\" or \"file:...\" in glassdrill.toml: the action group's webhook URL carries it".into()),
             Some(t) => {

@@ -155,6 +155,7 @@ fn unresolvable_secret_reference_is_a_warning_for_check_config_and_an_error_for_
         err.contains("no [entra] table") && err.contains("bg1.pk8") && err.contains("webhook"),
         "{err}"
     );
+    assert!(err.contains("fixed [webhook] listen address"), "{err}");
     assert!(
         !w.state().join("glassdrill/keys").exists(),
         "nothing is created before the config is sound"
