@@ -11,7 +11,6 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -198,8 +197,6 @@ pub struct AlertTarget {
 /// An alert check of one kind.
 #[async_trait::async_trait]
 pub trait AlertCheck: Send + Sync {
-    /// Kind name, as in drill files.
-    fn kind(&self) -> &'static str;
     /// Waits until an alert for `target` arrives, the deadline passes, or
     /// `cancel` fires.
     async fn observe(&self, target: &AlertTarget, cancel: &CancellationToken) -> AlertObservation;
@@ -256,14 +253,7 @@ async fn receive(
     Path(token): Path<String>,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
-    let expected = st.token.expose_secret().as_bytes();
-    let ok = expected.len() == token.len()
-        && expected
-            .iter()
-            .zip(token.as_bytes())
-            .fold(0u8, |a, (x, y)| a | (x ^ y))
-            == 0;
-    if !ok {
+    if !crate::secret::constant_time_eq(st.token.expose_secret().as_bytes(), token.as_bytes()) {
         return (StatusCode::FORBIDDEN, "wrong token\n");
     }
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
@@ -392,10 +382,6 @@ pub struct WebhookCheck {
 
 #[async_trait::async_trait]
 impl AlertCheck for WebhookCheck {
-    fn kind(&self) -> &'static str {
-        "webhook"
-    }
-
     async fn observe(&self, target: &AlertTarget, cancel: &CancellationToken) -> AlertObservation {
         let mut obs = AlertObservation::default();
         let mut cursor = 0;
@@ -425,11 +411,6 @@ impl AlertCheck for WebhookCheck {
             }
         }
     }
-}
-
-/// How long a check may still wait, for progress lines.
-pub fn remaining(deadline: tokio::time::Instant) -> Duration {
-    deadline.saturating_duration_since(tokio::time::Instant::now())
 }
 
 #[cfg(test)]

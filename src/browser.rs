@@ -3,13 +3,17 @@
 //!
 //! [`Browser::launch`] starts chromedriver on a free loopback port in its own
 //! process group, polls `/status` until it is ready (never sleeps blindly),
-//! and opens a fantoccini session on a headless Chromium with a fresh
-//! `--user-data-dir`. Chromium is chromedriver's child and stays in that
-//! process group, so [`Drop`] can kill both with one `killpg` even when the
-//! drill is cancelled or panics; [`Browser::close`] is the polite path
-//! (WebDriver `DELETE /session`, then the same cleanup). The profile and a
-//! private `TMPDIR` for both processes are `TempDir`s removed on drop, so a
-//! drill leaves no process or directory behind. Knows nothing of drills.
+//! and opens a fantoccini session on a headless Chromium. Everything the
+//! browser writes lives in one private directory, `glassdrill-<pid>-*`:
+//! the profile (`profile/`) and, through `TMPDIR`/`HOME`/XDG variables, its
+//! temp files, caches and crash database. Chromium is chromedriver's child
+//! and stays in its process group, except its crash handler, which starts a
+//! session of its own but names the private directory; so [`Drop`] and
+//! [`Browser::close`] find every process by group or by that directory,
+//! kill them, reap them (glassdrill is a child subreaper), and remove the
+//! directory, even when the drill is cancelled or panics. A drill leaves no
+//! process or directory behind; [`reap_orphans`] cleans up after one that
+//! was SIGKILLed. Knows nothing of drills.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -98,8 +102,8 @@ struct Driver {
     child: tokio::process::Child,
     pgid: Option<Pid>,
     port: u16,
-    /// The private temp/home dir; every process of this browser names it.
-    tmp: PathBuf,
+    /// The private directory; every process of this browser names it.
+    dir: PathBuf,
 }
 
 impl Driver {
@@ -108,17 +112,9 @@ impl Driver {
     fn kill_group(&mut self) -> Vec<Pid> {
         let mut killed = Vec::new();
         if let Some(pgid) = self.pgid.take() {
-            // Every browser process inherited TMPDIR/HOME pointing into our
-            // private dir: list them first (a killed process's /proc entry
-            // goes blank at once)...
-            killed = find(&self.tmp);
-            for p in group_members(pgid) {
-                if !killed.contains(&p) {
-                    killed.push(p);
-                }
-            }
-            // ...then kill the group (chromedriver and Chromium) and the
-            // rest: Chromium's crash handler starts a session of its own.
+            // List them first (a killed process's /proc entry goes blank at
+            // once), then kill the group and the stragglers.
+            killed = browser_processes(&self.dir, Some(pgid));
             let _ = killpg(pgid, Signal::SIGKILL);
             for p in &killed {
                 let _ = nix::sys::signal::kill(*p, Signal::SIGKILL);
@@ -130,39 +126,24 @@ impl Driver {
     }
 }
 
-/// Processes whose command line or environment mentions `dir` (Linux
-/// `/proc`): chromedriver carries it in `TMPDIR`/`HOME`, Chromium in
-/// `--user-data-dir` and its inherited environment, its crash handler in
-/// `--database`.
-fn find(dir: &std::path::Path) -> Vec<Pid> {
-    let mut found = Vec::new();
+/// One pass over `/proc` (Linux): processes in process group `pgid`, or
+/// whose command line or environment mentions `dir` (chromedriver carries
+/// it in `TMPDIR`/`HOME`, Chromium in `--user-data-dir`, its crash handler
+/// in `--database`).
+fn browser_processes(dir: &std::path::Path, pgid: Option<Pid>) -> Vec<Pid> {
     let needle = dir.as_os_str().as_encoded_bytes();
-    if needle.is_empty() {
-        return found;
-    }
-    let mentions = |bytes: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
+    let mentions =
+        |bytes: &[u8]| !needle.is_empty() && bytes.windows(needle.len()).any(|w| w == needle);
+    let in_group = |stat: &str| {
+        // "pid (comm) state ppid pgrp ...": comm may hold spaces and
+        // parentheses, so read after the last ')'.
+        let pgrp = stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 1..))
+            .and_then(|rest| rest.split_whitespace().nth(2))
+            .and_then(|g| g.parse::<i32>().ok());
+        pgid.is_some_and(|g| pgrp == Some(g.as_raw()))
     };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        if u32::try_from(pid).is_ok_and(|p| p == std::process::id()) {
-            continue;
-        }
-        let hit = ["cmdline", "environ"]
-            .iter()
-            .any(|f| std::fs::read(e.path().join(f)).is_ok_and(|b| mentions(&b)));
-        if hit {
-            found.push(Pid::from_raw(pid));
-        }
-    }
-    found
-}
-
-/// Processes in process group `pgid` (field 5 of `/proc/PID/stat`).
-fn group_members(pgid: Pid) -> Vec<Pid> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -170,12 +151,14 @@ fn group_members(pgid: Pid) -> Vec<Pid> {
         .flatten()
         .filter_map(|e| {
             let pid = e.file_name().to_str()?.parse::<i32>().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            // "pid (comm) state ppid pgrp ...": comm may hold spaces and
-            // parentheses, so read after the last ')'.
-            let rest = stat.get(stat.rfind(')')? + 1..)?;
-            let pgrp = rest.split_whitespace().nth(2)?.parse::<i32>().ok()?;
-            (pgrp == pgid.as_raw()).then(|| Pid::from_raw(pid))
+            if u32::try_from(pid).is_ok_and(|p| p == std::process::id()) {
+                return None;
+            }
+            let hit = std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| in_group(&s))
+                || ["cmdline", "environ"]
+                    .iter()
+                    .any(|f| std::fs::read(e.path().join(f)).is_ok_and(|b| mentions(&b)));
+            hit.then(|| Pid::from_raw(pid))
         })
         .collect()
 }
@@ -195,10 +178,10 @@ fn reap(pids: &mut Vec<Pid>) {
 }
 
 /// Cleans up after a glassdrill that died without running its `Drop`s
-/// (SIGKILL, OOM killer, power loss): for every `glassdrill-tmp-<pid>-*` or
-/// `glassdrill-profile-<pid>-*` directory under `root` whose owner process
-/// is gone, kills the processes that name it (its chromedriver, Chromium
-/// and crash handler) and removes it. Directories of live owners, such as a
+/// (SIGKILL, OOM killer, power loss): for every `glassdrill-<pid>-*`
+/// directory under `root` whose owner process is gone, kills the processes
+/// that name it (its chromedriver, Chromium and crash handler) and removes
+/// it. Directories of live owners, such as a
 /// drill running in parallel, are left alone.
 pub fn reap_orphans(root: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(root) else {
@@ -207,10 +190,8 @@ pub fn reap_orphans(root: &std::path::Path) {
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        let rest = name
-            .strip_prefix("glassdrill-tmp-")
-            .or_else(|| name.strip_prefix("glassdrill-profile-"));
-        let Some(owner) = rest
+        let Some(owner) = name
+            .strip_prefix(DIR_PREFIX)
             .and_then(|r| r.split('-').next())
             .and_then(|p| p.parse::<u32>().ok())
         else {
@@ -221,7 +202,7 @@ pub fn reap_orphans(root: &std::path::Path) {
         }
         let path = e.path();
         tracing::warn!(dir = %path.display(), owner, "removing the browser leftovers of a glassdrill that did not exit cleanly");
-        for p in find(&path) {
+        for p in browser_processes(&path, None) {
             let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
         }
         let _ = std::fs::remove_dir_all(&path);
@@ -239,11 +220,22 @@ impl Drop for Driver {
 pub struct Browser {
     client: Option<Client>,
     driver: Driver,
-    // Field order matters: the profile and tmp dirs are removed after the
-    // processes are killed (Browser::drop kills first).
-    profile: tempfile::TempDir,
-    _tmp: tempfile::TempDir,
+    // Fields drop in order: the client (which only stops fantoccini's task),
+    // then the driver, whose Drop kills and reaps every browser process, and
+    // only then the directory they were writing to.
+    dir: tempfile::TempDir,
 }
+
+/// Name prefix of a browser's private directory; the owner's pid follows,
+/// so a later run can tell the leftovers of a glassdrill that was killed
+/// outright from those of one still running. Short on purpose: Chromium
+/// puts a Unix socket below it (see [`MAX_DIR_LEN`]).
+const DIR_PREFIX: &str = "glassdrill-";
+
+/// Longest private directory path Chromium can work in: it creates
+/// `<TMPDIR>/.org.chromium.Chromium.XXXXXX/SingletonSocket` (46 bytes more)
+/// and a Unix socket path has at most 107 bytes.
+const MAX_DIR_LEN: usize = 107 - 46;
 
 fn free_port() -> Result<u16, BrowserError> {
     let l = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(|e| BrowserError::Start {
@@ -323,18 +315,22 @@ impl Browser {
         // Chromium's processes outlive chromedriver for a moment when it is
         // killed; as a subreaper, glassdrill inherits and reaps them.
         let _ = nix::sys::prctl::set_child_subreaper(true);
-        // The owner's pid is in the names, so a later run can tell the
-        // leftovers of a glassdrill that was killed outright (SIGKILL, power
-        // loss) from those of one still running.
-        let pid = std::process::id();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("glassdrill-tmp-{pid}-"))
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .tempdir_in(&root)
-            .map_err(start_err("temp dir"))?;
-        let profile = tempfile::Builder::new()
-            .prefix(&format!("glassdrill-profile-{pid}-"))
-            .tempdir_in(&root)
-            .map_err(start_err("browser profile"))?;
+            .map_err(start_err("browser directory"))?;
+        if dir.path().as_os_str().len() > MAX_DIR_LEN {
+            return Err(BrowserError::Start {
+                what: "Chromium",
+                reason: format!(
+                    "its temp directory {} is too long for Chromium's socket path: set [browser] temp_dir in glassdrill.toml (or TMPDIR) to a path of at most {} bytes",
+                    root.display(),
+                    // Our directory's own name: prefix, pid, '-', 6 random.
+                    MAX_DIR_LEN
+                        .saturating_sub(dir.path().as_os_str().len() - root.as_os_str().len())
+                ),
+            });
+        }
 
         // A port picked by binding :0 can be taken before chromedriver binds
         // it; try a few times.
@@ -347,10 +343,10 @@ impl Browser {
                 // Chromium writes its crash database and caches under HOME
                 // and XDG dirs: keep them in the private dir, not the
                 // service user's home.
-                .env("TMPDIR", tmp.path())
-                .env("HOME", tmp.path())
-                .env("XDG_CONFIG_HOME", tmp.path().join(".config"))
-                .env("XDG_CACHE_HOME", tmp.path().join(".cache"))
+                .env("TMPDIR", dir.path())
+                .env("HOME", dir.path())
+                .env("XDG_CONFIG_HOME", dir.path().join(".config"))
+                .env("XDG_CACHE_HOME", dir.path().join(".cache"))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -361,26 +357,17 @@ impl Browser {
                 .id()
                 .and_then(|id| i32::try_from(id).ok())
                 .map(Pid::from_raw);
-            match wait_ready(port, &mut child, Duration::from_secs(15)).await {
-                Ok(()) => {
-                    let driver = Driver {
-                        child,
-                        pgid,
-                        port,
-                        tmp: tmp.path().to_path_buf(),
-                    };
-                    return Self::open_session(driver, profile, tmp, opts).await;
-                }
-                Err(e) => {
-                    // Dropping the driver kills and reaps what it started.
-                    drop(Driver {
-                        child,
-                        pgid,
-                        port,
-                        tmp: tmp.path().to_path_buf(),
-                    });
-                    last = Some(e);
-                }
+            let ready = wait_ready(port, &mut child, Duration::from_secs(15)).await;
+            let driver = Driver {
+                child,
+                pgid,
+                port,
+                dir: dir.path().to_path_buf(),
+            };
+            match ready {
+                Ok(()) => return Self::open_session(driver, dir, opts).await,
+                // Dropping the driver kills and reaps what it started.
+                Err(e) => last = Some(e),
             }
         }
         Err(last.unwrap_or(BrowserError::NotReady(Duration::from_secs(15))))
@@ -388,12 +375,14 @@ impl Browser {
 
     async fn open_session(
         driver: Driver,
-        profile: tempfile::TempDir,
-        tmp: tempfile::TempDir,
+        dir: tempfile::TempDir,
         opts: &BrowserOptions,
     ) -> Result<Self, BrowserError> {
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|s| (*s).to_owned()).collect();
-        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.push(format!(
+            "--user-data-dir={}",
+            dir.path().join("profile").display()
+        ));
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),
@@ -404,8 +393,7 @@ impl Browser {
         let mut browser = Self {
             client: None,
             driver,
-            profile,
-            _tmp: tmp,
+            dir,
         };
         let client = ClientBuilder::new(HttpConnector::new())
             .capabilities(caps)
@@ -424,14 +412,10 @@ impl Browser {
         })
     }
 
-    /// The browser's profile directory (destroyed on close).
+    /// The browser's private directory, profile included (destroyed on
+    /// close).
     pub fn profile_dir(&self) -> &std::path::Path {
-        self.profile.path()
-    }
-
-    /// chromedriver's process id (its process group holds Chromium too).
-    pub fn driver_pid(&self) -> Option<u32> {
-        self.driver.child.id()
+        self.dir.path()
     }
 
     /// Sends a chromedriver command under `/session/{id}/{path}`, such as the
@@ -516,9 +500,9 @@ impl Browser {
         .await
     }
 
-    /// Ends the browser: kills chromedriver's process group (Chromium with
-    /// it) and reaps chromedriver; the profile and temp directories are
-    /// removed when `self` drops right after. No WebDriver `DELETE
+    /// Ends the browser: kills every browser process and reaps them,
+    /// waiting for them (bounded), unlike the best-effort `Drop`; the private
+    /// directory is removed when `self` drops right after. No WebDriver `DELETE
     /// /session` first: the profile is thrown away, so a graceful shutdown
     /// saves nothing and costs ~150 ms.
     pub async fn close(mut self) -> Result<(), BrowserError> {
@@ -542,15 +526,6 @@ impl Browser {
                 command: "wait for chromedriver".into(),
                 reason: e.to_string(),
             })
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        // Dropping the fantoccini client only stops its background task; the
-        // process group kill is what guarantees no Chromium survives.
-        let mut pids = self.driver.kill_group();
-        reap(&mut pids);
     }
 }
 

@@ -458,18 +458,7 @@ async fn tenant(host: &HostConfig, a: TenantArgs) -> u8 {
 
 impl clap::ValueEnum for Fault {
     fn value_variants<'a>() -> &'a [Self] {
-        &[
-            Fault::CredentialRevoked,
-            Fault::AccountDisabled,
-            Fault::CaBlock,
-            Fault::AlertNever,
-            Fault::AlertLate,
-            Fault::AlertOtherAccount,
-            Fault::AlertBeforeSignin,
-            Fault::UiDrift,
-            Fault::ApiThrottle,
-            Fault::LogDelay,
-        ]
+        &Fault::ALL
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {

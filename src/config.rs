@@ -317,7 +317,6 @@ struct RawWebhook {
     listen: Option<Spanned<String>>,
     token: Option<Spanned<String>>,
     max_body_bytes: Option<Spanned<u64>>,
-    public_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -380,8 +379,6 @@ pub struct WebhookConfig {
     pub token: Option<SecretRef>,
     /// Largest accepted body.
     pub max_body_bytes: usize,
-    /// The URL the alert pipeline posts to, when it differs from `listen`.
-    pub public_url: Option<String>,
 }
 
 /// A real Entra tenant.
@@ -447,7 +444,6 @@ impl HostConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 token: None,
                 max_body_bytes: DEFAULT_MAX_BODY,
-                public_url: None,
             },
             entra: None,
             browser: BrowserConfig::default(),
@@ -551,14 +547,6 @@ impl HostConfig {
                 ));
             } else {
                 cfg.webhook.max_body_bytes = usize::try_from(v).unwrap_or(DEFAULT_MAX_BODY);
-            }
-        }
-        if let Some(u) = &raw.webhook.public_url {
-            match url::Url::parse(u.get_ref()) {
-                Ok(_) => cfg.webhook.public_url = Some(u.get_ref().clone()),
-                Err(e) => {
-                    problems.push(src.error(u.span().start, format!("webhook.public_url: {e}")))
-                }
             }
         }
         if let Some(e) = raw.entra {
@@ -731,6 +719,15 @@ pub struct ExpectedAlert {
 pub enum AlertKind {
     /// The built-in Azure Monitor webhook receiver.
     Webhook,
+}
+
+impl AlertKind {
+    /// The kind's name, as in drill files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+        }
+    }
 }
 
 /// A validated drill.

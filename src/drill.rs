@@ -220,9 +220,11 @@ pub struct DrillOutcome {
 
 /// A time-sortable run id: `20261124T203015Z-1a2b3c`.
 pub fn new_run_id(now: DateTime<Utc>) -> String {
-    let mut b = [0u8; 3];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
-    format!("{}-{}", now.format("%Y%m%dT%H%M%SZ"), hex::encode(b))
+    format!(
+        "{}-{}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        hex::encode(crate::secret::random_bytes(3))
+    )
 }
 
 struct Timer {
@@ -368,7 +370,7 @@ pub async fn run_drill(
                 format!(
                     "{} ({}, within {})",
                     a.name,
-                    kind_name(a),
+                    a.kind.name(),
                     humantime::format_duration(a.deadline)
                 )
             })
@@ -692,12 +694,6 @@ pub async fn run_drill(
     finish(plan, c, progress)
 }
 
-fn kind_name(a: &ExpectedAlert) -> &'static str {
-    match a.kind {
-        crate::config::AlertKind::Webhook => "webhook",
-    }
-}
-
 /// What a run has gathered so far, for the record.
 struct Collected {
     run_id: String,
@@ -753,7 +749,7 @@ fn finish(plan: DrillPlan<'_>, c: Collected, progress: &dyn Progress) -> DrillOu
         }
         alert_entries.push(json!({
             "name": exp.name,
-            "kind": kind_name(exp),
+            "kind": exp.kind.name(),
             "deadline_ms": u64::try_from(exp.deadline.as_millis()).unwrap_or(u64::MAX),
             "matched": matched,
             "latency": summary,

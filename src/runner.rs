@@ -7,9 +7,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use rand_core::{OsRng, RngCore};
 use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +17,7 @@ use crate::config::{AlertKind, AuthenticatorConfig, DrillConfig, HostConfig, Ten
 use crate::drill::{DrillOutcome, DrillPlan, TenantEndpoints, run_drill};
 use crate::evidence::SigningKey;
 use crate::progress::Progress;
+use crate::secret::{random_bytes, random_token};
 use crate::tenant::webauthn::{self, StoredCredential};
 use crate::tenant::{Account, Fault, RehearsalTenant, TENANT_ID, TenantOptions};
 
@@ -78,14 +76,10 @@ impl GeneratedCredential {
     /// Generates one.
     pub fn new() -> Result<Self, RunError> {
         let pkcs8 = webauthn::generate_p256_pkcs8().map_err(|e| RunError::Host(e.to_string()))?;
-        let mut id = vec![0u8; 16];
-        OsRng.fill_bytes(&mut id);
-        let mut user_handle = vec![0u8; 16];
-        OsRng.fill_bytes(&mut user_handle);
         Ok(Self {
-            id,
+            id: random_bytes(16),
             pkcs8: pkcs8.into(),
-            user_handle,
+            user_handle: random_bytes(16),
         })
     }
 }
@@ -110,12 +104,6 @@ pub fn rehearsal_account(
             user_handle: user_handle.to_vec(),
         },
     })
-}
-
-fn random_secret() -> SecretString {
-    let mut b = [0u8; 32];
-    OsRng.fill_bytes(&mut b);
-    SecretString::from(B64.encode(b))
 }
 
 /// Loads the evidence signing key, creating it on first use (and saying
@@ -148,67 +136,28 @@ pub async fn run_configured(
             a.deadline = d;
         }
     }
-    preflight_config(host, &drill)?;
+    let Inputs {
+        credential,
+        webhook: (listen, token),
+        entra,
+    } = resolve_inputs(host, &drill)?;
     let key = signing_key(host, progress)?;
 
     // The receiver listens before anything can fire an alert.
-    let (listen, token) = match drill.tenant {
-        // A rehearsal never takes the production listener's port.
-        TenantKind::Rehearsal => (SocketAddr::from(([127, 0, 0, 1], 0)), random_secret()),
-        TenantKind::Entra => {
-            let token = match &host.webhook.token {
-                Some(r) => r
-                    .resolve()
-                    .map_err(|e| RunError::Config(format!("webhook.token: {e}")))?,
-                None => {
-                    return Err(RunError::Config(
-                        "a drill against Entra needs [webhook] token = \"env:...\" or \"file:...\" in glassdrill.toml: the action group's webhook URL carries it".into(),
-                    ));
-                }
-            };
-            (host.webhook.listen, token)
-        }
-    };
     let receiver = WebhookReceiver::start(listen, token, host.webhook.max_body_bytes)
         .await
         .map_err(|e| RunError::Host(e.to_string()))?;
 
-    let generated;
-    let (cred_id, pkcs8, rp_id, user_handle) = match &drill.authenticator {
-        AuthenticatorConfig::Virtual(Some(c)) => {
-            let pkcs8 = c.private_key.resolve_bytes().map_err(|e| {
-                RunError::Config(format!(
-                    "{}: authenticator.private_key: {e}",
-                    drill.source.display()
-                ))
-            })?;
-            (
-                c.credential_id.clone(),
-                pkcs8,
-                c.rp_id.clone(),
-                c.user_handle.clone(),
-            )
-        }
-        AuthenticatorConfig::Virtual(None) => {
-            generated = GeneratedCredential::new()?;
-            (
-                generated.id.clone(),
-                generated.pkcs8.clone(),
-                format!("ceremony.{}", crate::tenant::DOMAIN),
-                generated.user_handle.clone(),
-            )
-        }
-    };
-
     let mut tenant = None;
-    let endpoints = match drill.tenant {
-        TenantKind::Rehearsal => {
-            let client_secret = random_secret();
+    let endpoints = match entra {
+        Some(endpoints) => endpoints,
+        None => {
+            let client_secret = SecretString::from(random_token(32));
             let account = rehearsal_account(
                 &drill.account,
-                &cred_id,
-                pkcs8.expose_secret(),
-                &user_handle,
+                &credential.id,
+                credential.pkcs8.expose_secret(),
+                &credential.user_handle,
             )?;
             let t = RehearsalTenant::start(TenantOptions {
                 account,
@@ -229,13 +178,6 @@ pub async fn run_configured(
             })
             .await
             .map_err(|e| RunError::Host(e.to_string()))?;
-            if rp_id != t.urls().rp_id {
-                return Err(RunError::Config(format!(
-                    "{}: authenticator.rp_id must be `{}` for the rehearsal tenant",
-                    drill.source.display(),
-                    t.urls().rp_id
-                )));
-            }
             progress.note(&format!(
                 "rehearsal tenant at {} (faults: {})",
                 t.urls().authority,
@@ -251,30 +193,16 @@ pub async fn run_configured(
             tenant = Some(t);
             e
         }
-        TenantKind::Entra => {
-            let Some(entra) = &host.entra else {
-                return Err(RunError::Config(format!(
-                    "drill {} signs in to Entra, but the host config has no [entra] table; see deploy/glassdrill.toml",
-                    drill.id
-                )));
-            };
-            let client_secret = entra
-                .client_secret
-                .resolve()
-                .map_err(|e| RunError::Config(format!("entra.client_secret: {e}")))?;
-            TenantEndpoints {
-                authority: entra.authority.clone(),
-                tenant_id: entra.tenant_id.clone(),
-                graph: entra.graph.clone(),
-                client_id: entra.client_id.clone(),
-                client_secret,
-            }
-        }
     };
     progress.note(&format!("webhook receiver at {}", receiver.url_redacted()));
 
-    let authenticator = VirtualAuthenticator::new(cred_id, pkcs8, rp_id, user_handle)
-        .map_err(|e| RunError::Config(e.to_string()))?;
+    let authenticator = VirtualAuthenticator::new(
+        credential.id,
+        credential.pkcs8,
+        credential.rp_id,
+        credential.user_handle,
+    )
+    .map_err(|e| RunError::Config(e.to_string()))?;
     let alert_checks: Vec<Box<dyn AlertCheck>> = drill
         .alerts
         .iter()
@@ -308,43 +236,106 @@ pub async fn run_configured(
     Ok(outcome)
 }
 
-/// Every configuration problem that would stop this run, reported at once
-/// before anything is started or created.
-fn preflight_config(host: &HostConfig, drill: &DrillConfig) -> Result<(), RunError> {
+/// The credential the virtual authenticator presents.
+struct Credential {
+    id: Vec<u8>,
+    pkcs8: SecretSlice<u8>,
+    rp_id: String,
+    user_handle: Vec<u8>,
+}
+
+/// What a run takes from configuration and secrets, each resolved once.
+struct Inputs {
+    credential: Credential,
+    /// Receiver listen address and path token.
+    webhook: (SocketAddr, SecretString),
+    /// The Entra tenant; `None` means the built-in rehearsal tenant.
+    entra: Option<TenantEndpoints>,
+}
+
+/// Resolves every secret and setting the run needs, reporting every
+/// problem at once before anything is started or created.
+fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, RunError> {
     let mut problems = Vec::new();
     let src = drill.source.display();
-    if let AuthenticatorConfig::Virtual(Some(c)) = &drill.authenticator
-        && let Err(e) = c.private_key.resolve_bytes()
-    {
-        problems.push(format!("{src}: authenticator.private_key: {e}"));
-    }
-    if drill.tenant == TenantKind::Entra {
-        match &host.entra {
-            None => problems.push(format!("{src}: drill {} signs in to Entra, but the host config has no [entra] table; see deploy/glassdrill.toml", drill.id)),
-            Some(e) => {
-                if let Err(err) = e.client_secret.resolve() {
-                    problems.push(format!("entra.client_secret: {err}"));
+    let rehearsal_rp_id = format!("ceremony.{}", crate::tenant::DOMAIN);
+    let credential = match &drill.authenticator {
+        AuthenticatorConfig::Virtual(Some(c)) => {
+            if drill.tenant == TenantKind::Rehearsal && c.rp_id != rehearsal_rp_id {
+                problems.push(format!(
+                    "{src}: authenticator.rp_id must be `{rehearsal_rp_id}` for the rehearsal tenant"
+                ));
+            }
+            match c.private_key.resolve_bytes() {
+                Ok(pkcs8) => Some(Credential {
+                    id: c.credential_id.clone(),
+                    pkcs8,
+                    rp_id: c.rp_id.clone(),
+                    user_handle: c.user_handle.clone(),
+                }),
+                Err(e) => {
+                    problems.push(format!("{src}: authenticator.private_key: {e}"));
+                    None
                 }
             }
         }
-        if host.webhook.listen.port() == 0 {
-            problems.push(
-                "a drill against Entra needs a fixed [webhook] listen address (like \"127.0.0.1:8765\"): the action group posts to it".into(),
-            );
+        AuthenticatorConfig::Virtual(None) => {
+            let g = GeneratedCredential::new()?;
+            Some(Credential {
+                id: g.id,
+                pkcs8: g.pkcs8,
+                rp_id: rehearsal_rp_id.clone(),
+                user_handle: g.user_handle,
+            })
         }
-        match &host.webhook.token {
-            None => problems.push("a drill against Entra needs [webhook] token = \"env:...\" or \"file:...\" in glassdrill.toml: the action group's webhook URL carries it".into()),
-            Some(t) => {
-                if let Err(err) = t.resolve() {
-                    problems.push(format!("webhook.token: {err}"));
-                }
+    };
+    let mut webhook = None;
+    let mut entra = None;
+    match drill.tenant {
+        // A rehearsal never takes the production listener's port.
+        TenantKind::Rehearsal => {
+            webhook = Some((
+                SocketAddr::from(([127, 0, 0, 1], 0)),
+                SecretString::from(random_token(32)),
+            ));
+        }
+        TenantKind::Entra => {
+            match &host.entra {
+                None => problems.push(format!("{src}: drill {} signs in to Entra, but the host config has no [entra] table; see deploy/glassdrill.toml", drill.id)),
+                Some(e) => match e.client_secret.resolve() {
+                    Ok(client_secret) => {
+                        entra = Some(TenantEndpoints {
+                            authority: e.authority.clone(),
+                            tenant_id: e.tenant_id.clone(),
+                            graph: e.graph.clone(),
+                            client_id: e.client_id.clone(),
+                            client_secret,
+                        });
+                    }
+                    Err(err) => problems.push(format!("entra.client_secret: {err}")),
+                },
+            }
+            if host.webhook.listen.port() == 0 {
+                problems.push(
+                    "a drill against Entra needs a fixed [webhook] listen address (like \"127.0.0.1:8765\"): the action group posts to it".into(),
+                );
+            }
+            match &host.webhook.token {
+                None => problems.push("a drill against Entra needs [webhook] token = \"env:...\" or \"file:...\" in glassdrill.toml: the action group's webhook URL carries it".into()),
+                Some(t) => match t.resolve() {
+                    Ok(token) => webhook = Some((host.webhook.listen, token)),
+                    Err(err) => problems.push(format!("webhook.token: {err}")),
+                },
             }
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(RunError::Config(problems.join("\nerror: ")))
+    match (credential, webhook) {
+        (Some(credential), Some(webhook)) if problems.is_empty() => Ok(Inputs {
+            credential,
+            webhook,
+            entra,
+        }),
+        _ => Err(RunError::Config(problems.join("\nerror: "))),
     }
 }
 

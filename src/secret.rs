@@ -132,6 +132,26 @@ impl fmt::Debug for SecretRef {
     }
 }
 
+/// `n` bytes from the operating system's CSPRNG.
+pub fn random_bytes(n: usize) -> Vec<u8> {
+    let mut b = vec![0u8; n];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
+    b
+}
+
+/// A random token of `n` bytes, base64url without padding: webhook path
+/// tokens, flow tokens, client secrets of the rehearsal tenant.
+pub fn random_token(n: usize) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(n))
+}
+
+/// Compares secrets without returning early at the first difference, so
+/// response timing does not reveal how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +186,15 @@ mod tests {
         let missing = SecretRef::File(dir.path().join("nope"));
         let err = missing.resolve().unwrap_err().to_string();
         assert!(err.contains("nope") && err.contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn tokens_are_random_and_comparisons_exact() {
+        assert_ne!(random_token(16), random_token(16));
+        assert_eq!(random_token(24).len(), 32);
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 
     #[test]

@@ -54,9 +54,7 @@ pub async fn serve(
         &cred.user_handle,
     )
     .map_err(|e| e.to_string())?;
-    let mut secret = [0u8; 24];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
-    let client_secret = SecretString::from(B64.encode(secret));
+    let client_secret = SecretString::from(crate::secret::random_token(24));
     let key_path = dir.join("credential.pk8");
     let secret_path = dir.join("client-secret");
     write_private(&key_path, cred.pkcs8.expose_secret())

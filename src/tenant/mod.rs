@@ -35,7 +35,6 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rand_core::{OsRng, RngCore};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -43,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::webauthn::{Assertion, Expected, StoredCredential};
 use crate::alerts::same_upn;
+use crate::secret::{constant_time_eq, random_bytes, random_token};
 
 /// The domain under which every rehearsal host lives.
 pub const DOMAIN: &str = "rehearsal.localhost";
@@ -76,25 +76,33 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault with its command-line name.
-    pub const ALL: [(&'static str, Fault); 10] = [
-        ("credential-revoked", Fault::CredentialRevoked),
-        ("account-disabled", Fault::AccountDisabled),
-        ("ca-block", Fault::CaBlock),
-        ("alert-never", Fault::AlertNever),
-        ("alert-late", Fault::AlertLate),
-        ("alert-other-account", Fault::AlertOtherAccount),
-        ("alert-before-signin", Fault::AlertBeforeSignin),
-        ("ui-drift", Fault::UiDrift),
-        ("api-throttle", Fault::ApiThrottle),
-        ("log-delay", Fault::LogDelay),
+    pub const ALL: [Fault; 10] = [
+        Fault::CredentialRevoked,
+        Fault::AccountDisabled,
+        Fault::CaBlock,
+        Fault::AlertNever,
+        Fault::AlertLate,
+        Fault::AlertOtherAccount,
+        Fault::AlertBeforeSignin,
+        Fault::UiDrift,
+        Fault::ApiThrottle,
+        Fault::LogDelay,
     ];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, f)| *f == self)
-            .map_or("?", |(n, _)| n)
+        match self {
+            Fault::CredentialRevoked => "credential-revoked",
+            Fault::AccountDisabled => "account-disabled",
+            Fault::CaBlock => "ca-block",
+            Fault::AlertNever => "alert-never",
+            Fault::AlertLate => "alert-late",
+            Fault::AlertOtherAccount => "alert-other-account",
+            Fault::AlertBeforeSignin => "alert-before-signin",
+            Fault::UiDrift => "ui-drift",
+            Fault::ApiThrottle => "api-throttle",
+            Fault::LogDelay => "log-delay",
+        }
     }
 }
 
@@ -102,11 +110,10 @@ impl std::str::FromStr for Fault {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
-            .iter()
-            .find(|(n, _)| *n == s)
-            .map(|(_, f)| *f)
+            .into_iter()
+            .find(|f| f.name() == s)
             .ok_or_else(|| {
-                let names: Vec<_> = Self::ALL.iter().map(|(n, _)| *n).collect();
+                let names: Vec<_> = Self::ALL.iter().map(|f| f.name()).collect();
                 format!("unknown fault `{s}`; one of: {}", names.join(", "))
             })
     }
@@ -253,12 +260,6 @@ pub enum TenantError {
         /// Why.
         reason: String,
     },
-}
-
-fn random_token(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    OsRng.fill_bytes(&mut b);
-    B64.encode(b)
 }
 
 fn uuid() -> String {
@@ -517,8 +518,7 @@ async fn ceremony(
     Query(q): Query<FlowQuery>,
 ) -> Response {
     let token = q.flow_token.unwrap_or_default();
-    let mut challenge = vec![0u8; 32];
-    OsRng.fill_bytes(&mut challenge);
+    let challenge = random_bytes(32);
     let corr = {
         let mut inner = s.lock();
         let Some(flow) = inner.flows.get_mut(&token).filter(|f| f.upn.is_some()) else {
@@ -709,7 +709,7 @@ async fn token(State(s): State<Arc<Shared>>, Form(f): Form<TokenForm>) -> Respon
         return (StatusCode::BAD_REQUEST, Json(json!({"error": "unsupported_grant_type", "error_description": "AADSTS70003: only client_credentials is supported here."}))).into_response();
     }
     let ok_id = f.client_id == s.opts.client_id;
-    let ok_secret = constant_eq(
+    let ok_secret = constant_time_eq(
         f.client_secret.as_bytes(),
         s.opts.client_secret.expose_secret().as_bytes(),
     );
@@ -722,10 +722,6 @@ async fn token(State(s): State<Arc<Shared>>, Form(f): Form<TokenForm>) -> Respon
         tokio::time::Instant::now() + Duration::from_secs(3600),
     );
     Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tok})).into_response()
-}
-
-fn constant_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -995,9 +991,8 @@ mod tests {
 
     #[test]
     fn fault_names_round_trip() {
-        for (n, f) in Fault::ALL {
-            assert_eq!(n.parse::<Fault>(), Ok(f));
-            assert_eq!(f.name(), n);
+        for f in Fault::ALL {
+            assert_eq!(f.name().parse::<Fault>(), Ok(f));
         }
         assert!(
             "nope"
