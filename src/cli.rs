@@ -107,16 +107,39 @@ pub struct DrillArgs {
     pub step_timeout: Option<Duration>,
 }
 
+impl DrillArgs {
+    fn run_options(&self, tenant: TenantBehaviour, alert_deadline: Option<Duration>) -> RunOptions {
+        RunOptions {
+            operator: self.operator.clone(),
+            witness: self.witness.clone(),
+            faults: tenant.faults,
+            alert_delay: tenant.alert_delay,
+            alert_deadline,
+            step_timeout: self.step_timeout,
+        }
+    }
+}
+
+/// How the rehearsal tenant behaves (for `run`: only drills with
+/// `tenant = "rehearsal"`).
+#[derive(Debug, Args)]
+pub struct TenantBehaviour {
+    /// Switch on a rehearsal-tenant fault (repeatable) to see how a drill
+    /// reports it; `run` applies faults only to drills with `tenant =
+    /// "rehearsal"`.
+    #[arg(long = "fault", value_name = "FAULT")]
+    pub faults: Vec<Fault>,
+    /// Delay between a sign-in and the rehearsal tenant's alert.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub alert_delay: Duration,
+}
+
 /// `rehearse` options.
 #[derive(Debug, Args)]
 pub struct RehearseArgs {
-    /// Switch on a rehearsal-tenant fault (repeatable) to see how a drill
-    /// reports it.
-    #[arg(long = "fault", value_name = "FAULT")]
-    pub faults: Vec<Fault>,
-    /// Delay between the sign-in and the tenant's alert.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub alert_delay: Duration,
+    /// Rehearsal tenant behaviour.
+    #[command(flatten)]
+    pub tenant: TenantBehaviour,
     /// Override the alert deadline of the rehearsal drill (30s).
     #[arg(long, value_parser = parse_duration)]
     pub alert_deadline: Option<Duration>,
@@ -130,12 +153,9 @@ pub struct RehearseArgs {
 pub struct RunArgs {
     /// Drill id (from the drills directory) or path to a drill file.
     pub drill: String,
-    /// Faults for drills against the rehearsal tenant (see `rehearse`).
-    #[arg(long = "fault", value_name = "FAULT")]
-    pub faults: Vec<Fault>,
-    /// Alert delay for drills against the rehearsal tenant.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub alert_delay: Duration,
+    /// Rehearsal tenant behaviour.
+    #[command(flatten)]
+    pub tenant: TenantBehaviour,
     /// Common drill options.
     #[command(flatten)]
     pub drill_args: DrillArgs,
@@ -178,12 +198,9 @@ pub struct TenantArgs {
     /// Listen address.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: std::net::SocketAddr,
-    /// Faults to switch on (see `rehearse`).
-    #[arg(long = "fault", value_name = "FAULT")]
-    pub faults: Vec<Fault>,
-    /// Delay between a sign-in and its alert.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub alert_delay: Duration,
+    /// Rehearsal tenant behaviour.
+    #[command(flatten)]
+    pub tenant: TenantBehaviour,
     /// Where the alert rule posts its webhook (must be loopback).
     #[arg(long)]
     pub webhook_url: Option<String>,
@@ -250,14 +267,7 @@ pub async fn execute(cli: Cli) -> u8 {
                     return EXIT_USAGE;
                 }
             };
-            let opts = RunOptions {
-                operator: a.drill.operator,
-                witness: a.drill.witness,
-                faults: a.faults,
-                alert_delay: a.alert_delay,
-                alert_deadline: a.alert_deadline,
-                step_timeout: a.drill.step_timeout,
-            };
+            let opts = a.drill.run_options(a.tenant, a.alert_deadline);
             drill_command(&host, &drill, &opts, a.drill.progress).await
         }
         Command::Run(a) => {
@@ -268,14 +278,7 @@ pub async fn execute(cli: Cli) -> u8 {
                     return EXIT_USAGE;
                 }
             };
-            let opts = RunOptions {
-                operator: a.drill_args.operator,
-                witness: a.drill_args.witness,
-                faults: a.faults,
-                alert_delay: a.alert_delay,
-                alert_deadline: None,
-                step_timeout: a.drill_args.step_timeout,
-            };
+            let opts = a.drill_args.run_options(a.tenant, None);
             drill_command(&host, &drill, &opts, a.drill_args.progress).await
         }
         Command::CheckConfig => check_config(&host),
@@ -441,8 +444,8 @@ async fn tenant(host: &HostConfig, a: TenantArgs) -> u8 {
     match crate::tenant::console::serve(
         host,
         a.listen,
-        a.faults,
-        a.alert_delay,
+        a.tenant.faults,
+        a.tenant.alert_delay,
         a.webhook_url,
         cancel_on_signals(),
     )

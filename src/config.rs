@@ -232,8 +232,35 @@ pub fn parse_duration(
     }
 }
 
-fn parse_secret(src: &Source<'_>, field: &str, v: &Spanned<String>) -> Result<SecretRef, Problem> {
-    SecretRef::parse(v.get_ref()).map_err(|e| src.error(v.span().start, format!("{field}: {e}")))
+/// Parses a secret reference (an inline secret is an error) and checks it
+/// can be read now; one that cannot is only a warning at load time (it may
+/// be provisioned later) and becomes an error when a drill runs. `binary`
+/// secrets (key files) are read as bytes, others as text.
+fn secret_ref(
+    src: &Source<'_>,
+    field: &str,
+    v: &Spanned<String>,
+    binary: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<SecretRef> {
+    let at = v.span().start;
+    match SecretRef::parse(v.get_ref()) {
+        Ok(r) => {
+            let readable = if binary {
+                r.resolve_bytes().map(drop)
+            } else {
+                r.resolve().map(drop)
+            };
+            if let Err(e) = readable {
+                problems.push(src.problem(at, Severity::Warning, format!("{field}: {e}")));
+            }
+            Some(r)
+        }
+        Err(e) => {
+            problems.push(src.error(at, format!("{field}: {e}")));
+            None
+        }
+    }
 }
 
 /// Where glassdrill looks for things, read once from the environment so
@@ -524,19 +551,7 @@ impl HostConfig {
             }
         }
         if let Some(t) = &raw.webhook.token {
-            match parse_secret(&src, "webhook.token", t) {
-                Ok(r) => {
-                    if let Err(e) = r.resolve() {
-                        problems.push(src.problem(
-                            t.span().start,
-                            Severity::Warning,
-                            format!("webhook.token: {e}"),
-                        ));
-                    }
-                    cfg.webhook.token = Some(r);
-                }
-                Err(p) => problems.push(p),
-            }
+            cfg.webhook.token = secret_ref(&src, "webhook.token", t, false, &mut problems);
         }
         if let Some(m) = &raw.webhook.max_body_bytes {
             let v = *m.get_ref();
@@ -580,25 +595,20 @@ impl HostConfig {
                 "https://graph.microsoft.com",
                 &mut problems,
             );
-            match parse_secret(&src, "entra.client_secret", &e.client_secret) {
-                Ok(secret) => {
-                    if let Err(err) = secret.resolve() {
-                        problems.push(src.problem(
-                            e.client_secret.span().start,
-                            Severity::Warning,
-                            format!("entra.client_secret: {err}"),
-                        ));
-                    }
-                    cfg.entra = Some(EntraConfig {
-                        tenant_id: e.tenant_id,
-                        authority,
-                        graph,
-                        client_id: e.client_id,
-                        client_secret: secret,
-                    });
-                }
-                Err(p) => problems.push(p),
-            }
+            let secret = secret_ref(
+                &src,
+                "entra.client_secret",
+                &e.client_secret,
+                false,
+                &mut problems,
+            );
+            cfg.entra = secret.map(|client_secret| EntraConfig {
+                tenant_id: e.tenant_id,
+                authority,
+                graph,
+                client_id: e.client_id,
+                client_secret,
+            });
         }
         if let Some(c) = raw.browser.chromium {
             cfg.browser.chromium = PathBuf::from(c);
@@ -868,7 +878,8 @@ impl DrillConfig {
         let authenticator = match a.kind.get_ref().as_str() {
             "virtual" => {
                 if let Some(pk) = &a.private_key {
-                    let key = parse_secret(&src, "authenticator.private_key", pk);
+                    let key =
+                        secret_ref(&src, "authenticator.private_key", pk, true, &mut problems);
                     let cid = match &a.credential_id {
                         Some(c) => base64url(&src, "authenticator.credential_id", c).map(Some),
                         None => Err(src.error(
@@ -884,23 +895,18 @@ impl DrillConfig {
                         src.error(raw.authenticator.span().start, "authenticator.rp_id is required with private_key (Entra: `login.microsoft.com`)")
                     });
                     match (key, cid, uh, rp) {
-                        (Ok(private_key), Ok(Some(credential_id)), Ok(user_handle), Ok(rp_id)) => {
-                            if let Err(e) = private_key.resolve_bytes() {
-                                problems.push(src.problem(
-                                    pk.span().start,
-                                    Severity::Warning,
-                                    format!("authenticator.private_key: {e}"),
-                                ));
-                            }
-                            AuthenticatorConfig::Virtual(Some(VirtualCredential {
-                                private_key,
-                                credential_id,
-                                rp_id,
-                                user_handle,
-                            }))
-                        }
-                        (k, c, u, r) => {
-                            problems.extend(k.err());
+                        (
+                            Some(private_key),
+                            Ok(Some(credential_id)),
+                            Ok(user_handle),
+                            Ok(rp_id),
+                        ) => AuthenticatorConfig::Virtual(Some(VirtualCredential {
+                            private_key,
+                            credential_id,
+                            rp_id,
+                            user_handle,
+                        })),
+                        (_, c, u, r) => {
                             problems.extend(c.err());
                             problems.extend(u.err());
                             problems.extend(r.err());

@@ -22,7 +22,7 @@ use crate::browser::{Browser, BrowserOptions};
 use crate::config::{DrillConfig, ExpectedAlert};
 use crate::evidence::{BundleWriter, SealedBundle, SigningKey};
 use crate::flow::{Capture, FlowOutcome, FlowRunner, FlowVars, StepRecord};
-use crate::graph::GraphClient;
+use crate::graph::{GraphClient, GraphError};
 use crate::progress::Progress;
 
 /// A pipeline stage.
@@ -263,18 +263,14 @@ impl Timer {
     }
 }
 
+/// Records `stage` as not run (no "started" event: it never began).
 fn skip(stage: Stage, why: &str, progress: &dyn Progress, stages: &mut Vec<StageRecord>) {
-    let now = Utc::now();
-    let r = StageRecord {
+    let t = Timer {
         stage,
-        status: StageStatus::Skipped,
-        started: now,
-        finished: now,
-        duration_ms: 0,
-        detail: why.to_owned(),
+        started: Utc::now(),
+        t0: std::time::Instant::now(),
     };
-    progress.stage_finished(&r);
-    stages.push(r);
+    t.end(StageStatus::Skipped, why, progress, stages);
 }
 
 fn ms(d: chrono::TimeDelta) -> i64 {
@@ -470,7 +466,7 @@ pub async fn run_drill(
         let since = ceremony_at - chrono::Duration::minutes(5);
         let deadline = tokio::time::Instant::now() + drill.confirm_deadline;
         let mut poll = Duration::from_millis(250);
-        let outcome: Result<Option<Value>, String> = loop {
+        let outcome = loop {
             match graph
                 .sign_ins(&drill.account, since, c.correlation_id.as_deref(), cancel)
                 .await
@@ -483,23 +479,23 @@ pub async fn run_drill(
                         .find(|r| r["status"]["errorCode"].as_i64() == Some(0))
                         .or(rows.first())
                     {
-                        break Ok(Some(r.clone()));
+                        break Confirmed::Found(r.clone());
                     }
                 }
-                Err(crate::graph::GraphError::Cancelled) => break Err("cancelled".into()),
-                Err(e) => break Err(e.to_string()),
+                Err(GraphError::Cancelled) => break Confirmed::Cancelled,
+                Err(e) => break Confirmed::Unreadable(e),
             }
             if tokio::time::Instant::now() + poll > deadline {
-                break Ok(None);
+                break Confirmed::NotLogged;
             }
             tokio::select! {
-                () = cancel.cancelled() => break Err("cancelled".into()),
+                () = cancel.cancelled() => break Confirmed::Cancelled,
                 () = tokio::time::sleep(poll) => {}
             }
             poll = (poll * 2).min(Duration::from_secs(15));
         };
         match outcome {
-            Ok(Some(rec)) => {
+            Confirmed::Found(rec) => {
                 let code = rec["status"]["errorCode"].as_i64().unwrap_or(-1);
                 let detail = format!(
                     "sign-in log record {} (correlationId {}, created {})",
@@ -519,7 +515,7 @@ pub async fn run_drill(
                 }
                 c.signin_record = Some(rec);
             }
-            Ok(None) => t.end(
+            Confirmed::NotLogged => t.end(
                 StageStatus::Failed,
                 format!(
                     "the sign-in did not appear in the sign-in log within {}",
@@ -528,13 +524,13 @@ pub async fn run_drill(
                 progress,
                 &mut c.stages,
             ),
-            Err(e) if e == "cancelled" => t.end(
+            Confirmed::Cancelled => t.end(
                 StageStatus::Interrupted,
                 "cancelled while reading the sign-in log",
                 progress,
                 &mut c.stages,
             ),
-            Err(e) => t.end(
+            Confirmed::Unreadable(e) => t.end(
                 StageStatus::Errored,
                 format!("could not read the sign-in log: {e}"),
                 progress,
@@ -692,6 +688,18 @@ pub async fn run_drill(
     }
 
     finish(plan, c, progress)
+}
+
+/// How the `confirm` stage's search of the sign-in log ended.
+enum Confirmed {
+    /// The sign-in's own record.
+    Found(Value),
+    /// Not in the log by the deadline: a finding.
+    NotLogged,
+    /// The log could not be read: an error, not a finding.
+    Unreadable(GraphError),
+    /// Ctrl-C / shutdown.
+    Cancelled,
 }
 
 /// What a run has gathered so far, for the record.

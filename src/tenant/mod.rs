@@ -414,6 +414,18 @@ struct FlowQuery {
     flow_token: Option<String>,
 }
 
+/// The page for a flow token that is unknown or used up.
+fn expired() -> Response {
+    error_page("", "AADSTS90100: The sign-in session expired. Start again.")
+}
+
+/// Refuses a sign-in attempt: logs it (every attempt reaches the sign-in
+/// log and so the alert rule, as in Entra) and shows the error page.
+fn refuse(s: &Arc<Shared>, corr: &str, code: i64, reason: &str, page: &str) -> Response {
+    record_signin(s, corr, code, reason);
+    error_page(corr, page)
+}
+
 fn error_page(corr: &str, msg: &str) -> Response {
     (StatusCode::OK, Html(pages::error(corr, msg))).into_response()
 }
@@ -452,7 +464,7 @@ async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     let Some(flow) = s.lock().flows.get(&f.flow_token).cloned() else {
-        return error_page("", "AADSTS90100: The sign-in session expired. Start again.");
+        return expired();
     };
     let corr = flow.correlation_id.clone();
     if !same_upn(&f.loginfmt, &s.opts.account.upn) {
@@ -500,7 +512,7 @@ async fn fido_start(
         .cloned()
         .filter(|f| f.upn.is_some())
     else {
-        return error_page("", "AADSTS90100: The sign-in session expired. Start again.");
+        return expired();
     };
     let action = format!("{}/{tenant}/fido/get", s.urls.ceremony);
     Html(pages::fido(
@@ -522,7 +534,7 @@ async fn ceremony(
     let corr = {
         let mut inner = s.lock();
         let Some(flow) = inner.flows.get_mut(&token).filter(|f| f.upn.is_some()) else {
-            return error_page("", "AADSTS90100: The sign-in session expired. Start again.");
+            return expired();
         };
         flow.challenge = Some(challenge.clone());
         flow.correlation_id.clone()
@@ -560,7 +572,7 @@ async fn fido_verify(
     let (flow, challenge) = {
         let mut inner = s.lock();
         let Some(flow) = inner.flows.get_mut(&f.flow_token) else {
-            return error_page("", "AADSTS90100: The sign-in session expired. Start again.");
+            return expired();
         };
         let c = flow.challenge.take();
         (flow.clone(), c)
@@ -573,14 +585,11 @@ async fn fido_verify(
         );
     };
     if !f.error.is_empty() {
-        record_signin(
+        return refuse(
             &s,
             &corr,
             135011,
             "The security key ceremony did not complete.",
-        );
-        return error_page(
-            &corr,
             &format!(
                 "AADSTS135011: Your security key could not be used ({}).",
                 f.error
@@ -594,9 +603,11 @@ async fn fido_verify(
         decode(&f.client_data_json),
         decode(&f.signature),
     ) else {
-        record_signin(&s, &corr, 135011, "Malformed security key response.");
-        return error_page(
+        return refuse(
+            &s,
             &corr,
+            135011,
+            "Malformed security key response.",
             "AADSTS135011: The security key response was malformed.",
         );
     };
@@ -606,9 +617,11 @@ async fn fido_verify(
         decode(&f.user_handle).ok()
     };
     if s.has(Fault::CredentialRevoked) {
-        record_signin(&s, &corr, 135010, "The security key has been revoked.");
-        return error_page(
+        return refuse(
+            &s,
             &corr,
+            135010,
+            "The security key has been revoked.",
             "AADSTS135010: The security key used to sign in has been revoked for this account.",
         );
     }
@@ -633,27 +646,21 @@ async fn fido_verify(
             s.lock().sign_count = v.sign_count;
         }
         Err(e) => {
-            record_signin(
+            return refuse(
                 &s,
                 &corr,
                 135011,
                 &format!("Security key verification failed: {e}"),
-            );
-            return error_page(
-                &corr,
                 &format!("AADSTS135011: The security key could not be verified ({e})."),
             );
         }
     }
     if s.has(Fault::CaBlock) {
-        record_signin(
+        return refuse(
             &s,
             &corr,
             53003,
             "Access has been blocked by Conditional Access policies.",
-        );
-        return error_page(
-            &corr,
             "AADSTS53003: Access has been blocked by Conditional Access policies.",
         );
     }
@@ -670,7 +677,7 @@ async fn kmsi(State(s): State<Arc<Shared>>, Form(f): Form<FlowQuery>) -> Respons
     {
         let mut inner = s.lock();
         let Some(flow) = inner.flows.remove(&token).filter(|f| f.signed_in) else {
-            return error_page("", "AADSTS90100: The sign-in session expired. Start again.");
+            return expired();
         };
         inner
             .sessions
