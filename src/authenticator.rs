@@ -14,7 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::browser::{Browser, BrowserError};
-use crate::tenant::webauthn;
+use crate::webauthn;
 
 /// Who the authenticator is, for evidence (never secret material).
 #[derive(Debug, Clone, Serialize)]

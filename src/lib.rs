@@ -29,9 +29,12 @@
 //! - [`progress`]: live progress (a progress display on a terminal, plain
 //!   lines otherwise).
 //! - [`tenant`]: the rehearsal tenant, a loopback stand-in for Entra ID and
-//!   its alert pipeline, with fault switches; `tenant::webauthn` verifies
-//!   assertions, `tenant::pages` is its HTML, `tenant::console` serves it
-//!   alone for `glassdrill tenant`. Never used by a drill against Entra.
+//!   its alert pipeline, with fault switches; `tenant::pages` is its HTML
+//!   (and the HTML escaping `report` reuses), `tenant::console` serves it
+//!   alone for `glassdrill tenant`. A drill against Entra never starts it.
+//! - [`webauthn`]: WebAuthn data, pure: assertion verification (the
+//!   tenant's relying-party side) and P-256 credential keys (the
+//!   authenticator side).
 //! - [`report`]: `report.html` of one drill record (pure).
 //! - [`runner`]: puts one drill together (signing key, webhook receiver,
 //!   rehearsal tenant or Entra endpoints, authenticator, alert checks) and
@@ -70,3 +73,4 @@ pub mod report;
 pub mod runner;
 pub mod secret;
 pub mod tenant;
+pub mod webauthn;

@@ -18,8 +18,8 @@ use crate::drill::{DrillOutcome, DrillPlan, TenantEndpoints, run_drill};
 use crate::evidence::SigningKey;
 use crate::progress::Progress;
 use crate::secret::{random_bytes, random_token};
-use crate::tenant::webauthn::{self, StoredCredential};
 use crate::tenant::{Account, Fault, RehearsalTenant, TENANT_ID, TenantOptions};
+use crate::webauthn::{self, StoredCredential};
 
 /// Per-run options from the command line.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use common::World;
 
 fn setup_drill(w: &World) {
-    let pkcs8 = glassdrill::tenant::webauthn::generate_p256_pkcs8().unwrap();
+    let pkcs8 = glassdrill::webauthn::generate_p256_pkcs8().unwrap();
     let key = w.path().join("bg-rehearsal.pk8");
     let mut f = std::fs::OpenOptions::new()
         .write(true)

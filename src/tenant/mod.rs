@@ -13,14 +13,13 @@
 //! | `graph.rehearsal.localhost` | Graph `/v1.0/auditLogs/signIns` |
 //! | `myaccount.rehearsal.localhost` | the landing page after sign-in |
 //!
-//! Assertions are verified for real ([`webauthn`]). Every sign-in attempt
+//! Assertions are verified for real ([`crate::webauthn`]). Every sign-in attempt
 //! is logged in Graph's shape and, after a configurable delay, an alert rule
 //! posts an Azure Monitor common-alert-schema webhook. [`Fault`]s switch on
 //! the failures a drill must catch.
 
 pub mod console;
 pub mod pages;
-pub mod webauthn;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,9 +39,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use self::webauthn::{Assertion, Expected, StoredCredential};
 use crate::alerts::same_upn;
 use crate::secret::{constant_time_eq, random_bytes, random_token};
+use crate::webauthn::{self, Assertion, Expected, StoredCredential};
 
 /// The domain under which every rehearsal host lives.
 pub const DOMAIN: &str = "rehearsal.localhost";
