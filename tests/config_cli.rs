@@ -15,12 +15,8 @@ fn write(w: &World, rel: &str, text: &str) {
 const GOOD_ALERT: &str = "[[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\ndeadline = \"15m\"\n";
 
 fn check(w: &World) -> (Option<i32>, String, String) {
-    let out = w.cmd().arg("check-config").output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = w.run(["check-config"]);
+    (out.code, out.stdout, out.stderr)
 }
 
 #[test]
@@ -148,9 +144,9 @@ fn unresolvable_secret_reference_is_a_warning_for_check_config_and_an_error_for_
         ),
         "{err}"
     );
-    let out = w.cmd().args(["run", "bg1"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = w.run(["run", "bg1"]);
+    assert_eq!(out.code, Some(64));
+    let err = &out.stderr;
     assert!(
         err.contains("no [entra] table") && err.contains("bg1.pk8") && err.contains("webhook"),
         "{err}"
@@ -188,14 +184,10 @@ fn bad_flow_file_is_reported_in_the_flow_file() {
 #[test]
 fn explicit_missing_config_is_a_usage_error() {
     let w = World::new();
-    let out = w
-        .cmd()
-        .args(["--config", "nope.toml", "check-config"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
+    let out = w.run(["--config", "nope.toml", "check-config"]);
+    assert_eq!(out.code, Some(64));
     assert!(
-        String::from_utf8_lossy(&out.stderr)
+        out.stderr
             .contains("nope.toml: error: cannot read the host config")
     );
 }
@@ -205,20 +197,10 @@ fn keygen_writes_an_openssh_key_with_mode_0600_and_refuses_to_overwrite() {
     use std::os::unix::fs::PermissionsExt;
     let w = World::new();
     let key = w.path().join("keys/ev");
-    let out = w
-        .cmd()
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .args(["--comment", "drills@example"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let key_arg = key.to_str().unwrap();
+    let out = w.run(["keygen", "--out", key_arg, "--comment", "drills@example"]);
+    out.expect_exit(0);
+    let stdout = &out.stdout;
     assert!(
         stdout.contains("drills@example namespaces=\"glassdrill-evidence-v1\" ssh-ed25519 "),
         "{stdout}"
@@ -238,16 +220,11 @@ fn keygen_writes_an_openssh_key_with_mode_0600_and_refuses_to_overwrite() {
         .output()
         .unwrap();
     assert!(fp.status.success(), "ssh-keygen reads the key");
-    let again = w
-        .cmd()
-        .args(["keygen", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert_eq!(again.status.code(), Some(64));
+    let again = w.run(["keygen", "--out", key_arg]);
+    assert_eq!(again.code, Some(64));
     assert!(
-        String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"),
+        again.stderr.contains("refusing to overwrite"),
         "{}",
-        String::from_utf8_lossy(&again.stderr)
+        again.stderr
     );
 }

@@ -45,6 +45,18 @@ fn client(server: &MockServer) -> GraphClient {
     .unwrap()
 }
 
+/// The sign-ins of bg1 since now, with no cancellation.
+async fn bg1_sign_ins(server: &MockServer) -> Result<Vec<serde_json::Value>, GraphError> {
+    client(server)
+        .sign_ins(
+            "bg1@contoso.onmicrosoft.com",
+            Utc::now(),
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+}
+
 #[tokio::test]
 async fn fetches_sign_ins_with_the_expected_filter_and_honours_retry_after() {
     let server = MockServer::start().await;
@@ -94,15 +106,7 @@ async fn refused_token_names_the_fix_and_never_the_secret() {
         .respond_with(ResponseTemplate::new(401).set_body_json(json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."})))
         .mount(&server)
         .await;
-    let err = client(&server)
-        .sign_ins(
-            "bg1@contoso.onmicrosoft.com",
-            Utc::now(),
-            None,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
+    let err = bg1_sign_ins(&server).await.unwrap_err();
     let text = err.to_string();
     assert!(
         matches!(err, GraphError::TokenRefused { status: 401, .. }),
@@ -124,16 +128,7 @@ async fn forbidden_graph_says_which_permission_is_missing() {
         .respond_with(ResponseTemplate::new(403).set_body_json(json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges"}})))
         .mount(&server)
         .await;
-    let err = client(&server)
-        .sign_ins(
-            "bg1@contoso.onmicrosoft.com",
-            Utc::now(),
-            None,
-            &CancellationToken::new(),
-        )
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = bg1_sign_ins(&server).await.unwrap_err().to_string();
     assert!(
         err.contains("403")
             && err.contains("Authorization_RequestDenied")

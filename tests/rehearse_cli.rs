@@ -42,41 +42,22 @@ fn assert_tamper_caught(
 ) {
     copy_dir(bundle, copy);
     tamper(&copy.join(file));
-    let out = w
-        .cmd()
-        .args(["evidence", "verify"])
-        .arg(copy)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{} went unnoticed",
-        copy.display()
-    );
+    let out = w.verify(copy);
+    assert_eq!(out.code, Some(1), "{} went unnoticed", copy.display());
     assert!(
-        err.contains(file),
-        "{}: the error does not name {file}:\n{err}",
-        copy.display()
+        out.stderr.contains(file),
+        "{}: the error does not name {file}:\n{}",
+        copy.display(),
+        out.stderr
     );
 }
 
 #[test]
 fn rehearse_passes_and_the_bundle_verifies_with_standard_tools() {
     let w = World::new();
-    let out = w
-        .cmd()
-        .args(["rehearse", "--progress", "plain", "--alert-delay", "300ms"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let out = w.run(["rehearse", "--progress", "plain", "--alert-delay", "300ms"]);
+    out.expect_exit(0);
+    let (stdout, stderr) = (&out.stdout, &out.stderr);
     assert!(stdout.starts_with("PASS  drill rehearsal"), "{stdout}");
     // Live progress per stage, the key creation note, the verify commands.
     for stage in [
@@ -108,7 +89,7 @@ fn rehearse_passes_and_the_bundle_verifies_with_standard_tools() {
     );
     w.assert_clean();
 
-    let bundle = bundle_from_stdout(&stdout);
+    let bundle = bundle_from_stdout(stdout);
     assert!(bundle.starts_with(w.state().join("glassdrill/evidence/rehearsal")));
     let listed = files(&bundle);
     for f in [
@@ -154,18 +135,7 @@ fn rehearse_passes_and_the_bundle_verifies_with_standard_tools() {
     assert!(lat["signin_to_fired_ms"].as_i64().unwrap() >= 300, "{lat}");
 
     // glassdrill's own verification.
-    let v = w
-        .cmd()
-        .args(["evidence", "verify"])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert_eq!(
-        v.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&v.stderr)
-    );
+    w.verify(&bundle).expect_exit(0);
 
     // The auditor's tools.
     let signer = std::fs::read_to_string(bundle.join("allowed_signers"))
@@ -261,50 +231,31 @@ fn rehearse_passes_and_the_bundle_verifies_with_standard_tools() {
 #[test]
 fn rehearse_with_a_fault_exits_1_and_still_records_evidence() {
     let w = World::new();
-    let out = w
-        .cmd()
-        .args([
-            "rehearse",
-            "--progress",
-            "none",
-            "--fault",
-            "alert-never",
-            "--alert-deadline",
-            "2s",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = w.run([
+        "rehearse",
+        "--progress",
+        "none",
+        "--fault",
+        "alert-never",
+        "--alert-deadline",
+        "2s",
+    ]);
+    out.expect_exit(1);
+    let stdout = &out.stdout;
     assert!(stdout.starts_with("FAIL"), "{stdout}");
     assert!(stdout.contains("reason: alerts: no `"), "{stdout}");
-    let bundle = bundle_from_stdout(&stdout);
-    let v = w
-        .cmd()
-        .args(["evidence", "verify"])
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert_eq!(v.status.code(), Some(0));
+    let bundle = bundle_from_stdout(stdout);
+    assert_eq!(w.verify(&bundle).code, Some(0));
     w.assert_clean();
 }
 
 #[test]
 fn usage_errors_exit_64() {
     let w = World::new();
-    let out = w
-        .cmd()
-        .args(["rehearse", "--fault", "meteor-strike"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("meteor-strike"));
-    let out = w.cmd().args(["run", "no-such-drill"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no drill with id `no-such-drill`"));
+    let out = w.run(["rehearse", "--fault", "meteor-strike"]);
+    assert_eq!(out.code, Some(64));
+    assert!(out.stderr.contains("meteor-strike"));
+    let out = w.run(["run", "no-such-drill"]);
+    assert_eq!(out.code, Some(64));
+    assert!(out.stderr.contains("no drill with id `no-such-drill`"));
 }

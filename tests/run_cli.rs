@@ -41,30 +41,21 @@ fn setup_drill(w: &World) {
 fn run_a_drill_file_with_a_key_from_a_file() {
     let w = World::new();
     setup_drill(&w);
-    let out = w
-        .cmd()
-        .args([
-            "run",
-            "bg-rehearsal",
-            "--operator",
-            "Alice Custodian",
-            "--witness",
-            "Bob SOC",
-            "--progress",
-            "plain",
-            "--alert-delay",
-            "200ms",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = stdout
+    let out = w.run([
+        "run",
+        "bg-rehearsal",
+        "--operator",
+        "Alice Custodian",
+        "--witness",
+        "Bob SOC",
+        "--progress",
+        "plain",
+        "--alert-delay",
+        "200ms",
+    ]);
+    out.expect_exit(0);
+    let dir = out
+        .stdout
         .lines()
         .find_map(|l| l.strip_prefix("evidence: "))
         .unwrap()
@@ -161,16 +152,7 @@ fn the_next_run_cleans_up_after_a_glassdrill_that_was_killed_outright() {
     );
 
     // The next drill reaps the orphans before it starts its own browser.
-    let out = w
-        .cmd()
-        .args(["rehearse", "--progress", "none", "--alert-delay", "0s"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    w.run(["rehearse", "--progress", "none", "--alert-delay", "0s"])
+        .expect_exit(0);
     w.assert_clean();
 }

@@ -65,6 +65,25 @@ impl World {
         c
     }
 
+    /// Runs `glassdrill ARGS` in this world to the end.
+    pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Run {
+        let out = self.cmd().args(args).output().expect("run glassdrill");
+        Run {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `glassdrill evidence verify BUNDLE`.
+    pub fn verify(&self, bundle: &Path) -> Run {
+        self.run([
+            std::ffi::OsStr::new("evidence"),
+            "verify".as_ref(),
+            bundle.as_os_str(),
+        ])
+    }
+
     /// Starts `glassdrill ARGS` in this world in the background, stdout and
     /// stderr piped, for tests that signal it mid-run.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
@@ -127,6 +146,28 @@ impl World {
             }
         }
         survivors
+    }
+}
+
+/// A finished `glassdrill` run.
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing both streams when it is wrong.
+    #[track_caller]
+    pub fn expect_exit(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
     }
 }
 
