@@ -9,26 +9,36 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use secrecy::{ExposeSecret, SecretSlice};
-use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use crate::browser::{Browser, BrowserError};
 use crate::webauthn;
 
-/// Who the authenticator is, for evidence (never secret material).
-#[derive(Debug, Clone, Serialize)]
-pub struct AuthenticatorIdentity {
-    /// `virtual`, `hid`, `native`.
-    pub kind: String,
-    /// Credential id, base64url.
-    pub credential_id: String,
-    /// RP id the credential is for.
+pub use crate::record::AuthenticatorIdentity;
+
+/// A credential for the virtual authenticator: from a drill file's
+/// PKCS#8 key, or generated for a rehearsal (never written to disk then).
+pub struct Credential {
+    /// Credential id.
+    pub id: Vec<u8>,
+    /// PKCS#8 DER P-256 private key.
+    pub pkcs8: SecretSlice<u8>,
+    /// RP id.
     pub rp_id: String,
-    /// SHA-256 fingerprint of the credential public key (SPKI DER), hex.
-    pub public_key_sha256: Option<String>,
-    /// Authenticator model (AAGUID) where the authenticator reports one.
-    pub aaguid: Option<String>,
+    /// User handle.
+    pub user_handle: Vec<u8>,
+}
+
+impl Credential {
+    /// A fresh credential for `rp_id`.
+    pub fn generate(rp_id: &str) -> Result<Self, webauthn::KeyError> {
+        Ok(Self {
+            id: crate::secret::random_bytes(16),
+            pkcs8: webauthn::generate_p256_pkcs8()?.into(),
+            rp_id: rp_id.to_owned(),
+            user_handle: crate::secret::random_bytes(16),
+        })
+    }
 }
 
 /// Authenticator failures: set-up problems are ERRORs of the drill.
@@ -90,7 +100,7 @@ impl VirtualAuthenticator {
             pkcs8,
             rp_id,
             user_handle,
-            public_key_sha256: hex::encode(Sha256::digest(spki.as_bytes())),
+            public_key_sha256: crate::support::hash::sha256_hex(spki.as_bytes()),
         })
     }
 }

@@ -9,171 +9,16 @@
 //! flow file), and the browser itself broke (ERROR). It polls the page with
 //! one script per tick instead of many WebDriver round trips.
 
-use std::path::Path;
 use std::time::Duration;
 
 use fantoccini::Locator;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::browser::Browser;
-use crate::config::{Problem, Problems, Source};
-
-/// A validated sign-in flow.
-#[derive(Debug, Clone)]
-pub struct Flow {
-    /// Flow name.
-    pub name: String,
-    /// Default start URL template.
-    pub start_url: String,
-    /// What means "the IdP refused the sign-in".
-    pub failure: FailureRule,
-    /// Steps, in order.
-    pub steps: Vec<Step>,
-    /// How to sign out.
-    pub signout: Option<SignOut>,
-}
-
-/// Signs of an authentication failure.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FailureRule {
-    /// Visible elements with text that mean refusal.
-    #[serde(default)]
-    pub selectors: Vec<String>,
-    /// Page identities that mean refusal.
-    #[serde(default)]
-    pub page_ids: Vec<String>,
-}
-
-/// One step.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Step {
-    /// Step name (used in "flow drift at step X").
-    pub name: String,
-    /// Acceptable page identities (`$Config.pgid`); empty accepts any.
-    #[serde(default)]
-    pub page_ids: Vec<String>,
-    /// The page has arrived when one of these shows a visible element.
-    #[serde(default)]
-    pub wait_for: Vec<String>,
-    /// ...and the URL contains one of these (when given).
-    #[serde(default)]
-    pub url_contains: Vec<String>,
-    /// Text typed into the matched `wait_for` element (`{upn}`).
-    pub fill: Option<String>,
-    /// Selectors of the element to click, first match wins.
-    #[serde(default)]
-    pub click: Vec<String>,
-    /// The click starts the WebAuthn ceremony.
-    #[serde(default)]
-    pub ceremony: bool,
-}
-
-/// How to sign out after the drill.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignOut {
-    /// Sign-out URL template.
-    pub url: String,
-    /// Optional confirmation selectors.
-    #[serde(default)]
-    pub wait_for: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFlow {
-    name: String,
-    start_url: String,
-    #[serde(default)]
-    failure: FailureRule,
-    steps: Vec<toml::Spanned<Step>>,
-    signout: Option<SignOut>,
-}
-
-impl Flow {
-    /// Parses and validates a flow file.
-    pub fn parse(path: &Path, text: &str) -> Result<Self, Problems> {
-        let src = Source { path, text };
-        let raw: RawFlow = src.parse().map_err(Problems)?;
-        let mut problems: Vec<Problem> = Vec::new();
-        if raw.steps.is_empty() {
-            problems.push(src.error(0, "a flow needs at least one [[steps]] entry"));
-        }
-        let mut names = std::collections::HashSet::new();
-        let mut ceremonies = 0;
-        for s in &raw.steps {
-            let at = s.span().start;
-            let st = s.get_ref();
-            if st.name.trim().is_empty() || !names.insert(st.name.clone()) {
-                problems.push(src.error(
-                    at,
-                    format!("step name `{}` must be non-empty and unique", st.name),
-                ));
-            }
-            if st.wait_for.is_empty() && st.url_contains.is_empty() {
-                problems.push(src.error(at, format!("step `{}` needs wait_for selectors or url_contains, or drift cannot be told from slowness", st.name)));
-            }
-            if st
-                .wait_for
-                .iter()
-                .chain(&st.click)
-                .any(|s| s.trim().is_empty())
-            {
-                problems.push(src.error(at, format!("step `{}` has an empty selector", st.name)));
-            }
-            if st.fill.is_some() && st.wait_for.is_empty() {
-                problems.push(src.error(
-                    at,
-                    format!(
-                        "step `{}` fills text but has no wait_for element to fill",
-                        st.name
-                    ),
-                ));
-            }
-            if let Some(f) = &st.fill
-                && f.replace("{upn}", "").contains('{')
-            {
-                problems.push(src.error(
-                    at,
-                    format!("step `{}`: fill may only use the template {{upn}}", st.name),
-                ));
-            }
-            if st.ceremony {
-                ceremonies += 1;
-                if st.click.is_empty() {
-                    problems.push(src.error(
-                        at,
-                        format!(
-                            "step `{}` starts the ceremony, so it needs click selectors",
-                            st.name
-                        ),
-                    ));
-                }
-            }
-        }
-        if ceremonies != 1 && !raw.steps.is_empty() {
-            problems.push(src.error(0, "exactly one step must set `ceremony = true` (the click that starts the security-key sign-in)"));
-        }
-        if !problems.is_empty() {
-            return Err(Problems(problems));
-        }
-        Ok(Self {
-            name: raw.name,
-            start_url: raw.start_url,
-            failure: raw.failure,
-            steps: raw
-                .steps
-                .into_iter()
-                .map(toml::Spanned::into_inner)
-                .collect(),
-            signout: raw.signout,
-        })
-    }
-}
+use crate::config::flow::{Flow, Step};
+use crate::record::SignInStep;
 
 /// Values the templates may use.
 #[derive(Debug, Clone)]
@@ -196,21 +41,21 @@ impl FlowVars {
     }
 }
 
-/// What happened to one step.
-#[derive(Debug, Clone, Serialize)]
-pub struct StepRecord {
-    /// Step name.
-    pub name: String,
-    /// When the runner started waiting for the page.
-    pub started: chrono::DateTime<chrono::Utc>,
-    /// When the page arrived (or the step gave up).
-    pub finished: chrono::DateTime<chrono::Utc>,
-    /// The page identity seen.
-    pub page_id: Option<String>,
-    /// The page URL without query or fragment (they may carry codes).
-    pub url: Option<String>,
-    /// Screenshot file name in the bundle.
-    pub screenshot: Option<String>,
+/// Why signing out did not complete (a teardown warning, never a verdict).
+#[derive(Debug, thiserror::Error)]
+pub enum SignOutError {
+    /// The sign-out page showed an error.
+    #[error("sign-out page shows an error: {0}")]
+    Refused(String),
+    /// The confirmation never appeared.
+    #[error("sign-out page did not confirm")]
+    NotConfirmed,
+    /// Cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// The browser failed.
+    #[error(transparent)]
+    Browser(#[from] crate::browser::BrowserError),
 }
 
 /// How the flow ended.
@@ -253,7 +98,7 @@ pub struct FlowRun {
     /// Outcome.
     pub outcome: FlowOutcome,
     /// Per-step records.
-    pub steps: Vec<StepRecord>,
+    pub steps: Vec<SignInStep>,
     /// Screenshots and (on drift/refusal) page HTML.
     pub captures: Vec<Capture>,
     /// The IdP's correlation id (`$Config.correlationId`), to find the
@@ -486,7 +331,7 @@ impl<'a> FlowRunner<'a> {
         for (i, step) in self.flow.steps.iter().enumerate() {
             let started = chrono::Utc::now();
             let waited = self.wait_for(step, cancel).await;
-            let mut record = StepRecord {
+            let mut record = SignInStep {
                 name: step.name.clone(),
                 started,
                 finished: chrono::Utc::now(),
@@ -587,15 +432,18 @@ impl<'a> FlowRunner<'a> {
     }
 
     /// Signs out (best effort, bounded by the step timeout).
-    pub async fn sign_out(&self, cancel: &CancellationToken) -> Result<Option<Capture>, String> {
+    pub async fn sign_out(&self, cancel: &CancellationToken) -> Result<Option<Capture>, SignOutError> {
         let Some(so) = &self.flow.signout else {
             return Ok(None);
         };
-        let client = self.browser.client().map_err(|e| e.to_string())?;
+        let client = self.browser.client()?;
         client
             .goto(&self.vars.render(&so.url))
             .await
-            .map_err(|e| format!("sign-out page: {e}"))?;
+            .map_err(|e| crate::browser::BrowserError::Command {
+                command: "go to the sign-out page".into(),
+                reason: e.to_string(),
+            })?;
         if !so.wait_for.is_empty() {
             let step = Step {
                 name: "sign out".into(),
@@ -608,12 +456,12 @@ impl<'a> FlowRunner<'a> {
             };
             match self.wait_for(&step, cancel).await {
                 Wait::Arrived(_) => {}
-                Wait::Refused(m) => return Err(format!("sign-out page shows an error: {m}")),
-                Wait::Timeout(_) => return Err("sign-out page did not confirm".into()),
-                Wait::Cancelled => return Err("cancelled".into()),
+                Wait::Refused(m) => return Err(SignOutError::Refused(m)),
+                Wait::Timeout(_) => return Err(SignOutError::NotConfirmed),
+                Wait::Cancelled => return Err(SignOutError::Cancelled),
             }
         }
-        let (bytes, ext) = self.browser.screenshot().await.map_err(|e| e.to_string())?;
+        let (bytes, ext) = self.browser.screenshot().await?;
         Ok(Some(Capture {
             name: format!("screenshots/99-signed-out.{ext}"),
             bytes,
@@ -624,37 +472,6 @@ impl<'a> FlowRunner<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shipped_flow_parses() {
-        let f = Flow::parse(Path::new("f.toml"), crate::config::ENTRA_FLOW).unwrap();
-        assert_eq!(f.steps.len(), 5);
-        assert_eq!(f.steps.iter().filter(|s| s.ceremony).count(), 1);
-    }
-
-    #[test]
-    fn flow_problems_are_positioned() {
-        let text = "name = \"x\"\nstart_url = \"u\"\n[[steps]]\nname = \"a\"\n[[steps]]\nname = \"a\"\nwait_for = [\"#x\"]\nfill = \"{password}\"\n";
-        let err = Flow::parse(Path::new("f.toml"), text)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("f.toml:3:1: error: step `a` needs wait_for"),
-            "{err}"
-        );
-        assert!(
-            err.contains("step name `a` must be non-empty and unique"),
-            "{err}"
-        );
-        assert!(
-            err.contains("fill may only use the template {upn}"),
-            "{err}"
-        );
-        assert!(
-            err.contains("exactly one step must set `ceremony = true`"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn urls_lose_query_and_fragment() {

@@ -1,44 +1,52 @@
 //! glassdrill: prove, on a schedule, that break-glass accounts still work and
 //! are still watched.
 //!
-//! Module map (each line: what the module owns, and what it never touches):
+//! Module map, lowest layer first (each line: what the module owns, and what
+//! it never touches). A module imports only from the lines above it; the
+//! data path runs straight down: drill file → plan → stages → record →
+//! bundle.
 //!
-//! - [`cli`]: clap definitions and command dispatch; the only module that
-//!   prints to stdout. Never holds drill logic.
-//! - [`config`]: host config and drill files, parsed in two stages (serde
-//!   structs, then validated types) with file:line:column errors. No I/O
-//!   besides reading the files it is given.
-//! - [`secret`]: `env:`/`file:` secret references, resolved into `secrecy`
-//!   types. Never logs or formats a secret value.
-//! - [`flow`]: sign-in flows as data (steps, selectors with fallbacks, page
-//!   identities) and the runner that drives them through a [`browser`]
-//!   session. Knows nothing of Entra beyond the flow file and the
-//!   `window.$Config` page identity it reads.
+//! - [`support`]: helpers written once — identifier rules (`ids`),
+//!   timestamps (`time`), hashing, private atomic files (`fs`), the retry
+//!   helper (`retry`), the HTTP client, HTML escaping. Imports nothing else
+//!   of glassdrill.
+//! - [`secret`]: `env:`/`file:` secret references resolved into `secrecy`
+//!   types; random tokens; constant-time comparison. Never logs a value.
+//! - [`record`]: the typed, versioned drill record (`drill.json`, schema
+//!   v1, JSON Schema in `schema/`). Pure data.
+//! - [`webauthn`]: WebAuthn data, pure: assertion verification (the
+//!   tenant's relying-party side) and P-256 credential keys.
+//! - [`config`]: host config, drill files and flow files, in two stages
+//!   (serde, then validated types) with file:line:column problems
+//!   (`config::diag`). No I/O besides reading the files it is given.
 //! - [`browser`]: owns chromedriver, Chromium, the temp profile and the
-//!   WebDriver session (plus the DevTools commands a drill needs:
-//!   screenshots, typing); cleans them up on drop. Knows nothing of drills.
+//!   WebDriver session; cleans them up on drop. Knows nothing of drills.
+//! - [`flow`]: the runner that drives a flow file through a browser,
+//!   telling refusal, drift and breakage apart.
 //! - [`authenticator`]: the `Authenticator` trait and its kinds (`virtual`:
 //!   the WebDriver virtual authenticator). Never sees the flow.
-//! - [`alerts`]: the `AlertCheck` trait, the built-in webhook receiver and
-//!   the pure correlation rules (right account, after the sign-in).
-//! - [`graph`]: OAuth2 client-credentials tokens and the Graph sign-in log
-//!   client used by the `confirm` stage.
-//! - [`drill`]: the pipeline of timed stages and the one verdict model.
-//! - [`evidence`]: signed bundles (`SHA256SUMS`, SSH signature), keygen and
-//!   offline verification. Never re-serialises what it signs.
-//! - [`progress`]: live progress (a progress display on a terminal, plain
-//!   lines otherwise).
-//! - [`tenant`]: the rehearsal tenant, a loopback stand-in for Entra ID and
-//!   its alert pipeline, with fault switches; `tenant::pages` is its HTML
-//!   (and the HTML escaping `report` reuses), `tenant::console` serves it
-//!   alone for `glassdrill tenant`. A drill against Entra never starts it.
-//! - [`webauthn`]: WebAuthn data, pure: assertion verification (the
-//!   tenant's relying-party side) and P-256 credential keys (the
-//!   authenticator side).
-//! - [`report`]: `report.html` of one drill record (pure).
-//! - [`runner`]: puts one drill together (signing key, webhook receiver,
-//!   rehearsal tenant or Entra endpoints, authenticator, alert checks) and
-//!   runs it; `rehearse` and `run` both come through it.
+//! - [`cloud`]: OAuth2 client-credential tokens cached per resource, and
+//!   the Graph sign-in log client.
+//! - [`alerts`]: the `AlertCheck` trait, pure correlation
+//!   (`alerts::correlate`) and the built-in webhook receiver, which routes
+//!   deliveries to the runs waiting for them.
+//! - [`evidence`]: signed bundles (`bundle`), offline verification
+//!   (`verify`), the signing key (`keys`), `allowed_signers`, and
+//!   `report.html` (`report`). Never re-serialises what it signs.
+//! - [`notify`]: announcement and report channels (the console today).
+//! - [`drill`]: a run's plan, one function per stage (`drill::stages`),
+//!   the driver that times and reports them, the pure verdict rules.
+//! - [`tenant`]: the rehearsal tenant, a loopback stand-in for Entra ID
+//!   and its alert pipeline, with fault switches: `signin`, `graph`,
+//!   `alerting`, `pages`, and `console` (`glassdrill tenant`). A drill
+//!   against Entra never starts it.
+//! - [`services`]: the long-lived parts a process starts once (receiver,
+//!   token caches, signing key, notifier) that runs attach to.
+//! - [`runner`]: resolves a drill's inputs, starts services and the
+//!   rehearsal tenant when needed, attaches a run; `rehearse` and `run`
+//!   both come through it.
+//! - [`cli`]: clap definitions and one file per command group; the only
+//!   module that prints results to stdout. Never holds drill logic.
 #![forbid(unsafe_code)]
 
 /// `println!` that never panics: a closed stdout (`glassdrill run … | head`)
@@ -59,18 +67,36 @@ macro_rules! errln {
     }};
 }
 
-pub mod alerts;
-pub mod authenticator;
-pub mod browser;
-pub mod cli;
-pub mod config;
-pub mod drill;
-pub mod evidence;
-pub mod flow;
-pub mod graph;
-pub mod progress;
-pub mod report;
-pub mod runner;
+pub mod support;
+
 pub mod secret;
-pub mod tenant;
+
+pub mod record;
+
 pub mod webauthn;
+
+pub mod config;
+
+pub mod browser;
+
+pub mod flow;
+
+pub mod authenticator;
+
+pub mod cloud;
+
+pub mod alerts;
+
+pub mod evidence;
+
+pub mod notify;
+
+pub mod drill;
+
+pub mod tenant;
+
+pub mod services;
+
+pub mod runner;
+
+pub mod cli;

@@ -1,25 +1,28 @@
-//! Puts a drill together and runs it: signing key, webhook receiver,
-//! tenant endpoints (the built-in rehearsal tenant or the configured Entra
-//! tenant), authenticator and alert checks. `glassdrill rehearse` and
-//! `glassdrill run` both come through [`run_configured`], so a rehearsal
-//! exercises exactly the production path except for where it signs in.
+//! Puts a drill together and runs it: resolves what the drill file and
+//! host config name (secrets, credential, tenant), starts the process's
+//! [`Services`] (or uses ones already running), starts the rehearsal
+//! tenant when the drill asks for it, and attaches a run. `glassdrill
+//! rehearse` and `glassdrill run` both come through [`run_configured`], so
+//! a rehearsal exercises exactly the production path except for where it
+//! signs in.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
-use crate::alerts::{AlertCheck, WebhookReceiver};
-use crate::authenticator::VirtualAuthenticator;
+use crate::alerts::AlertCheck;
+use crate::authenticator::{AuthenticatorError, VirtualAuthenticator};
 use crate::browser::BrowserOptions;
+use crate::cloud::{AppCredentials, GraphClient};
 use crate::config::{AlertKind, AuthenticatorConfig, DrillConfig, HostConfig, TenantKind};
-use crate::drill::{DrillOutcome, DrillPlan, TenantEndpoints, run_drill};
-use crate::evidence::SigningKey;
-use crate::progress::Progress;
-use crate::secret::{random_bytes, random_token};
-use crate::tenant::{Account, Fault, RehearsalTenant, TENANT_ID, TenantOptions};
-use crate::webauthn::{self, StoredCredential};
+use crate::drill::{DrillOutcome, Progress, RunPlan, TenantEndpoints};
+use crate::secret::{SecretError, random_token};
+use crate::services::{ServiceError, Services, WebhookSettings};
+use crate::authenticator::Credential;
+use crate::tenant::{Fault, RehearsalTenant, TENANT_ID, TenantError, TenantOptions, rehearsal_account};
+use crate::webauthn::KeyError;
 
 /// Per-run options from the command line.
 #[derive(Debug, Clone)]
@@ -51,220 +54,124 @@ impl Default for RunOptions {
     }
 }
 
+/// A user mistake that stops a run before anything starts (exit 64).
+#[derive(Debug, thiserror::Error)]
+pub enum PlanProblem {
+    /// A rehearsal credential for another RP id.
+    #[error("{source_file}: authenticator.rp_id must be `{expected}` for the rehearsal tenant")]
+    RehearsalRpId {
+        /// The drill file.
+        source_file: String,
+        /// The RP id it must have.
+        expected: String,
+    },
+    /// A secret reference cannot be resolved.
+    #[error("{field}: {error}")]
+    Secret {
+        /// Where the reference is (`file: field`).
+        field: String,
+        /// Why.
+        error: SecretError,
+    },
+    /// The credential key is unusable.
+    #[error("{source_file}: authenticator.private_key: {error}")]
+    CredentialKey {
+        /// The drill file.
+        source_file: String,
+        /// Why.
+        error: KeyError,
+    },
+    /// An Entra drill on a host with no `[entra]`.
+    #[error(
+        "{source_file}: drill {drill} signs in to Entra, but the host config has no [entra] table; see deploy/glassdrill.toml"
+    )]
+    NoEntra {
+        /// The drill file.
+        source_file: String,
+        /// The drill.
+        drill: String,
+    },
+    /// An Entra drill needs a fixed receiver address.
+    #[error(
+        "a drill against Entra needs a fixed [webhook] listen address (like \"127.0.0.1:8765\"): the action group posts to it"
+    )]
+    WebhookListen,
+    /// An Entra drill needs a receiver token.
+    #[error(
+        "a drill against Entra needs [webhook] token = \"env:...\" or \"file:...\" in glassdrill.toml: the action group's webhook URL carries it"
+    )]
+    WebhookToken,
+}
+
+/// Every user mistake found, reported at once.
+#[derive(Debug)]
+pub struct PlanProblems(pub Vec<PlanProblem>);
+
+impl std::fmt::Display for PlanProblems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\nerror: ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PlanProblems {}
+
 /// Why a drill could not even start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The configuration does not allow this run (exit 64).
-    #[error("{0}")]
-    Config(String),
-    /// Something on the host failed (exit 2).
-    #[error("{0}")]
-    Host(String),
+    /// The configuration does not allow this run: a user mistake.
+    #[error(transparent)]
+    Plan(#[from] PlanProblems),
+    /// A service could not start: an outage or host problem.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The rehearsal tenant could not start.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
+    /// The run's authenticator could not be built.
+    #[error(transparent)]
+    Authenticator(#[from] AuthenticatorError),
 }
 
-/// A fresh credential for a rehearsal: never written to disk.
-pub struct GeneratedCredential {
-    /// Credential id.
-    pub id: Vec<u8>,
-    /// PKCS#8 DER private key.
-    pub pkcs8: SecretSlice<u8>,
-    /// User handle.
-    pub user_handle: Vec<u8>,
-}
-
-impl GeneratedCredential {
-    /// Generates one.
-    pub fn new() -> Result<Self, RunError> {
-        let pkcs8 = webauthn::generate_p256_pkcs8().map_err(|e| RunError::Host(e.to_string()))?;
-        Ok(Self {
-            id: random_bytes(16),
-            pkcs8: pkcs8.into(),
-            user_handle: random_bytes(16),
-        })
-    }
-}
-
-/// The rehearsal tenant's account for a credential.
-pub fn rehearsal_account(
-    upn: &str,
-    id: &[u8],
-    pkcs8: &[u8],
-    user_handle: &[u8],
-) -> Result<Account, RunError> {
-    let public_key = webauthn::public_key_from_pkcs8(pkcs8)
-        .map_err(|e| RunError::Config(format!("credential key: {e}")))?;
-    Ok(Account {
-        upn: upn.to_owned(),
-        display_name: "Break Glass 1 (rehearsal)".to_owned(),
-        id: "00000000-0000-0000-0000-0000000b6e01".to_owned(),
-        credential: StoredCredential {
-            id: id.to_vec(),
-            public_key,
-            sign_count: 0,
-            user_handle: user_handle.to_vec(),
-        },
-    })
-}
-
-/// Loads the evidence signing key, creating it on first use (and saying
-/// where through `progress`).
-pub fn signing_key(host: &HostConfig, progress: &dyn Progress) -> Result<SigningKey, RunError> {
-    let (key, created) =
-        SigningKey::load_or_generate(&host.evidence.signing_key, &host.evidence.signer)
-            .map_err(|e| RunError::Host(e.to_string()))?;
-    if created {
-        progress.note(&format!(
-            "created the evidence signing key {} ({}); back it up and give auditors its .pub",
-            key.path().display(),
-            key.fingerprint()
-        ));
-    }
-    Ok(key)
-}
-
-/// Runs `drill` as configured.
-pub async fn run_configured(
-    host: &HostConfig,
-    drill: &DrillConfig,
-    opts: &RunOptions,
-    progress: &dyn Progress,
-    cancel: &CancellationToken,
-) -> Result<DrillOutcome, RunError> {
-    let mut drill = drill.clone();
-    if let Some(d) = opts.alert_deadline {
-        for a in &mut drill.alerts {
-            a.deadline = d;
+impl RunError {
+    /// 64 for a user mistake, 2 for everything else (retry later).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Plan(_) => crate::cli::EXIT_USAGE,
+            Self::Service(_) | Self::Tenant(_) | Self::Authenticator(_) => {
+                crate::record::Verdict::Error.exit_code()
+            }
         }
     }
-    let Inputs {
-        credential,
-        webhook: (listen, token),
-        entra,
-    } = resolve_inputs(host, &drill)?;
-    let key = signing_key(host, progress)?;
-
-    // The receiver listens before anything can fire an alert.
-    let receiver = WebhookReceiver::start(listen, token, host.webhook.max_body_bytes)
-        .await
-        .map_err(|e| RunError::Host(e.to_string()))?;
-
-    let mut tenant = None;
-    let endpoints = match entra {
-        Some(endpoints) => endpoints,
-        None => {
-            let client_secret = SecretString::from(random_token(32));
-            let account = rehearsal_account(
-                &drill.account,
-                &credential.id,
-                credential.pkcs8.expose_secret(),
-                &credential.user_handle,
-            )?;
-            let t = RehearsalTenant::start(TenantOptions {
-                account,
-                client_id: "glassdrill-rehearsal".into(),
-                client_secret: client_secret.clone(),
-                faults: opts.faults.clone(),
-                alert_delay: opts.alert_delay,
-                alert_late_delay: drill
-                    .alerts
-                    .iter()
-                    .map(|a| a.deadline)
-                    .max()
-                    .unwrap_or_default()
-                    + Duration::from_secs(2),
-                log_delay: Duration::from_secs(2),
-                webhook_url: Some(receiver.url_with_token().expose_secret().to_owned()),
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            })
-            .await
-            .map_err(|e| RunError::Host(e.to_string()))?;
-            progress.note(&format!(
-                "rehearsal tenant at {} (faults: {})",
-                t.urls().authority,
-                fault_list(&opts.faults)
-            ));
-            let e = TenantEndpoints {
-                authority: t.urls().authority.clone(),
-                tenant_id: TENANT_ID.into(),
-                graph: t.urls().graph.clone(),
-                client_id: "glassdrill-rehearsal".into(),
-                client_secret,
-            };
-            tenant = Some(t);
-            e
-        }
-    };
-    progress.note(&format!("webhook receiver at {}", receiver.url_redacted()));
-
-    let authenticator = VirtualAuthenticator::new(
-        credential.id,
-        credential.pkcs8,
-        credential.rp_id,
-        credential.user_handle,
-    )
-    .map_err(|e| RunError::Config(e.to_string()))?;
-    let alert_checks: Vec<Box<dyn AlertCheck>> = drill
-        .alerts
-        .iter()
-        .map(|a| match a.kind {
-            AlertKind::Webhook => Box::new(receiver.check()) as Box<dyn AlertCheck>,
-        })
-        .collect();
-    let plan = DrillPlan {
-        drill: &drill,
-        host_digest: &host.digest,
-        tenant: endpoints,
-        authenticator: &authenticator,
-        alert_checks,
-        browser: BrowserOptions {
-            chromium: host.browser.chromium.clone(),
-            chromedriver: host.browser.chromedriver.clone(),
-            temp_dir: host.browser.temp_dir.clone(),
-        },
-        step_timeout: opts.step_timeout.unwrap_or(host.browser.step_timeout),
-        evidence_dir: host.evidence_dir(),
-        signing_key: &key,
-        signer: &host.evidence.signer,
-        operator: opts.operator.clone(),
-        witness: opts.witness.clone(),
-    };
-    let outcome = run_drill(plan, progress, cancel).await;
-    if let Some(t) = tenant {
-        t.shutdown().await;
-    }
-    receiver.shutdown().await;
-    Ok(outcome)
-}
-
-/// The credential the virtual authenticator presents.
-struct Credential {
-    id: Vec<u8>,
-    pkcs8: SecretSlice<u8>,
-    rp_id: String,
-    user_handle: Vec<u8>,
 }
 
 /// What a run takes from configuration and secrets, each resolved once.
 struct Inputs {
     credential: Credential,
     /// Receiver listen address and path token.
-    webhook: (SocketAddr, SecretString),
+    webhook: WebhookSettings,
     /// The Entra tenant; `None` means the built-in rehearsal tenant.
-    entra: Option<TenantEndpoints>,
+    entra: Option<(TenantEndpoints, AppCredentials)>,
 }
 
 /// Resolves every secret and setting the run needs, reporting every
 /// problem at once before anything is started or created.
-fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, RunError> {
+fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, PlanProblems> {
     let mut problems = Vec::new();
-    let src = drill.source.display();
+    let src = drill.source.display().to_string();
     let rehearsal_rp_id = format!("ceremony.{}", crate::tenant::DOMAIN);
     let credential = match &drill.authenticator {
         AuthenticatorConfig::Virtual(Some(c)) => {
             if drill.tenant == TenantKind::Rehearsal && c.rp_id != rehearsal_rp_id {
-                problems.push(format!(
-                    "{src}: authenticator.rp_id must be `{rehearsal_rp_id}` for the rehearsal tenant"
-                ));
+                problems.push(PlanProblem::RehearsalRpId {
+                    source_file: src.clone(),
+                    expected: rehearsal_rp_id.clone(),
+                });
             }
             match c.private_key.resolve_bytes() {
                 Ok(pkcs8) => Some(Credential {
@@ -273,58 +180,77 @@ fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, RunE
                     rp_id: c.rp_id.clone(),
                     user_handle: c.user_handle.clone(),
                 }),
-                Err(e) => {
-                    problems.push(format!("{src}: authenticator.private_key: {e}"));
+                Err(error) => {
+                    problems.push(PlanProblem::Secret {
+                        field: format!("{src}: authenticator.private_key"),
+                        error,
+                    });
                     None
                 }
             }
         }
-        AuthenticatorConfig::Virtual(None) => {
-            let g = GeneratedCredential::new()?;
-            Some(Credential {
-                id: g.id,
-                pkcs8: g.pkcs8,
-                rp_id: rehearsal_rp_id.clone(),
-                user_handle: g.user_handle,
-            })
-        }
+        AuthenticatorConfig::Virtual(None) => match Credential::generate(&rehearsal_rp_id) {
+            Ok(c) => Some(c),
+            Err(error) => {
+                problems.push(PlanProblem::CredentialKey { source_file: src.clone(), error });
+                None
+            }
+        },
     };
     let mut webhook = None;
     let mut entra = None;
     match drill.tenant {
         // A rehearsal never takes the production listener's port.
         TenantKind::Rehearsal => {
-            webhook = Some((
-                SocketAddr::from(([127, 0, 0, 1], 0)),
-                SecretString::from(random_token(32)),
-            ));
+            webhook = Some(WebhookSettings {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                token: SecretString::from(random_token(32)),
+            });
         }
         TenantKind::Entra => {
             match &host.entra {
-                None => problems.push(format!("{src}: drill {} signs in to Entra, but the host config has no [entra] table; see deploy/glassdrill.toml", drill.id)),
+                None => problems.push(PlanProblem::NoEntra {
+                    source_file: src.clone(),
+                    drill: drill.id.clone(),
+                }),
                 Some(e) => match e.client_secret.resolve() {
                     Ok(client_secret) => {
-                        entra = Some(TenantEndpoints {
-                            authority: e.authority.clone(),
-                            tenant_id: e.tenant_id.clone(),
-                            graph: e.graph.clone(),
-                            client_id: e.client_id.clone(),
-                            client_secret,
-                        });
+                        entra = Some((
+                            TenantEndpoints {
+                                authority: e.authority.clone(),
+                                tenant_id: e.tenant_id.clone(),
+                                graph: e.graph.clone(),
+                            },
+                            AppCredentials {
+                                authority: e.authority.clone(),
+                                tenant_id: e.tenant_id.clone(),
+                                client_id: e.client_id.clone(),
+                                client_secret,
+                            },
+                        ));
                     }
-                    Err(err) => problems.push(format!("entra.client_secret: {err}")),
+                    Err(error) => problems.push(PlanProblem::Secret {
+                        field: "entra.client_secret".into(),
+                        error,
+                    }),
                 },
             }
             if host.webhook.listen.port() == 0 {
-                problems.push(
-                    "a drill against Entra needs a fixed [webhook] listen address (like \"127.0.0.1:8765\"): the action group posts to it".into(),
-                );
+                problems.push(PlanProblem::WebhookListen);
             }
             match &host.webhook.token {
-                None => problems.push("a drill against Entra needs [webhook] token = \"env:...\" or \"file:...\" in glassdrill.toml: the action group's webhook URL carries it".into()),
+                None => problems.push(PlanProblem::WebhookToken),
                 Some(t) => match t.resolve() {
-                    Ok(token) => webhook = Some((host.webhook.listen, token)),
-                    Err(err) => problems.push(format!("webhook.token: {err}")),
+                    Ok(token) => {
+                        webhook = Some(WebhookSettings {
+                            listen: host.webhook.listen,
+                            token,
+                        });
+                    }
+                    Err(error) => problems.push(PlanProblem::Secret {
+                        field: "webhook.token".into(),
+                        error,
+                    }),
                 },
             }
         }
@@ -335,8 +261,150 @@ fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, RunE
             webhook,
             entra,
         }),
-        _ => Err(RunError::Config(problems.join("\nerror: "))),
+        _ => Err(PlanProblems(problems)),
     }
+}
+
+/// `drill` with the command line's overrides applied.
+fn with_overrides(drill: &DrillConfig, opts: &RunOptions) -> DrillConfig {
+    let mut drill = drill.clone();
+    if let Some(d) = opts.alert_deadline {
+        for a in &mut drill.alerts {
+            a.deadline = d;
+        }
+    }
+    drill
+}
+
+/// Runs `drill` as configured, in a process of its own: starts the
+/// services, runs, stops them.
+pub async fn run_configured(
+    host: &HostConfig,
+    drill: &DrillConfig,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<DrillOutcome, RunError> {
+    let drill = with_overrides(drill, opts);
+    let inputs = resolve_inputs(host, &drill)?;
+    let services = Services::start(host, inputs.webhook, progress).await?;
+    let outcome = attach(&services, host, &drill, inputs.credential, inputs.entra, opts, progress, cancel).await;
+    services.shutdown().await;
+    outcome
+}
+
+/// Runs `drill` on services that are already running (the daemon's, or a
+/// test's running several drills in one process).
+pub async fn run_with(
+    services: &Services,
+    host: &HostConfig,
+    drill: &DrillConfig,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<DrillOutcome, RunError> {
+    let drill = with_overrides(drill, opts);
+    let inputs = resolve_inputs(host, &drill)?;
+    attach(services, host, &drill, inputs.credential, inputs.entra, opts, progress, cancel).await
+}
+
+#[allow(clippy::too_many_arguments)] // the parts of one run, each resolved once
+async fn attach(
+    services: &Services,
+    host: &HostConfig,
+    drill: &DrillConfig,
+    credential: Credential,
+    entra: Option<(TenantEndpoints, AppCredentials)>,
+    opts: &RunOptions,
+    progress: &dyn Progress,
+    cancel: &CancellationToken,
+) -> Result<DrillOutcome, RunError> {
+    // Attach before anything can fire an alert, so no delivery is missed.
+    let alert_checks: Vec<Box<dyn AlertCheck>> = drill
+        .alerts
+        .iter()
+        .map(|a| match a.kind {
+            AlertKind::Webhook => {
+                Box::new(services.receiver().attach(&drill.account)) as Box<dyn AlertCheck>
+            }
+        })
+        .collect();
+    let mut tenant = None;
+    let (endpoints, creds) = match entra {
+        Some(e) => e,
+        None => {
+            let client_secret = SecretString::from(random_token(32));
+            let account = rehearsal_account(&drill.account, &credential)
+            .map_err(|error| {
+                PlanProblems(vec![PlanProblem::CredentialKey {
+                    source_file: drill.source.display().to_string(),
+                    error,
+                }])
+            })?;
+            let longest = drill.alerts.iter().map(|a| a.deadline).max().unwrap_or_default();
+            let t = RehearsalTenant::start(TenantOptions {
+                account,
+                client_id: "glassdrill-rehearsal".into(),
+                client_secret: client_secret.clone(),
+                faults: opts.faults.clone(),
+                alert_delay: opts.alert_delay,
+                alert_late_delay: longest.saturating_add(Duration::from_secs(2)),
+                log_delay: Duration::from_secs(2),
+                webhook_url: Some(services.receiver().url_with_token().expose_secret().to_owned()),
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            })
+            .await?;
+            progress.note(&format!(
+                "rehearsal tenant at {} (faults: {})",
+                t.urls().authority,
+                fault_list(&opts.faults)
+            ));
+            let endpoints = TenantEndpoints {
+                authority: t.urls().authority.clone(),
+                tenant_id: TENANT_ID.into(),
+                graph: t.urls().graph.clone(),
+            };
+            let creds = AppCredentials {
+                authority: t.urls().authority.clone(),
+                tenant_id: TENANT_ID.into(),
+                client_id: "glassdrill-rehearsal".into(),
+                client_secret,
+            };
+            tenant = Some(t);
+            (endpoints, creds)
+        }
+    };
+    progress.note(&format!("webhook receiver at {}", services.receiver().url_redacted()));
+
+    let authenticator = VirtualAuthenticator::new(
+        credential.id,
+        credential.pkcs8,
+        credential.rp_id,
+        credential.user_handle,
+    )?;
+    let graph = GraphClient::new(&endpoints.graph, services.tokens(creds)?)
+        .map_err(ServiceError::from)?;
+    let plan = RunPlan {
+        drill,
+        host_digest: host.digest.clone(),
+        tenant: endpoints,
+        graph,
+        authenticator: &authenticator,
+        alert_checks,
+        browser: BrowserOptions {
+            chromium: host.browser.chromium.clone(),
+            chromedriver: host.browser.chromedriver.clone(),
+            temp_dir: host.browser.temp_dir.clone(),
+        },
+        step_timeout: opts.step_timeout.unwrap_or(host.browser.step_timeout),
+        operator: opts.operator.clone(),
+        witness: opts.witness.clone(),
+    };
+    let outcome = crate::drill::run(plan, &services.sinks(), progress, cancel).await;
+    if let Some(t) = tenant {
+        t.shutdown().await;
+    }
+    Ok(outcome)
 }
 
 fn fault_list(f: &[Fault]) -> String {

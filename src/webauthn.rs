@@ -201,7 +201,7 @@ pub fn verify_assertion(
     let challenge = URL_SAFE_NO_PAD
         .decode(client_data.challenge.as_bytes())
         .map_err(|_| AssertionError::ChallengeMismatch)?;
-    if !constant_time_eq(&challenge, expected.challenge) {
+    if !crate::secret::constant_time_eq(&challenge, expected.challenge) {
         return Err(AssertionError::ChallengeMismatch);
     }
     if !expected.origins.contains(&client_data.origin) {
@@ -273,11 +273,6 @@ fn parse_client_data(json: &[u8]) -> Result<CollectedClientData, AssertionError>
     serde_json::from_slice(json).map_err(|e| AssertionError::ClientDataNotJson(e.to_string()))
 }
 
-/// Compares two byte strings without an early exit on the first difference
-/// (lengths are not secret).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
 
 /// Generates a fresh P-256 private key from the OS random number generator
 /// and returns it as PKCS#8 DER: the form WebDriver's "Add Credential"

@@ -2,9 +2,7 @@
 //! flow by hand (e.g. with Chromium's DevTools WebAuthn panel) or pointing
 //! other tools at its Graph and token endpoints.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -14,20 +12,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Fault, RehearsalTenant, TENANT_ID, TenantOptions};
 use crate::config::HostConfig;
-use crate::runner::{GeneratedCredential, rehearsal_account};
+use crate::authenticator::Credential;
+use crate::support::fs::{Existing, PRIVATE_FILE, write_atomic};
 
 /// The rehearsal account's UPN.
 pub const REHEARSAL_UPN: &str = "breakglass1@rehearsal.onmicrosoft.com";
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
+    write_atomic(path, bytes, PRIVATE_FILE, Existing::Replace)
 }
 
 /// Serves until `cancel`; writes the session's credential and client
@@ -41,19 +33,10 @@ pub async fn serve(
     cancel: CancellationToken,
 ) -> Result<(), String> {
     let dir = host.data_dir.join("rehearsal");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
+    crate::support::fs::create_private_dirs(&dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let cred = GeneratedCredential::new().map_err(|e| e.to_string())?;
-    let account = rehearsal_account(
-        REHEARSAL_UPN,
-        &cred.id,
-        cred.pkcs8.expose_secret(),
-        &cred.user_handle,
-    )
-    .map_err(|e| e.to_string())?;
+    let cred = Credential::generate(&format!("ceremony.{}", super::DOMAIN)).map_err(|e| e.to_string())?;
+    let account = super::rehearsal_account(REHEARSAL_UPN, &cred).map_err(|e| e.to_string())?;
     let client_secret = SecretString::from(crate::secret::random_token(24));
     let key_path = dir.join("credential.pk8");
     let secret_path = dir.join("client-secret");

@@ -5,21 +5,7 @@
 //! `KmsiCheckboxField`, `idBtn_Back`) and `window.$Config` with `pgid` and
 //! `correlationId`. It is deliberately plain otherwise.
 
-/// Escapes text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::support::html::esc;
 
 /// Serialises a value for embedding in a `<script>` block: JSON with `<`
 /// escaped so that no `</script>` can close the block early.

@@ -5,26 +5,7 @@
 use std::io::Write;
 use std::sync::Mutex;
 
-use crate::drill::{Stage, StageRecord, StageStatus};
-
-/// Receives drill progress.
-pub trait Progress: Send + Sync {
-    /// A stage begins.
-    fn stage_started(&self, stage: Stage);
-    /// A stage ended.
-    fn stage_finished(&self, record: &StageRecord);
-    /// Something worth telling the operator now.
-    fn note(&self, message: &str);
-}
-
-/// Prints nothing (tests, JSON logging).
-pub struct Quiet;
-
-impl Progress for Quiet {
-    fn stage_started(&self, _: Stage) {}
-    fn stage_finished(&self, _: &StageRecord) {}
-    fn note(&self, _: &str) {}
-}
+use crate::drill::{Progress, Stage, StageRecord, StageStatus};
 
 fn mark(s: StageStatus) -> &'static str {
     match s {

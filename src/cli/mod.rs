@@ -10,12 +10,21 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DrillConfig, Environment, HostConfig, Problems, load_drills};
-use crate::drill::{DrillOutcome, Verdict};
-use crate::evidence::{self, SigningKey};
-use crate::progress::{self, Progress};
-use crate::runner::{self, RunError, RunOptions};
+use crate::config::{DrillConfig, Environment, HostConfig, Problems};
+use crate::drill::Progress;
+use crate::runner::RunOptions;
 use crate::tenant::Fault;
+
+mod check;
+mod evidence;
+mod progress;
+mod run;
+mod tenant;
+
+use check::{check_config, keygen};
+use evidence::verify;
+use run::drill_command;
+use tenant::tenant;
 
 /// Exit code for usage and configuration errors (BSD `EX_USAGE`).
 pub const EXIT_USAGE: u8 = 64;
@@ -206,27 +215,27 @@ pub struct TenantArgs {
     pub webhook_url: Option<String>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s)
         .map_err(|_| format!("`{s}` is not a duration; write it like `2s`, `500ms` or `1m`"))
 }
 
-fn print_problems(p: &Problems) {
+pub(crate) fn print_problems(p: &Problems) {
     for problem in &p.0 {
         errln!("{problem}");
     }
 }
 
-fn progress_for(mode: ProgressMode) -> Box<dyn Progress> {
+pub(crate) fn progress_for(mode: ProgressMode) -> Box<dyn Progress> {
     match mode {
         ProgressMode::Auto => progress::auto(),
         ProgressMode::Plain => Box::new(progress::Plain),
-        ProgressMode::None => Box::new(progress::Quiet),
+        ProgressMode::None => Box::new(crate::drill::Quiet),
     }
 }
 
 /// Cancels on Ctrl-C or SIGTERM so a drill tears its browser down.
-fn cancel_on_signals() -> CancellationToken {
+pub(crate) fn cancel_on_signals() -> CancellationToken {
     let cancel = CancellationToken::new();
     let c = cancel.clone();
     tokio::spawn(async move {
@@ -285,177 +294,6 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Keygen(a) => keygen(&host, a),
         Command::Evidence(EvidenceCommand::Verify(a)) => verify(a),
         Command::Tenant(a) => tenant(&host, a).await,
-    }
-}
-
-async fn drill_command(
-    host: &HostConfig,
-    drill: &DrillConfig,
-    opts: &RunOptions,
-    mode: ProgressMode,
-) -> u8 {
-    let progress = progress_for(mode);
-    let cancel = cancel_on_signals();
-    match runner::run_configured(host, drill, opts, progress.as_ref(), &cancel).await {
-        Ok(outcome) => {
-            print_outcome(drill, host, &outcome);
-            outcome.verdict.exit_code()
-        }
-        Err(RunError::Config(m)) => {
-            errln!("error: {m}");
-            EXIT_USAGE
-        }
-        Err(RunError::Host(m)) => {
-            errln!("error: {m}");
-            Verdict::Error.exit_code()
-        }
-    }
-}
-
-fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
-    out!("{}  drill {}  run {}", o.verdict, drill.id, o.run_id);
-    for r in &o.reasons {
-        out!("  reason: {r}");
-    }
-    for s in &o.stages {
-        out!(
-            "  {:<9} {:<11} {:>8.2}s",
-            s.stage.name(),
-            format!("{:?}", s.status).to_lowercase(),
-            s.duration_ms as f64 / 1000.0
-        );
-    }
-    for a in &o.alert_summaries {
-        out!(
-            "  alert {}: fired {} ms and delivered {} ms after the sign-in",
-            a["name"].as_str().unwrap_or("?"),
-            a["signin_to_fired_ms"],
-            a["signin_to_received_ms"]
-        );
-    }
-    match &o.bundle {
-        Ok(b) => {
-            let d = b.dir.display();
-            out!("evidence: {d}");
-            out!("verify it:");
-            out!(
-                "  ssh-keygen -Y verify -f {d}/allowed_signers -I {} -n {} -s {d}/SHA256SUMS.sig < {d}/SHA256SUMS",
-                host.evidence.signer,
-                evidence::NAMESPACE
-            );
-            out!("  (cd {d} && sha256sum -c --strict SHA256SUMS)");
-        }
-        Err(e) => out!("evidence: NOT WRITTEN: {e}"),
-    }
-}
-
-fn check_config(host: &HostConfig) -> u8 {
-    match &host.source {
-        Some(p) => out!("host config: {}", p.display()),
-        None => out!("host config: none found; using built-in defaults"),
-    }
-    out!("data directory: {}", host.data_dir.display());
-    out!("drills directory: {}", host.drills_dir.display());
-    print_problems(&Problems(host.warnings.clone()));
-    let (drills, problems) = load_drills(&host.drills_dir);
-    print_problems(&problems);
-    for d in &drills {
-        out!(
-            "drill {}: {} ({} alert(s)) from {}",
-            d.id,
-            d.account,
-            d.alerts.len(),
-            d.source.display()
-        );
-    }
-    if problems.has_errors() {
-        errln!("configuration has errors");
-        EXIT_USAGE
-    } else {
-        out!("configuration OK");
-        0
-    }
-}
-
-fn keygen(host: &HostConfig, a: KeygenArgs) -> u8 {
-    let path = a.out.unwrap_or_else(|| host.evidence.signing_key.clone());
-    let comment = a.comment.unwrap_or_else(|| host.evidence.signer.clone());
-    match SigningKey::generate(&path, &comment) {
-        Ok(k) => {
-            out!(
-                "created {} (mode 0600) and {}.pub",
-                path.display(),
-                path.display()
-            );
-            out!("fingerprint: {}", k.fingerprint());
-            out!("allowed_signers line for auditors:");
-            out!(
-                "{comment} namespaces=\"{}\" {}",
-                evidence::NAMESPACE,
-                k.public_key_openssh()
-            );
-            0
-        }
-        Err(e) => {
-            errln!("error: {e}");
-            EXIT_USAGE
-        }
-    }
-}
-
-fn verify(a: VerifyArgs) -> u8 {
-    match evidence::verify_bundle_all(&a.bundle, a.allowed_signers.as_deref()) {
-        Ok(v) => {
-            out!(
-                "OK: {} files verified; signed by {} ({})",
-                v.files.len(),
-                v.signer,
-                v.fingerprint
-            );
-            if a.allowed_signers.is_none() {
-                out!(
-                    "note: checked against the bundle's own allowed_signers; pass --allowed-signers with a key you trust to prove who signed"
-                );
-            }
-            0
-        }
-        Err(errors) => {
-            for e in &errors {
-                errln!("FAILED: {e}");
-            }
-            1
-        }
-    }
-}
-
-async fn tenant(host: &HostConfig, a: TenantArgs) -> u8 {
-    if let Some(u) = &a.webhook_url {
-        let loopback = url::Url::parse(u)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .is_some_and(|h| {
-                h == "127.0.0.1" || h == "localhost" || h.ends_with(".localhost") || h == "[::1]"
-            });
-        if !loopback {
-            errln!("error: --webhook-url must point at loopback (127.0.0.1 or *.localhost)");
-            return EXIT_USAGE;
-        }
-    }
-    match crate::tenant::console::serve(
-        host,
-        a.listen,
-        a.tenant.faults,
-        a.tenant.alert_delay,
-        a.webhook_url,
-        cancel_on_signals(),
-    )
-    .await
-    {
-        Ok(()) => 0,
-        Err(e) => {
-            errln!("error: {e}");
-            2
-        }
     }
 }
 

@@ -1,0 +1,149 @@
+//! Correlation, pure: does an alert count for this drill's account and
+//! sign-in? No I/O; unit-tested on payloads shaped like Microsoft's
+//! documented common alert schema samples.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+pub use crate::record::IgnoreReason;
+
+/// UPNs compare case-insensitively and ignoring surrounding space, as Entra
+/// compares sign-in names.
+pub fn same_upn(a: &str, b: &str) -> bool {
+    a.trim().to_lowercase() == b.trim().to_lowercase()
+}
+
+/// The fields of a common-alert-schema payload that correlation needs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CommonAlert {
+    /// `essentials.alertId`.
+    pub alert_id: String,
+    /// `essentials.alertRule`.
+    pub rule: String,
+    /// `essentials.severity`.
+    pub severity: String,
+    /// `essentials.monitorCondition` (`Fired` / `Resolved`).
+    pub monitor_condition: String,
+    /// `essentials.firedDateTime`.
+    pub fired: DateTime<Utc>,
+    /// Accounts named by the alert (dimensions / custom properties).
+    pub accounts: Vec<String>,
+}
+
+/// Reads a common-alert-schema payload. Account names are taken from Log
+/// Alerts V2 dimensions named like a UPN column and from
+/// `customProperties.UserPrincipalName`.
+pub fn parse_common_alert(v: &Value) -> Result<CommonAlert, String> {
+    if v["schemaId"].as_str() != Some("azureMonitorCommonAlertSchema") {
+        return Err("schemaId is not azureMonitorCommonAlertSchema (enable the common alert schema on the action group)".into());
+    }
+    let e = &v["data"]["essentials"];
+    let s = |k: &str| e[k].as_str().map(str::to_owned);
+    let fired = s("firedDateTime")
+        .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or("data.essentials.firedDateTime is missing or not RFC 3339")?;
+    let mut accounts = Vec::new();
+    if let Some(all) = v["data"]["alertContext"]["condition"]["allOf"].as_array() {
+        for c in all {
+            for d in c["dimensions"].as_array().into_iter().flatten() {
+                let name = d["name"].as_str().unwrap_or_default().to_ascii_lowercase();
+                if ["userprincipalname", "upn", "account", "accountupn"].contains(&name.as_str())
+                    && let Some(val) = d["value"].as_str()
+                {
+                    accounts.push(val.to_owned());
+                }
+            }
+        }
+    }
+    if let Some(u) = v["data"]["customProperties"]["UserPrincipalName"].as_str() {
+        accounts.push(u.to_owned());
+    }
+    Ok(CommonAlert {
+        alert_id: s("alertId").ok_or("data.essentials.alertId is missing")?,
+        rule: s("alertRule").unwrap_or_default(),
+        severity: s("severity").unwrap_or_default(),
+        monitor_condition: s("monitorCondition").unwrap_or_default(),
+        fired,
+        accounts,
+    })
+}
+
+/// Whether `alert` counts for the sign-in of `upn` at `signin`.
+pub fn judge(alert: &CommonAlert, upn: &str, signin: DateTime<Utc>) -> Result<(), IgnoreReason> {
+    if !alert.monitor_condition.eq_ignore_ascii_case("fired") {
+        return Err(IgnoreReason::NotFired {
+            condition: alert.monitor_condition.clone(),
+        });
+    }
+    if alert.accounts.is_empty() {
+        return Err(IgnoreReason::NoAccount);
+    }
+    if !alert.accounts.iter().any(|a| same_upn(a, upn)) {
+        return Err(IgnoreReason::OtherAccount {
+            accounts: alert.accounts.clone(),
+        });
+    }
+    if alert.fired < signin {
+        return Err(IgnoreReason::FiredBeforeSignIn {
+            fired: alert.fired,
+            signin,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn alert(upn: &str, fired: DateTime<Utc>) -> CommonAlert {
+        let v = crate::tenant::alerting::common_alert("a1", upn, fired, fired);
+        parse_common_alert(&v).unwrap()
+    }
+
+    #[test]
+    fn correlation_rules() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+        let me = "BG1@contoso.onmicrosoft.com";
+        assert_eq!(
+            judge(&alert("bg1@contoso.onmicrosoft.com", t), me, t),
+            Ok(())
+        );
+        assert!(matches!(
+            judge(&alert("bg2@contoso.onmicrosoft.com", t), me, t),
+            Err(IgnoreReason::OtherAccount { .. })
+        ));
+        let early = t - chrono::Duration::seconds(1);
+        assert!(matches!(
+            judge(&alert(me, early), me, t),
+            Err(IgnoreReason::FiredBeforeSignIn { .. })
+        ));
+        let mut resolved = alert(me, t);
+        resolved.monitor_condition = "Resolved".into();
+        assert!(matches!(
+            judge(&resolved, me, t),
+            Err(IgnoreReason::NotFired { .. })
+        ));
+        let mut anon = alert(me, t);
+        anon.accounts.clear();
+        assert_eq!(judge(&anon, me, t), Err(IgnoreReason::NoAccount));
+    }
+
+    #[test]
+    fn parse_rejects_other_schemas() {
+        assert!(
+            parse_common_alert(&serde_json::json!({"schemaId": "Microsoft.Insights/activityLogs"}))
+                .is_err()
+        );
+        let mut v = crate::tenant::alerting::common_alert("a1", "x@y", Utc::now(), Utc::now());
+        v["data"]["essentials"]["firedDateTime"] = "yesterday".into();
+        assert!(
+            parse_common_alert(&v)
+                .unwrap_err()
+                .contains("firedDateTime")
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! Alert checks: did the alert pipeline fire for *this* sign-in in time?
+//!
+//! [`AlertCheck`] is the seam every kind plugs into (webhook today; Graph,
+//! Alerts Management, Log Analytics, Defender, mailbox and PagerDuty come
+//! later). The correlation rules are pure ([`correlate`]): an alert counts
+//! only if it is for this drill's account and fired at or after this
+//! drill's sign-in; anything else is kept as "ignored" with the reason,
+//! because an auditor wants to see it. [`webhook`] is the built-in
+//! receiver: one per process, routing each delivery to the runs waiting.
+
+pub mod correlate;
+pub mod webhook;
+
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+pub use correlate::{CommonAlert, IgnoreReason};
+pub use webhook::{ReceiverError, WebhookCheck, WebhookReceiver};
+
+/// An alert as it reached a receiver.
+#[derive(Debug, Clone)]
+pub struct ReceivedAlert {
+    /// Arrival order at the receiver, from 1.
+    pub seq: u64,
+    /// When it arrived (glassdrill's clock).
+    pub received_at: DateTime<Utc>,
+    /// The exact bytes received (what evidence stores).
+    pub raw: Bytes,
+    /// What correlation read from it.
+    pub alert: CommonAlert,
+}
+
+/// What one check saw.
+#[derive(Debug, Clone, Default)]
+pub struct AlertObservation {
+    /// The alert that counts, if any.
+    pub matched: Option<ReceivedAlert>,
+    /// Alerts seen and not counted, with reasons.
+    pub ignored: Vec<(ReceivedAlert, IgnoreReason)>,
+    /// The check itself failed (API down...): an ERROR, not a finding.
+    pub error: Option<String>,
+    /// The check was cancelled.
+    pub cancelled: bool,
+}
+
+/// What an alert check looks for.
+#[derive(Debug, Clone)]
+pub struct AlertTarget {
+    /// The account.
+    pub upn: String,
+    /// The sign-in time (the log's `createdDateTime` when known).
+    pub signin_at: DateTime<Utc>,
+    /// Give up at this instant.
+    pub deadline: tokio::time::Instant,
+}
+
+/// An alert check of one kind.
+#[async_trait::async_trait]
+pub trait AlertCheck: Send + Sync {
+    /// Waits until an alert for `target` arrives, the deadline passes, or
+    /// `cancel` fires.
+    async fn observe(&self, target: &AlertTarget, cancel: &CancellationToken) -> AlertObservation;
+}

@@ -1,0 +1,288 @@
+//! The built-in webhook receiver: Azure Monitor common-alert-schema posts
+//! behind a secret path token and a body limit, answered at once.
+//!
+//! One receiver serves a whole process (the daemon, or one `run`): runs
+//! [`attach`](WebhookReceiver::attach) to it for as long as they wait for
+//! alerts. Each delivery is routed to the runs whose account it names; one
+//! that names no waiting run's account goes to every waiting run (each keeps
+//! it as "ignored" evidence with the reason) and to the receiver's own
+//! unrouted list, and is logged: a delivery is never silently dropped.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use chrono::Utc;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::correlate::{judge, parse_common_alert, same_upn};
+use super::{AlertCheck, AlertObservation, AlertTarget, ReceivedAlert};
+
+/// Most alerts held at once (in run inboxes and the unrouted list); past
+/// it, posts get 429, so a flood cannot exhaust the drill host's memory.
+const MAX_HELD: usize = 1000;
+
+/// What one attached run has received.
+#[derive(Default)]
+struct Inbox {
+    alerts: Mutex<Vec<ReceivedAlert>>,
+    notify: Notify,
+}
+
+impl Inbox {
+    fn from(&self, cursor: usize) -> Vec<ReceivedAlert> {
+        lock(&self.alerts).get(cursor..).map(<[ReceivedAlert]>::to_vec).unwrap_or_default()
+    }
+}
+
+struct Attached {
+    id: u64,
+    upn: String,
+    inbox: Arc<Inbox>,
+}
+
+#[derive(Default)]
+struct Routes {
+    next_seq: u64,
+    next_run: u64,
+    runs: Vec<Attached>,
+    unrouted: Vec<ReceivedAlert>,
+}
+
+impl Routes {
+    fn held(&self) -> usize {
+        self.unrouted.len() + self.runs.iter().map(|r| lock(&r.inbox.alerts).len()).sum::<usize>()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+struct Shared {
+    token: SecretString,
+    routes: Mutex<Routes>,
+}
+
+/// Why the receiver could not start.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "webhook receiver cannot listen on {addr}: {reason}; change [webhook] listen in glassdrill.toml"
+)]
+pub struct ReceiverError {
+    addr: SocketAddr,
+    reason: String,
+}
+
+/// The built-in webhook receiver.
+pub struct WebhookReceiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+async fn receive(
+    State(st): State<Arc<Shared>>,
+    Path(token): Path<String>,
+    body: Bytes,
+) -> (StatusCode, &'static str) {
+    if !crate::secret::constant_time_eq(st.token.expose_secret().as_bytes(), token.as_bytes()) {
+        return (StatusCode::FORBIDDEN, "wrong token\n");
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return (StatusCode::BAD_REQUEST, "body is not JSON\n");
+    };
+    let Ok(alert) = parse_common_alert(&v) else {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not an Azure Monitor common alert schema payload\n",
+        );
+    };
+    let mut routes = lock(&st.routes);
+    if routes.held() >= MAX_HELD {
+        return (StatusCode::TOO_MANY_REQUESTS, "receiver is full\n");
+    }
+    routes.next_seq += 1;
+    let received = ReceivedAlert {
+        seq: routes.next_seq,
+        received_at: Utc::now(),
+        raw: body,
+        alert,
+    };
+    let names = |upn: &str| received.alert.accounts.iter().any(|a| same_upn(a, upn));
+    let named = routes.runs.iter().any(|r| names(&r.upn));
+    if !named {
+        tracing::warn!(
+            alert_id = %received.alert.alert_id,
+            rule = %received.alert.rule,
+            accounts = ?received.alert.accounts,
+            waiting_runs = routes.runs.len(),
+            "alert delivery names no account a run is waiting for; kept as unrouted"
+        );
+    }
+    for r in routes.runs.iter().filter(|r| !named || names(&r.upn)) {
+        lock(&r.inbox.alerts).push(received.clone());
+        r.inbox.notify.notify_waiters();
+    }
+    if !named {
+        routes.unrouted.push(received);
+    }
+    (StatusCode::ACCEPTED, "accepted\n")
+}
+
+impl WebhookReceiver {
+    /// Binds `listen` first, then serves `POST /webhook/{token}`.
+    pub async fn start(
+        listen: SocketAddr,
+        token: SecretString,
+        max_body: usize,
+    ) -> Result<Self, ReceiverError> {
+        let err = |e: std::io::Error| ReceiverError {
+            addr: listen,
+            reason: e.to_string(),
+        };
+        let listener = tokio::net::TcpListener::bind(listen).await.map_err(err)?;
+        let addr = listener.local_addr().map_err(err)?;
+        let shared = Arc::new(Shared {
+            token,
+            routes: Mutex::new(Routes::default()),
+        });
+        let app = Router::new()
+            .route("/webhook/{token}", post(receive))
+            .layer(DefaultBodyLimit::max(max_body))
+            .with_state(shared.clone());
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { c.cancelled().await })
+                .await;
+        });
+        Ok(Self {
+            addr,
+            shared,
+            cancel,
+            task: Some(task),
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The full URL including the secret token: give it to the alert
+    /// pipeline, never to a log.
+    pub fn url_with_token(&self) -> SecretString {
+        SecretString::from(format!(
+            "http://{}/webhook/{}",
+            self.addr,
+            self.shared.token.expose_secret()
+        ))
+    }
+
+    /// The URL with the token redacted, for display.
+    pub fn url_redacted(&self) -> String {
+        format!("http://{}/webhook/[redacted]", self.addr)
+    }
+
+    /// Attaches a run waiting for alerts about `upn`: deliveries naming
+    /// that account reach the returned check from now on. Detaches when
+    /// the check is dropped.
+    pub fn attach(&self, upn: &str) -> WebhookCheck {
+        let inbox = Arc::new(Inbox::default());
+        let mut routes = lock(&self.shared.routes);
+        routes.next_run += 1;
+        let id = routes.next_run;
+        routes.runs.push(Attached {
+            id,
+            upn: upn.to_owned(),
+            inbox: inbox.clone(),
+        });
+        WebhookCheck {
+            id,
+            inbox,
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Deliveries that reached no waiting run's account (kept and logged).
+    pub fn unrouted(&self) -> Vec<ReceivedAlert> {
+        lock(&self.shared.routes).unrouted.clone()
+    }
+
+    /// Stops serving.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+    }
+}
+
+impl Drop for WebhookReceiver {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// The `webhook` alert check of one run.
+pub struct WebhookCheck {
+    id: u64,
+    inbox: Arc<Inbox>,
+    shared: Arc<Shared>,
+}
+
+impl WebhookCheck {
+    /// Every delivery this run has received so far.
+    pub fn received(&self) -> Vec<ReceivedAlert> {
+        self.inbox.from(0)
+    }
+}
+
+impl Drop for WebhookCheck {
+    fn drop(&mut self) {
+        lock(&self.shared.routes).runs.retain(|r| r.id != self.id);
+    }
+}
+
+#[async_trait::async_trait]
+impl AlertCheck for WebhookCheck {
+    async fn observe(&self, target: &AlertTarget, cancel: &CancellationToken) -> AlertObservation {
+        let mut obs = AlertObservation::default();
+        let mut cursor = 0;
+        loop {
+            // Register for wake-ups before looking, so no post is missed.
+            let notified = self.inbox.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let fresh = self.inbox.from(cursor);
+            cursor += fresh.len();
+            for a in fresh {
+                match judge(&a.alert, &target.upn, target.signin_at) {
+                    Ok(()) => {
+                        obs.matched = Some(a);
+                        return obs;
+                    }
+                    Err(reason) => obs.ignored.push((a, reason)),
+                }
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(target.deadline) => return obs,
+                () = cancel.cancelled() => {
+                    obs.cancelled = true;
+                    return obs;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+//! Microsoft cloud APIs: OAuth2 client-credential tokens cached per
+//! resource ([`token`]) and the Graph sign-in log ([`graph`]). Every
+//! request goes through [`crate::support::retry`]; a secret or a token
+//! never reaches an error message.
+
+pub mod graph;
+pub mod token;
+
+pub use graph::GraphClient;
+pub use token::{AppCredentials, Resource, TokenCache};
+
+/// Token and API failures. None carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    /// Transport failure (connection refused, timeout, TLS).
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// The token endpoint refused the app.
+    #[error(
+        "token endpoint refused the app registration (HTTP {status}: {code}); check client_id and client_secret in glassdrill.toml"
+    )]
+    TokenRefused {
+        /// HTTP status.
+        status: u16,
+        /// OAuth error code.
+        code: String,
+    },
+    /// The API answered an error.
+    #[error("Graph answered HTTP {status} ({code}){hint}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Error code.
+        code: String,
+        /// How to fix it.
+        hint: &'static str,
+    },
+    /// Still throttled or unavailable after retries.
+    #[error("Graph kept throttling after {0} attempts")]
+    Throttled(u32),
+    /// Cancelled.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl CloudError {
+    /// Transport error text without the URL (which may carry a query).
+    pub(crate) fn http(e: &reqwest::Error) -> Self {
+        Self::Http(e.to_string())
+    }
+
+    /// Whether trying again later may help (throttling, outages), as
+    /// opposed to a refusal that needs a configuration fix.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Http(_) | Self::Throttled(_) => true,
+            Self::Api { status, .. } => *status == 429 || *status >= 500,
+            Self::TokenRefused { status, .. } => *status == 429 || *status >= 500,
+            Self::Cancelled => false,
+        }
+    }
+}
+
+/// Reads a response's `Retry-After`, if any.
+pub(crate) fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    resp.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| crate::support::retry::parse_retry_after(v, std::time::SystemTime::now()))
+}

@@ -1,0 +1,183 @@
+//! OAuth2 client-credentials tokens, one cache per resource: Graph, Azure
+//! Resource Manager and Log Analytics each need their own scope, and a
+//! token is reused until shortly before it expires.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::{CloudError, retry_after};
+use crate::support::retry::{Attempt, Backoff, RetryError, retry};
+
+/// An app registration's client credentials against an authority.
+#[derive(Clone)]
+pub struct AppCredentials {
+    /// Sign-in authority (`https://login.microsoftonline.com`).
+    pub authority: String,
+    /// Directory (tenant) id.
+    pub tenant_id: String,
+    /// Application (client) id.
+    pub client_id: String,
+    /// Its client secret.
+    pub client_secret: SecretString,
+}
+
+impl std::fmt::Debug for AppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppCredentials")
+            .field("authority", &self.authority)
+            .field("tenant_id", &self.tenant_id)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// An API a token is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Resource {
+    /// Microsoft Graph at this base URL (the rehearsal tenant's, or
+    /// `https://graph.microsoft.com`).
+    Graph(String),
+    /// Azure Resource Manager (Alerts Management).
+    ResourceManager,
+    /// Log Analytics query API.
+    LogAnalytics,
+}
+
+impl Resource {
+    /// The client-credentials scope: `<resource>/.default`.
+    pub fn scope(&self) -> String {
+        match self {
+            Self::Graph(base) => format!("{}/.default", base.trim_end_matches('/')),
+            Self::ResourceManager => "https://management.azure.com/.default".into(),
+            Self::LogAnalytics => "https://api.loganalytics.io/.default".into(),
+        }
+    }
+}
+
+/// Tokens of one app registration, cached per resource until expiry.
+pub struct TokenCache {
+    http: reqwest::Client,
+    creds: AppCredentials,
+    tokens: tokio::sync::Mutex<HashMap<Resource, (SecretString, Instant)>>,
+}
+
+/// A token is renewed this long before the authority says it expires.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+impl TokenCache {
+    /// A cache for `creds`.
+    pub fn new(creds: AppCredentials) -> Result<Self, CloudError> {
+        Ok(Self {
+            http: crate::support::http::client().map_err(|e| CloudError::http(&e))?,
+            creds,
+            tokens: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The credentials' authority base, without a trailing `/`.
+    pub fn authority(&self) -> &str {
+        self.creds.authority.trim_end_matches('/')
+    }
+
+    /// A token for `resource`: cached, or fetched now (retrying throttling
+    /// and outages, never a refusal).
+    pub async fn token(
+        &self,
+        resource: &Resource,
+        cancel: &CancellationToken,
+    ) -> Result<SecretString, CloudError> {
+        let mut cached = self.tokens.lock().await;
+        if let Some((t, exp)) = cached.get(resource)
+            && *exp > Instant::now()
+        {
+            return Ok(t.clone());
+        }
+        let url = format!("{}/{}/oauth2/v2.0/token", self.authority(), self.creds.tenant_id);
+        let scope = resource.scope();
+        let got = retry(&Backoff::API, cancel, |_| async {
+            let form = [
+                ("grant_type", "client_credentials"),
+                ("client_id", self.creds.client_id.as_str()),
+                ("client_secret", self.creds.client_secret.expose_secret()),
+                ("scope", scope.as_str()),
+            ];
+            let resp = match self.http.post(&url).form(&form).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Attempt::Retry {
+                        error: CloudError::http(&e.without_url()),
+                        after: None,
+                    };
+                }
+            };
+            let status = resp.status().as_u16();
+            let after = retry_after(&resp);
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let refused = CloudError::TokenRefused {
+                status,
+                code: body["error"].as_str().unwrap_or("unknown").to_owned(),
+            };
+            match (status, body["access_token"].as_str()) {
+                (200, Some(tok)) => {
+                    let ttl = body["expires_in"].as_u64().unwrap_or(300);
+                    Attempt::Done((SecretString::from(tok.to_owned()), ttl))
+                }
+                (200, None) => Attempt::Fail(CloudError::TokenRefused {
+                    status,
+                    code: "no access_token in the answer".into(),
+                }),
+                (429 | 500..=599, _) => Attempt::Retry { error: refused, after },
+                _ => Attempt::Fail(refused),
+            }
+        })
+        .await;
+        let (token, ttl) = match got {
+            Ok(v) => v,
+            Err(RetryError::Cancelled) => return Err(CloudError::Cancelled),
+            Err(RetryError::Exhausted { last, .. } | RetryError::Failed(last)) => return Err(last),
+        };
+        let life = Duration::from_secs(ttl)
+            .saturating_sub(EXPIRY_MARGIN)
+            .max(Duration::from_secs(30));
+        cached.insert(resource.clone(), (token.clone(), Instant::now() + life));
+        Ok(token)
+    }
+
+    /// Forgets the token of `resource` (after a 401: it may have been
+    /// revoked early).
+    pub async fn invalidate(&self, resource: &Resource) {
+        self.tokens.lock().await.remove(resource);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_per_resource() {
+        assert_eq!(
+            Resource::Graph("https://graph.microsoft.com/".into()).scope(),
+            "https://graph.microsoft.com/.default"
+        );
+        assert_eq!(Resource::ResourceManager.scope(), "https://management.azure.com/.default");
+        assert_eq!(Resource::LogAnalytics.scope(), "https://api.loganalytics.io/.default");
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let c = AppCredentials {
+            authority: "https://login.rehearsal.localhost".into(),
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            client_secret: SecretString::from("s3cr3t-value"),
+        };
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,456 @@
+//! Drill files, `drills/*.toml`: one account, its flow, authenticator and
+//! expected alerts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{
+    ENTRA_FLOW, Flow, Problem, Problems, REHEARSAL_DRILL, Severity, Source, TenantKind,
+    parse_duration, secret_ref,
+};
+use crate::secret::SecretRef;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDrill {
+    id: Spanned<String>,
+    account: Spanned<String>,
+    group: Option<String>,
+    description: Option<String>,
+    tenant: Option<Spanned<String>>,
+    flow: Spanned<String>,
+    start_url: Option<String>,
+    confirm_deadline: Option<Spanned<String>>,
+    authenticator: Spanned<RawAuthenticator>,
+    #[serde(default)]
+    alerts: Vec<RawAlert>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuthenticator {
+    kind: Spanned<String>,
+    private_key: Option<Spanned<String>>,
+    credential_id: Option<Spanned<String>>,
+    rp_id: Option<String>,
+    user_handle: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlert {
+    kind: Spanned<String>,
+    name: String,
+    deadline: Spanned<String>,
+}
+
+/// How the drill presents the credential.
+#[derive(Debug, Clone)]
+pub enum AuthenticatorConfig {
+    /// WebDriver virtual authenticator. Without `private_key` (rehearsal
+    /// only) a fresh credential is made and registered for the run.
+    Virtual(Option<VirtualCredential>),
+}
+
+/// A credential loaded into the virtual authenticator.
+#[derive(Debug, Clone)]
+pub struct VirtualCredential {
+    /// PKCS#8 DER P-256 private key, by reference.
+    pub private_key: SecretRef,
+    /// Credential id bytes.
+    pub credential_id: Vec<u8>,
+    /// Relying party id the credential is scoped to.
+    pub rp_id: String,
+    /// User handle bytes.
+    pub user_handle: Vec<u8>,
+}
+
+/// An alert the drill expects, with its deadline after the sign-in.
+#[derive(Debug, Clone)]
+pub struct ExpectedAlert {
+    /// Check kind.
+    pub kind: AlertKind,
+    /// Human name (shown in reports).
+    pub name: String,
+    /// How long after the sign-in the alert may take.
+    pub deadline: Duration,
+}
+
+/// Alert check kinds implemented so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// The built-in Azure Monitor webhook receiver.
+    Webhook,
+}
+
+impl AlertKind {
+    /// The kind's name, as in drill files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+/// A validated drill.
+#[derive(Debug, Clone)]
+pub struct DrillConfig {
+    /// Drill id (also the evidence directory name).
+    pub id: String,
+    /// Account UPN.
+    pub account: String,
+    /// Accounts in one group are never drilled close together.
+    pub group: String,
+    /// Free text for reports.
+    pub description: String,
+    /// Which tenant.
+    pub tenant: TenantKind,
+    /// The sign-in flow.
+    pub flow: Flow,
+    /// Start URL template (`{authority}`, `{tenant_id}`, `{upn}`); the
+    /// flow's own when unset.
+    pub start_url: String,
+    /// How long the sign-in may take to appear in the sign-in log.
+    pub confirm_deadline: Duration,
+    /// The authenticator.
+    pub authenticator: AuthenticatorConfig,
+    /// Expected alerts.
+    pub alerts: Vec<ExpectedAlert>,
+    /// The drill file.
+    pub source: PathBuf,
+    /// SHA-256 over the drill file and flow file bytes.
+    pub digest: String,
+    /// Problems that do not stop loading (shown by `check-config`).
+    pub warnings: Vec<Problem>,
+}
+
+fn base64url(src: &Source<'_>, field: &str, v: &Spanned<String>) -> Result<Vec<u8>, Problem> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(v.get_ref().trim_end_matches('='))
+        .map_err(|_| {
+            src.error(
+                v.span().start,
+                format!("{field} must be base64url (as WebAuthn shows credential ids)"),
+            )
+        })
+}
+
+/// Reads a flow file relative to the drill file; the built-in Entra flow is
+/// used when `name` is the built-in's file name and no such file exists.
+fn read_flow(drill_path: &Path, name: &str) -> std::io::Result<(PathBuf, String)> {
+    let dir = drill_path.parent().unwrap_or(Path::new("."));
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok((path, t)),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && name == "flows/entra-security-key.toml" =>
+        {
+            Ok((path, ENTRA_FLOW.to_owned()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl DrillConfig {
+    /// Loads a drill file from disk.
+    pub fn load(path: &Path) -> Result<Self, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                severity: Severity::Error,
+                message: format!("cannot read the drill file ({e})"),
+            }])
+        })?;
+        Self::parse(path, &text, |name| read_flow(path, name))
+    }
+
+    /// The built-in rehearsal drill.
+    pub fn rehearsal() -> Result<Self, Problems> {
+        Self::parse(Path::new("drills/rehearsal.toml"), REHEARSAL_DRILL, |_| {
+            Ok((
+                PathBuf::from("drills/flows/entra-security-key.toml"),
+                ENTRA_FLOW.to_owned(),
+            ))
+        })
+    }
+
+    /// Parses and validates drill text; `flow_reader` fetches the flow file.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        flow_reader: impl FnOnce(&str) -> std::io::Result<(PathBuf, String)>,
+    ) -> Result<Self, Problems> {
+        let src = Source { path, text };
+        let raw: RawDrill = src.parse().map_err(Problems)?;
+        let mut problems = Vec::new();
+
+        let id = raw.id.get_ref().clone();
+        let id_ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !id_ok {
+            problems.push(src.error(
+                raw.id.span().start,
+                "id must be 1-64 characters of letters, digits, `-` and `_` (it names the evidence directory)",
+            ));
+        }
+        let account = raw.account.get_ref().trim().to_owned();
+        if account.split('@').count() != 2 || account.starts_with('@') || account.ends_with('@') {
+            problems.push(src.error(
+                raw.account.span().start,
+                "account must be the user principal name, like `bg1@contoso.onmicrosoft.com`",
+            ));
+        }
+        let tenant = match raw.tenant.as_ref().map(|t| t.get_ref().as_str()) {
+            None | Some("entra") => TenantKind::Entra,
+            Some("rehearsal") => TenantKind::Rehearsal,
+            Some(other) => {
+                problems.push(src.error(
+                    raw.tenant.as_ref().map_or(0, |t| t.span().start),
+                    format!("tenant `{other}` is not known; use `entra` (the host config's [entra]) or `rehearsal`"),
+                ));
+                TenantKind::Entra
+            }
+        };
+        let confirm_deadline = match &raw.confirm_deadline {
+            None => Duration::from_secs(600),
+            Some(d) => parse_duration(&src, "confirm_deadline", d).unwrap_or_else(|p| {
+                problems.push(p);
+                Duration::from_secs(600)
+            }),
+        };
+
+        let a = raw.authenticator.get_ref();
+        let authenticator = match a.kind.get_ref().as_str() {
+            "virtual" => {
+                if let Some(pk) = &a.private_key {
+                    let key =
+                        secret_ref(&src, "authenticator.private_key", pk, true, &mut problems);
+                    let cid = match &a.credential_id {
+                        Some(c) => base64url(&src, "authenticator.credential_id", c).map(Some),
+                        None => Err(src.error(
+                            raw.authenticator.span().start,
+                            "authenticator.credential_id is required with private_key",
+                        )),
+                    };
+                    let uh = match &a.user_handle {
+                        Some(u) => base64url(&src, "authenticator.user_handle", u),
+                        None => Ok(Vec::new()),
+                    };
+                    let rp = a.rp_id.clone().ok_or_else(|| {
+                        src.error(raw.authenticator.span().start, "authenticator.rp_id is required with private_key (Entra: `login.microsoft.com`)")
+                    });
+                    match (key, cid, uh, rp) {
+                        (
+                            Some(private_key),
+                            Ok(Some(credential_id)),
+                            Ok(user_handle),
+                            Ok(rp_id),
+                        ) => AuthenticatorConfig::Virtual(Some(VirtualCredential {
+                            private_key,
+                            credential_id,
+                            rp_id,
+                            user_handle,
+                        })),
+                        (_, c, u, r) => {
+                            problems.extend(c.err());
+                            problems.extend(u.err());
+                            problems.extend(r.err());
+                            AuthenticatorConfig::Virtual(None)
+                        }
+                    }
+                } else {
+                    if tenant != TenantKind::Rehearsal {
+                        problems.push(src.error(
+                            raw.authenticator.span().start,
+                            "a virtual authenticator needs private_key, credential_id and rp_id outside the rehearsal tenant",
+                        ));
+                    }
+                    AuthenticatorConfig::Virtual(None)
+                }
+            }
+            "hid" | "native" => {
+                problems.push(src.error(
+                    a.kind.span().start,
+                    format!("authenticator kind `{}` is not available in this version yet; use `virtual`", a.kind.get_ref()),
+                ));
+                AuthenticatorConfig::Virtual(None)
+            }
+            other => {
+                problems.push(src.error(
+                    a.kind.span().start,
+                    format!("authenticator kind `{other}` is not known; use `virtual`"),
+                ));
+                AuthenticatorConfig::Virtual(None)
+            }
+        };
+
+        let mut alerts = Vec::new();
+        for al in &raw.alerts {
+            let kind = match al.kind.get_ref().as_str() {
+                "webhook" => Some(AlertKind::Webhook),
+                other => {
+                    problems.push(src.error(
+                        al.kind.span().start,
+                        format!("alert kind `{other}` is not available; use `webhook`"),
+                    ));
+                    None
+                }
+            };
+            let deadline = parse_duration(&src, "alerts.deadline", &al.deadline);
+            match (kind, deadline) {
+                (Some(kind), Ok(deadline)) => alerts.push(ExpectedAlert {
+                    kind,
+                    name: al.name.clone(),
+                    deadline,
+                }),
+                (_, Err(p)) => problems.push(p),
+                _ => {}
+            }
+        }
+        if raw.alerts.is_empty() {
+            problems.push(src.error(0, "a drill needs at least one [[alerts]] entry: a sign-in nobody is told about proves nothing"));
+        }
+
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        sha2::Digest::update(&mut hasher, text.as_bytes());
+        let flow = match flow_reader(raw.flow.get_ref()) {
+            Ok((fpath, ftext)) => {
+                sha2::Digest::update(&mut hasher, ftext.as_bytes());
+                match Flow::parse(&fpath, &ftext) {
+                    Ok(f) => Some(f),
+                    Err(ps) => {
+                        problems.extend(ps.0);
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                problems.push(src.error(
+                    raw.flow.span().start,
+                    format!(
+                        "flow file `{}` cannot be read ({e}); paths are relative to the drill file",
+                        raw.flow.get_ref()
+                    ),
+                ));
+                None
+            }
+        };
+
+        let problems = Problems(problems);
+        if problems.has_errors() {
+            return Err(problems);
+        }
+        let Some(flow) = flow else {
+            return Err(problems);
+        };
+        let start_url = raw.start_url.unwrap_or_else(|| flow.start_url.clone());
+        Ok(Self {
+            id,
+            account,
+            group: raw.group.unwrap_or_else(|| "break-glass".to_owned()),
+            description: raw.description.unwrap_or_default(),
+            tenant,
+            flow,
+            start_url,
+            confirm_deadline,
+            authenticator,
+            alerts,
+            source: path.to_path_buf(),
+            digest: hex::encode(sha2::Digest::finalize(hasher)),
+            warnings: problems.0,
+        })
+    }
+}
+
+/// Loads every `*.toml` drill file in `dir`, collecting all problems.
+pub fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
+    let mut drills = Vec::new();
+    let mut problems = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(Problem {
+                file: dir.to_path_buf(),
+                line: 0,
+                column: 0,
+                severity: Severity::Error,
+                message: format!(
+                    "cannot read the drills directory ({e}); set drills_dir in the host config"
+                ),
+            });
+            return (drills, Problems(problems));
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    for p in paths {
+        match DrillConfig::load(&p) {
+            Ok(d) => {
+                problems.extend(d.warnings.iter().cloned());
+                drills.push(d);
+            }
+            Err(ps) => problems.extend(ps.0),
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for d in &drills {
+        if let Some(first) = seen.insert(d.id.clone(), d.source.clone()) {
+            problems.push(Problem {
+                file: d.source.clone(),
+                line: 0,
+                column: 0,
+                severity: Severity::Error,
+                message: format!(
+                    "drill id `{}` is also used by {}; ids must be unique",
+                    d.id,
+                    first.display()
+                ),
+            });
+        }
+    }
+    (drills, Problems(problems))
+}
+
+/// Finds a drill by id (or by path to its file).
+pub fn find_drill(dir: &Path, name: &str) -> Result<DrillConfig, Problems> {
+    let as_path = Path::new(name);
+    if name.ends_with(".toml") && as_path.is_file() {
+        return DrillConfig::load(as_path);
+    }
+    let candidate = dir.join(format!("{name}.toml"));
+    if candidate.is_file() {
+        let d = DrillConfig::load(&candidate)?;
+        if d.id == name {
+            return Ok(d);
+        }
+    }
+    let (drills, problems) = load_drills(dir);
+    if let Some(d) = drills.into_iter().find(|d| d.id == name) {
+        return Ok(d);
+    }
+    let mut v = problems.0;
+    v.push(Problem {
+        file: dir.to_path_buf(),
+        line: 0,
+        column: 0,
+        severity: Severity::Error,
+        message: format!(
+            "no drill with id `{name}` here; list them with `glassdrill check-config`"
+        ),
+    });
+    Err(Problems(v))
+}
+

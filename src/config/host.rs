@@ -1,0 +1,342 @@
+//! The host config, `glassdrill.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Environment, Problem, Problems, Severity, Source, parse_duration, secret_ref};
+use crate::secret::SecretRef;
+use crate::support::hash::sha256_hex;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    data_dir: Option<Spanned<String>>,
+    drills_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    evidence: RawEvidence,
+    #[serde(default)]
+    webhook: RawWebhook,
+    entra: Option<RawEntra>,
+    #[serde(default)]
+    browser: RawBrowser,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvidence {
+    signing_key: Option<String>,
+    signer: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    listen: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
+    max_body_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntra {
+    tenant_id: String,
+    authority: Option<Spanned<String>>,
+    graph: Option<Spanned<String>>,
+    client_id: String,
+    client_secret: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBrowser {
+    chromium: Option<String>,
+    chromedriver: Option<String>,
+    step_timeout: Option<Spanned<String>>,
+    temp_dir: Option<String>,
+}
+
+/// The validated host config.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// The file it came from; `None` means built-in defaults.
+    pub source: Option<PathBuf>,
+    /// Keys, state and evidence live here.
+    pub data_dir: PathBuf,
+    /// Drill files (`*.toml`).
+    pub drills_dir: PathBuf,
+    /// Evidence signing.
+    pub evidence: EvidenceConfig,
+    /// The built-in webhook receiver.
+    pub webhook: WebhookConfig,
+    /// A real Entra tenant, when configured.
+    pub entra: Option<EntraConfig>,
+    /// Browser binaries and timeouts.
+    pub browser: BrowserConfig,
+    /// SHA-256 of the file's bytes (or of nothing), recorded in evidence.
+    pub digest: String,
+    /// Problems that do not stop loading (e.g. a secret not provisioned yet).
+    pub warnings: Vec<Problem>,
+}
+
+/// Evidence signing settings.
+#[derive(Debug, Clone)]
+pub struct EvidenceConfig {
+    /// OpenSSH Ed25519 private key (created by `glassdrill keygen`).
+    pub signing_key: PathBuf,
+    /// The principal written to `allowed_signers`.
+    pub signer: String,
+}
+
+/// Webhook receiver settings.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Listen address; loopback by default (put a TLS reverse proxy in front).
+    pub listen: SocketAddr,
+    /// The secret path token; a random one per run when unset.
+    pub token: Option<SecretRef>,
+    /// Largest accepted body.
+    pub max_body_bytes: usize,
+}
+
+/// A real Entra tenant.
+#[derive(Debug, Clone)]
+pub struct EntraConfig {
+    /// Directory (tenant) id.
+    pub tenant_id: String,
+    /// Sign-in authority, `https://login.microsoftonline.com` by default.
+    pub authority: String,
+    /// Graph base URL, `https://graph.microsoft.com` by default.
+    pub graph: String,
+    /// App registration with `AuditLog.Read.All`.
+    pub client_id: String,
+    /// Its client secret, by reference.
+    pub client_secret: SecretRef,
+}
+
+/// Browser settings.
+#[derive(Debug, Clone)]
+pub struct BrowserConfig {
+    /// Chromium binary.
+    pub chromium: PathBuf,
+    /// chromedriver binary.
+    pub chromedriver: PathBuf,
+    /// How long one flow step may wait for its page.
+    pub step_timeout: Duration,
+    /// Parent of the ephemeral browser profile (system temp dir if unset).
+    pub temp_dir: Option<PathBuf>,
+}
+
+impl Default for BrowserConfig {
+    fn default() -> Self {
+        Self {
+            chromium: PathBuf::from("/usr/bin/chromium"),
+            chromedriver: PathBuf::from("/usr/bin/chromedriver"),
+            step_timeout: Duration::from_secs(20),
+            temp_dir: None,
+        }
+    }
+}
+
+/// Default body limit of the webhook receiver: Azure Monitor payloads are a
+/// few KiB; 256 KiB leaves room without inviting abuse.
+pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
+
+
+impl HostConfig {
+    /// Built-in defaults (no config file).
+    pub fn defaults(env: &Environment) -> Self {
+        let data_dir = env.default_data_dir();
+        Self {
+            source: None,
+            evidence: EvidenceConfig {
+                signing_key: data_dir.join("keys/evidence_ed25519"),
+                signer: default_signer(),
+            },
+            data_dir,
+            drills_dir: env.cwd.join("drills"),
+            webhook: WebhookConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                token: None,
+                max_body_bytes: DEFAULT_MAX_BODY,
+            },
+            entra: None,
+            browser: BrowserConfig::default(),
+            digest: sha256_hex(b""),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Finds and loads the host config: `explicit`, else the lookup order
+    /// of [`Environment::config_candidates`], else defaults.
+    pub fn locate(explicit: Option<&Path>, env: &Environment) -> Result<Self, Problems> {
+        if let Some(p) = explicit {
+            return Self::load(p, env);
+        }
+        for c in env.config_candidates() {
+            if c.is_file() {
+                return Self::load(&c, env);
+            }
+        }
+        Ok(Self::defaults(env))
+    }
+
+    /// Loads one host config file.
+    pub fn load(path: &Path, env: &Environment) -> Result<Self, Problems> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Problems(vec![Problem {
+                file: path.to_path_buf(),
+                line: 0,
+                column: 0,
+                severity: Severity::Error,
+                message: format!("cannot read the host config ({e}); check --config"),
+            }])
+        })?;
+        Self::parse(path, &text, env)
+    }
+
+    /// Parses and validates host config text.
+    pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Self, Problems> {
+        let src = Source { path, text };
+        let raw: RawHost = src.parse().map_err(Problems)?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| env.cwd.clone());
+        let base = if base.as_os_str().is_empty() {
+            env.cwd.clone()
+        } else {
+            base
+        };
+        let mut problems = Vec::new();
+        let mut cfg = Self::defaults(env);
+        cfg.source = Some(path.to_path_buf());
+        cfg.digest = sha256_hex(text.as_bytes());
+        cfg.drills_dir = base.join("drills");
+        if let Some(d) = &raw.data_dir {
+            cfg.data_dir = base.join(d.get_ref());
+            cfg.evidence.signing_key = cfg.data_dir.join("keys/evidence_ed25519");
+        }
+        if let Some(d) = &raw.drills_dir {
+            cfg.drills_dir = base.join(d.get_ref());
+        }
+        if let Some(k) = raw.evidence.signing_key {
+            cfg.evidence.signing_key = base.join(k);
+        }
+        if let Some(s) = raw.evidence.signer {
+            cfg.evidence.signer = s;
+        }
+        if let Some(l) = &raw.webhook.listen {
+            match l.get_ref().parse::<SocketAddr>() {
+                Ok(a) => cfg.webhook.listen = a,
+                Err(_) => problems.push(src.error(
+                    l.span().start,
+                    format!(
+                        "webhook.listen: `{}` is not an address; write it like `127.0.0.1:8765`",
+                        l.get_ref()
+                    ),
+                )),
+            }
+        }
+        if let Some(t) = &raw.webhook.token {
+            cfg.webhook.token = secret_ref(&src, "webhook.token", t, false, &mut problems);
+        }
+        if let Some(m) = &raw.webhook.max_body_bytes {
+            let v = *m.get_ref();
+            if !(1024..=16 * 1024 * 1024).contains(&v) {
+                problems.push(src.error(
+                    m.span().start,
+                    "webhook.max_body_bytes must be between 1024 and 16777216",
+                ));
+            } else {
+                cfg.webhook.max_body_bytes = usize::try_from(v).unwrap_or(DEFAULT_MAX_BODY);
+            }
+        }
+        if let Some(e) = raw.entra {
+            let url_field = |field: &str,
+                             v: &Option<Spanned<String>>,
+                             default: &str,
+                             problems: &mut Vec<Problem>| {
+                match v {
+                    None => default.to_owned(),
+                    Some(s) => match url::Url::parse(s.get_ref()) {
+                        Ok(_) => s.get_ref().trim_end_matches('/').to_owned(),
+                        Err(err) => {
+                            problems.push(src.error(
+                                s.span().start,
+                                format!("entra.{field}: {err}; write a full https:// URL"),
+                            ));
+                            default.to_owned()
+                        }
+                    },
+                }
+            };
+            let authority = url_field(
+                "authority",
+                &e.authority,
+                "https://login.microsoftonline.com",
+                &mut problems,
+            );
+            let graph = url_field(
+                "graph",
+                &e.graph,
+                "https://graph.microsoft.com",
+                &mut problems,
+            );
+            let secret = secret_ref(
+                &src,
+                "entra.client_secret",
+                &e.client_secret,
+                false,
+                &mut problems,
+            );
+            cfg.entra = secret.map(|client_secret| EntraConfig {
+                tenant_id: e.tenant_id,
+                authority,
+                graph,
+                client_id: e.client_id,
+                client_secret,
+            });
+        }
+        if let Some(c) = raw.browser.chromium {
+            cfg.browser.chromium = PathBuf::from(c);
+        }
+        if let Some(c) = raw.browser.chromedriver {
+            cfg.browser.chromedriver = PathBuf::from(c);
+        }
+        if let Some(t) = raw.browser.temp_dir {
+            cfg.browser.temp_dir = Some(base.join(t));
+        }
+        if let Some(t) = &raw.browser.step_timeout {
+            match parse_duration(&src, "browser.step_timeout", t) {
+                Ok(d) => cfg.browser.step_timeout = d,
+                Err(p) => problems.push(p),
+            }
+        }
+        let problems = Problems(problems);
+        if problems.has_errors() {
+            Err(problems)
+        } else {
+            cfg.warnings = problems.0;
+            Ok(cfg)
+        }
+    }
+
+    /// Where evidence bundles go.
+    pub fn evidence_dir(&self) -> PathBuf {
+        self.data_dir.join("evidence")
+    }
+}
+
+fn default_signer() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("glassdrill@{host}")
+}
+

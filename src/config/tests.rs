@@ -1,0 +1,192 @@
+use std::path::Path;
+
+use super::*;
+
+
+fn env(dir: &Path) -> Environment {
+    Environment {
+        cwd: dir.to_path_buf(),
+        home: Some(dir.join("home")),
+        xdg_config_home: None,
+        xdg_state_home: None,
+    }
+}
+
+#[test]
+fn line_col_counts_chars() {
+    assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
+    assert_eq!(line_col("é=1\nx", 5), (2, 1));
+    assert_eq!(line_col("", 10), (1, 1));
+}
+
+#[test]
+fn rehearsal_drill_is_valid() {
+    let d = DrillConfig::rehearsal().unwrap();
+    assert_eq!(d.tenant, TenantKind::Rehearsal);
+    assert!(!d.alerts.is_empty());
+    assert!(!d.flow.steps.is_empty());
+}
+
+#[test]
+fn shipped_entra_example_is_valid() {
+    let text = include_str!("../drills/entra-bg1.toml.example");
+    let d = DrillConfig::parse(Path::new("drills/bg1.toml"), text, |_| {
+        Ok((
+            PathBuf::from("flows/entra-security-key.toml"),
+            ENTRA_FLOW.to_owned(),
+        ))
+    })
+    .unwrap();
+    assert_eq!(d.tenant, TenantKind::Entra);
+    // The key file does not exist here: a warning, not an error.
+    assert!(d.warnings.iter().all(|w| w.severity == Severity::Warning));
+    assert!(!d.warnings.is_empty());
+    let host = include_str!("../deploy/glassdrill.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let h =
+        HostConfig::parse(&dir.path().join("glassdrill.toml"), host, &env(dir.path())).unwrap();
+    assert!(h.entra.is_some());
+    assert_eq!(h.webhook.listen.port(), 8765);
+}
+
+#[test]
+fn defaults_follow_xdg() {
+    let e = Environment {
+        cwd: "/w".into(),
+        home: Some("/h".into()),
+        xdg_config_home: None,
+        xdg_state_home: Some("/s".into()),
+    };
+    let c = HostConfig::defaults(&e);
+    assert_eq!(c.data_dir, PathBuf::from("/s/glassdrill"));
+    assert_eq!(c.drills_dir, PathBuf::from("/w/drills"));
+    assert_eq!(
+        e.config_candidates(),
+        vec![
+            PathBuf::from("/w/glassdrill.toml"),
+            PathBuf::from("/h/.config/glassdrill/glassdrill.toml"),
+            PathBuf::from("/etc/glassdrill/glassdrill.toml")
+        ]
+    );
+}
+
+#[test]
+fn host_config_problems_have_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = env(dir.path());
+    let p = dir.path().join("glassdrill.toml");
+    let err = HostConfig::parse(&p, "data_dir = \"x\"\ncolour = 1\n", &e).unwrap_err();
+    assert_eq!(err.0[0].line, 2, "{err}");
+    assert!(err.0[0].message.contains("unknown field"), "{err}");
+
+    let text = "[webhook]\nlisten = \"nowhere\"\ntoken = \"hunter2\"\n[browser]\nstep_timeout = \"soon\"\n";
+    let err = HostConfig::parse(&p, text, &e).unwrap_err();
+    assert_eq!(err.0.len(), 3, "{err}");
+    assert!(
+        err.to_string().contains(":2:10: error: webhook.listen"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(":3:9: error: webhook.token: secrets are given by reference"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(":5:16: error: browser.step_timeout"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_unknown_key_of_a_file_is_reported_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("glassdrill.toml");
+    let text = "dta_dir = \"/x\"\n[webhook]\n  lisen = \"a\"\nmax_body = 3\n[browser]\ntimeout = \"1s\"\n";
+    let err = HostConfig::parse(&p, text, &env(dir.path())).unwrap_err();
+    let s = err.to_string();
+    assert_eq!(err.0.len(), 4, "{s}");
+    assert!(s.contains(":1:1: error: unknown field `dta_dir`"), "{s}");
+    assert!(s.contains(":3:3: error: unknown field `lisen`"), "{s}");
+    assert!(s.contains(":4:1: error: unknown field `max_body`"), "{s}");
+    assert!(s.contains(":6:1: error: unknown field `timeout`"), "{s}");
+    // A quoted key is commented out like any other.
+    let text = "\"é_key\" = 1\n\"other\" = 2\n";
+    let err = HostConfig::parse(&p, text, &env(dir.path())).unwrap_err();
+    assert_eq!(err.0.len(), 2, "{err}");
+    // An unknown key inside an inline table stops the search (commenting
+    // the line out would hide the whole table) but is still reported.
+    let text = "[browser]\nx = { a = 1 }\ny = 2\n";
+    let err = HostConfig::parse(&p, text, &env(dir.path())).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert!(
+        err.to_string().contains(":2:1: error: unknown field `x`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unresolvable_secret_is_only_a_warning_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("glassdrill.toml");
+    let text = "[entra]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"env:GLASSDRILL_TEST_UNSET_SECRET\"\n";
+    let cfg = HostConfig::parse(&p, text, &env(dir.path())).unwrap();
+    assert!(cfg.entra.is_some());
+    assert_eq!(cfg.drills_dir, dir.path().join("drills"));
+}
+
+fn drill(text: &str) -> Result<DrillConfig, Problems> {
+    DrillConfig::parse(Path::new("drills/x.toml"), text, |_| {
+        Ok((PathBuf::from("flows/f.toml"), ENTRA_FLOW.to_owned()))
+    })
+}
+
+#[test]
+fn drill_validation_collects_every_problem() {
+    let text = r#"id = "bad id!"
+account = "nobody"
+tenant = "rehearsal"
+flow = "flows/f.toml"
+authenticator = { kind = "virtual" }
+[[alerts]]
+kind = "pager"
+name = "x"
+deadline = "5m"
+[[alerts]]
+kind = "webhook"
+name = "y"
+deadline = "quickly"
+"#;
+    let err = drill(text).unwrap_err();
+    let s = err.to_string();
+    assert_eq!(err.0.len(), 4, "{s}");
+    assert!(s.contains("x.toml:1:6: error: id must"), "{s}");
+    assert!(s.contains(":2:11: error: account"), "{s}");
+    assert!(s.contains(":7:8: error: alert kind `pager`"), "{s}");
+    assert!(
+        s.contains(":13:12: error: alerts.deadline: `quickly`"),
+        "{s}"
+    );
+}
+
+#[test]
+fn drill_missing_field_and_inline_secret() {
+    let err = drill("id = \"a\"\n").unwrap_err();
+    assert!(err.to_string().contains("missing field"), "{err}");
+    let text = r#"id = "a"
+account = "a@b.onmicrosoft.com"
+flow = "flows/f.toml"
+authenticator = { kind = "virtual", private_key = "MIGHAgEAMBMGByqGSM49", credential_id = "AAAA", rp_id = "login.microsoft.com" }
+[[alerts]]
+kind = "webhook"
+name = "y"
+deadline = "5m"
+"#;
+    let err = drill(text).unwrap_err().to_string();
+    assert!(
+        err.contains(":4:51: error: authenticator.private_key: secrets are given by reference"),
+        "{err}"
+    );
+    assert!(!err.contains("MIGHAgEAMBMGByqGSM49"), "{err}");
+}

@@ -1,0 +1,62 @@
+//! A run's plan — the drill, account, authenticator, expected alerts and
+//! deadlines — and the long-lived sinks it writes to (evidence directory,
+//! signing key, notifier), which belong to the process, not the run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::alerts::AlertCheck;
+use crate::authenticator::Authenticator;
+use crate::browser::BrowserOptions;
+use crate::cloud::GraphClient;
+use crate::config::DrillConfig;
+use crate::evidence::SigningKey;
+use crate::notify::Notifier;
+
+/// Where the drill signs in and reads logs.
+#[derive(Debug, Clone)]
+pub struct TenantEndpoints {
+    /// Sign-in authority.
+    pub authority: String,
+    /// Tenant id.
+    pub tenant_id: String,
+    /// Graph base URL.
+    pub graph: String,
+}
+
+/// Everything one drill run needs.
+pub struct RunPlan<'a> {
+    /// The drill (with any command-line overrides applied).
+    pub drill: &'a DrillConfig,
+    /// Host config digest, recorded in evidence.
+    pub host_digest: String,
+    /// Where and how.
+    pub tenant: TenantEndpoints,
+    /// The sign-in log, with the process's token cache.
+    pub graph: GraphClient,
+    /// The authenticator.
+    pub authenticator: &'a dyn Authenticator,
+    /// One check per expected alert, same order as `drill.alerts`,
+    /// attached before the sign-in so no delivery is missed.
+    pub alert_checks: Vec<Box<dyn AlertCheck>>,
+    /// Browser binaries.
+    pub browser: BrowserOptions,
+    /// Per-step timeout of the flow.
+    pub step_timeout: Duration,
+    /// Who ran it.
+    pub operator: Option<String>,
+    /// Who watched.
+    pub witness: Option<String>,
+}
+
+/// What a run writes to, owned by the process's services.
+pub struct Sinks<'a> {
+    /// Evidence root (`<data>/evidence`).
+    pub evidence_dir: PathBuf,
+    /// Signing key.
+    pub signing_key: &'a SigningKey,
+    /// Signer principal.
+    pub signer: &'a str,
+    /// Announcements and reports.
+    pub notifier: &'a dyn Notifier,
+}

@@ -1,0 +1,163 @@
+//! `record`: the typed drill record and the signed bundle around it. The
+//! record is built by a pure function ([`build`]); the exact bytes written
+//! are the bytes hashed and signed.
+
+use chrono::Utc;
+
+use super::{Ended, Gathered};
+use crate::drill::plan::{RunPlan, Sinks};
+use crate::evidence::{BundleWriter, EvidenceError, SealedBundle, SigningKey};
+use crate::record::{
+    AlertRecord, ConfigDigest, DrillInfo, DrillRecord, IgnoredAlert, MatchedAlert, RunnerInfo,
+    SCHEMA, SCHEMA_VERSION, SignInRecord, StageRecord, StageStatus, Verdict,
+};
+
+/// A file for the bundle besides `drill.json`.
+type File = (String, Vec<u8>);
+
+/// The record and the alert payload files it names (pure).
+pub(crate) fn build(
+    plan: &RunPlan<'_>,
+    signer: &str,
+    g: &Gathered,
+    stages: &[StageRecord],
+    verdict: Verdict,
+    reasons: Vec<String>,
+) -> (DrillRecord, Vec<File>) {
+    let drill = plan.drill;
+    let mut files = Vec::new();
+    let alerts = g
+        .observations
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let matched = o.obs.matched.as_ref().map(|m| {
+                let file = format!("alerts/{:02}-{:03}-matched.json", i + 1, m.seq);
+                files.push((file.clone(), m.raw.to_vec()));
+                MatchedAlert {
+                    file,
+                    alert_id: m.alert.alert_id.clone(),
+                    rule: m.alert.rule.clone(),
+                    severity: m.alert.severity.clone(),
+                    fired: m.alert.fired,
+                    received: m.received_at,
+                }
+            });
+            let ignored = o
+                .obs
+                .ignored
+                .iter()
+                .map(|(a, r)| {
+                    let file = format!("alerts/{:02}-{:03}-ignored.json", i + 1, a.seq);
+                    files.push((file.clone(), a.raw.to_vec()));
+                    IgnoredAlert {
+                        file,
+                        alert_id: a.alert.alert_id.clone(),
+                        fired: a.alert.fired,
+                        received: a.received_at,
+                        why: r.to_string(),
+                        reason: r.clone(),
+                    }
+                })
+                .collect();
+            AlertRecord {
+                name: o.expected.name.clone(),
+                kind: o.expected.kind.name().to_owned(),
+                deadline_ms: crate::support::time::millis(o.expected.deadline),
+                matched,
+                latency: o.latency.clone(),
+                ignored,
+                error: o.obs.error.clone(),
+            }
+        })
+        .collect();
+    let record = DrillRecord {
+        schema: SCHEMA.to_owned(),
+        schema_version: SCHEMA_VERSION,
+        run_id: g.run_id.clone(),
+        drill: DrillInfo {
+            id: drill.id.clone(),
+            account: drill.account.clone(),
+            group: drill.group.clone(),
+            description: drill.description.clone(),
+            tenant: drill.tenant,
+            tenant_id: plan.tenant.tenant_id.clone(),
+            flow: drill.flow.name.clone(),
+            source: drill.source.display().to_string(),
+        },
+        config_digest: ConfigDigest {
+            drill_and_flow_sha256: drill.digest.clone(),
+            host_sha256: plan.host_digest.clone(),
+        },
+        runner: RunnerInfo {
+            name: "glassdrill".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            signer: signer.to_owned(),
+        },
+        operator: plan.operator.clone(),
+        witness: plan.witness.clone(),
+        started: g.started,
+        recorded: Utc::now(),
+        verdict,
+        reasons,
+        stages: stages.to_vec(),
+        authenticator: g.identity.clone(),
+        announcement: g.announcement.clone(),
+        sign_in: SignInRecord {
+            correlation_id: g.correlation_id.clone(),
+            steps: g.steps.clone(),
+            log_record: g.signin_record.as_ref().map(|_| "signin.json".to_owned()),
+        },
+        alerts,
+    };
+    (record, files)
+}
+
+fn write(
+    sinks: &Sinks<'_>,
+    key: &SigningKey,
+    record: &DrillRecord,
+    g: &Gathered,
+    files: &[File],
+) -> Result<SealedBundle, EvidenceError> {
+    let mut w = BundleWriter::create(&sinks.evidence_dir, &record.drill.id, &record.run_id)?;
+    let json = |what: &'static str, r: Result<Vec<u8>, serde_json::Error>| {
+        r.map_err(|e| EvidenceError::Serialize { what, why: e.to_string() })
+    };
+    w.add("drill.json", &json("drill.json", record.to_json())?)?;
+    if let Some(s) = &g.signin_record {
+        w.add("signin.json", &json("signin.json", serde_json::to_vec_pretty(s))?)?;
+    }
+    for (name, bytes) in files {
+        w.add(name, bytes)?;
+    }
+    for c in &g.captures {
+        w.add(&c.name, &c.bytes)?;
+    }
+    w.add("report.html", crate::evidence::report::html(record).as_bytes())?;
+    w.finish(key, sinks.signer)
+}
+
+/// Builds the record and writes the signed bundle.
+pub(crate) async fn run(
+    plan: &RunPlan<'_>,
+    sinks: &Sinks<'_>,
+    g: Gathered,
+    stages: &[StageRecord],
+    verdict: Verdict,
+    reasons: Vec<String>,
+) -> Ended<(DrillRecord, Result<SealedBundle, EvidenceError>)> {
+    let (record, files) = build(plan, sinks.signer, &g, stages, verdict, reasons);
+    let bundle = write(sinks, sinks.signing_key, &record, &g, &files);
+    match &bundle {
+        Ok(b) => Ended::new(
+            StageStatus::Passed,
+            format!("{} ({} files)", b.dir.display(), b.files.len()),
+            (record, bundle),
+        ),
+        Err(e) => {
+            let detail = e.to_string();
+            Ended::new(StageStatus::Errored, detail, (record, bundle))
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `sign-in`: the flow, once. Never retried (D3: a failed sign-in
+//! retried is a lockout risk and a second use of a break-glass account).
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::Ended;
+use crate::browser::Browser;
+use crate::config::flow::Flow;
+use crate::drill::plan::RunPlan;
+use crate::flow::{Capture, FlowOutcome, FlowRunner, FlowVars};
+use crate::record::{SignInStep, StageStatus};
+
+/// What the sign-in hands on.
+pub struct SignedIn {
+    /// Step records.
+    pub steps: Vec<SignInStep>,
+    /// Screenshots and page HTML.
+    pub captures: Vec<Capture>,
+    /// The IdP's correlation id.
+    pub correlation_id: Option<String>,
+    /// When the ceremony was made (wall clock, and monotonic for
+    /// deadlines), only when the sign-in completed.
+    pub ceremony: Option<(DateTime<Utc>, tokio::time::Instant)>,
+}
+
+/// The stage's status and sentence for a flow outcome (pure).
+pub fn judge(outcome: &FlowOutcome, account: &str) -> (StageStatus, String) {
+    match outcome {
+        FlowOutcome::SignedIn => (
+            StageStatus::Passed,
+            format!("signed in as {account} with the security key"),
+        ),
+        FlowOutcome::Refused { step, message } => (
+            StageStatus::Failed,
+            format!("sign-in refused at step {step}: {message}"),
+        ),
+        FlowOutcome::Drift { step, detail } => (
+            StageStatus::Errored,
+            format!(
+                "flow drift at step {step}: {detail}; see the screenshot and page HTML in the bundle and update the flow file"
+            ),
+        ),
+        FlowOutcome::BrowserFailed(e) => (StageStatus::Errored, format!("browser failed: {e}")),
+        FlowOutcome::Cancelled => (StageStatus::Interrupted, "cancelled during the sign-in".into()),
+    }
+}
+
+/// Runs the flow in `browser`.
+pub async fn run(
+    browser: &Browser,
+    flow: &Flow,
+    plan: &RunPlan<'_>,
+    vars: &FlowVars,
+    cancel: &CancellationToken,
+) -> Ended<SignedIn> {
+    let runner = FlowRunner::new(browser, flow, vars, plan.step_timeout);
+    let run = runner.run(&plan.drill.start_url, cancel).await;
+    let (status, detail) = judge(&run.outcome, &plan.drill.account);
+    let ceremony = (run.outcome == FlowOutcome::SignedIn).then(|| {
+        run.ceremony_at
+            .unwrap_or_else(|| (Utc::now(), tokio::time::Instant::now()))
+    });
+    Ended::new(
+        status,
+        detail,
+        SignedIn {
+            steps: run.steps,
+            captures: run.captures,
+            correlation_id: run.correlation_id,
+            ceremony,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_is_a_finding_and_drift_an_error() {
+        let refused = FlowOutcome::Refused { step: "security key".into(), message: "AADSTS50126".into() };
+        assert_eq!(judge(&refused, "a@b").0, StageStatus::Failed);
+        let drift = FlowOutcome::Drift { step: "x".into(), detail: "y".into() };
+        let (s, d) = judge(&drift, "a@b");
+        assert_eq!(s, StageStatus::Errored);
+        assert!(d.starts_with("flow drift at step x"));
+        assert_eq!(judge(&FlowOutcome::Cancelled, "a@b").0, StageStatus::Interrupted);
+        assert_eq!(judge(&FlowOutcome::BrowserFailed("x".into()), "a@b").0, StageStatus::Errored);
+        assert_eq!(judge(&FlowOutcome::SignedIn, "a@b").0, StageStatus::Passed);
+    }
+}

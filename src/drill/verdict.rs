@@ -1,0 +1,119 @@
+//! The verdict rules, pure.
+//!
+//! Precedence: any finding (a stage `failed`) makes the drill FAIL — the
+//! control failed, and that must never be hidden behind an error. Then a
+//! stop (a stage `interrupted`, or the drill told to stop) makes it
+//! INTERRUPTED: never PASS after a stop. Then any stage that could not be
+//! carried out (`errored`) makes it ERROR (retry later). Otherwise PASS;
+//! `warning` and `skipped` stages do not change the verdict.
+
+use crate::record::{StageRecord, StageStatus, Verdict};
+
+/// The verdict and its reasons (`stage: detail` of the stages that
+/// decided it). `stopped`: the drill was told to stop (Ctrl-C, SIGTERM,
+/// daemon shutdown) even if no stage noticed.
+pub fn verdict(stages: &[StageRecord], stopped: bool) -> (Verdict, Vec<String>) {
+    let reasons = |s: StageStatus| -> Vec<String> {
+        stages
+            .iter()
+            .filter(|r| r.status == s)
+            .map(|r| format!("{}: {}", r.stage.name(), r.detail))
+            .collect()
+    };
+    let failed = reasons(StageStatus::Failed);
+    if !failed.is_empty() {
+        return (Verdict::Fail, failed);
+    }
+    let interrupted = reasons(StageStatus::Interrupted);
+    if !interrupted.is_empty() {
+        return (Verdict::Interrupted, interrupted);
+    }
+    if stopped {
+        return (
+            Verdict::Interrupted,
+            vec!["the drill was told to stop".to_owned()],
+        );
+    }
+    let errored = reasons(StageStatus::Errored);
+    if !errored.is_empty() {
+        return (Verdict::Error, errored);
+    }
+    (Verdict::Pass, Vec::new())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Stage;
+
+    const ALL: [StageStatus; 6] = [
+        StageStatus::Passed,
+        StageStatus::Warning,
+        StageStatus::Failed,
+        StageStatus::Errored,
+        StageStatus::Skipped,
+        StageStatus::Interrupted,
+    ];
+
+    fn rec(stage: Stage, status: StageStatus) -> StageRecord {
+        let now = chrono::Utc::now();
+        StageRecord {
+            stage,
+            status,
+            started: now,
+            finished: now,
+            duration_ms: 0,
+            detail: status.name().into(),
+        }
+    }
+
+    /// Every set of stage statuses (2^6) with and without a stop.
+    #[test]
+    fn every_combination_follows_the_precedence() {
+        for mask in 0u32..(1 << ALL.len()) {
+            let present: Vec<StageStatus> = ALL
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, s)| *s)
+                .collect();
+            let stages: Vec<StageRecord> = present.iter().map(|s| rec(Stage::Alerts, *s)).collect();
+            let has = |s: StageStatus| present.contains(&s);
+            for stopped in [false, true] {
+                let want = if has(StageStatus::Failed) {
+                    Verdict::Fail
+                } else if has(StageStatus::Interrupted) || stopped {
+                    Verdict::Interrupted
+                } else if has(StageStatus::Errored) {
+                    Verdict::Error
+                } else {
+                    Verdict::Pass
+                };
+                let (got, reasons) = verdict(&stages, stopped);
+                assert_eq!(got, want, "{present:?} stopped={stopped}");
+                assert_eq!(reasons.is_empty(), got == Verdict::Pass, "{present:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reasons_name_the_deciding_stages_only() {
+        let stages = [
+            rec(Stage::Confirm, StageStatus::Errored),
+            rec(Stage::Alerts, StageStatus::Failed),
+            rec(Stage::Teardown, StageStatus::Warning),
+        ];
+        assert_eq!(verdict(&stages, false), (Verdict::Fail, vec!["alerts: failed".to_owned()]));
+        let (v, r) = verdict(&[rec(Stage::SignIn, StageStatus::Passed)], true);
+        assert_eq!(v, Verdict::Interrupted);
+        assert_eq!(r, ["the drill was told to stop"]);
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(Verdict::Pass.exit_code(), 0);
+        assert_eq!(Verdict::Fail.exit_code(), 1);
+        assert_eq!(Verdict::Error.exit_code(), 2);
+        assert_eq!(Verdict::Interrupted.exit_code(), 2);
+    }
+}

@@ -1,0 +1,120 @@
+//! The long-lived parts a process starts once — webhook receiver, token
+//! caches (one per app registration, each caching one token per
+//! resource), the evidence signing key, the notifier — and that every run
+//! of that process attaches to. `glassdrill run` and `rehearse` start them
+//! for one run; the daemon keeps them for its whole life.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use secrecy::SecretString;
+
+use crate::alerts::{ReceiverError, WebhookReceiver};
+use crate::cloud::{AppCredentials, CloudError, TokenCache};
+use crate::config::HostConfig;
+use crate::drill::{Progress, Sinks};
+use crate::evidence::{EvidenceError, SigningKey};
+use crate::notify::{Console, Notifier};
+
+/// A service that could not start: an outage or a host problem (exit 2),
+/// not a user mistake.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The signing key cannot be loaded or created.
+    #[error("evidence signing key: {0}")]
+    SigningKey(#[from] EvidenceError),
+    /// The webhook receiver cannot listen.
+    #[error(transparent)]
+    Receiver(#[from] ReceiverError),
+    /// The HTTP client cannot be built.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
+}
+
+/// Where the webhook receiver listens and its path token.
+pub struct WebhookSettings {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Secret path token.
+    pub token: SecretString,
+}
+
+/// The services of one process.
+pub struct Services {
+    receiver: WebhookReceiver,
+    signing_key: SigningKey,
+    signer: String,
+    evidence_dir: PathBuf,
+    notifier: Box<dyn Notifier>,
+    tokens: Mutex<HashMap<(String, String, String), Arc<TokenCache>>>,
+}
+
+impl Services {
+    /// Starts every service: loads (or creates, saying where through
+    /// `progress`) the signing key, binds the receiver.
+    pub async fn start(
+        host: &HostConfig,
+        webhook: WebhookSettings,
+        progress: &dyn Progress,
+    ) -> Result<Self, ServiceError> {
+        let (signing_key, created) =
+            SigningKey::load_or_generate(&host.evidence.signing_key, &host.evidence.signer)?;
+        if created {
+            progress.note(&format!(
+                "created the evidence signing key {} ({}); back it up and give auditors its .pub",
+                signing_key.path().display(),
+                signing_key.fingerprint()
+            ));
+        }
+        let receiver =
+            WebhookReceiver::start(webhook.listen, webhook.token, host.webhook.max_body_bytes)
+                .await?;
+        Ok(Self {
+            receiver,
+            signing_key,
+            signer: host.evidence.signer.clone(),
+            evidence_dir: host.evidence_dir(),
+            notifier: Box::new(Console),
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The webhook receiver.
+    pub fn receiver(&self) -> &WebhookReceiver {
+        &self.receiver
+    }
+
+    /// The token cache of an app registration (created on first use, then
+    /// shared by every run).
+    pub fn tokens(&self, creds: AppCredentials) -> Result<Arc<TokenCache>, ServiceError> {
+        let key = (
+            creds.authority.clone(),
+            creds.tenant_id.clone(),
+            creds.client_id.clone(),
+        );
+        let mut map = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = map.get(&key) {
+            return Ok(c.clone());
+        }
+        let cache = Arc::new(TokenCache::new(creds)?);
+        map.insert(key, cache.clone());
+        Ok(cache)
+    }
+
+    /// What a run writes to.
+    pub fn sinks(&self) -> Sinks<'_> {
+        Sinks {
+            evidence_dir: self.evidence_dir.clone(),
+            signing_key: &self.signing_key,
+            signer: &self.signer,
+            notifier: self.notifier.as_ref(),
+        }
+    }
+
+    /// Stops the receiver.
+    pub async fn shutdown(self) {
+        self.receiver.shutdown().await;
+    }
+}
