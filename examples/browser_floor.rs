@@ -4,20 +4,15 @@
 
 use std::time::Duration;
 
+use glassdrill::authenticator::Credential;
 use glassdrill::browser::{Browser, BrowserOptions};
-use glassdrill::runner::{GeneratedCredential, rehearsal_account};
-use glassdrill::tenant::{RehearsalTenant, TENANT_ID, TenantOptions};
-use secrecy::{ExposeSecret, SecretString};
+use glassdrill::tenant::{DOMAIN, RehearsalTenant, TENANT_ID, TenantOptions, rehearsal_account};
+use secrecy::SecretString;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cred = GeneratedCredential::new()?;
-    let account = rehearsal_account(
-        "breakglass1@rehearsal.onmicrosoft.com",
-        &cred.id,
-        cred.pkcs8.expose_secret(),
-        &cred.user_handle,
-    )?;
+    let cred = Credential::generate(&format!("ceremony.{DOMAIN}"))?;
+    let account = rehearsal_account("breakglass1@rehearsal.onmicrosoft.com", &cred)?;
     let tenant = RehearsalTenant::start(TenantOptions {
         account,
         client_id: "floor".into(),

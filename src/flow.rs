@@ -329,12 +329,12 @@ impl<'a> FlowRunner<'a> {
             return run;
         }
         for (i, step) in self.flow.steps.iter().enumerate() {
-            let started = chrono::Utc::now();
+            let started = crate::support::time::now();
             let waited = self.wait_for(step, cancel).await;
             let mut record = SignInStep {
                 name: step.name.clone(),
                 started,
-                finished: chrono::Utc::now(),
+                finished: crate::support::time::now(),
                 page_id: None,
                 url: None,
                 screenshot: None,
@@ -405,7 +405,8 @@ impl<'a> FlowRunner<'a> {
             }
             if !step.click.is_empty() {
                 if step.ceremony {
-                    run.ceremony_at = Some((chrono::Utc::now(), tokio::time::Instant::now()));
+                    run.ceremony_at =
+                        Some((crate::support::time::now(), tokio::time::Instant::now()));
                 }
                 match self.click_first(&step.click).await {
                     Ok(Some(_)) => {}
@@ -425,25 +426,27 @@ impl<'a> FlowRunner<'a> {
                     }
                 }
             }
-            record.finished = chrono::Utc::now();
+            record.finished = crate::support::time::now();
             run.steps.push(record);
         }
         run
     }
 
     /// Signs out (best effort, bounded by the step timeout).
-    pub async fn sign_out(&self, cancel: &CancellationToken) -> Result<Option<Capture>, SignOutError> {
+    pub async fn sign_out(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Capture>, SignOutError> {
         let Some(so) = &self.flow.signout else {
             return Ok(None);
         };
         let client = self.browser.client()?;
-        client
-            .goto(&self.vars.render(&so.url))
-            .await
-            .map_err(|e| crate::browser::BrowserError::Command {
+        client.goto(&self.vars.render(&so.url)).await.map_err(|e| {
+            crate::browser::BrowserError::Command {
                 command: "go to the sign-out page".into(),
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         if !so.wait_for.is_empty() {
             let step = Step {
                 name: "sign out".into(),

@@ -71,7 +71,10 @@ pub struct DrillRecord {
 #[derive(JsonSchema)]
 #[schemars(transparent)]
 #[allow(dead_code)] // exists for its schema
-struct Timestamp(#[schemars(regex(pattern = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"))] String);
+struct Timestamp(
+    #[schemars(regex(pattern = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"))]
+    String,
+);
 
 /// Which tenant a drill signs in to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -415,7 +418,9 @@ impl std::fmt::Display for IgnoreReason {
                 rfc3339_ms(*fired),
                 rfc3339_ms(*signin)
             ),
-            Self::NotFired { condition } => write!(f, "monitor condition is {condition}, not Fired"),
+            Self::NotFired { condition } => {
+                write!(f, "monitor condition is {condition}, not Fired")
+            }
         }
     }
 }

@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertCheck;
+use crate::authenticator::Credential;
 use crate::authenticator::{AuthenticatorError, VirtualAuthenticator};
 use crate::browser::BrowserOptions;
 use crate::cloud::{AppCredentials, GraphClient};
@@ -20,8 +21,9 @@ use crate::config::{AlertKind, AuthenticatorConfig, DrillConfig, HostConfig, Ten
 use crate::drill::{DrillOutcome, Progress, RunPlan, TenantEndpoints};
 use crate::secret::{SecretError, random_token};
 use crate::services::{ServiceError, Services, WebhookSettings};
-use crate::authenticator::Credential;
-use crate::tenant::{Fault, RehearsalTenant, TENANT_ID, TenantError, TenantOptions, rehearsal_account};
+use crate::tenant::{
+    Fault, RehearsalTenant, TENANT_ID, TenantError, TenantOptions, rehearsal_account,
+};
 use crate::webauthn::KeyError;
 
 /// Per-run options from the command line.
@@ -192,7 +194,10 @@ fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, Plan
         AuthenticatorConfig::Virtual(None) => match Credential::generate(&rehearsal_rp_id) {
             Ok(c) => Some(c),
             Err(error) => {
-                problems.push(PlanProblem::CredentialKey { source_file: src.clone(), error });
+                problems.push(PlanProblem::CredentialKey {
+                    source_file: src.clone(),
+                    error,
+                });
                 None
             }
         },
@@ -288,7 +293,17 @@ pub async fn run_configured(
     let drill = with_overrides(drill, opts);
     let inputs = resolve_inputs(host, &drill)?;
     let services = Services::start(host, inputs.webhook, progress).await?;
-    let outcome = attach(&services, host, &drill, inputs.credential, inputs.entra, opts, progress, cancel).await;
+    let outcome = attach(
+        &services,
+        host,
+        &drill,
+        inputs.credential,
+        inputs.entra,
+        opts,
+        progress,
+        cancel,
+    )
+    .await;
     services.shutdown().await;
     outcome
 }
@@ -305,7 +320,17 @@ pub async fn run_with(
 ) -> Result<DrillOutcome, RunError> {
     let drill = with_overrides(drill, opts);
     let inputs = resolve_inputs(host, &drill)?;
-    attach(services, host, &drill, inputs.credential, inputs.entra, opts, progress, cancel).await
+    attach(
+        services,
+        host,
+        &drill,
+        inputs.credential,
+        inputs.entra,
+        opts,
+        progress,
+        cancel,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)] // the parts of one run, each resolved once
@@ -334,14 +359,18 @@ async fn attach(
         Some(e) => e,
         None => {
             let client_secret = SecretString::from(random_token(32));
-            let account = rehearsal_account(&drill.account, &credential)
-            .map_err(|error| {
+            let account = rehearsal_account(&drill.account, &credential).map_err(|error| {
                 PlanProblems(vec![PlanProblem::CredentialKey {
                     source_file: drill.source.display().to_string(),
                     error,
                 }])
             })?;
-            let longest = drill.alerts.iter().map(|a| a.deadline).max().unwrap_or_default();
+            let longest = drill
+                .alerts
+                .iter()
+                .map(|a| a.deadline)
+                .max()
+                .unwrap_or_default();
             let t = RehearsalTenant::start(TenantOptions {
                 account,
                 client_id: "glassdrill-rehearsal".into(),
@@ -350,7 +379,13 @@ async fn attach(
                 alert_delay: opts.alert_delay,
                 alert_late_delay: longest.saturating_add(Duration::from_secs(2)),
                 log_delay: Duration::from_secs(2),
-                webhook_url: Some(services.receiver().url_with_token().expose_secret().to_owned()),
+                webhook_url: Some(
+                    services
+                        .receiver()
+                        .url_with_token()
+                        .expose_secret()
+                        .to_owned(),
+                ),
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             })
             .await?;
@@ -374,7 +409,10 @@ async fn attach(
             (endpoints, creds)
         }
     };
-    progress.note(&format!("webhook receiver at {}", services.receiver().url_redacted()));
+    progress.note(&format!(
+        "webhook receiver at {}",
+        services.receiver().url_redacted()
+    ));
 
     let authenticator = VirtualAuthenticator::new(
         credential.id,
@@ -382,8 +420,8 @@ async fn attach(
         credential.rp_id,
         credential.user_handle,
     )?;
-    let graph = GraphClient::new(&endpoints.graph, services.tokens(creds)?)
-        .map_err(ServiceError::from)?;
+    let graph =
+        GraphClient::new(&endpoints.graph, services.tokens(creds)?).map_err(ServiceError::from)?;
     let plan = RunPlan {
         drill,
         host_digest: host.digest.clone(),

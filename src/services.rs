@@ -94,7 +94,10 @@ impl Services {
             creds.tenant_id.clone(),
             creds.client_id.clone(),
         );
-        let mut map = self.tokens.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = map.get(&key) {
             return Ok(c.clone());
         }

@@ -273,7 +273,6 @@ fn parse_client_data(json: &[u8]) -> Result<CollectedClientData, AssertionError>
     serde_json::from_slice(json).map_err(|e| AssertionError::ClientDataNotJson(e.to_string()))
 }
 
-
 /// Generates a fresh P-256 private key from the OS random number generator
 /// and returns it as PKCS#8 DER: the form WebDriver's "Add Credential"
 /// command expects (base64url-encoded) in `privateKey`.

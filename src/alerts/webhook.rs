@@ -16,7 +16,6 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
-use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -38,7 +37,10 @@ struct Inbox {
 
 impl Inbox {
     fn from(&self, cursor: usize) -> Vec<ReceivedAlert> {
-        lock(&self.alerts).get(cursor..).map(<[ReceivedAlert]>::to_vec).unwrap_or_default()
+        lock(&self.alerts)
+            .get(cursor..)
+            .map(<[ReceivedAlert]>::to_vec)
+            .unwrap_or_default()
     }
 }
 
@@ -58,7 +60,12 @@ struct Routes {
 
 impl Routes {
     fn held(&self) -> usize {
-        self.unrouted.len() + self.runs.iter().map(|r| lock(&r.inbox.alerts).len()).sum::<usize>()
+        self.unrouted.len()
+            + self
+                .runs
+                .iter()
+                .map(|r| lock(&r.inbox.alerts).len())
+                .sum::<usize>()
     }
 }
 
@@ -113,7 +120,7 @@ async fn receive(
     routes.next_seq += 1;
     let received = ReceivedAlert {
         seq: routes.next_seq,
-        received_at: Utc::now(),
+        received_at: crate::support::time::now(),
         raw: body,
         alert,
     };

@@ -42,7 +42,9 @@ fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
     for l in o.record.alerts.iter().filter_map(|a| a.latency.as_ref()) {
         out!(
             "  alert {}: fired {} ms and delivered {} ms after the sign-in",
-            l.name, l.signin_to_fired_ms, l.signin_to_received_ms
+            l.name,
+            l.signin_to_fired_ms,
+            l.signin_to_received_ms
         );
     }
     match &o.bundle {

@@ -30,7 +30,10 @@ impl GraphClient {
             resource: Resource::Graph(base.clone()),
             base,
             tokens,
-            backoff: Backoff { max_attempts: 5, ..Backoff::API },
+            backoff: Backoff {
+                max_attempts: 5,
+                ..Backoff::API
+            },
         })
     }
 
@@ -69,8 +72,16 @@ impl GraphClient {
             let status = resp.status().as_u16();
             if status == 429 || status == 503 {
                 let after = retry_after(&resp);
-                tracing::info!(status, ?after, "Graph throttled; waiting as Retry-After asks");
-                let error = CloudError::Api { status, code: "throttled".into(), hint: "" };
+                tracing::info!(
+                    status,
+                    ?after,
+                    "Graph throttled; waiting as Retry-After asks"
+                );
+                let error = CloudError::Api {
+                    status,
+                    code: "throttled".into(),
+                    hint: "",
+                };
                 return Attempt::Retry { error, after };
             }
             let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -81,12 +92,17 @@ impl GraphClient {
             }
             if !(200..300).contains(&status) {
                 let hint = match status {
-                    401 | 403 => "; grant the app AuditLog.Read.All (application) with admin consent",
+                    401 | 403 => {
+                        "; grant the app AuditLog.Read.All (application) with admin consent"
+                    }
                     _ => "",
                 };
                 return Attempt::Fail(CloudError::Api {
                     status,
-                    code: body["error"]["code"].as_str().unwrap_or("unknown").to_owned(),
+                    code: body["error"]["code"]
+                        .as_str()
+                        .unwrap_or("unknown")
+                        .to_owned(),
                     hint,
                 });
             }
@@ -116,7 +132,10 @@ impl GraphClient {
             since.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
         if let Some(c) = correlation_id {
-            filter.push_str(&format!(" and correlationId eq '{}'", c.replace('\'', "''")));
+            filter.push_str(&format!(
+                " and correlationId eq '{}'",
+                c.replace('\'', "''")
+            ));
         }
         let q = [("$filter", filter), ("$top", "20".to_owned())];
         let body = self.get("/v1.0/auditLogs/signIns", &q, cancel).await?;

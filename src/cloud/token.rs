@@ -98,7 +98,11 @@ impl TokenCache {
         {
             return Ok(t.clone());
         }
-        let url = format!("{}/{}/oauth2/v2.0/token", self.authority(), self.creds.tenant_id);
+        let url = format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.authority(),
+            self.creds.tenant_id
+        );
         let scope = resource.scope();
         let got = retry(&Backoff::API, cancel, |_| async {
             let form = [
@@ -132,7 +136,10 @@ impl TokenCache {
                     status,
                     code: "no access_token in the answer".into(),
                 }),
-                (429 | 500..=599, _) => Attempt::Retry { error: refused, after },
+                (429 | 500..=599, _) => Attempt::Retry {
+                    error: refused,
+                    after,
+                },
                 _ => Attempt::Fail(refused),
             }
         })
@@ -166,8 +173,14 @@ mod tests {
             Resource::Graph("https://graph.microsoft.com/".into()).scope(),
             "https://graph.microsoft.com/.default"
         );
-        assert_eq!(Resource::ResourceManager.scope(), "https://management.azure.com/.default");
-        assert_eq!(Resource::LogAnalytics.scope(), "https://api.loganalytics.io/.default");
+        assert_eq!(
+            Resource::ResourceManager.scope(),
+            "https://management.azure.com/.default"
+        );
+        assert_eq!(
+            Resource::LogAnalytics.scope(),
+            "https://api.loganalytics.io/.default"
+        );
     }
 
     #[test]

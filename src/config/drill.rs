@@ -453,4 +453,3 @@ pub fn find_drill(dir: &Path, name: &str) -> Result<DrillConfig, Problems> {
     });
     Err(Problems(v))
 }
-

@@ -145,7 +145,6 @@ impl Default for BrowserConfig {
 /// few KiB; 256 KiB leaves room without inviting abuse.
 pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
 
-
 impl HostConfig {
     /// Built-in defaults (no config file).
     pub fn defaults(env: &Environment) -> Self {
@@ -339,4 +338,3 @@ fn default_signer() -> String {
         .unwrap_or_else(|| "localhost".to_owned());
     format!("glassdrill@{host}")
 }
-

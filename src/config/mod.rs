@@ -26,6 +26,7 @@ pub mod host;
 #[cfg(test)]
 mod tests;
 
+pub use crate::record::TenantKind;
 pub use diag::{Problem, Problems, Severity, Source};
 pub use drill::{
     AlertKind, AuthenticatorConfig, DrillConfig, ExpectedAlert, VirtualCredential, find_drill,
@@ -33,7 +34,6 @@ pub use drill::{
 };
 pub use flow::Flow;
 pub use host::{BrowserConfig, EntraConfig, EvidenceConfig, HostConfig, WebhookConfig};
-pub use crate::record::TenantKind;
 
 /// The rehearsal drill shipped in `drills/rehearsal.toml`, built in so that
 /// `glassdrill rehearse` needs no configuration.
@@ -144,4 +144,3 @@ impl Environment {
         }
     }
 }
-

@@ -2,7 +2,6 @@ use std::path::Path;
 
 use super::*;
 
-
 fn env(dir: &Path) -> Environment {
     Environment {
         cwd: dir.to_path_buf(),
@@ -14,9 +13,9 @@ fn env(dir: &Path) -> Environment {
 
 #[test]
 fn line_col_counts_chars() {
-    assert_eq!(line_col("a\nbc\nd", 3), (2, 2));
-    assert_eq!(line_col("é=1\nx", 5), (2, 1));
-    assert_eq!(line_col("", 10), (1, 1));
+    assert_eq!(diag::line_col("a\nbc\nd", 3), (2, 2));
+    assert_eq!(diag::line_col("é=1\nx", 5), (2, 1));
+    assert_eq!(diag::line_col("", 10), (1, 1));
 }
 
 #[test]
@@ -29,7 +28,7 @@ fn rehearsal_drill_is_valid() {
 
 #[test]
 fn shipped_entra_example_is_valid() {
-    let text = include_str!("../drills/entra-bg1.toml.example");
+    let text = include_str!("../../drills/entra-bg1.toml.example");
     let d = DrillConfig::parse(Path::new("drills/bg1.toml"), text, |_| {
         Ok((
             PathBuf::from("flows/entra-security-key.toml"),
@@ -41,10 +40,9 @@ fn shipped_entra_example_is_valid() {
     // The key file does not exist here: a warning, not an error.
     assert!(d.warnings.iter().all(|w| w.severity == Severity::Warning));
     assert!(!d.warnings.is_empty());
-    let host = include_str!("../deploy/glassdrill.toml");
+    let host = include_str!("../../deploy/glassdrill.toml");
     let dir = tempfile::tempdir().unwrap();
-    let h =
-        HostConfig::parse(&dir.path().join("glassdrill.toml"), host, &env(dir.path())).unwrap();
+    let h = HostConfig::parse(&dir.path().join("glassdrill.toml"), host, &env(dir.path())).unwrap();
     assert!(h.entra.is_some());
     assert_eq!(h.webhook.listen.port(), 8765);
 }
@@ -103,7 +101,8 @@ fn host_config_problems_have_positions() {
 fn every_unknown_key_of_a_file_is_reported_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("glassdrill.toml");
-    let text = "dta_dir = \"/x\"\n[webhook]\n  lisen = \"a\"\nmax_body = 3\n[browser]\ntimeout = \"1s\"\n";
+    let text =
+        "dta_dir = \"/x\"\n[webhook]\n  lisen = \"a\"\nmax_body = 3\n[browser]\ntimeout = \"1s\"\n";
     let err = HostConfig::parse(&p, text, &env(dir.path())).unwrap_err();
     let s = err.to_string();
     assert_eq!(err.0.len(), 4, "{s}");

@@ -3,7 +3,6 @@
 
 use std::future::Future;
 
-use chrono::Utc;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{RunPlan, Sinks};
@@ -68,14 +67,14 @@ impl<'p> Driver<'p> {
     /// how it ended, and hands back its value.
     async fn stage<T>(&mut self, stage: Stage, body: impl Future<Output = Ended<T>>) -> T {
         self.progress.stage_started(stage);
-        let started = Utc::now();
+        let started = crate::support::time::now();
         let t0 = std::time::Instant::now();
         let ended = body.await;
         self.push(StageRecord {
             stage,
             status: ended.status,
             started,
-            finished: Utc::now(),
+            finished: crate::support::time::now(),
             duration_ms: crate::support::time::millis(t0.elapsed()),
             detail: ended.detail,
         });
@@ -84,7 +83,7 @@ impl<'p> Driver<'p> {
 
     /// Records `stage` as not run (no "started" event: it never began).
     fn skip(&mut self, stage: Stage, why: &str) {
-        let now = Utc::now();
+        let now = crate::support::time::now();
         self.push(StageRecord {
             stage,
             status: StageStatus::Skipped,
@@ -109,7 +108,7 @@ pub async fn run(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> DrillOutcome {
-    let started = Utc::now();
+    let started = crate::support::time::now();
     let run_id = super::new_run_id(started);
     let mut d = Driver::new(progress);
     let flow: &Flow = &plan.drill.flow;
@@ -120,15 +119,23 @@ pub async fn run(
     };
     let mut gathered = stages::Gathered::new(&plan, &run_id, started);
 
-    let browser = d.stage(Stage::Preflight, stages::preflight::run(&plan, cancel)).await;
+    let browser = d
+        .stage(Stage::Preflight, stages::preflight::run(&plan, cancel))
+        .await;
     let mut ceremony = None;
     match &browser {
         Some(b) => {
             gathered.announcement = d
-                .stage(Stage::Announce, stages::announce::run(&plan, sinks, &run_id, progress))
+                .stage(
+                    Stage::Announce,
+                    stages::announce::run(&plan, sinks, &run_id, progress),
+                )
                 .await;
             let signin = d
-                .stage(Stage::SignIn, stages::sign_in::run(b, flow, &plan, &vars, cancel))
+                .stage(
+                    Stage::SignIn,
+                    stages::sign_in::run(b, flow, &plan, &vars, cancel),
+                )
                 .await;
             ceremony = signin.ceremony;
             gathered.sign_in(signin);
@@ -149,7 +156,10 @@ pub async fn run(
                 .await;
             let signin_at = gathered.signin_time().unwrap_or(at);
             gathered.observations = d
-                .stage(Stage::Alerts, stages::alerts::run(&plan, signin_at, instant, cancel))
+                .stage(
+                    Stage::Alerts,
+                    stages::alerts::run(&plan, signin_at, instant, cancel),
+                )
                 .await;
             gathered.signin_at = Some(signin_at);
         }
@@ -169,10 +179,14 @@ pub async fn run(
     let (v, reasons) = verdict(&d.stages, cancel.is_cancelled());
     let so_far = d.stages.clone();
     let (record, bundle) = d
-        .stage(Stage::Record, stages::record::run(&plan, sinks, gathered, &so_far, v, reasons))
+        .stage(
+            Stage::Record,
+            stages::record::run(&plan, sinks, gathered, &so_far, v, reasons),
+        )
         .await;
     if sinks.notifier.delivers_reports() {
-        d.stage(Stage::Report, stages::report::run(sinks, &record)).await;
+        d.stage(Stage::Report, stages::report::run(sinks, &record))
+            .await;
     } else {
         d.skip(Stage::Report, "no notification channel configured");
     }

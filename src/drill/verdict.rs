@@ -103,7 +103,10 @@ mod tests {
             rec(Stage::Alerts, StageStatus::Failed),
             rec(Stage::Teardown, StageStatus::Warning),
         ];
-        assert_eq!(verdict(&stages, false), (Verdict::Fail, vec!["alerts: failed".to_owned()]));
+        assert_eq!(
+            verdict(&stages, false),
+            (Verdict::Fail, vec!["alerts: failed".to_owned()])
+        );
         let (v, r) = verdict(&[rec(Stage::SignIn, StageStatus::Passed)], true);
         assert_eq!(v, Verdict::Interrupted);
         assert_eq!(r, ["the drill was told to stop"]);

@@ -51,7 +51,10 @@ pub(crate) struct AllowedSigner {
 /// `principals [options] keytype base64-key [comment]`, with `#` comments
 /// and blank lines ignored. Lines that do not parse are returned as errors;
 /// the lines that do still count.
-pub(crate) fn parse_allowed_signers(text: &str, path: &Path) -> (Vec<AllowedSigner>, Vec<VerifyError>) {
+pub(crate) fn parse_allowed_signers(
+    text: &str,
+    path: &Path,
+) -> (Vec<AllowedSigner>, Vec<VerifyError>) {
     let mut entries = Vec::new();
     let mut errs = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -242,8 +245,6 @@ pub(crate) fn match_pattern(s: &[u8], pat: &[u8]) -> bool {
 mod tests {
     use super::*;
     use crate::evidence::testutil::*;
-    use std::process::Command;
-    use tempfile::TempDir;
 
     #[test]
     fn allowed_signer_lines_parse() {

@@ -244,8 +244,6 @@ pub struct SealedBundle {
 mod tests {
     use super::*;
     use crate::evidence::testutil::*;
-    use std::process::Command;
-    use tempfile::TempDir;
 
     // ---- writing bundles ----
 
@@ -435,7 +433,7 @@ mod tests {
                 "{bad:?}: {err:?}"
             );
         }
-        BundleWriter::create(tmp.path(), "bg-1", "2025-01-02T03-04-05Z_ab.c+d@e").unwrap();
+        BundleWriter::create(tmp.path(), "bg-1", "20250102T030405Z-ab.c_d").unwrap();
 
         let key = SigningKey::generate(&tmp.path().join("k"), "c").unwrap();
         for bad in ["", "a b", "a,b", "*", "a?", "!a", "\"q\"", "-x", "a\nb"] {
@@ -490,5 +488,4 @@ mod tests {
         assert_eq!(b.files, [ALLOWED_SIGNERS]);
         verify_bundle(&b.dir, None).unwrap();
     }
-
 }

@@ -224,8 +224,6 @@ impl SigningKey {
 mod tests {
     use super::*;
     use crate::evidence::testutil::*;
-    use std::process::Command;
-    use tempfile::TempDir;
 
     // ---- keys ----
 
@@ -473,5 +471,4 @@ mod tests {
         let theirs = fs::read_to_string(tmp.path().join("msg.sig")).unwrap();
         assert_eq!(ours, theirs);
     }
-
 }

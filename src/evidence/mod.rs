@@ -343,7 +343,11 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), EvidenceError> {
 /// Writes `bytes` to a new file at `path`: temporary file in the same
 /// directory, fsync, then a rename that fails instead of replacing an
 /// existing `path`.
-pub(crate) fn write_new_file_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), EvidenceError> {
+pub(crate) fn write_new_file_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<(), EvidenceError> {
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".glassdrill-")
@@ -479,11 +483,10 @@ pub(crate) fn validate_signer(signer: &str) -> Result<(), EvidenceError> {
     Ok(())
 }
 
-
 mod allowed_signers;
-pub mod report;
 mod bundle;
 mod keys;
+pub mod report;
 #[cfg(test)]
 mod testutil;
 mod verify;

@@ -36,7 +36,9 @@ pub fn html(r: &DrillRecord) -> String {
         .iter()
         .map(|a| {
             let ms = |f: fn(&crate::record::AlertLatency) -> i64| {
-                a.latency.as_ref().map_or_else(|| "—".to_owned(), |l| f(l).to_string())
+                a.latency
+                    .as_ref()
+                    .map_or_else(|| "—".to_owned(), |l| f(l).to_string())
             };
             format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -62,7 +64,11 @@ pub fn html(r: &DrillRecord) -> String {
             })
         })
         .collect();
-    let reasons: String = r.reasons.iter().map(|x| format!("<li>{}</li>", esc(x))).collect();
+    let reasons: String = r
+        .reasons
+        .iter()
+        .map(|x| format!("<li>{}</li>", esc(x)))
+        .collect();
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>glassdrill {id} {run}</title>\
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\

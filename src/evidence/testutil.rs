@@ -58,15 +58,14 @@ pub(crate) fn sha256sum_check(bundle: &Path) -> (bool, String) {
 }
 
 pub(crate) struct Fixture {
-    tmp: TempDir,
-    key: SigningKey,
-    bundle: SealedBundle,
+    pub(crate) tmp: TempDir,
+    pub(crate) key: SigningKey,
+    pub(crate) bundle: SealedBundle,
 }
 
 pub(crate) fn fixture() -> Fixture {
     let tmp = TempDir::new().unwrap();
-    let key =
-        SigningKey::generate(&tmp.path().join("keys/evidence"), "glassdrill test").unwrap();
+    let key = SigningKey::generate(&tmp.path().join("keys/evidence"), "glassdrill test").unwrap();
     let bundle = make_bundle(tmp.path(), &key, "run-1");
     Fixture { tmp, key, bundle }
 }

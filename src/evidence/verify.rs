@@ -480,7 +480,10 @@ pub(crate) fn check_signature(
 
 /// Parses `SHA256SUMS`. Returns the well-formed entries (path, hash) and an
 /// error for each malformed line.
-pub(crate) fn parse_manifest(bytes: &[u8], path: &Path) -> (Vec<(String, String)>, Vec<VerifyError>) {
+pub(crate) fn parse_manifest(
+    bytes: &[u8],
+    path: &Path,
+) -> (Vec<(String, String)>, Vec<VerifyError>) {
     let mut entries: Vec<(String, String)> = Vec::new();
     let mut errs = Vec::new();
     let malformed = |line: usize, why: String| VerifyError::ManifestMalformed {
@@ -619,7 +622,12 @@ pub(crate) fn check_listed_file(dir: &Path, rel: &str, expected: &str) -> Result
 /// Collects the '/'-joined relative path of every non-directory entry
 /// (files, symlinks, anything else) under `dir/rel`, without following
 /// symlinks.
-pub(crate) fn walk_bundle(root: &Path, rel: &str, found: &mut Vec<String>, errs: &mut Vec<VerifyError>) {
+pub(crate) fn walk_bundle(
+    root: &Path,
+    rel: &str,
+    found: &mut Vec<String>,
+    errs: &mut Vec<VerifyError>,
+) {
     let here = if rel.is_empty() {
         root.to_path_buf()
     } else {
@@ -668,8 +676,6 @@ pub(crate) fn walk_bundle(root: &Path, rel: &str, found: &mut Vec<String>, errs:
 mod tests {
     use super::*;
     use crate::evidence::testutil::*;
-    use std::process::Command;
-    use tempfile::TempDir;
 
     // ---- tampering ----
 
@@ -997,5 +1003,4 @@ mod tests {
         let err = verify_bundle(&file, None).unwrap_err();
         assert!(matches!(err, VerifyError::NotABundle { .. }), "{err:?}");
     }
-
 }

@@ -113,7 +113,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("k");
         write_atomic(&p, b"one", PRIVATE_FILE, Existing::Refuse).unwrap();
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let e = write_atomic(&p, b"two", PRIVATE_FILE, Existing::Refuse).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         write_atomic(&p, b"three", PRIVATE_FILE, Existing::Replace).unwrap();

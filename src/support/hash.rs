@@ -26,6 +26,9 @@ mod tests {
             super::sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert_eq!(super::sha256_hex_all([&b"a"[..], b"bc"]), super::sha256_hex(b"abc"));
+        assert_eq!(
+            super::sha256_hex_all([&b"a"[..], b"bc"]),
+            super::sha256_hex(b"abc")
+        );
     }
 }

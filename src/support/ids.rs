@@ -33,7 +33,8 @@ pub fn check(value: &str) -> Result<(), IdProblem> {
 }
 
 /// The rule in one sentence, for messages that show how to fix an id.
-pub const RULE: &str = "1-64 ASCII letters, digits, `-`, `_` or `.`, starting with a letter or digit";
+pub const RULE: &str =
+    "1-64 ASCII letters, digits, `-`, `_` or `.`, starting with a letter or digit";
 
 #[cfg(test)]
 mod tests {
@@ -41,7 +42,12 @@ mod tests {
 
     #[test]
     fn accepts_drill_and_run_ids() {
-        for ok in ["bg1", "rehearsal", "entra-bg_1.v2", "20261124T211651Z-ce61c6"] {
+        for ok in [
+            "bg1",
+            "rehearsal",
+            "entra-bg_1.v2",
+            "20261124T211651Z-ce61c6",
+        ] {
             assert_eq!(check(ok), Ok(()), "{ok}");
         }
     }
@@ -49,7 +55,17 @@ mod tests {
     #[test]
     fn refuses_what_would_not_be_one_safe_path_component() {
         let long = "a".repeat(65);
-        for bad in ["", ".hidden", "-x", "a/b", "..", "a b", "é", "a@b", long.as_str()] {
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "a/b",
+            "..",
+            "a b",
+            "é",
+            "a@b",
+            long.as_str(),
+        ] {
             assert!(check(bad).is_err(), "{bad:?}");
         }
     }

@@ -175,10 +175,16 @@ mod tests {
 
     #[test]
     fn jitter_stays_between_half_and_all() {
-        let j = Backoff { jitter: true, ..FIXED };
+        let j = Backoff {
+            jitter: true,
+            ..FIXED
+        };
         for _ in 0..200 {
             let d = j.jittered(Duration::from_secs(10));
-            assert!(d >= Duration::from_secs(5) && d <= Duration::from_secs(10), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(5) && d <= Duration::from_secs(10),
+                "{d:?}"
+            );
         }
     }
 
@@ -190,7 +196,10 @@ mod tests {
             calls.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n < 4 {
-                    Attempt::Retry { error: "busy", after: None }
+                    Attempt::Retry {
+                        error: "busy",
+                        after: None,
+                    }
                 } else {
                     Attempt::Done(n)
                 }
@@ -206,35 +215,57 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn server_wait_is_honoured_and_capped() {
         let t0 = Instant::now();
-        let r: Result<(), RetryError<&str>> = retry(&FIXED, &CancellationToken::new(), |n| async move {
-            match n {
-                1 => Attempt::Retry { error: "429", after: Some(Duration::from_millis(2500)) },
-                2 => Attempt::Retry { error: "429", after: Some(Duration::from_secs(3600)) },
-                _ => Attempt::Done(()),
-            }
-        })
-        .await;
+        let r: Result<(), RetryError<&str>> =
+            retry(&FIXED, &CancellationToken::new(), |n| async move {
+                match n {
+                    1 => Attempt::Retry {
+                        error: "429",
+                        after: Some(Duration::from_millis(2500)),
+                    },
+                    2 => Attempt::Retry {
+                        error: "429",
+                        after: Some(Duration::from_secs(3600)),
+                    },
+                    _ => Attempt::Done(()),
+                }
+            })
+            .await;
         assert_eq!(r, Ok(()));
         assert_eq!(t0.elapsed(), Duration::from_millis(2500) + FIXED.max_delay);
     }
 
     #[tokio::test(start_paused = true)]
     async fn gives_up_when_the_time_budget_would_be_exceeded() {
-        let budget = Backoff { max_elapsed: Duration::from_secs(5), ..FIXED };
+        let budget = Backoff {
+            max_elapsed: Duration::from_secs(5),
+            ..FIXED
+        };
         let t0 = Instant::now();
-        let r: Result<(), RetryError<&str>> = retry(&budget, &CancellationToken::new(), |_| async {
-            Attempt::Retry { error: "down", after: None }
-        })
-        .await;
+        let r: Result<(), RetryError<&str>> =
+            retry(&budget, &CancellationToken::new(), |_| async {
+                Attempt::Retry {
+                    error: "down",
+                    after: None,
+                }
+            })
+            .await;
         // Waits 1 + 2, then a 4 s wait would end at 7 s > 5 s.
-        assert_eq!(r, Err(RetryError::Exhausted { last: "down", attempts: 3 }));
+        assert_eq!(
+            r,
+            Err(RetryError::Exhausted {
+                last: "down",
+                attempts: 3
+            })
+        );
         assert_eq!(t0.elapsed(), Duration::from_secs(3));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_failure_is_not_retried() {
-        let r: Result<(), RetryError<&str>> =
-            retry(&FIXED, &CancellationToken::new(), |_| async { Attempt::Fail("403") }).await;
+        let r: Result<(), RetryError<&str>> = retry(&FIXED, &CancellationToken::new(), |_| async {
+            Attempt::Fail("403")
+        })
+        .await;
         assert_eq!(r, Err(RetryError::Failed("403")));
     }
 
@@ -248,7 +279,10 @@ mod tests {
         });
         let t0 = Instant::now();
         let r: Result<(), RetryError<&str>> = retry(&FIXED, &cancel, |_| async {
-            Attempt::Retry { error: "429", after: Some(Duration::from_secs(8)) }
+            Attempt::Retry {
+                error: "429",
+                after: Some(Duration::from_secs(8)),
+            }
         })
         .await;
         assert_eq!(r, Err(RetryError::Cancelled));
@@ -258,10 +292,19 @@ mod tests {
     #[test]
     fn retry_after_in_seconds_fractions_and_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after(" 1.5 ", now), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after(" 1.5 ", now),
+            Some(Duration::from_millis(1500))
+        );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         for bad in ["", "-1", "soon", "NaN", "inf", "1e400"] {

@@ -8,6 +8,15 @@ pub fn rfc3339_ms(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Now, in UTC, to the millisecond: the precision every record keeps, so
+/// a record in memory equals the record read back from disk.
+pub fn now() -> DateTime<Utc> {
+    use chrono::DurationRound as _;
+    let t = Utc::now();
+    t.duration_trunc(chrono::TimeDelta::milliseconds(1))
+        .unwrap_or(t)
+}
+
 /// Parses any RFC 3339 time into UTC.
 pub fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)

@@ -104,4 +104,3 @@ pub fn common_alert(
         }
     })
 }
-

@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::{Fault, RehearsalTenant, TENANT_ID, TenantOptions};
-use crate::config::HostConfig;
 use crate::authenticator::Credential;
+use crate::config::HostConfig;
 use crate::support::fs::{Existing, PRIVATE_FILE, write_atomic};
 
 /// The rehearsal account's UPN.
@@ -35,7 +35,8 @@ pub async fn serve(
     let dir = host.data_dir.join("rehearsal");
     crate::support::fs::create_private_dirs(&dir)
         .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let cred = Credential::generate(&format!("ceremony.{}", super::DOMAIN)).map_err(|e| e.to_string())?;
+    let cred =
+        Credential::generate(&format!("ceremony.{}", super::DOMAIN)).map_err(|e| e.to_string())?;
     let account = super::rehearsal_account(REHEARSAL_UPN, &cred).map_err(|e| e.to_string())?;
     let client_secret = SecretString::from(crate::secret::random_token(24));
     let key_path = dir.join("credential.pk8");

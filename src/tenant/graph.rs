@@ -170,7 +170,6 @@ pub(super) fn record_signin(s: &Arc<Shared>, corr: &str, error_code: i64, reason
     schedule_alert(s.clone(), created);
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

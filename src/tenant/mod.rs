@@ -291,7 +291,6 @@ fn uuid() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-
 impl RehearsalTenant {
     /// Binds the listener first, then spawns the server.
     pub async fn start(opts: TenantOptions) -> Result<Self, TenantError> {

@@ -19,7 +19,10 @@ pub(super) fn error_page(corr: &str, msg: &str) -> Response {
     (StatusCode::OK, Html(pages::error(corr, msg))).into_response()
 }
 
-pub(super) async fn authorize(State(s): State<Arc<Shared>>, Path(tenant): Path<String>) -> Response {
+pub(super) async fn authorize(
+    State(s): State<Arc<Shared>>,
+    Path(tenant): Path<String>,
+) -> Response {
     if tenant != TENANT_ID {
         return error_page(
             "",
@@ -280,7 +283,10 @@ pub(super) struct LandingQuery {
     session: Option<String>,
 }
 
-pub(super) async fn landing(State(s): State<Arc<Shared>>, Query(q): Query<LandingQuery>) -> Response {
+pub(super) async fn landing(
+    State(s): State<Arc<Shared>>,
+    Query(q): Query<LandingQuery>,
+) -> Response {
     let upn = q.session.and_then(|t| s.lock().sessions.get(&t).cloned());
     Html(pages::landing(upn.as_deref())).into_response()
 }
@@ -299,4 +305,3 @@ pub(super) struct TokenForm {
     #[serde(default)]
     pub(crate) client_secret: String,
 }
-

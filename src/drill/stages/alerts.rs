@@ -35,7 +35,10 @@ pub fn latency(name: &str, signin_at: DateTime<Utc>, a: &ReceivedAlert) -> Alert
 /// finding); then a check that could not run (an error).
 pub fn classify(observed: &[Observed], account: &str) -> (StageStatus, String) {
     if observed.iter().any(|o| o.obs.cancelled) {
-        return (StageStatus::Interrupted, "cancelled while waiting for alerts".into());
+        return (
+            StageStatus::Interrupted,
+            "cancelled while waiting for alerts".into(),
+        );
     }
     let missing: Vec<String> = observed
         .iter()
@@ -64,7 +67,12 @@ pub fn classify(observed: &[Observed], account: &str) -> (StageStatus, String) {
     }
     let errored: Vec<String> = observed
         .iter()
-        .filter_map(|o| o.obs.error.as_ref().map(|e| format!("{}: {e}", o.expected.name)))
+        .filter_map(|o| {
+            o.obs
+                .error
+                .as_ref()
+                .map(|e| format!("{}: {e}", o.expected.name))
+        })
         .collect();
     if !errored.is_empty() {
         return (StageStatus::Errored, errored.join("; "));
@@ -91,26 +99,33 @@ pub async fn run(
     cancel: &CancellationToken,
 ) -> Ended<Vec<Observed>> {
     let drill = plan.drill;
-    let waits = drill.alerts.iter().zip(&plan.alert_checks).map(|(exp, check)| {
-        let target = AlertTarget {
-            upn: drill.account.clone(),
-            signin_at,
-            // Config bounds deadlines; a deadline past tokio's range means
-            // "no deadline" rather than a panic.
-            deadline: ceremony
-                .checked_add(exp.deadline)
-                .unwrap_or_else(|| ceremony + std::time::Duration::from_secs(86_400 * 365)),
-        };
-        async move {
-            let obs = check.observe(&target, cancel).await;
-            let latency = obs.matched.as_ref().map(|m| latency(&exp.name, signin_at, m));
-            Observed {
-                expected: exp.clone(),
-                obs,
-                latency,
+    let waits = drill
+        .alerts
+        .iter()
+        .zip(&plan.alert_checks)
+        .map(|(exp, check)| {
+            let target = AlertTarget {
+                upn: drill.account.clone(),
+                signin_at,
+                // Config bounds deadlines; a deadline past tokio's range means
+                // "no deadline" rather than a panic.
+                deadline: ceremony
+                    .checked_add(exp.deadline)
+                    .unwrap_or_else(|| ceremony + std::time::Duration::from_secs(86_400 * 365)),
+            };
+            async move {
+                let obs = check.observe(&target, cancel).await;
+                let latency = obs
+                    .matched
+                    .as_ref()
+                    .map(|m| latency(&exp.name, signin_at, m));
+                Observed {
+                    expected: exp.clone(),
+                    obs,
+                    latency,
+                }
             }
-        }
-    });
+        });
     let observed = futures_util::future::join_all(waits).await;
     let (status, detail) = classify(&observed, &drill.account);
     Ended::new(status, detail, observed)
@@ -133,7 +148,9 @@ mod tests {
             received_at: at(got),
             raw: axum::body::Bytes::from_static(b"{}"),
             alert: CommonAlert {
-                alert_id: format!("/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/{id}"),
+                alert_id: format!(
+                    "/subscriptions/s/providers/Microsoft.AlertsManagement/alerts/{id}"
+                ),
                 rule: "r".into(),
                 severity: "Sev0".into(),
                 monitor_condition: "Fired".into(),
@@ -163,32 +180,75 @@ mod tests {
             at("2026-11-24T12:00:00Z"),
             &received("a", "2026-11-24T12:00:02Z", "2026-11-24T12:00:02.500Z"),
         );
-        assert_eq!((l.signin_to_fired_ms, l.fired_to_received_ms, l.signin_to_received_ms), (2000, 500, 2500));
+        assert_eq!(
+            (
+                l.signin_to_fired_ms,
+                l.fired_to_received_ms,
+                l.signin_to_received_ms
+            ),
+            (2000, 500, 2500)
+        );
     }
 
     #[test]
     fn classification() {
         let matched = AlertObservation {
-            matched: Some(received("a", "2026-11-24T12:00:02Z", "2026-11-24T12:00:03Z")),
+            matched: Some(received(
+                "a",
+                "2026-11-24T12:00:02Z",
+                "2026-11-24T12:00:03Z",
+            )),
             ..Default::default()
         };
         let (s, d) = classify(&[observed(matched.clone())], "bg1");
         assert_eq!(s, StageStatus::Passed);
-        assert_eq!(d, "Sev0: fired 2000 ms, delivered 3000 ms after the sign-in");
+        assert_eq!(
+            d,
+            "Sev0: fired 2000 ms, delivered 3000 ms after the sign-in"
+        );
 
         let ignored = AlertObservation {
-            ignored: vec![(received("old", "2026-11-24T11:00:00Z", "2026-11-24T12:00:01Z"), IgnoreReason::NoAccount)],
+            ignored: vec![(
+                received("old", "2026-11-24T11:00:00Z", "2026-11-24T12:00:01Z"),
+                IgnoreReason::NoAccount,
+            )],
             ..Default::default()
         };
         let (s, d) = classify(&[observed(ignored)], "bg1");
         assert_eq!(s, StageStatus::Failed);
-        assert_eq!(d, "no `Sev0` alert for bg1 within 5m (ignored 1: old names no account)");
+        assert_eq!(
+            d,
+            "no `Sev0` alert for bg1 within 5m (ignored 1: old names no account)"
+        );
 
-        let broken = AlertObservation { error: Some("API down".into()), ..Default::default() };
-        assert_eq!(classify(&[observed(broken.clone()), observed(matched.clone())], "bg1").0, StageStatus::Errored);
+        let broken = AlertObservation {
+            error: Some("API down".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            classify(
+                &[observed(broken.clone()), observed(matched.clone())],
+                "bg1"
+            )
+            .0,
+            StageStatus::Errored
+        );
         // A missing alert is a finding even when another check broke.
-        assert_eq!(classify(&[observed(broken), observed(AlertObservation::default())], "bg1").0, StageStatus::Failed);
-        let stopped = AlertObservation { cancelled: true, ..Default::default() };
-        assert_eq!(classify(&[observed(stopped), observed(matched)], "bg1").0, StageStatus::Interrupted);
+        assert_eq!(
+            classify(
+                &[observed(broken), observed(AlertObservation::default())],
+                "bg1"
+            )
+            .0,
+            StageStatus::Failed
+        );
+        let stopped = AlertObservation {
+            cancelled: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            classify(&[observed(stopped), observed(matched)], "bg1").0,
+            StageStatus::Interrupted
+        );
     }
 }

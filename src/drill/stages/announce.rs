@@ -35,7 +35,12 @@ pub fn text(plan: &RunPlan<'_>, run_id: &str) -> String {
 }
 
 /// Announces; hands on the text for the record.
-pub async fn run(plan: &RunPlan<'_>, sinks: &Sinks<'_>, run_id: &str, progress: &dyn Progress) -> Ended<String> {
+pub async fn run(
+    plan: &RunPlan<'_>,
+    sinks: &Sinks<'_>,
+    run_id: &str,
+    progress: &dyn Progress,
+) -> Ended<String> {
     let text = text(plan, run_id);
     progress.note(&text);
     match sinks.notifier.announce(&plan.drill.id, run_id, &text).await {

@@ -67,10 +67,17 @@ pub async fn run(
     // Allow for clock skew between this host and the cloud.
     let since = ceremony_at - chrono::Duration::minutes(5);
     let found = retry(&polling(drill.confirm_deadline), cancel, |_| async {
-        match plan.graph.sign_ins(&drill.account, since, correlation_id, cancel).await {
+        match plan
+            .graph
+            .sign_ins(&drill.account, since, correlation_id, cancel)
+            .await
+        {
             Ok(rows) => match select(&rows) {
                 Some(r) => Attempt::Done(r.clone()),
-                None => Attempt::Retry { error: Miss::NotYet, after: None },
+                None => Attempt::Retry {
+                    error: Miss::NotYet,
+                    after: None,
+                },
             },
             Err(CloudError::Cancelled) => Attempt::Fail(Miss::Unreadable(CloudError::Cancelled)),
             Err(e) => Attempt::Fail(Miss::Unreadable(e)),
@@ -90,9 +97,13 @@ pub async fn run(
             ),
             None,
         ),
-        Err(RetryError::Cancelled | RetryError::Failed(Miss::Unreadable(CloudError::Cancelled))) => {
-            Ended::new(StageStatus::Interrupted, "cancelled while reading the sign-in log", None)
-        }
+        Err(
+            RetryError::Cancelled | RetryError::Failed(Miss::Unreadable(CloudError::Cancelled)),
+        ) => Ended::new(
+            StageStatus::Interrupted,
+            "cancelled while reading the sign-in log",
+            None,
+        ),
         Err(RetryError::Failed(Miss::Unreadable(e))) => Ended::new(
             StageStatus::Errored,
             format!("could not read the sign-in log: {e}"),
@@ -120,8 +131,14 @@ mod tests {
         let rec = json!({"id": "r1", "correlationId": "c1", "createdDateTime": "2026-11-24T21:16:53Z", "status": {"errorCode": 53003}});
         let (s, d) = judge(&rec);
         assert_eq!(s, StageStatus::Failed);
-        assert!(d.contains("r1") && d.contains("c1") && d.ends_with("shows error 53003"), "{d}");
-        assert_eq!(judge(&json!({"status": {"errorCode": 0}})).0, StageStatus::Passed);
+        assert!(
+            d.contains("r1") && d.contains("c1") && d.ends_with("shows error 53003"),
+            "{d}"
+        );
+        assert_eq!(
+            judge(&json!({"status": {"errorCode": 0}})).0,
+            StageStatus::Passed
+        );
         assert_eq!(judge(&json!({})).0, StageStatus::Failed);
     }
 

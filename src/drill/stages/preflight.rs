@@ -26,7 +26,10 @@ pub enum PreflightError {
     Browser(#[from] BrowserError),
 }
 
-async fn check(plan: &RunPlan<'_>, cancel: &CancellationToken) -> Result<(Browser, String), PreflightError> {
+async fn check(
+    plan: &RunPlan<'_>,
+    cancel: &CancellationToken,
+) -> Result<(Browser, String), PreflightError> {
     let notes = plan.authenticator.preflight().await?;
     plan.graph.check(cancel).await?;
     let b = Browser::launch(&plan.browser).await?;

@@ -2,8 +2,6 @@
 //! record is built by a pure function ([`build`]); the exact bytes written
 //! are the bytes hashed and signed.
 
-use chrono::Utc;
-
 use super::{Ended, Gathered};
 use crate::drill::plan::{RunPlan, Sinks};
 use crate::evidence::{BundleWriter, EvidenceError, SealedBundle, SigningKey};
@@ -97,7 +95,7 @@ pub(crate) fn build(
         operator: plan.operator.clone(),
         witness: plan.witness.clone(),
         started: g.started,
-        recorded: Utc::now(),
+        recorded: crate::support::time::now(),
         verdict,
         reasons,
         stages: stages.to_vec(),
@@ -122,11 +120,17 @@ fn write(
 ) -> Result<SealedBundle, EvidenceError> {
     let mut w = BundleWriter::create(&sinks.evidence_dir, &record.drill.id, &record.run_id)?;
     let json = |what: &'static str, r: Result<Vec<u8>, serde_json::Error>| {
-        r.map_err(|e| EvidenceError::Serialize { what, why: e.to_string() })
+        r.map_err(|e| EvidenceError::Serialize {
+            what,
+            why: e.to_string(),
+        })
     };
     w.add("drill.json", &json("drill.json", record.to_json())?)?;
     if let Some(s) = &g.signin_record {
-        w.add("signin.json", &json("signin.json", serde_json::to_vec_pretty(s))?)?;
+        w.add(
+            "signin.json",
+            &json("signin.json", serde_json::to_vec_pretty(s))?,
+        )?;
     }
     for (name, bytes) in files {
         w.add(name, bytes)?;
@@ -134,7 +138,10 @@ fn write(
     for c in &g.captures {
         w.add(&c.name, &c.bytes)?;
     }
-    w.add("report.html", crate::evidence::report::html(record).as_bytes())?;
+    w.add(
+        "report.html",
+        crate::evidence::report::html(record).as_bytes(),
+    )?;
     w.finish(key, sinks.signer)
 }
 

@@ -6,7 +6,10 @@ use crate::record::{DrillRecord, StageStatus};
 
 /// The report text (pure).
 pub fn text(r: &DrillRecord) -> String {
-    let mut t = format!("glassdrill: drill {} run {}: {}", r.drill.id, r.run_id, r.verdict);
+    let mut t = format!(
+        "glassdrill: drill {} run {}: {}",
+        r.drill.id, r.run_id, r.verdict
+    );
     for reason in &r.reasons {
         t.push_str(&format!("\n  reason: {reason}"));
     }
@@ -15,7 +18,11 @@ pub fn text(r: &DrillRecord) -> String {
 
 /// Delivers the report.
 pub async fn run(sinks: &Sinks<'_>, record: &DrillRecord) -> Ended<()> {
-    match sinks.notifier.report(&record.drill.id, &record.run_id, &text(record)).await {
+    match sinks
+        .notifier
+        .report(&record.drill.id, &record.run_id, &text(record))
+        .await
+    {
         Ok(detail) => Ended::new(StageStatus::Passed, detail, ()),
         Err(e) => Ended::new(StageStatus::Warning, e.to_string(), ()),
     }

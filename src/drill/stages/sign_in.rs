@@ -42,7 +42,10 @@ pub fn judge(outcome: &FlowOutcome, account: &str) -> (StageStatus, String) {
             ),
         ),
         FlowOutcome::BrowserFailed(e) => (StageStatus::Errored, format!("browser failed: {e}")),
-        FlowOutcome::Cancelled => (StageStatus::Interrupted, "cancelled during the sign-in".into()),
+        FlowOutcome::Cancelled => (
+            StageStatus::Interrupted,
+            "cancelled during the sign-in".into(),
+        ),
     }
 }
 
@@ -59,7 +62,7 @@ pub async fn run(
     let (status, detail) = judge(&run.outcome, &plan.drill.account);
     let ceremony = (run.outcome == FlowOutcome::SignedIn).then(|| {
         run.ceremony_at
-            .unwrap_or_else(|| (Utc::now(), tokio::time::Instant::now()))
+            .unwrap_or_else(|| (crate::support::time::now(), tokio::time::Instant::now()))
     });
     Ended::new(
         status,
@@ -79,14 +82,26 @@ mod tests {
 
     #[test]
     fn refusal_is_a_finding_and_drift_an_error() {
-        let refused = FlowOutcome::Refused { step: "security key".into(), message: "AADSTS50126".into() };
+        let refused = FlowOutcome::Refused {
+            step: "security key".into(),
+            message: "AADSTS50126".into(),
+        };
         assert_eq!(judge(&refused, "a@b").0, StageStatus::Failed);
-        let drift = FlowOutcome::Drift { step: "x".into(), detail: "y".into() };
+        let drift = FlowOutcome::Drift {
+            step: "x".into(),
+            detail: "y".into(),
+        };
         let (s, d) = judge(&drift, "a@b");
         assert_eq!(s, StageStatus::Errored);
         assert!(d.starts_with("flow drift at step x"));
-        assert_eq!(judge(&FlowOutcome::Cancelled, "a@b").0, StageStatus::Interrupted);
-        assert_eq!(judge(&FlowOutcome::BrowserFailed("x".into()), "a@b").0, StageStatus::Errored);
+        assert_eq!(
+            judge(&FlowOutcome::Cancelled, "a@b").0,
+            StageStatus::Interrupted
+        );
+        assert_eq!(
+            judge(&FlowOutcome::BrowserFailed("x".into()), "a@b").0,
+            StageStatus::Errored
+        );
         assert_eq!(judge(&FlowOutcome::SignedIn, "a@b").0, StageStatus::Passed);
     }
 }

@@ -39,7 +39,11 @@ pub async fn run(
         }
     }
     if warnings.is_empty() {
-        Ended::new(StageStatus::Passed, "signed out; browser closed; profile destroyed", shot)
+        Ended::new(
+            StageStatus::Passed,
+            "signed out; browser closed; profile destroyed",
+            shot,
+        )
     } else {
         Ended::new(StageStatus::Warning, warnings.join("; "), shot)
     }

@@ -1,12 +1,10 @@
 //! The webhook receiver under bad requests: right status codes, nothing
 //! stored, and a drill under a flood of them still gets its verdict.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::util::{Notes, World};
 use chrono::Utc;
-use common::{Notes, World};
 use glassdrill::alerts::{AlertCheck, AlertTarget, WebhookReceiver};
 use glassdrill::drill::{Stage, Verdict};
 use glassdrill::runner::{RunOptions, run_configured};
@@ -26,7 +24,7 @@ async fn receiver() -> WebhookReceiver {
 }
 
 fn alert(upn: &str) -> serde_json::Value {
-    glassdrill::tenant::common_alert("a-1", upn, Utc::now(), Utc::now())
+    glassdrill::tenant::alerting::common_alert("a-1", upn, Utc::now(), Utc::now())
 }
 
 #[tokio::test]
@@ -74,7 +72,7 @@ async fn bad_requests_get_the_matching_4xx_and_change_nothing() {
     assert_eq!(other_schema.status(), 422);
     let get = http.get(&good).send().await.unwrap();
     assert_eq!(get.status(), 405);
-    assert!(r.received().is_empty(), "nothing bad was stored");
+    assert!(r.unrouted().is_empty(), "nothing bad was stored");
 
     let ok = http
         .post(&good)
@@ -84,7 +82,8 @@ async fn bad_requests_get_the_matching_4xx_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 202);
-    let got = r.received();
+    // No run is waiting: the delivery is kept as unrouted, not dropped.
+    let got = r.unrouted();
     assert_eq!(got.len(), 1);
     assert_eq!(
         got[0].raw.as_ref(),
@@ -103,7 +102,9 @@ async fn check_counts_only_this_account_after_the_sign_in() {
     let http = reqwest::Client::new();
     let url = r.url_with_token().expose_secret().to_owned();
     let signin = Utc::now();
-    let stale = glassdrill::tenant::common_alert(
+    // The run attaches before anything can fire, as a drill does.
+    let check = r.attach("BG1@contoso.onmicrosoft.com");
+    let stale = glassdrill::tenant::alerting::common_alert(
         "stale",
         "bg1@contoso.onmicrosoft.com",
         signin,
@@ -112,7 +113,6 @@ async fn check_counts_only_this_account_after_the_sign_in() {
     for v in [alert("bg2@contoso.onmicrosoft.com"), stale] {
         assert_eq!(http.post(&url).json(&v).send().await.unwrap().status(), 202);
     }
-    let check = r.check();
     let target = AlertTarget {
         upn: "BG1@contoso.onmicrosoft.com".into(),
         signin_at: signin,
@@ -121,8 +121,12 @@ async fn check_counts_only_this_account_after_the_sign_in() {
     let c = CancellationToken::new();
     let waiter = tokio::spawn(async move { check.observe(&target, &c).await });
     // Wait until the check has seen the two ignored ones, then send the real one.
-    let good =
-        glassdrill::tenant::common_alert("good", "bg1@contoso.onmicrosoft.com", signin, Utc::now());
+    let good = glassdrill::tenant::alerting::common_alert(
+        "good",
+        "bg1@contoso.onmicrosoft.com",
+        signin,
+        Utc::now(),
+    );
     assert_eq!(
         http.post(&url).json(&good).send().await.unwrap().status(),
         202
@@ -131,6 +135,10 @@ async fn check_counts_only_this_account_after_the_sign_in() {
     let m = obs.matched.expect("the right alert counts");
     assert!(m.alert.alert_id.ends_with("good"));
     assert_eq!(obs.ignored.len(), 2, "{:?}", obs.ignored);
+    // The bg2 alert named no waiting run: also kept as unrouted.
+    let unrouted = r.unrouted();
+    assert_eq!(unrouted.len(), 1);
+    assert_eq!(unrouted[0].alert.accounts, ["bg2@contoso.onmicrosoft.com"]);
     r.shutdown().await;
 }
 
@@ -206,12 +214,12 @@ async fn a_flood_of_bad_requests_during_a_drill_does_not_change_its_verdict() {
         "only 403/413 for bad tokens: {codes:?}"
     );
     assert!(codes.values().sum::<u32>() >= 8, "the flood ran: {codes:?}");
-    let record: serde_json::Value = serde_json::from_slice(
+    let record = glassdrill::record::DrillRecord::from_json(
         &std::fs::read(outcome.bundle.unwrap().dir.join("drill.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(
-        record["alerts"][0]["ignored"].as_array().unwrap().len(),
+        record.alerts[0].ignored.len(),
         0,
         "flood requests never reach the drill"
     );

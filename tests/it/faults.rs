@@ -2,11 +2,9 @@
 //! stage, with the right reason; real Chromium each time, and nothing left
 //! running afterwards.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{World, files, rehearse, stage};
+use crate::util::{World, files, rehearse, stage};
 use glassdrill::drill::{Stage, StageStatus, Verdict};
 use glassdrill::tenant::Fault;
 

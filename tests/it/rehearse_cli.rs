@@ -3,12 +3,10 @@
 //! `evidence verify`, `ssh-keygen -Y verify` and `sha256sum -c --strict`
 //! accept; then tampering with every file of it is caught.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{World, files};
+use crate::util::{World, files};
 
 fn bundle_from_stdout(out: &str) -> PathBuf {
     let line = out

@@ -1,18 +1,18 @@
 //! Do no harm: when the tenant cannot be read back (wrong app secret), the
 //! drill stops in preflight with ERROR and the account is never touched.
 
-mod common;
-
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{World, stage};
+use crate::util::{World, stage};
 use glassdrill::alerts::{AlertCheck, WebhookReceiver};
-use glassdrill::authenticator::VirtualAuthenticator;
+use glassdrill::authenticator::{Credential, VirtualAuthenticator};
 use glassdrill::browser::BrowserOptions;
-use glassdrill::drill::{DrillPlan, Stage, StageStatus, TenantEndpoints, Verdict, run_drill};
+use glassdrill::cloud::{AppCredentials, GraphClient, TokenCache};
+use glassdrill::drill::{Quiet, RunPlan, Sinks, Stage, StageStatus, TenantEndpoints, Verdict};
 use glassdrill::evidence::SigningKey;
-use glassdrill::runner::{GeneratedCredential, rehearsal_account};
-use glassdrill::tenant::{RehearsalTenant, TENANT_ID, TenantOptions};
+use glassdrill::notify::Console;
+use glassdrill::tenant::{DOMAIN, RehearsalTenant, TENANT_ID, TenantOptions, rehearsal_account};
 use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
@@ -20,14 +20,8 @@ use tokio_util::sync::CancellationToken;
 async fn unreadable_tenant_stops_in_preflight_without_a_sign_in() {
     let w = World::new();
     let drill = glassdrill::config::DrillConfig::rehearsal().unwrap();
-    let cred = GeneratedCredential::new().unwrap();
-    let account = rehearsal_account(
-        &drill.account,
-        &cred.id,
-        cred.pkcs8.expose_secret(),
-        &cred.user_handle,
-    )
-    .unwrap();
+    let cred = Credential::generate(&format!("ceremony.{DOMAIN}")).unwrap();
+    let account = rehearsal_account(&drill.account, &cred).unwrap();
     let receiver = WebhookReceiver::start(
         "127.0.0.1:0".parse().unwrap(),
         SecretString::from("tok"),
@@ -57,36 +51,40 @@ async fn unreadable_tenant_stops_in_preflight_without_a_sign_in() {
     .unwrap();
     let key = SigningKey::generate(&w.path().join("key"), "test@glassdrill").unwrap();
     let host = w.host();
-    let plan = DrillPlan {
+    let tokens = TokenCache::new(AppCredentials {
+        authority: tenant.urls().authority.clone(),
+        tenant_id: TENANT_ID.into(),
+        client_id: "glassdrill-rehearsal".into(),
+        client_secret: SecretString::from("a-wrong-secret"),
+    })
+    .unwrap();
+    let plan = RunPlan {
         drill: &drill,
-        host_digest: "0",
+        host_digest: "0".into(),
         tenant: TenantEndpoints {
             authority: tenant.urls().authority.clone(),
             tenant_id: TENANT_ID.into(),
             graph: tenant.urls().graph.clone(),
-            client_id: "glassdrill-rehearsal".into(),
-            client_secret: SecretString::from("a-wrong-secret"),
         },
+        graph: GraphClient::new(&tenant.urls().graph, Arc::new(tokens)).unwrap(),
         authenticator: &auth,
-        alert_checks: vec![Box::new(receiver.check()) as Box<dyn AlertCheck>],
+        alert_checks: vec![Box::new(receiver.attach(&drill.account)) as Box<dyn AlertCheck>],
         browser: BrowserOptions {
             chromium: host.browser.chromium.clone(),
             chromedriver: host.browser.chromedriver.clone(),
             temp_dir: host.browser.temp_dir.clone(),
         },
         step_timeout: Duration::from_secs(5),
-        evidence_dir: w.path().join("evidence"),
-        signing_key: &key,
-        signer: "test@glassdrill",
         operator: None,
         witness: None,
     };
-    let o = run_drill(
-        plan,
-        &glassdrill::progress::Quiet,
-        &CancellationToken::new(),
-    )
-    .await;
+    let sinks = Sinks {
+        evidence_dir: w.path().join("evidence"),
+        signing_key: &key,
+        signer: "test@glassdrill",
+        notifier: &Console,
+    };
+    let o = glassdrill::drill::run(plan, &sinks, &Quiet, &CancellationToken::new()).await;
     assert_eq!(o.verdict, Verdict::Error, "{:#?}", o.stages);
     let pre = stage(&o, Stage::Preflight);
     assert_eq!(pre.status, StageStatus::Errored);

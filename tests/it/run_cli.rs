@@ -2,13 +2,11 @@
 //! credential from a key file, against the rehearsal tenant), and Ctrl-C in
 //! the middle of a drill: INTERRUPTED, evidence kept, nothing left running.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::OpenOptionsExt;
 
+use crate::util::World;
 use base64::Engine as _;
-use common::World;
 
 fn setup_drill(w: &World) {
     let pkcs8 = glassdrill::webauthn::generate_p256_pkcs8().unwrap();
@@ -79,7 +77,7 @@ fn run_a_drill_file_with_a_key_from_a_file() {
     // The private key never reaches the evidence.
     let pkcs8 = std::fs::read(w.path().join("bg-rehearsal.pk8")).unwrap();
     let needle = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&pkcs8);
-    for f in common::files(std::path::Path::new(&dir)) {
+    for f in crate::util::files(std::path::Path::new(&dir)) {
         let text =
             String::from_utf8_lossy(&std::fs::read(format!("{dir}/{f}")).unwrap()).to_string();
         assert!(!text.contains(&needle), "{f} contains the private key");

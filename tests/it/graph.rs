@@ -3,7 +3,9 @@
 //! on 429, and errors that name the fix without echoing the secret.
 
 use chrono::{TimeZone, Utc};
-use glassdrill::graph::{GraphClient, GraphError};
+use std::sync::Arc;
+
+use glassdrill::cloud::{AppCredentials, CloudError as GraphError, GraphClient, TokenCache};
 use secrecy::SecretString;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -35,14 +37,14 @@ fn urlencode(s: &str) -> String {
 }
 
 fn client(server: &MockServer) -> GraphClient {
-    GraphClient::new(
-        &server.uri(),
-        &server.uri(),
-        TENANT,
-        "app-1",
-        SecretString::from(SECRET),
-    )
-    .unwrap()
+    let tokens = TokenCache::new(AppCredentials {
+        authority: server.uri(),
+        tenant_id: TENANT.into(),
+        client_id: "app-1".into(),
+        client_secret: SecretString::from(SECRET),
+    })
+    .unwrap();
+    GraphClient::new(&server.uri(), Arc::new(tokens)).unwrap()
 }
 
 /// The sign-ins of bg1 since now, with no cancellation.

@@ -1,15 +1,14 @@
 //! Test helpers: each test gets its own temp dir (state, browser temp
 //! files), a host config pointing into it, and a check that no browser
 //! process or temp directory outlives the drill.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use glassdrill::config::{Environment, HostConfig};
+use glassdrill::drill::Progress;
 use glassdrill::drill::{DrillOutcome, Stage, StageRecord};
-use glassdrill::progress::Progress;
 use glassdrill::runner::{RunOptions, run_configured};
 use glassdrill::tenant::Fault;
 use tokio_util::sync::CancellationToken;
@@ -199,7 +198,7 @@ pub async fn rehearse(world: &World, faults: &[Fault], deadline: Duration) -> Dr
         &world.host(),
         &drill,
         &opts,
-        &glassdrill::progress::Quiet,
+        &glassdrill::drill::Quiet,
         &CancellationToken::new(),
     )
     .await

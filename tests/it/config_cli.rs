@@ -2,9 +2,7 @@
 //! exit 64; `check-config` reports every problem at once; secrets never
 //! show in messages.
 
-mod common;
-
-use common::World;
+use crate::util::World;
 
 fn write(w: &World, rel: &str, text: &str) {
     let p = w.path().join(rel);

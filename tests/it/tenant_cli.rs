@@ -1,11 +1,9 @@
 //! `glassdrill tenant` serves the rehearsal tenant on its own, prints its
 //! URLs, answers on them, and stops cleanly on Ctrl-C.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 
-use common::World;
+use crate::util::World;
 
 #[tokio::test]
 async fn tenant_prints_working_urls_and_stops_on_ctrl_c() {
@@ -42,7 +40,7 @@ async fn tenant_prints_working_urls_and_stops_on_ctrl_c() {
         std::fs::read_to_string(w.state().join("glassdrill/rehearsal/client-secret")).unwrap();
     assert!(!all.contains(&secret));
 
-    let http = glassdrill::graph::http_client().unwrap();
+    let http = glassdrill::support::http::client().unwrap();
     let page = http.get(&signin).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();

@@ -1,0 +1,14 @@
+//! The integration tests, one binary (one link): real Chromium through real
+//! chromedriver, real HTTP servers on loopback, the real binary.
+
+mod config_cli;
+mod faults;
+mod graph;
+mod preflight;
+mod record;
+mod rehearse_cli;
+mod run_cli;
+mod services;
+mod tenant_cli;
+mod util;
+mod webhook;
