@@ -486,6 +486,7 @@ pub(crate) fn validate_signer(signer: &str) -> Result<(), EvidenceError> {
 mod allowed_signers;
 mod bundle;
 mod keys;
+mod manifest;
 pub mod report;
 #[cfg(test)]
 mod testutil;
@@ -494,4 +495,5 @@ mod verify;
 pub(crate) use allowed_signers::*;
 pub use bundle::*;
 pub use keys::*;
+pub(crate) use manifest::*;
 pub use verify::*;
