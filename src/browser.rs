@@ -25,6 +25,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::support::retry::{Attempt, Backoff, RetryError, retry};
 
 /// What can go wrong with the browser; none of these is a finding about the
 /// account (they make a drill ERROR, not FAIL).
@@ -264,26 +267,45 @@ async fn wait_ready(
             reason: e.to_string(),
         })?;
     let url = format!("http://127.0.0.1:{port}/status");
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(BrowserError::Start {
-                what: "chromedriver",
-                reason: format!("it exited at once ({status})"),
-            });
+    // Poll fast at first: chromedriver is usually ready within 50 ms.
+    let polling = Backoff {
+        initial: Duration::from_millis(10),
+        max_delay: Duration::from_millis(200),
+        max_elapsed: limit,
+        max_attempts: u32::MAX,
+        jitter: false,
+    };
+    let ready = retry(&polling, &CancellationToken::new(), |_| {
+        let exited = child.try_wait();
+        let http = &http;
+        let url = &url;
+        async move {
+            if let Ok(Some(status)) = exited {
+                return Attempt::Fail(BrowserError::Start {
+                    what: "chromedriver",
+                    reason: format!("it exited at once ({status})"),
+                });
+            }
+            match http.get(url).send().await {
+                Ok(resp) => match resp.json::<Value>().await {
+                    Ok(v) if v["value"]["ready"].as_bool() == Some(true) => Attempt::Done(()),
+                    _ => Attempt::Retry {
+                        error: BrowserError::NotReady(limit),
+                        after: None,
+                    },
+                },
+                Err(_) => Attempt::Retry {
+                    error: BrowserError::NotReady(limit),
+                    after: None,
+                },
+            }
         }
-        if let Ok(resp) = http.get(&url).send().await
-            && let Ok(v) = resp.json::<Value>().await
-            && v["value"]["ready"].as_bool() == Some(true)
-        {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(BrowserError::NotReady(limit));
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_millis(200));
+    })
+    .await;
+    match ready {
+        Ok(()) => Ok(()),
+        Err(RetryError::Failed(e) | RetryError::Exhausted { last: e, .. }) => Err(e),
+        Err(RetryError::Cancelled) => Err(BrowserError::NotReady(limit)),
     }
 }
 
@@ -333,10 +355,19 @@ impl Browser {
         }
 
         // A port picked by binding :0 can be taken before chromedriver binds
-        // it; try a few times.
-        let mut last = None;
-        for _ in 0..3 {
-            let port = free_port()?;
+        // it: start it again on another port, a few times.
+        let starts = Backoff {
+            initial: Duration::from_millis(50),
+            max_delay: Duration::from_millis(200),
+            max_elapsed: Duration::from_secs(60),
+            max_attempts: 3,
+            jitter: true,
+        };
+        let started = retry(&starts, &CancellationToken::new(), |_| async {
+            let port = match free_port() {
+                Ok(p) => p,
+                Err(e) => return Attempt::Fail(e),
+            };
             let mut cmd = tokio::process::Command::new(&opts.chromedriver);
             cmd.arg(format!("--port={port}"))
                 .arg("--allowed-ips=127.0.0.1")
@@ -352,7 +383,10 @@ impl Browser {
                 .stderr(Stdio::null())
                 .process_group(0)
                 .kill_on_drop(true);
-            let mut child = cmd.spawn().map_err(start_err("chromedriver"))?;
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => return Attempt::Fail(start_err("chromedriver")(e)),
+            };
             let pgid = child
                 .id()
                 .and_then(|id| i32::try_from(id).ok())
@@ -365,12 +399,17 @@ impl Browser {
                 dir: dir.path().to_path_buf(),
             };
             match ready {
-                Ok(()) => return Self::open_session(driver, dir, opts).await,
+                Ok(()) => Attempt::Done(driver),
                 // Dropping the driver kills and reaps what it started.
-                Err(e) => last = Some(e),
+                Err(error) => Attempt::Retry { error, after: None },
             }
+        })
+        .await;
+        match started {
+            Ok(driver) => Self::open_session(driver, dir, opts).await,
+            Err(RetryError::Failed(e) | RetryError::Exhausted { last: e, .. }) => Err(e),
+            Err(RetryError::Cancelled) => Err(BrowserError::NotReady(Duration::from_secs(15))),
         }
-        Err(last.unwrap_or(BrowserError::NotReady(Duration::from_secs(15))))
     }
 
     async fn open_session(

@@ -141,13 +141,12 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// 64 for a user mistake, 2 for everything else (retry later).
-    pub fn exit_code(&self) -> u8 {
+    /// A user mistake (fix the configuration) rather than an outage or a
+    /// host problem (retry later).
+    pub fn is_user_error(&self) -> bool {
         match self {
-            Self::Plan(_) => crate::cli::EXIT_USAGE,
-            Self::Service(_) | Self::Tenant(_) | Self::Authenticator(_) => {
-                crate::record::Verdict::Error.exit_code()
-            }
+            Self::Plan(_) => true,
+            Self::Service(_) | Self::Tenant(_) | Self::Authenticator(_) => false,
         }
     }
 }

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{DrillConfig, Environment, HostConfig, Problems};
-use crate::drill::Progress;
+use crate::drill::{Progress, Verdict};
 use crate::runner::RunOptions;
 use crate::tenant::Fault;
 

@@ -21,7 +21,11 @@ pub(crate) async fn drill_command(
         }
         Err(e) => {
             errln!("error: {e}");
-            e.exit_code()
+            if e.is_user_error() {
+                EXIT_USAGE
+            } else {
+                Verdict::Error.exit_code()
+            }
         }
     }
 }

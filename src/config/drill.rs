@@ -192,15 +192,13 @@ impl DrillConfig {
         let mut problems = Vec::new();
 
         let id = raw.id.get_ref().clone();
-        let id_ok = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !id_ok {
+        if let Err(why) = crate::support::ids::check(&id) {
             problems.push(src.error(
                 raw.id.span().start,
-                "id must be 1-64 characters of letters, digits, `-` and `_` (it names the evidence directory)",
+                format!(
+                    "id `{id}` {why}: an id is {} (it names the evidence directory)",
+                    crate::support::ids::RULE
+                ),
             ));
         }
         let account = raw.account.get_ref().trim().to_owned();
@@ -321,11 +319,10 @@ impl DrillConfig {
             problems.push(src.error(0, "a drill needs at least one [[alerts]] entry: a sign-in nobody is told about proves nothing"));
         }
 
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        sha2::Digest::update(&mut hasher, text.as_bytes());
+        let mut digest = crate::support::hash::sha256_hex(text.as_bytes());
         let flow = match flow_reader(raw.flow.get_ref()) {
             Ok((fpath, ftext)) => {
-                sha2::Digest::update(&mut hasher, ftext.as_bytes());
+                digest = crate::support::hash::sha256_hex_all([text.as_bytes(), ftext.as_bytes()]);
                 match Flow::parse(&fpath, &ftext) {
                     Ok(f) => Some(f),
                     Err(ps) => {
@@ -366,7 +363,7 @@ impl DrillConfig {
             authenticator,
             alerts,
             source: path.to_path_buf(),
-            digest: hex::encode(sha2::Digest::finalize(hasher)),
+            digest,
             warnings: problems.0,
         })
     }

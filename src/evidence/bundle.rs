@@ -2,6 +2,8 @@
 //! signature, renamed into place.
 
 use super::*;
+use std::fs::DirBuilder;
+use std::os::unix::fs::DirBuilderExt as _;
 
 /// Writes one bundle into a hidden staging directory and, on
 /// [`finish`](BundleWriter::finish), seals and renames it into place.

@@ -196,4 +196,3 @@ pub(crate) fn walk_bundle(
         }
     }
 }
-

@@ -33,9 +33,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use rand_core::OsRng;
@@ -300,14 +300,9 @@ pub(crate) fn public_key_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The directory holding `path` (`.` for a bare file name).
-pub(crate) fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
+pub(crate) use crate::support::fs::{ReadCappedError, parent_dir, read_capped};
 
+/// Checks a key comment: one line, bounded.
 pub(crate) fn validate_comment(comment: &str) -> Result<(), EvidenceError> {
     if comment.len() > MAX_COMMENT_LEN {
         return Err(EvidenceError::InvalidComment {
@@ -323,89 +318,37 @@ pub(crate) fn validate_comment(comment: &str) -> Result<(), EvidenceError> {
     Ok(())
 }
 
-/// Creates `dir` and any missing parents with mode 0700. Existing
-/// directories are left as they are.
+/// Creates `dir` and missing parents, mode 0700.
 pub(crate) fn create_dirs(dir: &Path) -> Result<(), EvidenceError> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(io_err("create directory", dir))
+    crate::support::fs::create_private_dirs(dir).map_err(io_err("create directory", dir))
 }
 
 /// fsyncs a directory, making the entries created or renamed in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), EvidenceError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
+    crate::support::fs::sync_dir(dir).map_err(io_err("fsync directory", dir))
 }
 
-/// Writes `bytes` to a new file at `path`: temporary file in the same
-/// directory, fsync, then a rename that fails instead of replacing an
-/// existing `path`.
+/// Writes a new key file atomically; an existing one is never replaced.
 pub(crate) fn write_new_file_atomic(
     path: &Path,
     bytes: &[u8],
     mode: u32,
 ) -> Result<(), EvidenceError> {
-    let dir = parent_dir(path);
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".glassdrill-")
-        .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(mode))
-        .tempfile_in(&dir)
-        .map_err(io_err("create a temporary file in", &dir))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(io_err("write", tmp.path()))?;
-    match tmp.persist_noclobber(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Err(EvidenceError::KeyExists {
+    use crate::support::fs::{Existing, write_atomic};
+    match write_atomic(path, bytes, mode, Existing::Refuse) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(EvidenceError::KeyExists {
             path: path.to_path_buf(),
         }),
-        Err(e) => Err(io_err("write", path)(e.error)),
+        Err(e) => Err(io_err("write", path)(e)),
     }
 }
 
-/// Creates `path`, which must not exist (no symlink is followed), writes
-/// `bytes` to it with mode 0600 and fsyncs it.
-///
-/// Bundle files are written this way rather than via rename because the
-/// whole staging directory is renamed into place at the end: that rename is
-/// the atomic step.
+/// Creates a new bundle file (mode 0600, fsynced). Bundle files are not
+/// renamed one by one: the whole staging directory is renamed into place
+/// at the end, and that rename is the atomic step.
 pub(crate) fn write_new_file(path: &Path, bytes: &[u8]) -> Result<(), EvidenceError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(io_err("create", path))?;
-    if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
-        drop(f);
-        // Best effort: a half-written file must not linger in the staging
-        // directory; the write error is what gets reported.
-        let _ = fs::remove_file(path);
-        return Err(io_err("write", path)(e));
-    }
-    Ok(())
-}
-
-pub(crate) enum ReadCappedError {
-    Io(io::Error),
-    TooLarge,
-}
-
-/// Reads a whole file, refusing files larger than `cap` bytes.
-pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReadCappedError> {
-    let f = File::open(path).map_err(ReadCappedError::Io)?;
-    let mut buf = Vec::new();
-    f.take(cap + 1)
-        .read_to_end(&mut buf)
-        .map_err(ReadCappedError::Io)?;
-    if buf.len() as u64 > cap {
-        return Err(ReadCappedError::TooLarge);
-    }
-    Ok(buf)
+    crate::support::fs::write_new_private(path, bytes).map_err(io_err("create", path))
 }
 
 pub(crate) use crate::support::hash::sha256_hex;

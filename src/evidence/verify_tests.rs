@@ -186,9 +186,7 @@ fn verify_all_lists_every_problem() {
     assert!(
         matches!(&errs[0], VerifyError::FileModified { path, .. } if path.ends_with("drill.json"))
     );
-    assert!(
-        matches!(&errs[1], VerifyError::FileMissing { path } if path.ends_with("report.html"))
-    );
+    assert!(matches!(&errs[1], VerifyError::FileMissing { path } if path.ends_with("report.html")));
     assert!(
         matches!(&errs[2], VerifyError::FileUnlisted { path } if path.ends_with("screenshots/99-extra.png"))
     );

@@ -307,8 +307,7 @@ fn tampered_authenticator_data_rejected() {
     let fx = Fixture::new(0);
     // Flip a byte after signing, in the counter and in the flags.
     for (index, mask) in [(36, 0x01), (35, 0x80), (32, 0x40)] {
-        let mut parts =
-            Parts::signed(&fx.key, auth_data(RP_ID, UP | UV, 1), good_client_data());
+        let mut parts = Parts::signed(&fx.key, auth_data(RP_ID, UP | UV, 1), good_client_data());
         parts.auth_data[index] ^= mask;
         assert_eq!(
             verify_assertion(&fx.expected(true), &fx.stored, &parts.assertion()),
@@ -359,8 +358,7 @@ fn malformed_signature_rejected() {
     let mut trailing = good.signature.clone();
     trailing.push(0);
     for bad in [Vec::new(), raw, trailing, good.signature[..10].to_vec()] {
-        let mut parts =
-            Parts::signed(&fx.key, auth_data(RP_ID, UP | UV, 1), good_client_data());
+        let mut parts = Parts::signed(&fx.key, auth_data(RP_ID, UP | UV, 1), good_client_data());
         parts.signature = bad;
         assert_eq!(
             verify_assertion(&fx.expected(true), &fx.stored, &parts.assertion()),
@@ -468,8 +466,7 @@ fn non_json_client_data_rejected() {
 fn user_handle_mismatch_rejected() {
     let fx = Fixture::new(0);
     for handle in [b"someone-else".to_vec(), Vec::new()] {
-        let mut parts =
-            Parts::signed(&fx.key, auth_data(RP_ID, UP | UV, 1), good_client_data());
+        let mut parts = Parts::signed(&fx.key, auth_data(RP_ID, UP | UV, 1), good_client_data());
         parts.user_handle = Some(handle);
         assert_eq!(
             verify_assertion(&fx.expected(true), &fx.stored, &parts.assertion()),
@@ -486,8 +483,7 @@ fn credential_id_mismatch_rejected() {
         CRED_ID[..8].to_vec(),
         Vec::new(),
     ] {
-        let mut parts =
-            Parts::signed(&fx.key, auth_data(RP_ID, UP | UV, 1), good_client_data());
+        let mut parts = Parts::signed(&fx.key, auth_data(RP_ID, UP | UV, 1), good_client_data());
         parts.credential_id = id;
         assert_eq!(
             verify_assertion(&fx.expected(true), &fx.stored, &parts.assertion()),
