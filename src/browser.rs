@@ -186,7 +186,7 @@ fn reap(pids: &mut Vec<Pid>) {
 /// that name it (its chromedriver, Chromium and crash handler) and removes
 /// it. Directories of live owners, such as a
 /// drill running in parallel, are left alone.
-pub fn reap_orphans(root: &std::path::Path) {
+pub(crate) fn reap_orphans(root: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
@@ -453,13 +453,13 @@ impl Browser {
 
     /// The browser's private directory, profile included (destroyed on
     /// close).
-    pub fn profile_dir(&self) -> &std::path::Path {
+    pub(crate) fn profile_dir(&self) -> &std::path::Path {
         self.dir.path()
     }
 
     /// Sends a chromedriver command under `/session/{id}/{path}`, such as the
     /// W3C WebAuthn extension's `webauthn/authenticator`.
-    pub async fn session_command(
+    pub(crate) async fn session_command(
         &self,
         method: http::Method,
         path: &str,
@@ -484,7 +484,7 @@ impl Browser {
     /// `Page.captureScreenshot`, about half the time of WebDriver's PNG);
     /// falls back to WebDriver's PNG. Returns the bytes and the file
     /// extension.
-    pub async fn screenshot(&self) -> Result<(Vec<u8>, &'static str), BrowserError> {
+    pub(crate) async fn screenshot(&self) -> Result<(Vec<u8>, &'static str), BrowserError> {
         use base64::Engine as _;
         let params = json!({"format": "jpeg", "quality": 85, "optimizeForSpeed": true});
         if let Ok(v) = self.cdp("Page.captureScreenshot", params).await
@@ -509,7 +509,7 @@ impl Browser {
     /// Types `text` into the element matching `selector`, replacing its
     /// value: focus and select it, then Chrome DevTools `Input.insertText`,
     /// which fires the same input events as typing, in one round trip.
-    pub async fn type_into(&self, selector: &str, text: &str) -> Result<(), BrowserError> {
+    pub(crate) async fn type_into(&self, selector: &str, text: &str) -> Result<(), BrowserError> {
         let focused = self
             .client()?
             .execute(

@@ -33,7 +33,7 @@ pub struct FlowVars {
 
 impl FlowVars {
     /// Fills `{authority}`, `{tenant_id}` and `{upn}`.
-    pub fn render(&self, template: &str) -> String {
+    pub(crate) fn render(&self, template: &str) -> String {
         template
             .replace("{authority}", &self.authority)
             .replace("{tenant_id}", &self.tenant_id)
@@ -433,7 +433,7 @@ impl<'a> FlowRunner<'a> {
     }
 
     /// Signs out (best effort, bounded by the step timeout).
-    pub async fn sign_out(
+    pub(crate) async fn sign_out(
         &self,
         cancel: &CancellationToken,
     ) -> Result<Option<Capture>, SignOutError> {

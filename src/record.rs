@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The `schema` tag of version-1 records.
-pub const SCHEMA: &str = "glassdrill.drill/v1";
+pub(crate) const SCHEMA: &str = "glassdrill.drill/v1";
 /// The version this build writes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -234,7 +234,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// Process exit code: 0 PASS, 1 FAIL, 2 ERROR / INTERRUPTED.
-    pub fn exit_code(self) -> u8 {
+    pub(crate) fn exit_code(self) -> u8 {
         match self {
             Self::Pass => 0,
             Self::Fail => 1,
@@ -457,7 +457,7 @@ impl DrillRecord {
     }
 
     /// The exact bytes written to `drill.json` (pretty JSON).
-    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
         let mut v = serde_json::to_vec_pretty(self)?;
         v.push(b'\n');
         Ok(v)

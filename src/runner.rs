@@ -143,7 +143,7 @@ pub enum RunError {
 impl RunError {
     /// A user mistake (fix the configuration) rather than an outage or a
     /// host problem (retry later).
-    pub fn is_user_error(&self) -> bool {
+    pub(crate) fn is_user_error(&self) -> bool {
         match self {
             Self::Plan(_) => true,
             Self::Service(_) | Self::Tenant(_) | Self::Authenticator(_) => false,

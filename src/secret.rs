@@ -79,7 +79,7 @@ impl SecretRef {
     }
 
     /// Reads the secret now.
-    pub fn resolve(&self) -> Result<SecretString, SecretError> {
+    pub(crate) fn resolve(&self) -> Result<SecretString, SecretError> {
         let value = match self {
             Self::Env(name) => {
                 std::env::var(name).map_err(|_| SecretError::EnvUnset(name.clone()))?
@@ -99,7 +99,7 @@ impl SecretRef {
     }
 
     /// Reads raw bytes (for key files such as a PKCS#8 credential).
-    pub fn resolve_bytes(&self) -> Result<secrecy::SecretSlice<u8>, SecretError> {
+    pub(crate) fn resolve_bytes(&self) -> Result<secrecy::SecretSlice<u8>, SecretError> {
         let bytes = match self {
             Self::Env(name) => std::env::var(name)
                 .map_err(|_| SecretError::EnvUnset(name.clone()))?
@@ -133,7 +133,7 @@ impl fmt::Debug for SecretRef {
 }
 
 /// `n` bytes from the operating system's CSPRNG.
-pub fn random_bytes(n: usize) -> Vec<u8> {
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
     let mut b = vec![0u8; n];
     rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut b);
     b
@@ -141,14 +141,14 @@ pub fn random_bytes(n: usize) -> Vec<u8> {
 
 /// A random token of `n` bytes, base64url without padding: webhook path
 /// tokens, flow tokens, client secrets of the rehearsal tenant.
-pub fn random_token(n: usize) -> String {
+pub(crate) fn random_token(n: usize) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes(n))
 }
 
 /// Compares secrets without returning early at the first difference, so
 /// response timing does not reveal how much of a guess was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 

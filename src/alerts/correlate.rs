@@ -10,7 +10,7 @@ pub use crate::record::IgnoreReason;
 
 /// UPNs compare case-insensitively and ignoring surrounding space, as Entra
 /// compares sign-in names.
-pub fn same_upn(a: &str, b: &str) -> bool {
+pub(crate) fn same_upn(a: &str, b: &str) -> bool {
     a.trim().to_lowercase() == b.trim().to_lowercase()
 }
 
@@ -34,7 +34,7 @@ pub struct CommonAlert {
 /// Reads a common-alert-schema payload. Account names are taken from Log
 /// Alerts V2 dimensions named like a UPN column and from
 /// `customProperties.UserPrincipalName`.
-pub fn parse_common_alert(v: &Value) -> Result<CommonAlert, String> {
+pub(crate) fn parse_common_alert(v: &Value) -> Result<CommonAlert, String> {
     if v["schemaId"].as_str() != Some("azureMonitorCommonAlertSchema") {
         return Err("schemaId is not azureMonitorCommonAlertSchema (enable the common alert schema on the action group)".into());
     }
@@ -71,7 +71,11 @@ pub fn parse_common_alert(v: &Value) -> Result<CommonAlert, String> {
 }
 
 /// Whether `alert` counts for the sign-in of `upn` at `signin`.
-pub fn judge(alert: &CommonAlert, upn: &str, signin: DateTime<Utc>) -> Result<(), IgnoreReason> {
+pub(crate) fn judge(
+    alert: &CommonAlert,
+    upn: &str,
+    signin: DateTime<Utc>,
+) -> Result<(), IgnoreReason> {
     if !alert.monitor_condition.eq_ignore_ascii_case("fired") {
         return Err(IgnoreReason::NotFired {
             condition: alert.monitor_condition.clone(),

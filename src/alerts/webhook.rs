@@ -248,13 +248,6 @@ pub struct WebhookCheck {
     shared: Arc<Shared>,
 }
 
-impl WebhookCheck {
-    /// Every delivery this run has received so far.
-    pub fn received(&self) -> Vec<ReceivedAlert> {
-        self.inbox.from(0)
-    }
-}
-
 impl Drop for WebhookCheck {
     fn drop(&mut self) {
         lock(&self.shared.routes).runs.retain(|r| r.id != self.id);

@@ -108,7 +108,7 @@ impl Progress for Terminal {
 }
 
 /// Picks [`Terminal`] when stderr is a terminal, else [`Plain`].
-pub fn auto() -> Box<dyn Progress> {
+pub(crate) fn auto() -> Box<dyn Progress> {
     use std::io::IsTerminal;
     if std::io::stderr().is_terminal() {
         Box::new(Terminal::default())

@@ -48,17 +48,6 @@ impl CloudError {
     pub(crate) fn http(e: &reqwest::Error) -> Self {
         Self::Http(e.to_string())
     }
-
-    /// Whether trying again later may help (throttling, outages), as
-    /// opposed to a refusal that needs a configuration fix.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            Self::Http(_) | Self::Throttled(_) => true,
-            Self::Api { status, .. } => *status == 429 || *status >= 500,
-            Self::TokenRefused { status, .. } => *status == 429 || *status >= 500,
-            Self::Cancelled => false,
-        }
-    }
 }
 
 /// Reads a response's `Retry-After`, if any.

@@ -158,7 +158,7 @@ impl TokenCache {
 
     /// Forgets the token of `resource` (after a 401: it may have been
     /// revoked early).
-    pub async fn invalidate(&self, resource: &Resource) {
+    pub(crate) async fn invalidate(&self, resource: &Resource) {
         self.tokens.lock().await.remove(resource);
     }
 }

@@ -55,7 +55,7 @@ pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
     /// Whether any problem is an error (warnings alone do not stop a load).
-    pub fn has_errors(&self) -> bool {
+    pub(crate) fn has_errors(&self) -> bool {
         self.0.iter().any(|p| p.severity == Severity::Error)
     }
 }

@@ -370,7 +370,7 @@ impl DrillConfig {
 }
 
 /// Loads every `*.toml` drill file in `dir`, collecting all problems.
-pub fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
+pub(crate) fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
     let mut drills = Vec::new();
     let mut problems = Vec::new();
     let entries = match std::fs::read_dir(dir) {
@@ -422,7 +422,7 @@ pub fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
 }
 
 /// Finds a drill by id (or by path to its file).
-pub fn find_drill(dir: &Path, name: &str) -> Result<DrillConfig, Problems> {
+pub(crate) fn find_drill(dir: &Path, name: &str) -> Result<DrillConfig, Problems> {
     let as_path = Path::new(name);
     if name.ends_with(".toml") && as_path.is_file() {
         return DrillConfig::load(as_path);

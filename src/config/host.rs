@@ -143,7 +143,7 @@ impl Default for BrowserConfig {
 
 /// Default body limit of the webhook receiver: Azure Monitor payloads are a
 /// few KiB; 256 KiB leaves room without inviting abuse.
-pub const DEFAULT_MAX_BODY: usize = 256 * 1024;
+pub(crate) const DEFAULT_MAX_BODY: usize = 256 * 1024;
 
 impl HostConfig {
     /// Built-in defaults (no config file).
@@ -171,7 +171,7 @@ impl HostConfig {
 
     /// Finds and loads the host config: `explicit`, else the lookup order
     /// of [`Environment::config_candidates`], else defaults.
-    pub fn locate(explicit: Option<&Path>, env: &Environment) -> Result<Self, Problems> {
+    pub(crate) fn locate(explicit: Option<&Path>, env: &Environment) -> Result<Self, Problems> {
         if let Some(p) = explicit {
             return Self::load(p, env);
         }

@@ -28,21 +28,19 @@ mod tests;
 
 pub use crate::record::TenantKind;
 pub use diag::{Problem, Problems, Severity, Source};
-pub use drill::{
-    AlertKind, AuthenticatorConfig, DrillConfig, ExpectedAlert, VirtualCredential, find_drill,
-    load_drills,
-};
+pub use drill::{AlertKind, AuthenticatorConfig, DrillConfig, ExpectedAlert, VirtualCredential};
+pub(crate) use drill::{find_drill, load_drills};
 pub use flow::Flow;
 pub use host::{BrowserConfig, EntraConfig, EvidenceConfig, HostConfig, WebhookConfig};
 
 /// The rehearsal drill shipped in `drills/rehearsal.toml`, built in so that
 /// `glassdrill rehearse` needs no configuration.
-pub const REHEARSAL_DRILL: &str = include_str!("../../drills/rehearsal.toml");
+pub(crate) const REHEARSAL_DRILL: &str = include_str!("../../drills/rehearsal.toml");
 /// The Entra security-key sign-in flow, built in for the same reason.
-pub const ENTRA_FLOW: &str = include_str!("../../drills/flows/entra-security-key.toml");
+pub(crate) const ENTRA_FLOW: &str = include_str!("../../drills/flows/entra-security-key.toml");
 
 /// Parses a duration like `90s`, `15m` or `1h 30m`.
-pub fn parse_duration(
+pub(crate) fn parse_duration(
     src: &Source<'_>,
     field: &str,
     v: &Spanned<String>,
@@ -107,7 +105,7 @@ pub struct Environment {
 
 impl Environment {
     /// The real process environment.
-    pub fn from_process() -> Self {
+    pub(crate) fn from_process() -> Self {
         let non_empty = |k: &str| {
             std::env::var_os(k)
                 .filter(|v| !v.is_empty())
@@ -122,7 +120,7 @@ impl Environment {
     }
 
     /// Candidate host config files, in lookup order.
-    pub fn config_candidates(&self) -> Vec<PathBuf> {
+    pub(crate) fn config_candidates(&self) -> Vec<PathBuf> {
         let mut v = vec![self.cwd.join("glassdrill.toml")];
         if let Some(x) = &self.xdg_config_home {
             v.push(x.join("glassdrill/glassdrill.toml"));
@@ -134,7 +132,7 @@ impl Environment {
     }
 
     /// `$XDG_STATE_HOME/glassdrill`, else `~/.local/state/glassdrill`.
-    pub fn default_data_dir(&self) -> PathBuf {
+    pub(crate) fn default_data_dir(&self) -> PathBuf {
         if let Some(x) = &self.xdg_state_home {
             x.join("glassdrill")
         } else if let Some(h) = &self.home {

@@ -160,7 +160,10 @@ deadline = "quickly"
     let err = drill(text).unwrap_err();
     let s = err.to_string();
     assert_eq!(err.0.len(), 4, "{s}");
-    assert!(s.contains("x.toml:1:6: error: id must"), "{s}");
+    assert!(
+        s.contains("x.toml:1:6: error: id `bad id!` may hold only ASCII letters"),
+        "{s}"
+    );
     assert!(s.contains(":2:11: error: account"), "{s}");
     assert!(s.contains(":7:8: error: alert kind `pager`"), "{s}");
     assert!(

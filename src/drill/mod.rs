@@ -19,7 +19,7 @@ pub use driver::{DrillOutcome, Progress, Quiet, run};
 pub use plan::{RunPlan, Sinks, TenantEndpoints};
 
 /// A time-sortable run id: `20261124T203015Z-1a2b3c`.
-pub fn new_run_id(now: DateTime<Utc>) -> String {
+pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {
     format!(
         "{}-{}",
         now.format("%Y%m%dT%H%M%SZ"),

@@ -34,7 +34,7 @@ impl BundleWriter {
     /// `-_.+@`, not starting with `.`). Fails if the final bundle directory
     /// `<root>/<drill_id>/<run_id>` already exists, or if a staging directory
     /// from an interrupted run is in the way.
-    pub fn create(
+    pub(crate) fn create(
         evidence_root: &Path,
         drill_id: &str,
         run_id: &str,
@@ -77,7 +77,7 @@ impl BundleWriter {
     /// and the manifest would no longer be plain), the reserved top-level
     /// names `SHA256SUMS`, `SHA256SUMS.sig` and `allowed_signers`, paths
     /// already added, and paths that would make a file also a directory.
-    pub fn add(&mut self, rel_path: &str, bytes: &[u8]) -> Result<(), EvidenceError> {
+    pub(crate) fn add(&mut self, rel_path: &str, bytes: &[u8]) -> Result<(), EvidenceError> {
         validate_rel_path(rel_path).map_err(|why| EvidenceError::InvalidPath {
             path: rel_path.to_string(),
             why,
@@ -146,7 +146,11 @@ impl BundleWriter {
     /// The rename is refused if the final directory appeared meanwhile; a
     /// non-empty one can never be replaced (the kernel refuses), and an
     /// empty one is only replaced in a narrow race, losing nothing.
-    pub fn finish(mut self, key: &SigningKey, signer: &str) -> Result<SealedBundle, EvidenceError> {
+    pub(crate) fn finish(
+        mut self,
+        key: &SigningKey,
+        signer: &str,
+    ) -> Result<SealedBundle, EvidenceError> {
         validate_signer(signer)?;
         let allowed = format!(
             "{signer} namespaces=\"{NAMESPACE}\" {}\n",
@@ -210,12 +214,14 @@ impl BundleWriter {
     /// Discards the bundle: removes the staging directory and everything
     /// added to it. Use when a run is cancelled before there is anything
     /// worth keeping.
-    pub fn abandon(self) -> Result<(), EvidenceError> {
+    #[cfg(test)]
+    pub(crate) fn abandon(self) -> Result<(), EvidenceError> {
         fs::remove_dir_all(&self.staging).map_err(io_err("remove", &self.staging))
     }
 
     /// The hidden staging directory files are written into until `finish`.
-    pub fn staging_dir(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn staging_dir(&self) -> &Path {
         &self.staging
     }
 }

@@ -141,7 +141,10 @@ impl SigningKey {
     /// caller can tell the operator to publish the new public key. Any other
     /// problem with an existing key (permissions, encryption, ...) is an
     /// error, never a reason to make a new key.
-    pub fn load_or_generate(path: &Path, comment: &str) -> Result<(Self, bool), EvidenceError> {
+    pub(crate) fn load_or_generate(
+        path: &Path,
+        comment: &str,
+    ) -> Result<(Self, bool), EvidenceError> {
         match Self::load(path) {
             Ok(key) => Ok((key, false)),
             Err(EvidenceError::KeyNotFound { .. }) => Ok((Self::generate(path, comment)?, true)),
@@ -172,13 +175,13 @@ impl SigningKey {
     }
 
     /// The public key as one OpenSSH line: `ssh-ed25519 AAAA... comment`.
-    pub fn public_key_openssh(&self) -> String {
+    pub(crate) fn public_key_openssh(&self) -> String {
         self.public_openssh.clone()
     }
 
     /// The public key's SHA-256 fingerprint as ssh-keygen prints it:
     /// `SHA256:<unpadded base64>`.
-    pub fn fingerprint(&self) -> String {
+    pub(crate) fn fingerprint(&self) -> String {
         self.fingerprint.clone()
     }
 

@@ -47,7 +47,7 @@ use ssh_key::{Algorithm, HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 /// A namespace binds a signature to one purpose: a signature made by the
 /// same key for, say, git commits (`git`) or files (`file`) can never be
 /// passed off as a glassdrill evidence signature, and vice versa.
-pub const NAMESPACE: &str = "glassdrill-evidence-v1";
+pub(crate) const NAMESPACE: &str = "glassdrill-evidence-v1";
 
 /// Name of the manifest file at the top of a bundle.
 const MANIFEST: &str = "SHA256SUMS";

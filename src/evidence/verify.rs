@@ -159,7 +159,7 @@ pub enum VerifyError {
 /// schema, and checks that it belongs where it lies: its run id is the
 /// bundle directory's name and its drill id the parent's, both following
 /// the one identifier rule.
-pub fn read_record(v: &VerifiedBundle) -> Result<crate::record::DrillRecord, VerifyError> {
+pub(crate) fn read_record(v: &VerifiedBundle) -> Result<crate::record::DrillRecord, VerifyError> {
     let path = v.dir.join("drill.json");
     let err = |why: String| VerifyError::Record {
         path: path.clone(),
@@ -205,10 +205,11 @@ pub struct VerifiedBundle {
     pub manifest_sha256: String,
 }
 
+#[cfg(test)]
 /// Verifies a bundle offline and returns the first problem found.
 ///
 /// Same checks and order as [`verify_bundle_all`]; see there.
-pub fn verify_bundle(
+pub(crate) fn verify_bundle(
     dir: &Path,
     allowed_signers: Option<&Path>,
 ) -> Result<VerifiedBundle, VerifyError> {
@@ -251,7 +252,7 @@ pub fn verify_bundle(
 ///
 /// Problems are reported in check order; later checks run even after an
 /// earlier one fails, so the list is complete.
-pub fn verify_bundle_all(
+pub(crate) fn verify_bundle_all(
     dir: &Path,
     allowed_signers: Option<&Path>,
 ) -> Result<VerifiedBundle, Vec<VerifyError>> {

@@ -7,12 +7,12 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Mode of private files.
-pub const PRIVATE_FILE: u32 = 0o600;
+pub(crate) const PRIVATE_FILE: u32 = 0o600;
 /// Mode of private directories.
-pub const PRIVATE_DIR: u32 = 0o700;
+pub(crate) const PRIVATE_DIR: u32 = 0o700;
 
 /// The directory a path lives in (`.` for a bare name).
-pub fn parent_dir(path: &Path) -> PathBuf {
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -20,7 +20,7 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// Creates `dir` and its parents, mode 0700 for those it creates.
-pub fn create_private_dirs(dir: &Path) -> io::Result<()> {
+pub(crate) fn create_private_dirs(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(PRIVATE_DIR)
@@ -28,7 +28,7 @@ pub fn create_private_dirs(dir: &Path) -> io::Result<()> {
 }
 
 /// fsyncs a directory, making entries created or renamed in it durable.
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir).and_then(|d| d.sync_all())
 }
 
@@ -44,7 +44,12 @@ pub enum Existing {
 /// Writes `bytes` to `path` atomically: a temporary file in the same
 /// directory with `mode`, fsync, rename, fsync of the directory. A reader
 /// sees the old file or the new one, never half of one.
-pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, existing: Existing) -> io::Result<()> {
+pub(crate) fn write_atomic(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    existing: Existing,
+) -> io::Result<()> {
     let dir = parent_dir(path);
     let mut tmp = tempfile::Builder::new()
         .prefix(".glassdrill-")
@@ -67,7 +72,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32, existing: Existing) ->
 /// Creates `path`, which must not exist (no symlink is followed), writes
 /// `bytes` with mode 0600 and fsyncs it; a half-written file is removed.
 /// For files inside a staging directory whose rename is the atomic step.
-pub fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -92,7 +97,7 @@ pub enum ReadCappedError {
 
 /// Reads a whole file, refusing one larger than `cap` bytes (without
 /// reading more than `cap + 1`).
-pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReadCappedError> {
+pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReadCappedError> {
     let f = File::open(path).map_err(ReadCappedError::Io)?;
     let mut buf = Vec::new();
     f.take(cap.saturating_add(1))

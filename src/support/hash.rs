@@ -4,13 +4,13 @@
 use sha2::{Digest, Sha256};
 
 /// Lower-case hex SHA-256 of `bytes`.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// Lower-case hex SHA-256 over several byte strings in order (one hash,
 /// as if concatenated).
-pub fn sha256_hex_all<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+pub(crate) fn sha256_hex_all<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
     let mut h = Sha256::new();
     for p in parts {
         h.update(p);

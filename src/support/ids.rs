@@ -3,7 +3,7 @@
 //! same rule through [`check`].
 
 /// Longest id, in bytes.
-pub const MAX_LEN: usize = 64;
+pub(crate) const MAX_LEN: usize = 64;
 
 /// Why an id is not acceptable, in words fit for an error message.
 pub type IdProblem = &'static str;
@@ -33,7 +33,7 @@ pub fn check(value: &str) -> Result<(), IdProblem> {
 }
 
 /// The rule in one sentence, for messages that show how to fix an id.
-pub const RULE: &str =
+pub(crate) const RULE: &str =
     "1-64 ASCII letters, digits, `-`, `_` or `.`, starting with a letter or digit";
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub struct Backoff {
 impl Backoff {
     /// Polite defaults for a cloud API: 1 s doubling to 30 s, 2 minutes,
     /// 6 attempts.
-    pub const API: Self = Self {
+    pub(crate) const API: Self = Self {
         initial: Duration::from_secs(1),
         max_delay: Duration::from_secs(30),
         max_elapsed: Duration::from_secs(120),
@@ -91,7 +91,7 @@ pub enum RetryError<E> {
 
 /// Runs `attempt` (given the 1-based attempt number) until it is done,
 /// fails for good, the budget runs out, or `cancel` fires.
-pub async fn retry<T, E, F, Fut>(
+pub(crate) async fn retry<T, E, F, Fut>(
     policy: &Backoff,
     cancel: &CancellationToken,
     mut attempt: F,
@@ -142,7 +142,7 @@ where
 /// Reads a `Retry-After` header value: delay seconds (fractional values
 /// accepted, as some services send them) or an HTTP date, relative to
 /// `now`. A date in the past means "now"; nonsense is `None`.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<f64>() {
         return (secs.is_finite() && secs >= 0.0)

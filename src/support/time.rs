@@ -18,14 +18,14 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// Parses any RFC 3339 time into UTC.
-pub fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_rfc3339(s: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|d| d.with_timezone(&Utc))
 }
 
 /// Milliseconds of a `std` duration, saturating (for records).
-pub fn millis(d: std::time::Duration) -> u64 {
+pub(crate) fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -36,12 +36,12 @@ pub mod serde_ms {
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// Serialises as RFC 3339 with milliseconds.
-    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&super::rfc3339_ms(*t))
     }
 
     /// Reads any RFC 3339 time.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let s = String::deserialize(d)?;
         super::parse_rfc3339(&s)
             .ok_or_else(|| serde::de::Error::custom(format!("`{s}` is not an RFC 3339 time")))

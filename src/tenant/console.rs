@@ -16,7 +16,7 @@ use crate::config::HostConfig;
 use crate::support::fs::{Existing, PRIVATE_FILE, write_atomic};
 
 /// The rehearsal account's UPN.
-pub const REHEARSAL_UPN: &str = "breakglass1@rehearsal.onmicrosoft.com";
+pub(crate) const REHEARSAL_UPN: &str = "breakglass1@rehearsal.onmicrosoft.com";
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     write_atomic(path, bytes, PRIVATE_FILE, Existing::Replace)
@@ -24,7 +24,7 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Serves until `cancel`; writes the session's credential and client
 /// secret under `<data>/rehearsal/` (mode 0600) instead of printing them.
-pub async fn serve(
+pub(crate) async fn serve(
     host: &HostConfig,
     listen: SocketAddr,
     faults: Vec<Fault>,

@@ -83,7 +83,7 @@ pub enum Fault {
 
 impl Fault {
     /// Every fault with its command-line name.
-    pub const ALL: [Fault; 10] = [
+    pub(crate) const ALL: [Fault; 10] = [
         Fault::CredentialRevoked,
         Fault::AccountDisabled,
         Fault::CaBlock,

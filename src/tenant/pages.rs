@@ -5,11 +5,11 @@
 //! `KmsiCheckboxField`, `idBtn_Back`) and `window.$Config` with `pgid` and
 //! `correlationId`. It is deliberately plain otherwise.
 
-pub use crate::support::html::esc;
+pub(crate) use crate::support::html::esc;
 
 /// Serialises a value for embedding in a `<script>` block: JSON with `<`
 /// escaped so that no `</script>` can close the block early.
-pub fn script_json(v: &serde_json::Value) -> String {
+pub(crate) fn script_json(v: &serde_json::Value) -> String {
     v.to_string().replace('<', "\\u003c")
 }
 
@@ -91,7 +91,7 @@ pub fn options(tenant: &str, flow_token: &str, corr: &str, upn: &str, drift: boo
 }
 
 /// Security key page (`ConvergedFido`): "Next" goes to the ceremony origin.
-pub fn fido(ceremony_action: &str, flow_token: &str, corr: &str, upn: &str) -> String {
+pub(crate) fn fido(ceremony_action: &str, flow_token: &str, corr: &str, upn: &str) -> String {
     page(
         "Sign in with a security key",
         "ConvergedFido",
@@ -158,7 +158,7 @@ pub fn ceremony(
 }
 
 /// "Stay signed in?" (`KmsiInterrupt`).
-pub fn kmsi(tenant: &str, flow_token: &str, corr: &str) -> String {
+pub(crate) fn kmsi(tenant: &str, flow_token: &str, corr: &str) -> String {
     page(
         "Stay signed in?",
         "KmsiInterrupt",
@@ -203,7 +203,7 @@ pub fn landing(upn: Option<&str>) -> String {
 }
 
 /// After sign-out.
-pub fn signed_out() -> String {
+pub(crate) fn signed_out() -> String {
     page(
         "Signed out",
         "SignOut",

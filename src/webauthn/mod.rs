@@ -9,7 +9,7 @@
 //! state (except the OS random number generator used for key generation).
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
@@ -27,6 +27,7 @@ const AUTH_DATA_MIN_LEN: usize = 37;
 /// The `type` member that `navigator.credentials.get()` puts in clientDataJSON.
 const CLIENT_DATA_TYPE_GET: &str = "webauthn.get";
 
+#[cfg(test)]
 /// DER prefix of a SubjectPublicKeyInfo for an uncompressed P-256 point:
 /// `SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused bits) }`,
 /// followed by the 65-byte SEC1 uncompressed point.
@@ -178,7 +179,7 @@ struct CollectedClientData {
 /// (length, rpIdHash, UP, UV when required), the ES256 signature over
 /// `authenticatorData ‖ SHA-256(clientDataJSON)`, and the signature counter.
 /// On success the caller should persist [`Verified::sign_count`].
-pub fn verify_assertion(
+pub(crate) fn verify_assertion(
     expected: &Expected,
     stored: &StoredCredential,
     assertion: &Assertion,
@@ -287,20 +288,21 @@ pub fn generate_p256_pkcs8() -> Result<Vec<u8>, KeyError> {
 
 /// Derives the ES256 public key from a PKCS#8 DER EC P-256 private key
 /// (e.g. one made by [`generate_p256_pkcs8`]), for the tenant's directory.
-pub fn public_key_from_pkcs8(der: &[u8]) -> Result<VerifyingKey, KeyError> {
+pub(crate) fn public_key_from_pkcs8(der: &[u8]) -> Result<VerifyingKey, KeyError> {
     let signing_key = SigningKey::from_pkcs8_der(der).map_err(|_| KeyError::InvalidPkcs8)?;
     Ok(*signing_key.verifying_key())
 }
 
+#[cfg(test)]
 /// Encodes a public key as a PEM `PUBLIC KEY` (SubjectPublicKeyInfo) block
 /// with LF line endings, identical to `p256::pkcs8::EncodePublicKey::to_public_key_pem`
 /// but infallible: a P-256 SPKI is a fixed prefix plus the uncompressed point.
-pub fn public_key_to_spki_pem(key: &VerifyingKey) -> String {
+pub(crate) fn public_key_to_spki_pem(key: &VerifyingKey) -> String {
     let point = key.to_encoded_point(false);
     let mut der = Vec::with_capacity(P256_SPKI_PREFIX.len() + point.len());
     der.extend_from_slice(&P256_SPKI_PREFIX);
     der.extend_from_slice(point.as_bytes());
-    let body = STANDARD.encode(&der);
+    let body = base64::engine::general_purpose::STANDARD.encode(&der);
 
     let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
     for (i, c) in body.chars().enumerate() {

@@ -198,7 +198,7 @@ fn challenge_mismatch_rejected() {
 fn challenge_not_base64url_rejected() {
     let fx = Fixture::new(0);
     for bad in [
-        STANDARD.encode(CHALLENGE), // padded, standard alphabet
+        base64::engine::general_purpose::STANDARD.encode(CHALLENGE), // padded, standard alphabet
         "not base64url!".to_owned(),
         String::new(),
     ] {

@@ -33,7 +33,7 @@ pub fn latency(name: &str, signin_at: DateTime<Utc>, a: &ReceivedAlert) -> Alert
 /// The stage's status and sentence from every check's result (pure).
 /// A stop wins (the checks did not finish); then a missing alert (a
 /// finding); then a check that could not run (an error).
-pub fn classify(observed: &[Observed], account: &str) -> (StageStatus, String) {
+pub(crate) fn classify(observed: &[Observed], account: &str) -> (StageStatus, String) {
     if observed.iter().any(|o| o.obs.cancelled) {
         return (
             StageStatus::Interrupted,

@@ -17,14 +17,14 @@ use crate::support::retry::{Attempt, Backoff, RetryError, retry};
 /// The record of this sign-in among `rows` (newest first): a success if
 /// there is one, else the newest (a failure record for this correlation
 /// id is a finding too). Pure.
-pub fn select(rows: &[Value]) -> Option<&Value> {
+pub(crate) fn select(rows: &[Value]) -> Option<&Value> {
     rows.iter()
         .find(|r| r["status"]["errorCode"].as_i64() == Some(0))
         .or(rows.first())
 }
 
 /// The stage's status and sentence for a found record (pure).
-pub fn judge(rec: &Value) -> (StageStatus, String) {
+pub(crate) fn judge(rec: &Value) -> (StageStatus, String) {
     let code = rec["status"]["errorCode"].as_i64().unwrap_or(-1);
     let detail = format!(
         "sign-in log record {} (correlationId {}, created {})",

@@ -25,7 +25,7 @@ pub struct SignedIn {
 }
 
 /// The stage's status and sentence for a flow outcome (pure).
-pub fn judge(outcome: &FlowOutcome, account: &str) -> (StageStatus, String) {
+pub(crate) fn judge(outcome: &FlowOutcome, account: &str) -> (StageStatus, String) {
     match outcome {
         FlowOutcome::SignedIn => (
             StageStatus::Passed,
