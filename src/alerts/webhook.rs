@@ -286,3 +286,47 @@ impl AlertCheck for WebhookCheck {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_check_gives_up_at_its_deadline_and_wakes_on_a_stop() {
+        let r = WebhookReceiver::start("127.0.0.1:0".parse().unwrap(), "t".into(), 4096)
+            .await
+            .unwrap();
+        let check = r.attach("bg1@contoso.onmicrosoft.com");
+        let t0 = tokio::time::Instant::now();
+        let target = AlertTarget {
+            upn: "bg1@contoso.onmicrosoft.com".into(),
+            signin_at: chrono::Utc::now(),
+            deadline: t0 + Duration::from_secs(300),
+        };
+        let obs = check.observe(&target, &CancellationToken::new()).await;
+        assert!(obs.matched.is_none() && !obs.cancelled && obs.error.is_none());
+        assert_eq!(t0.elapsed(), Duration::from_secs(300));
+
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(7)).await;
+            s.cancel();
+        });
+        let t1 = tokio::time::Instant::now();
+        let target = AlertTarget {
+            deadline: t1 + Duration::from_secs(300),
+            ..target
+        };
+        let obs = check.observe(&target, &stop).await;
+        assert!(obs.cancelled);
+        assert_eq!(t1.elapsed(), Duration::from_secs(7));
+        drop(check);
+        assert!(
+            lock(&r.shared.routes).runs.is_empty(),
+            "a dropped check detaches"
+        );
+        r.shutdown().await;
+    }
+}
