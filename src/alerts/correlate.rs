@@ -31,19 +31,34 @@ pub struct CommonAlert {
     pub accounts: Vec<String>,
 }
 
+/// Why a payload is not a usable common-alert-schema alert.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShapeError {
+    /// Another schema (the action group does not use the common schema).
+    #[error(
+        "schemaId is not azureMonitorCommonAlertSchema (enable the common alert schema on the action group)"
+    )]
+    NotCommonSchema,
+    /// A field correlation needs is missing or malformed.
+    #[error("{0}")]
+    Field(&'static str),
+}
+
 /// Reads a common-alert-schema payload. Account names are taken from Log
 /// Alerts V2 dimensions named like a UPN column and from
 /// `customProperties.UserPrincipalName`.
-pub(crate) fn parse_common_alert(v: &Value) -> Result<CommonAlert, String> {
+pub(crate) fn parse_common_alert(v: &Value) -> Result<CommonAlert, ShapeError> {
     if v["schemaId"].as_str() != Some("azureMonitorCommonAlertSchema") {
-        return Err("schemaId is not azureMonitorCommonAlertSchema (enable the common alert schema on the action group)".into());
+        return Err(ShapeError::NotCommonSchema);
     }
     let e = &v["data"]["essentials"];
     let s = |k: &str| e[k].as_str().map(str::to_owned);
     let fired = s("firedDateTime")
         .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
         .map(|t| t.with_timezone(&Utc))
-        .ok_or("data.essentials.firedDateTime is missing or not RFC 3339")?;
+        .ok_or(ShapeError::Field(
+            "data.essentials.firedDateTime is missing or not RFC 3339",
+        ))?;
     let mut accounts = Vec::new();
     if let Some(all) = v["data"]["alertContext"]["condition"]["allOf"].as_array() {
         for c in all {
@@ -61,7 +76,7 @@ pub(crate) fn parse_common_alert(v: &Value) -> Result<CommonAlert, String> {
         accounts.push(u.to_owned());
     }
     Ok(CommonAlert {
-        alert_id: s("alertId").ok_or("data.essentials.alertId is missing")?,
+        alert_id: s("alertId").ok_or(ShapeError::Field("data.essentials.alertId is missing"))?,
         rule: s("alertRule").unwrap_or_default(),
         severity: s("severity").unwrap_or_default(),
         monitor_condition: s("monitorCondition").unwrap_or_default(),
@@ -147,6 +162,7 @@ mod tests {
         assert!(
             parse_common_alert(&v)
                 .unwrap_err()
+                .to_string()
                 .contains("firedDateTime")
         );
     }
