@@ -153,9 +153,15 @@ impl RunError {
 
 /// What a run takes from configuration and secrets, each resolved once.
 struct Inputs {
-    credential: Credential,
-    /// Receiver listen address and path token.
+    /// What the run itself needs.
+    run: RunInputs,
+    /// Receiver listen address and path token, for a process of its own.
     webhook: WebhookSettings,
+}
+
+/// What one run needs besides the process's services.
+struct RunInputs {
+    credential: Credential,
     /// The Entra tenant; `None` means the built-in rehearsal tenant.
     entra: Option<(TenantEndpoints, AppCredentials)>,
 }
@@ -261,9 +267,8 @@ fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, Plan
     }
     match (credential, webhook) {
         (Some(credential), Some(webhook)) if problems.is_empty() => Ok(Inputs {
-            credential,
+            run: RunInputs { credential, entra },
             webhook,
-            entra,
         }),
         _ => Err(PlanProblems(problems)),
     }
@@ -292,17 +297,7 @@ pub async fn run_configured(
     let drill = with_overrides(drill, opts);
     let inputs = resolve_inputs(host, &drill)?;
     let services = Services::start(host, inputs.webhook, progress).await?;
-    let outcome = attach(
-        &services,
-        host,
-        &drill,
-        inputs.credential,
-        inputs.entra,
-        opts,
-        progress,
-        cancel,
-    )
-    .await;
+    let outcome = attach(&services, host, &drill, inputs.run, opts, progress, cancel).await;
     services.shutdown().await;
     outcome
 }
@@ -319,26 +314,14 @@ pub async fn run_with(
 ) -> Result<DrillOutcome, RunError> {
     let drill = with_overrides(drill, opts);
     let inputs = resolve_inputs(host, &drill)?;
-    attach(
-        services,
-        host,
-        &drill,
-        inputs.credential,
-        inputs.entra,
-        opts,
-        progress,
-        cancel,
-    )
-    .await
+    attach(services, host, &drill, inputs.run, opts, progress, cancel).await
 }
 
-#[allow(clippy::too_many_arguments)] // the parts of one run, each resolved once
 async fn attach(
     services: &Services,
     host: &HostConfig,
     drill: &DrillConfig,
-    credential: Credential,
-    entra: Option<(TenantEndpoints, AppCredentials)>,
+    RunInputs { credential, entra }: RunInputs,
     opts: &RunOptions,
     progress: &dyn Progress,
     cancel: &CancellationToken,
