@@ -61,6 +61,9 @@ pub trait Authenticator: Send + Sync {
     async fn preflight(&self) -> Result<Vec<String>, AuthenticatorError>;
     /// Prepares the browser session so the page's WebAuthn call reaches it.
     async fn attach(&self, browser: &Browser) -> Result<(), AuthenticatorError>;
+    /// Takes the credential out of the browser again, as soon as the
+    /// ceremony is over: nothing else may use it through this session.
+    async fn detach(&self, browser: &Browser) -> Result<(), AuthenticatorError>;
 }
 
 /// The W3C WebDriver virtual authenticator with one resident credential.
@@ -70,6 +73,8 @@ pub struct VirtualAuthenticator {
     rp_id: String,
     user_handle: Vec<u8>,
     public_key_sha256: String,
+    /// The virtual authenticator's id in the browser, once attached.
+    attached: std::sync::Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for VirtualAuthenticator {
@@ -101,6 +106,7 @@ impl VirtualAuthenticator {
             rp_id,
             user_handle,
             public_key_sha256: crate::support::hash::sha256_hex(spki.as_bytes()),
+            attached: std::sync::Mutex::new(None),
         })
     }
 }
@@ -166,6 +172,21 @@ impl Authenticator for VirtualAuthenticator {
                 }
                 other => AuthenticatorError::Browser(other),
             })?;
+        *self.attached.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id);
+        Ok(())
+    }
+
+    async fn detach(&self, browser: &Browser) -> Result<(), AuthenticatorError> {
+        let id = self
+            .attached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let Some(id) = id else { return Ok(()) };
+        // Removing the virtual authenticator removes its credentials with it.
+        browser
+            .session_command(http::Method::DELETE, &format!("webauthn/authenticator/{id}"), None)
+            .await?;
         Ok(())
     }
 }

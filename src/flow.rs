@@ -16,7 +16,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::authenticator::Authenticator;
 use crate::browser::Browser;
+use crate::support::testpoint::pause;
 use crate::config::flow::{Flow, Step};
 use crate::record::SignInStep;
 
@@ -79,8 +81,12 @@ pub enum FlowOutcome {
     },
     /// The browser failed.
     BrowserFailed(String),
-    /// Cancelled (Ctrl-C / shutdown).
-    Cancelled,
+    /// Stopped (Ctrl-C, SIGTERM, shutdown). `attempted`: the WebAuthn
+    /// ceremony had been started, so a sign-in may have happened.
+    Cancelled {
+        /// Whether the ceremony had been started.
+        attempted: bool,
+    },
 }
 
 /// A file captured during the flow, for the evidence bundle.
@@ -107,6 +113,9 @@ pub struct FlowRun {
     /// When the ceremony step's click was made (wall clock, and monotonic
     /// for deadlines).
     pub ceremony_at: Option<(chrono::DateTime<chrono::Utc>, tokio::time::Instant)>,
+    /// Whether the credential was taken out of the browser after the
+    /// ceremony (`None`: no ceremony, or no authenticator to ask).
+    pub credential_removed: Option<Result<(), String>>,
 }
 
 /// One poll of the page.
@@ -183,6 +192,7 @@ pub struct FlowRunner<'a> {
     vars: &'a FlowVars,
     step_timeout: Duration,
     poll: Duration,
+    authenticator: Option<&'a dyn Authenticator>,
 }
 
 enum Wait {
@@ -206,7 +216,15 @@ impl<'a> FlowRunner<'a> {
             vars,
             step_timeout,
             poll: Duration::from_millis(25),
+            authenticator: None,
         }
+    }
+
+    /// The authenticator to ask to remove its credential from the browser
+    /// as soon as the ceremony is over.
+    pub fn with_authenticator(mut self, a: &'a dyn Authenticator) -> Self {
+        self.authenticator = Some(a);
+        self
     }
 
     async fn probe(&self, step: &Step) -> Option<PageState> {
@@ -314,6 +332,7 @@ impl<'a> FlowRunner<'a> {
             captures: Vec::new(),
             correlation_id: None,
             ceremony_at: None,
+            credential_removed: None,
         };
         let client = match self.browser.client() {
             Ok(c) => c,
@@ -330,6 +349,7 @@ impl<'a> FlowRunner<'a> {
         }
         for (i, step) in self.flow.steps.iter().enumerate() {
             let started = crate::support::time::now();
+            pause(&format!("step:{}:wait", step.name), cancel).await;
             let waited = self.wait_for(step, cancel).await;
             let mut record = SignInStep {
                 name: step.name.clone(),
@@ -343,10 +363,14 @@ impl<'a> FlowRunner<'a> {
                 Wait::Arrived(s) => s,
                 Wait::Cancelled => {
                     run.steps.push(record);
-                    run.outcome = FlowOutcome::Cancelled;
+                    self.after_ceremony(&mut run).await;
+                    run.outcome = FlowOutcome::Cancelled {
+                        attempted: run.ceremony_at.is_some(),
+                    };
                     return run;
                 }
                 Wait::Refused(message) => {
+                    self.after_ceremony(&mut run).await;
                     record.screenshot = self
                         .screenshot(i, &step.name, "-refused", &mut run.captures)
                         .await;
@@ -386,6 +410,7 @@ impl<'a> FlowRunner<'a> {
                     return run;
                 }
             };
+            self.after_ceremony(&mut run).await;
             record.page_id = state.pgid.clone();
             record.url = state.url.as_deref().map(strip_url);
             if state.correlation_id.is_some() {
@@ -393,6 +418,16 @@ impl<'a> FlowRunner<'a> {
             }
             record.screenshot = self.screenshot(i, &step.name, "", &mut run.captures).await;
 
+            // Every action below changes what the identity provider sees:
+            // a stop is honoured before each one, never after.
+            pause(&format!("step:{}:fill", step.name), cancel).await;
+            if cancel.is_cancelled() {
+                run.steps.push(record);
+                run.outcome = FlowOutcome::Cancelled {
+                    attempted: run.ceremony_at.is_some(),
+                };
+                return run;
+            }
             if let (Some(fill), Some(idx)) = (&step.fill, state.matched) {
                 let value = self.vars.render(fill);
                 let selector = step.wait_for.get(idx).map_or("", String::as_str);
@@ -402,6 +437,14 @@ impl<'a> FlowRunner<'a> {
                         FlowOutcome::BrowserFailed(format!("typing at step {}: {e}", step.name));
                     return run;
                 }
+            }
+            pause(&format!("step:{}:click", step.name), cancel).await;
+            if cancel.is_cancelled() {
+                run.steps.push(record);
+                run.outcome = FlowOutcome::Cancelled {
+                    attempted: run.ceremony_at.is_some(),
+                };
+                return run;
             }
             if !step.click.is_empty() {
                 if step.ceremony {
@@ -429,7 +472,25 @@ impl<'a> FlowRunner<'a> {
             record.finished = crate::support::time::now();
             run.steps.push(record);
         }
+        self.after_ceremony(&mut run).await;
         run
+    }
+
+    /// Once the page after the ceremony has arrived (or the flow ends), the
+    /// credential has done its one job: take it out of the browser, so
+    /// nothing else can use it through this session.
+    async fn after_ceremony(&self, run: &mut FlowRun) {
+        if run.ceremony_at.is_none() || run.credential_removed.is_some() {
+            return;
+        }
+        let Some(a) = self.authenticator else {
+            return;
+        };
+        let removed = a.detach(self.browser).await.map_err(|e| e.to_string());
+        if let Err(e) = &removed {
+            tracing::warn!(error = %e, "could not remove the credential from the browser");
+        }
+        run.credential_removed = Some(removed);
     }
 
     /// Signs out (best effort, bounded by the step timeout).

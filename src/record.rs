@@ -65,6 +65,49 @@ pub struct DrillRecord {
     pub sign_in: SignInRecord,
     /// One entry per expected alert.
     pub alerts: Vec<AlertRecord>,
+    /// Set when this record was rebuilt at a later start from the journal
+    /// of a run that died (killed, crashed, powered off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// How a record was recovered from a run that died.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Recovery {
+    /// The stage that had started and not ended when the run died.
+    pub died_during: Option<Stage>,
+    /// Whether the run had reached the sign-in stage, so a sign-in may
+    /// have happened.
+    pub sign_in_attempted: bool,
+    /// Files the dead run had written, kept under `recovered/` (unsigned by
+    /// it: signed now, as found).
+    pub recovered_files: Vec<String>,
+    /// When the record was recovered.
+    #[serde(with = "crate::support::time::serde_ms")]
+    #[schemars(with = "Timestamp")]
+    pub recovered_at: DateTime<Utc>,
+}
+
+/// One line of a run's journal (`journal.jsonl`), written and fsynced as
+/// the run goes, so a run that dies leaves enough behind to be recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum JournalLine {
+    /// The run began: its record as far as known before any stage.
+    Begin {
+        /// The record skeleton (no stages yet).
+        record: Box<DrillRecord>,
+    },
+    /// A stage began.
+    Started {
+        /// Which.
+        stage: Stage,
+    },
+    /// A stage ended.
+    Ended {
+        /// Its record.
+        record: StageRecord,
+    },
 }
 
 /// An RFC 3339 UTC time (schema only).

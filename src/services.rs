@@ -15,6 +15,7 @@ use crate::alerts::{ReceiverError, WebhookReceiver};
 use crate::cloud::{AppCredentials, CloudError, TokenCache};
 use crate::config::HostConfig;
 use crate::drill::{Progress, Sinks};
+use crate::evidence::recover::Recovered;
 use crate::evidence::{EvidenceError, SigningKey};
 use crate::notify::{Console, Notifier};
 
@@ -67,6 +68,28 @@ impl Services {
                 signing_key.path().display(),
                 signing_key.fingerprint()
             ));
+        }
+        // Runs that died (SIGKILL, crash, power loss) become signed
+        // INTERRUPTED bundles before anything new starts.
+        for r in crate::evidence::recover::recover_all(
+            &host.evidence_dir(),
+            &signing_key,
+            &host.evidence.signer,
+        ) {
+            match r {
+                Recovered::Sealed { bundle, died_during } => progress.note(&format!(
+                    "recovered a run that died{}: {} (INTERRUPTED)",
+                    died_during.map(|s| format!(" during {}", s.name())).unwrap_or_default(),
+                    bundle.dir.display()
+                )),
+                Recovered::Empty(dir) => {
+                    tracing::info!(dir = %dir.display(), "removed the empty staging directory of a run that died at once");
+                }
+                Recovered::Failed { dir, why } => progress.note(&format!(
+                    "could not recover the run that died in {}: {why}",
+                    dir.display()
+                )),
+            }
         }
         let receiver =
             WebhookReceiver::start(webhook.listen, webhook.token, host.webhook.max_body_bytes)

@@ -23,6 +23,12 @@ pub(crate) fn check_config(host: &HostConfig) -> u8 {
             d.source.display()
         );
     }
+    for (dir, drill, run) in crate::evidence::recover::leftovers(&host.evidence_dir()) {
+        errln!(
+            "warning: run {run} of drill {drill} is running now or did not finish writing its evidence ({}); if it died, the next drill on this host turns it into a signed INTERRUPTED bundle",
+            dir.display()
+        );
+    }
     if problems.has_errors() {
         errln!("configuration has errors");
         EXIT_USAGE

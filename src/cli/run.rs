@@ -43,7 +43,8 @@ fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
             s.duration_ms as f64 / 1000.0
         );
     }
-    for l in o.record.alerts.iter().filter_map(|a| a.latency.as_ref()) {
+    let alerts = o.record.iter().flat_map(|r| &r.alerts);
+    for l in alerts.filter_map(|a| a.latency.as_ref()) {
         out!(
             "  alert {}: fired {} ms and delivered {} ms after the sign-in",
             l.name,

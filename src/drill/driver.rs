@@ -3,15 +3,17 @@
 
 use std::future::Future;
 
+use futures_util::FutureExt as _;
+
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{RunPlan, Sinks};
 use super::stages::{self, Ended};
 use super::verdict::verdict;
 use crate::config::flow::Flow;
-use crate::evidence::{EvidenceError, SealedBundle};
+use crate::evidence::{BundleWriter, EvidenceError, SealedBundle};
 use crate::flow::FlowVars;
-use crate::record::{DrillRecord, Stage, StageRecord, StageStatus, Verdict};
+use crate::record::{DrillRecord, JournalLine, Stage, StageRecord, StageStatus, Verdict};
 
 /// Receives drill progress (a live display, plain lines, or nothing).
 pub trait Progress: Send + Sync {
@@ -43,33 +45,79 @@ pub struct DrillOutcome {
     pub reasons: Vec<String>,
     /// Every stage record, `record` and `report` included.
     pub stages: Vec<StageRecord>,
-    /// The record as written to `drill.json`.
-    pub record: DrillRecord,
+    /// The record as written to `drill.json` (`None` only if recording
+    /// itself failed).
+    pub record: Option<DrillRecord>,
     /// The sealed bundle, or why none could be written.
     pub bundle: Result<SealedBundle, EvidenceError>,
 }
 
-/// Times stages and reports them.
+/// Times stages, reports them, and journals them into the run's staging
+/// bundle as they happen.
 pub(crate) struct Driver<'p> {
     progress: &'p dyn Progress,
     pub(crate) stages: Vec<StageRecord>,
+    /// The run's bundle, staged from the start so the journal survives a
+    /// run that dies; `None` if it could not be created.
+    pub(crate) writer: Option<BundleWriter>,
 }
 
+/// Said of a stage that a stop kept from starting before the sign-in.
+const STOPPED_BEFORE: &str = "stopped before the sign-in: no sign-in attempt was made";
+
 impl<'p> Driver<'p> {
-    fn new(progress: &'p dyn Progress) -> Self {
+    fn new(progress: &'p dyn Progress, writer: Option<BundleWriter>) -> Self {
         Self {
             progress,
             stages: Vec::new(),
+            writer,
+        }
+    }
+
+    fn journal(&mut self, line: &JournalLine) {
+        let Some(w) = self.writer.as_mut() else { return };
+        let written = serde_json::to_vec(line)
+            .map_err(|e| e.to_string())
+            .and_then(|b| w.journal(&b).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not append to the run's journal");
         }
     }
 
     /// Runs one stage: reports its start, times it, records and reports
-    /// how it ended, and hands back its value.
-    async fn stage<T>(&mut self, stage: Stage, body: impl Future<Output = Ended<T>>) -> T {
+    /// how it ended, and hands back its value. A panic inside the stage (a
+    /// bug) ends the stage as an error instead of the drill, so teardown
+    /// and the record still happen.
+    async fn stage<T: Default>(&mut self, stage: Stage, body: impl Future<Output = Ended<T>>) -> T {
+        self.stage_or(stage, body, T::default).await
+    }
+
+    /// [`stage`](Self::stage) with the value to hand on after a panic.
+    async fn stage_or<T>(
+        &mut self,
+        stage: Stage,
+        body: impl Future<Output = Ended<T>>,
+        on_panic: impl FnOnce() -> T,
+    ) -> T {
         self.progress.stage_started(stage);
+        self.journal(&JournalLine::Started { stage });
         let started = crate::support::time::now();
         let t0 = std::time::Instant::now();
-        let ended = body.await;
+        let ended = match std::panic::AssertUnwindSafe(body).catch_unwind().await {
+            Ok(e) => e,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Ended::new(
+                    StageStatus::Errored,
+                    format!("glassdrill failed inside this stage (a bug; please report it): {what}"),
+                    on_panic(),
+                )
+            }
+        };
         self.push(StageRecord {
             stage,
             status: ended.status,
@@ -83,10 +131,19 @@ impl<'p> Driver<'p> {
 
     /// Records `stage` as not run (no "started" event: it never began).
     fn skip(&mut self, stage: Stage, why: &str) {
+        self.not_run(stage, StageStatus::Skipped, why);
+    }
+
+    /// Records `stage` as kept from starting by a stop.
+    fn stopped(&mut self, stage: Stage) {
+        self.not_run(stage, StageStatus::Interrupted, STOPPED_BEFORE);
+    }
+
+    fn not_run(&mut self, stage: Stage, status: StageStatus, why: &str) {
         let now = crate::support::time::now();
         self.push(StageRecord {
             stage,
-            status: StageStatus::Skipped,
+            status,
             started: now,
             finished: now,
             duration_ms: 0,
@@ -95,13 +152,21 @@ impl<'p> Driver<'p> {
     }
 
     fn push(&mut self, r: StageRecord) {
+        self.journal(&JournalLine::Ended { record: r.clone() });
         self.progress.stage_finished(&r);
         self.stages.push(r);
     }
 }
 
-/// Runs one drill. Never retries the sign-in; always tears the browser
-/// down; always tries to record evidence, whatever the verdict.
+/// The pause point before `stage` (tests), then whether a stop came.
+async fn gate(stage: Stage, cancel: &CancellationToken) -> bool {
+    crate::support::testpoint::pause(&format!("stage:{}", stage.name()), cancel).await;
+    cancel.is_cancelled()
+}
+
+/// Runs one drill. Never retries the sign-in; never starts it after a
+/// stop; always tears the browser down; always tries to record evidence,
+/// whatever the verdict.
 pub async fn run(
     plan: RunPlan<'_>,
     sinks: &Sinks<'_>,
@@ -110,7 +175,6 @@ pub async fn run(
 ) -> DrillOutcome {
     let started = crate::support::time::now();
     let run_id = super::new_run_id(started);
-    let mut d = Driver::new(progress);
     let flow: &Flow = &plan.drill.flow;
     let vars = FlowVars {
         authority: plan.tenant.authority.clone(),
@@ -118,35 +182,68 @@ pub async fn run(
         upn: plan.drill.account.clone(),
     };
     let mut gathered = stages::Gathered::new(&plan, &run_id, started);
+    // Evidence first: a drill that could not record a sign-in must not
+    // make one.
+    let writer = BundleWriter::create(&sinks.evidence_dir, &plan.drill.id, &run_id);
+    let mut d = Driver::new(progress, None);
+    let writer_error = match writer {
+        Ok(w) => {
+            d.writer = Some(w);
+            None
+        }
+        Err(e) => Some(e),
+    };
+    let (skeleton, _) = stages::record::build(&plan, sinks.signer, &gathered, &[], Verdict::Interrupted, Vec::new());
+    d.journal(&JournalLine::Begin {
+        record: Box::new(skeleton),
+    });
 
-    let browser = d
-        .stage(Stage::Preflight, stages::preflight::run(&plan, cancel))
-        .await;
+    let browser = if gate(Stage::Preflight, cancel).await {
+        d.stopped(Stage::Preflight);
+        None
+    } else if let Some(e) = &writer_error {
+        let detail = format!("evidence cannot be written, so no sign-in is made: {e}");
+        d.stage(Stage::Preflight, async { Ended::new(StageStatus::Errored, detail, None) })
+            .await
+    } else {
+        d.stage(Stage::Preflight, stages::preflight::run(&plan, cancel)).await
+    };
     let mut ceremony = None;
+    let stopped_or = |why: &'static str| if cancel.is_cancelled() { STOPPED_BEFORE } else { why };
     match &browser {
         Some(b) => {
-            gathered.announcement = d
-                .stage(
-                    Stage::Announce,
-                    stages::announce::run(&plan, sinks, &run_id, progress),
-                )
-                .await;
-            let signin = d
-                .stage(
-                    Stage::SignIn,
-                    stages::sign_in::run(b, flow, &plan, &vars, cancel),
-                )
-                .await;
-            ceremony = signin.ceremony;
-            gathered.sign_in(signin);
+            if gate(Stage::Announce, cancel).await {
+                d.stopped(Stage::Announce);
+                d.skip(Stage::SignIn, STOPPED_BEFORE);
+            } else {
+                gathered.announcement = d
+                    .stage(Stage::Announce, stages::announce::run(&plan, sinks, &run_id, progress))
+                    .await;
+                if gate(Stage::SignIn, cancel).await {
+                    d.stopped(Stage::SignIn);
+                } else {
+                    // After a panic, assume the worst: a sign-in may have
+                    // happened, and it is recorded like one that did.
+                    let signin = d
+                        .stage_or(
+                            Stage::SignIn,
+                            stages::sign_in::run(b, flow, &plan, &vars, cancel),
+                            stages::sign_in::SignedIn::unknown,
+                        )
+                        .await;
+                    ceremony = signin.ceremony;
+                    gathered.sign_in(signin);
+                }
+            }
         }
         None => {
-            d.skip(Stage::Announce, "preflight did not pass");
-            d.skip(Stage::SignIn, "preflight did not pass");
+            d.skip(Stage::Announce, stopped_or("preflight did not pass"));
+            d.skip(Stage::SignIn, stopped_or("preflight did not pass"));
         }
     }
     match ceremony {
         Some((at, instant)) => {
+            gate(Stage::Confirm, cancel).await;
             let correlation = gathered.correlation_id.clone();
             gathered.signin_record = d
                 .stage(
@@ -155,11 +252,9 @@ pub async fn run(
                 )
                 .await;
             let signin_at = gathered.signin_time().unwrap_or(at);
+            gate(Stage::Alerts, cancel).await;
             gathered.observations = d
-                .stage(
-                    Stage::Alerts,
-                    stages::alerts::run(&plan, signin_at, instant, cancel),
-                )
+                .stage(Stage::Alerts, stages::alerts::run(&plan, signin_at, instant, cancel))
                 .await;
             gathered.signin_at = Some(signin_at);
         }
@@ -168,6 +263,8 @@ pub async fn run(
             d.skip(Stage::Alerts, "the sign-in did not complete");
         }
     }
+    // Teardown and record run whatever happened, stop or not.
+    gate(Stage::Teardown, cancel).await;
     let signout = d
         .stage(
             Stage::Teardown,
@@ -176,17 +273,26 @@ pub async fn run(
         .await;
     gathered.captures.extend(signout);
 
+    gate(Stage::Record, cancel).await;
     let (v, reasons) = verdict(&d.stages, cancel.is_cancelled());
     let so_far = d.stages.clone();
+    let writer = d.writer.take();
+    let record_body = stages::record::run(&plan, sinks, writer, gathered, &so_far, v, reasons);
     let (record, bundle) = d
-        .stage(
-            Stage::Record,
-            stages::record::run(&plan, sinks, gathered, &so_far, v, reasons),
-        )
+        .stage_or(Stage::Record, record_body, || {
+            (
+                None,
+                Err(EvidenceError::Serialize {
+                    what: "the drill record",
+                    why: "glassdrill failed while recording (a bug); the run's journal is kept and recovered at the next start".into(),
+                }),
+            )
+        })
         .await;
     if sinks.notifier.delivers_reports() {
-        d.stage(Stage::Report, stages::report::run(sinks, &record))
-            .await;
+        if let Some(r) = &record {
+            d.stage(Stage::Report, stages::report::run(sinks, r)).await;
+        }
     } else {
         d.skip(Stage::Report, "no notification channel configured");
     }

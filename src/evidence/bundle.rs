@@ -3,7 +3,7 @@
 
 use super::*;
 use std::fs::DirBuilder;
-use std::os::unix::fs::DirBuilderExt as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 
 /// Writes one bundle into a hidden staging directory and, on
 /// [`finish`](BundleWriter::finish), seals and renames it into place.
@@ -23,6 +23,27 @@ pub struct BundleWriter {
     /// Every directory prefix of an added path, relative to the staging
     /// directory (used to catch file/directory conflicts and to fsync).
     dirs: BTreeSet<String>,
+    /// An exclusive lock on the staging directory, held until the writer
+    /// is gone: a staging directory nobody holds locked belongs to a run
+    /// that died ([`super::recover`]).
+    _lock: nix::fcntl::Flock<File>,
+    /// The journal's bytes so far (`journal.jsonl`, appended and fsynced
+    /// line by line; hashed from these very bytes at `finish`).
+    journal: Vec<u8>,
+}
+
+/// The journal file of a bundle.
+pub(crate) const JOURNAL: &str = "journal.jsonl";
+
+/// Locks a staging directory exclusively without waiting; `None` when
+/// another process holds it.
+pub(crate) fn lock_dir(dir: &Path) -> Result<Option<nix::fcntl::Flock<File>>, EvidenceError> {
+    let f = File::open(dir).map_err(io_err("open", dir))?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => Ok(Some(l)),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(io_err("lock", dir)(io::Error::from(e))),
+    }
 }
 
 impl BundleWriter {
@@ -57,13 +78,41 @@ impl BundleWriter {
             }
             Err(e) => return Err(io_err("create directory", &staging)(e)),
         }
+        let lock = lock_dir(&staging)?.ok_or_else(|| EvidenceError::StagingExists {
+            path: staging.clone(),
+        })?;
         Ok(Self {
             staging,
             final_dir,
             drill_dir,
             files: BTreeMap::new(),
             dirs: BTreeSet::new(),
+            _lock: lock,
+            journal: Vec::new(),
         })
+    }
+
+    /// Appends one line to `journal.jsonl` and fsyncs it, so that what a
+    /// run has done survives the run (see [`super::recover`]).
+    pub(crate) fn journal(&mut self, line: &[u8]) -> Result<(), EvidenceError> {
+        use std::io::Write as _;
+        let path = self.staging.join(JOURNAL);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(FILE_MODE)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let mut bytes = line.to_vec();
+        bytes.push(b'\n');
+        f.write_all(&bytes)
+            .and_then(|()| f.sync_data())
+            .map_err(io_err("append to", &path))?;
+        if self.journal.is_empty() {
+            sync_dir(&self.staging)?;
+        }
+        self.journal.extend_from_slice(&bytes);
+        Ok(())
     }
 
     /// Adds one file to the bundle: writes exactly `bytes` to
@@ -82,7 +131,7 @@ impl BundleWriter {
             path: rel_path.to_string(),
             why,
         })?;
-        if [MANIFEST, SIGNATURE, ALLOWED_SIGNERS].contains(&rel_path) {
+        if [MANIFEST, SIGNATURE, ALLOWED_SIGNERS, JOURNAL].contains(&rel_path) {
             return Err(EvidenceError::ReservedPath {
                 path: rel_path.to_string(),
             });
@@ -152,6 +201,10 @@ impl BundleWriter {
         signer: &str,
     ) -> Result<SealedBundle, EvidenceError> {
         validate_signer(signer)?;
+        if !self.journal.is_empty() {
+            self.files
+                .insert(JOURNAL.to_string(), sha256_hex(&self.journal));
+        }
         let allowed = format!(
             "{signer} namespaces=\"{NAMESPACE}\" {}\n",
             key.public_key_bare()?

@@ -430,6 +430,7 @@ mod allowed_signers;
 mod bundle;
 mod keys;
 mod manifest;
+pub mod recover;
 pub mod report;
 #[cfg(test)]
 mod testutil;

@@ -8,4 +8,5 @@ pub mod html;
 pub mod http;
 pub mod ids;
 pub mod retry;
+pub mod testpoint;
 pub mod time;

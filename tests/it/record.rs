@@ -26,9 +26,8 @@ fn committed_json_schema_matches_the_types() {
         text.push('\n');
         std::fs::write(schema_path(), text).unwrap();
     }
-    assert_eq!(
-        committed_schema(),
-        generated,
+    assert!(
+        committed_schema() == generated,
         "schema/drill-record.v1.json is stale: regenerate it with `GLASSDRILL_WRITE_SCHEMA=1 cargo test committed_json_schema`"
     );
 }
@@ -76,7 +75,7 @@ async fn a_fresh_record_validates_and_round_trips() {
     validate(&serde_json::from_slice(&bytes).unwrap());
     let r = DrillRecord::from_json(&bytes).unwrap();
     assert_eq!(r.schema_version, SCHEMA_VERSION);
-    assert_eq!(r, o.record, "what was written is what the run reported");
+    assert_eq!(Some(&r), o.record.as_ref(), "what was written is what the run reported");
     // Timestamps are RFC 3339 UTC with milliseconds.
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.contains(&format!(

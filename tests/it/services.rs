@@ -46,7 +46,7 @@ async fn two_runs_share_one_receiver_and_keep_their_own_alerts() {
         (b.unwrap(), "breakglass2@rehearsal.onmicrosoft.com"),
     ] {
         assert_eq!(o.verdict, Verdict::Pass, "{upn}: {:#?}", o.stages);
-        let alert = &o.record.alerts[0];
+        let alert = &o.record.as_ref().unwrap().alerts[0];
         assert!(
             alert.ignored.is_empty(),
             "{upn} saw the other run's alert: {alert:#?}"

@@ -107,18 +107,23 @@ pub(crate) fn build(
             log_record: g.signin_record.as_ref().map(|_| "signin.json".to_owned()),
         },
         alerts,
+        recovery: None,
     };
     (record, files)
 }
 
 fn write(
     sinks: &Sinks<'_>,
+    writer: Option<BundleWriter>,
     key: &SigningKey,
     record: &DrillRecord,
     g: &Gathered,
     files: &[File],
 ) -> Result<SealedBundle, EvidenceError> {
-    let mut w = BundleWriter::create(&sinks.evidence_dir, &record.drill.id, &record.run_id)?;
+    let mut w = match writer {
+        Some(w) => w,
+        None => BundleWriter::create(&sinks.evidence_dir, &record.drill.id, &record.run_id)?,
+    };
     let json = |what: &'static str, r: Result<Vec<u8>, serde_json::Error>| {
         r.map_err(|e| EvidenceError::Serialize {
             what,
@@ -145,26 +150,28 @@ fn write(
     w.finish(key, sinks.signer)
 }
 
-/// Builds the record and writes the signed bundle.
+/// Builds the record and writes the signed bundle into the run's staged
+/// bundle (or a new one, if it could not be staged at the start).
 pub(crate) async fn run(
     plan: &RunPlan<'_>,
     sinks: &Sinks<'_>,
+    writer: Option<BundleWriter>,
     g: Gathered,
     stages: &[StageRecord],
     verdict: Verdict,
     reasons: Vec<String>,
-) -> Ended<(DrillRecord, Result<SealedBundle, EvidenceError>)> {
+) -> Ended<(Option<DrillRecord>, Result<SealedBundle, EvidenceError>)> {
     let (record, files) = build(plan, sinks.signer, &g, stages, verdict, reasons);
-    let bundle = write(sinks, sinks.signing_key, &record, &g, &files);
+    let bundle = write(sinks, writer, sinks.signing_key, &record, &g, &files);
     match &bundle {
         Ok(b) => Ended::new(
             StageStatus::Passed,
             format!("{} ({} files)", b.dir.display(), b.files.len()),
-            (record, bundle),
+            (Some(record), bundle),
         ),
         Err(e) => {
             let detail = e.to_string();
-            Ended::new(StageStatus::Errored, detail, (record, bundle))
+            Ended::new(StageStatus::Errored, detail, (Some(record), bundle))
         }
     }
 }

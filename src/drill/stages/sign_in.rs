@@ -22,6 +22,23 @@ pub struct SignedIn {
     /// When the ceremony was made (wall clock, and monotonic for
     /// deadlines), only when the sign-in completed.
     pub ceremony: Option<(DateTime<Utc>, tokio::time::Instant)>,
+    /// Whether a sign-in may have happened (the ceremony was started),
+    /// whatever the outcome.
+    pub attempted: bool,
+}
+
+impl SignedIn {
+    /// Nothing known about the sign-in (its stage failed unexpectedly):
+    /// a sign-in may have happened.
+    pub fn unknown() -> Self {
+        Self {
+            steps: Vec::new(),
+            captures: Vec::new(),
+            correlation_id: None,
+            ceremony: None,
+            attempted: true,
+        }
+    }
 }
 
 /// The stage's status and sentence for a flow outcome (pure).
@@ -42,9 +59,13 @@ pub(crate) fn judge(outcome: &FlowOutcome, account: &str) -> (StageStatus, Strin
             ),
         ),
         FlowOutcome::BrowserFailed(e) => (StageStatus::Errored, format!("browser failed: {e}")),
-        FlowOutcome::Cancelled => (
+        FlowOutcome::Cancelled { attempted: false } => (
             StageStatus::Interrupted,
-            "cancelled during the sign-in".into(),
+            "stopped before the sign-in: no sign-in attempt was made".into(),
+        ),
+        FlowOutcome::Cancelled { attempted: true } => (
+            StageStatus::Interrupted,
+            "stopped after the security-key ceremony had started: the sign-in may have happened; torn down and recorded".into(),
         ),
     }
 }
@@ -57,9 +78,13 @@ pub async fn run(
     vars: &FlowVars,
     cancel: &CancellationToken,
 ) -> Ended<SignedIn> {
-    let runner = FlowRunner::new(browser, flow, vars, plan.step_timeout);
+    let runner = FlowRunner::new(browser, flow, vars, plan.step_timeout)
+        .with_authenticator(plan.authenticator);
     let run = runner.run(&plan.drill.start_url, cancel).await;
-    let (status, detail) = judge(&run.outcome, &plan.drill.account);
+    let (status, mut detail) = judge(&run.outcome, &plan.drill.account);
+    if let Some(Err(e)) = &run.credential_removed {
+        detail.push_str(&format!("; the credential could not be removed from the browser: {e}"));
+    }
     let ceremony = (run.outcome == FlowOutcome::SignedIn).then(|| {
         run.ceremony_at
             .unwrap_or_else(|| (crate::support::time::now(), tokio::time::Instant::now()))
@@ -71,6 +96,7 @@ pub async fn run(
             steps: run.steps,
             captures: run.captures,
             correlation_id: run.correlation_id,
+            attempted: run.ceremony_at.is_some(),
             ceremony,
         },
     )
@@ -94,10 +120,12 @@ mod tests {
         let (s, d) = judge(&drift, "a@b");
         assert_eq!(s, StageStatus::Errored);
         assert!(d.starts_with("flow drift at step x"));
-        assert_eq!(
-            judge(&FlowOutcome::Cancelled, "a@b").0,
-            StageStatus::Interrupted
-        );
+        let (s, d) = judge(&FlowOutcome::Cancelled { attempted: false }, "a@b");
+        assert_eq!(s, StageStatus::Interrupted);
+        assert!(d.starts_with("stopped before the sign-in"), "{d}");
+        let (s, d) = judge(&FlowOutcome::Cancelled { attempted: true }, "a@b");
+        assert_eq!(s, StageStatus::Interrupted);
+        assert!(d.contains("may have happened"), "{d}");
         assert_eq!(
             judge(&FlowOutcome::BrowserFailed("x".into()), "a@b").0,
             StageStatus::Errored
