@@ -172,7 +172,10 @@ impl Authenticator for VirtualAuthenticator {
                 }
                 other => AuthenticatorError::Browser(other),
             })?;
-        *self.attached.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id);
+        *self
+            .attached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id);
         Ok(())
     }
 
@@ -185,7 +188,11 @@ impl Authenticator for VirtualAuthenticator {
         let Some(id) = id else { return Ok(()) };
         // Removing the virtual authenticator removes its credentials with it.
         browser
-            .session_command(http::Method::DELETE, &format!("webauthn/authenticator/{id}"), None)
+            .session_command(
+                http::Method::DELETE,
+                &format!("webauthn/authenticator/{id}"),
+                None,
+            )
             .await?;
         Ok(())
     }

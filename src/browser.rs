@@ -107,6 +107,69 @@ struct Driver {
     port: u16,
     /// The private directory; every process of this browser names it.
     dir: PathBuf,
+    /// The dead man's switch: see [`Guard`].
+    guard: Option<Guard>,
+}
+
+/// A tiny shell that outlives nothing: it blocks reading a pipe whose only
+/// writer is glassdrill. When glassdrill goes away, however it goes (even
+/// SIGKILL, when no `Drop` runs), the kernel closes the pipe and the guard
+/// kills the browser's process group and every process naming the
+/// browser's private directory (Chromium's crash handler runs in a session
+/// of its own). So no browser — with the drill's credential loaded behind
+/// chromedriver's unauthenticated port — survives its drill. It needs no
+/// `unsafe` and, unlike a parent-death signal, does not depend on which
+/// thread spawned the browser.
+struct Guard {
+    child: tokio::process::Child,
+    /// The write end; dropping it arms the guard.
+    pipe: Option<tokio::process::ChildStdin>,
+}
+
+/// `$1`: the browser's process group; `$2`: a pattern for its directory.
+const GUARD_SH: &str =
+    "read _; kill -KILL \"-$1\" 2>/dev/null; pkill -KILL -f -- \"$2\" 2>/dev/null; exit 0";
+
+/// `s` as a literal POSIX extended regular expression (for `pkill -f`).
+fn ere_literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if ".[]()*+?{}|^$\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl Guard {
+    fn spawn(pgid: Pid, dir: &std::path::Path) -> Result<Self, BrowserError> {
+        let mut child = tokio::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(GUARD_SH)
+            .arg("glassdrill-browser-guard")
+            .arg(pgid.as_raw().to_string())
+            .arg(ere_literal(&dir.display().to_string()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own group: a Ctrl-C at the terminal, or the kill of the
+            // browser's group, must not take the guard with it.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| BrowserError::Start {
+                what: "the browser guard (/bin/sh)",
+                reason: e.to_string(),
+            })?;
+        let pipe = child.stdin.take();
+        Ok(Self { child, pipe })
+    }
+
+    /// Disarms and ends the guard (the browser is already gone).
+    fn stop(&mut self) {
+        let _ = self.child.start_kill();
+        self.pipe = None;
+    }
 }
 
 impl Driver {
@@ -216,6 +279,9 @@ impl Drop for Driver {
     fn drop(&mut self) {
         let mut pids = self.kill_group();
         reap(&mut pids);
+        if let Some(g) = self.guard.as_mut() {
+            g.stop();
+        }
     }
 }
 
@@ -391,12 +457,21 @@ impl Browser {
                 .id()
                 .and_then(|id| i32::try_from(id).ok())
                 .map(Pid::from_raw);
+            let guard = match pgid.map(|g| Guard::spawn(g, dir.path())) {
+                Some(Ok(g)) => Some(g),
+                Some(Err(e)) => {
+                    let _ = child.start_kill();
+                    return Attempt::Fail(e);
+                }
+                None => None,
+            };
             let ready = wait_ready(port, &mut child, Duration::from_secs(15)).await;
             let driver = Driver {
                 child,
                 pgid,
                 port,
                 dir: dir.path().to_path_buf(),
+                guard,
             };
             match ready {
                 Ok(()) => Attempt::Done(driver),
@@ -556,15 +631,21 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        self.driver
-            .child
-            .wait()
-            .await
-            .map(|_| ())
-            .map_err(|e| BrowserError::Command {
-                command: "wait for chromedriver".into(),
-                reason: e.to_string(),
-            })
+        let waited =
+            self.driver
+                .child
+                .wait()
+                .await
+                .map(|_| ())
+                .map_err(|e| BrowserError::Command {
+                    command: "wait for chromedriver".into(),
+                    reason: e.to_string(),
+                });
+        if let Some(mut g) = self.driver.guard.take() {
+            g.stop();
+            let _ = g.child.wait().await;
+        }
+        waited
     }
 }
 

@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::authenticator::Authenticator;
 use crate::browser::Browser;
-use crate::support::testpoint::pause;
 use crate::config::flow::{Flow, Step};
 use crate::record::SignInStep;
+use crate::support::testpoint::pause;
 
 /// Values the templates may use.
 #[derive(Debug, Clone)]
@@ -240,7 +240,10 @@ impl<'a> FlowRunner<'a> {
     }
 
     async fn wait_for(&self, step: &Step, cancel: &CancellationToken) -> Wait {
-        let deadline = tokio::time::Instant::now() + self.step_timeout;
+        let now = tokio::time::Instant::now();
+        let deadline = now
+            .checked_add(self.step_timeout)
+            .unwrap_or(now + crate::config::MAX_STEP_TIMEOUT);
         let mut last = PageState::default();
         loop {
             if let Some(state) = self.probe(step).await {

@@ -210,11 +210,26 @@ fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, Plan
     let mut webhook = None;
     let mut entra = None;
     match drill.tenant {
-        // A rehearsal never takes the production listener's port.
+        // A rehearsal listens where the host config says (so a real
+        // action group can be pointed at it), on a free loopback port and
+        // with a fresh token by default.
         TenantKind::Rehearsal => {
-            webhook = Some(WebhookSettings {
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                token: SecretString::from(random_token(32)),
+            let token = match &host.webhook.token {
+                None => Some(SecretString::from(random_token(32))),
+                Some(t) => match t.resolve() {
+                    Ok(token) => Some(token),
+                    Err(error) => {
+                        problems.push(PlanProblem::Secret {
+                            field: "webhook.token".into(),
+                            error,
+                        });
+                        None
+                    }
+                },
+            };
+            webhook = token.map(|token| WebhookSettings {
+                listen: host.webhook.listen,
+                token,
             });
         }
         TenantKind::Entra => {

@@ -53,6 +53,44 @@ pub enum SecretError {
     /// The secret is empty.
     #[error("secret from {0} is empty")]
     Empty(String),
+    /// A `file:` secret that is not a regular file (a FIFO, a device, a
+    /// directory): reading it could hang or never end.
+    #[error(
+        "secret file {0} is not a regular file: point the reference at a file holding only the secret"
+    )]
+    NotAFile(String),
+    /// A `file:` secret owned by another user.
+    #[error(
+        "secret file {path} is owned by uid {owner}, not by the user glassdrill runs as (uid {me}): chown it to that user"
+    )]
+    WrongOwner {
+        /// The file.
+        path: String,
+        /// Its owner.
+        owner: u32,
+        /// Who glassdrill runs as.
+        me: u32,
+    },
+    /// A `file:` secret readable or writable by group or others.
+    #[error(
+        "secret file {path} has mode {mode:04o}: other users can read it; run `chmod 600 {path}`"
+    )]
+    TooOpen {
+        /// The file.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A `file:` secret far larger than any secret.
+    #[error(
+        "secret file {path} is larger than {max} bytes; a secret reference must name a file holding only the secret"
+    )]
+    TooLarge {
+        /// The file.
+        path: String,
+        /// The limit.
+        max: u64,
+    },
 }
 
 impl SecretRef {
@@ -84,10 +122,10 @@ impl SecretRef {
             Self::Env(name) => {
                 std::env::var(name).map_err(|_| SecretError::EnvUnset(name.clone()))?
             }
-            Self::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| SecretError::FileUnreadable {
+            Self::File(path) => String::from_utf8(read_secret_file(path)?)
+                .map_err(|_| SecretError::FileUnreadable {
                     path: path.display().to_string(),
-                    reason: e.kind().to_string(),
+                    reason: "not UTF-8 text".into(),
                 })?
                 .trim_end_matches(['\n', '\r'])
                 .to_owned(),
@@ -104,10 +142,7 @@ impl SecretRef {
             Self::Env(name) => std::env::var(name)
                 .map_err(|_| SecretError::EnvUnset(name.clone()))?
                 .into_bytes(),
-            Self::File(path) => std::fs::read(path).map_err(|e| SecretError::FileUnreadable {
-                path: path.display().to_string(),
-                reason: e.kind().to_string(),
-            })?,
+            Self::File(path) => read_secret_file(path)?,
         };
         if bytes.is_empty() {
             return Err(SecretError::Empty(self.to_string()));
@@ -130,6 +165,58 @@ impl fmt::Debug for SecretRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
     }
+}
+
+/// Largest secret file read (a client secret, a token, a PKCS#8 key are
+/// all well under this).
+pub const MAX_SECRET_FILE: u64 = 16 * 1024;
+
+/// Reads a `file:` secret, refusing anything that is not a small regular
+/// file owned by this user and private to it. The file is checked after
+/// it is opened (on the open file), so it cannot be swapped in between.
+fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, SecretError> {
+    use std::io::Read as _;
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    let shown = path.display().to_string();
+    let unreadable = |e: std::io::Error| SecretError::FileUnreadable {
+        path: shown.clone(),
+        reason: e.kind().to_string(),
+    };
+    // A FIFO must not block the open: O_NONBLOCK is harmless on a file.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(path)
+        .map_err(unreadable)?;
+    let meta = f.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(SecretError::NotAFile(shown));
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(SecretError::WrongOwner {
+            path: shown,
+            owner: meta.uid(),
+            me,
+        });
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(SecretError::TooOpen {
+            path: shown,
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    let mut bytes = Vec::new();
+    f.take(MAX_SECRET_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(SecretError::TooLarge {
+            path: shown,
+            max: MAX_SECRET_FILE,
+        });
+    }
+    Ok(bytes)
 }
 
 /// `n` bytes from the operating system's CSPRNG.
@@ -173,14 +260,64 @@ mod tests {
         assert_eq!(SecretRef::parse("file:"), Err(SecretError::EmptyPath));
     }
 
+    fn private(path: &std::path::Path, content: &[u8]) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::write(path, content).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    #[test]
+    fn file_secrets_must_be_small_private_regular_files() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        private(&path, b"s3cret");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = SecretRef::File(path.clone()).resolve().unwrap_err();
+        assert!(
+            matches!(err, SecretError::TooOpen { mode: 0o644, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("chmod 600 {}", path.display())),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("s3cret"));
+
+        private(&path, &vec![b'x'; 20_000]);
+        let err = SecretRef::File(path.clone()).resolve_bytes().unwrap_err();
+        assert!(matches!(err, SecretError::TooLarge { .. }), "{err}");
+
+        // /dev/zero would read until memory runs out; a FIFO would hang.
+        let err = SecretRef::File("/dev/zero".into())
+            .resolve_bytes()
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SecretError::NotAFile(_) | SecretError::WrongOwner { .. }
+            ),
+            "{err}"
+        );
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = SecretRef::File(fifo).resolve().unwrap_err();
+        assert!(matches!(err, SecretError::NotAFile(_)), "{err}");
+        let err = SecretRef::File(dir.path().to_path_buf())
+            .resolve()
+            .unwrap_err();
+        assert!(matches!(err, SecretError::NotAFile(_)), "{err}");
+    }
+
     #[test]
     fn file_secret_is_trimmed_and_errors_never_echo_content() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
-        std::fs::write(&path, "s3cret\n").unwrap();
+        private(&path, b"s3cret\n");
         let r = SecretRef::File(path.clone());
         assert_eq!(r.resolve().unwrap().expose_secret(), "s3cret");
-        std::fs::write(&path, "").unwrap();
+        private(&path, b"");
         let err = r.resolve().unwrap_err().to_string();
         assert!(err.contains("empty"));
         let missing = SecretRef::File(dir.path().join("nope"));

@@ -77,9 +77,14 @@ impl Services {
             &host.evidence.signer,
         ) {
             match r {
-                Recovered::Sealed { bundle, died_during } => progress.note(&format!(
+                Recovered::Sealed {
+                    bundle,
+                    died_during,
+                } => progress.note(&format!(
                     "recovered a run that died{}: {} (INTERRUPTED)",
-                    died_during.map(|s| format!(" during {}", s.name())).unwrap_or_default(),
+                    died_during
+                        .map(|s| format!(" during {}", s.name()))
+                        .unwrap_or_default(),
                     bundle.dir.display()
                 )),
                 Recovered::Empty(dir) => {

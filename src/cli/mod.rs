@@ -111,8 +111,8 @@ pub struct DrillArgs {
     /// Progress display.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
-    /// Override every flow step's timeout (e.g. `30s`).
-    #[arg(long, value_parser = parse_duration)]
+    /// Override every flow step's timeout (e.g. `30s`; at most 10m).
+    #[arg(long, value_parser = parse_step_timeout)]
     pub step_timeout: Option<Duration>,
 }
 
@@ -138,8 +138,8 @@ pub struct TenantBehaviour {
     /// "rehearsal"`.
     #[arg(long = "fault", value_name = "FAULT")]
     pub faults: Vec<Fault>,
-    /// Delay between a sign-in and the rehearsal tenant's alert.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    /// Delay between a sign-in and the rehearsal tenant's alert (at most 1h).
+    #[arg(long, default_value = "2s", value_parser = parse_alert_delay)]
     pub alert_delay: Duration,
 }
 
@@ -149,8 +149,8 @@ pub struct RehearseArgs {
     /// Rehearsal tenant behaviour.
     #[command(flatten)]
     pub tenant: TenantBehaviour,
-    /// Override the alert deadline of the rehearsal drill (30s).
-    #[arg(long, value_parser = parse_duration)]
+    /// Override the alert deadline of the rehearsal drill (30s; at most 24h).
+    #[arg(long, value_parser = parse_deadline)]
     pub alert_deadline: Option<Duration>,
     /// Common drill options.
     #[command(flatten)]
@@ -215,9 +215,20 @@ pub struct TenantArgs {
     pub webhook_url: Option<String>,
 }
 
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|_| format!("`{s}` is not a duration; write it like `2s`, `500ms` or `1m`"))
+fn bounded(s: &str, max: Duration, allow_zero: bool) -> Result<Duration, String> {
+    crate::support::time::parse_bounded(s, max, allow_zero).map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_step_timeout(s: &str) -> Result<Duration, String> {
+    bounded(s, crate::config::MAX_STEP_TIMEOUT, false)
+}
+
+pub(crate) fn parse_deadline(s: &str) -> Result<Duration, String> {
+    bounded(s, crate::config::MAX_DEADLINE, false)
+}
+
+pub(crate) fn parse_alert_delay(s: &str) -> Result<Duration, String> {
+    bounded(s, crate::config::MAX_ALERT_DELAY, true)
 }
 
 pub(crate) fn print_problems(p: &Problems) {

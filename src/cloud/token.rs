@@ -149,7 +149,9 @@ impl TokenCache {
             Err(RetryError::Cancelled) => return Err(CloudError::Cancelled),
             Err(RetryError::Exhausted { last, .. } | RetryError::Failed(last)) => return Err(last),
         };
-        let life = Duration::from_secs(ttl)
+        // The server's `expires_in` is bounded before any arithmetic: a
+        // token is never kept for more than a day.
+        let life = Duration::from_secs(ttl.min(86_400))
             .saturating_sub(EXPIRY_MARGIN)
             .max(Duration::from_secs(30));
         cached.insert(resource.clone(), (token.clone(), Instant::now() + life));

@@ -189,3 +189,62 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
 }
+
+/// Largest config, drill or flow file read (real ones are a few KiB).
+pub const MAX_CONFIG_FILE: u64 = 1024 * 1024;
+
+/// Why a configuration file could not be read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The OS refused (missing, permissions).
+    Io(std::io::Error),
+    /// Not a regular file.
+    NotAFile,
+    /// Larger than [`MAX_CONFIG_FILE`].
+    TooLarge,
+    /// Not UTF-8.
+    NotText,
+}
+
+impl fmt::Display for ReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Io(e) => write!(f, "{e}"),
+            Self::NotAFile => f.write_str("not a regular file"),
+            Self::TooLarge => write!(
+                f,
+                "larger than {} KiB, far more than any real one",
+                MAX_CONFIG_FILE / 1024
+            ),
+            Self::NotText => f.write_str("not UTF-8 text"),
+        }
+    }
+}
+
+/// Reads a configuration file: a regular file, at most
+/// [`MAX_CONFIG_FILE`], UTF-8.
+pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
+    use crate::support::fs::{ReadCappedError, read_capped};
+    let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
+    if !meta.is_file() {
+        return Err(ReadError::NotAFile);
+    }
+    let bytes = read_capped(path, MAX_CONFIG_FILE).map_err(|e| match e {
+        ReadCappedError::Io(e) => ReadError::Io(e),
+        ReadCappedError::TooLarge => ReadError::TooLarge,
+    })?;
+    String::from_utf8(bytes).map_err(|_| ReadError::NotText)
+}
+
+/// [`read_text`], with a whole-file problem naming `what` and the fix.
+pub(crate) fn read_config(path: &Path, what: &str, fix: &str) -> Result<String, Problems> {
+    read_text(path).map_err(|e| {
+        Problems(vec![Problem {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            severity: Severity::Error,
+            message: format!("cannot read the {what} ({e}){fix}"),
+        }])
+    })
+}

@@ -141,33 +141,44 @@ fn base64url(src: &Source<'_>, field: &str, v: &Spanned<String>) -> Result<Vec<u
 
 /// Reads a flow file relative to the drill file; the built-in Entra flow is
 /// used when `name` is the built-in's file name and no such file exists.
-fn read_flow(drill_path: &Path, name: &str) -> std::io::Result<(PathBuf, String)> {
-    let dir = drill_path.parent().unwrap_or(Path::new("."));
+///
+/// The flow must resolve (after symlinks) inside the drill file's
+/// directory: a drill file cannot make glassdrill read `/etc/shadow`.
+fn read_flow(drill_path: &Path, name: &str) -> Result<(PathBuf, String), String> {
+    let dir = match drill_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
     let path = dir.join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(t) => Ok((path, t)),
+    let root = dir
+        .canonicalize()
+        .map_err(|e| format!("the drills directory cannot be resolved ({e})"))?;
+    match path.canonicalize() {
+        Ok(real) if !real.starts_with(&root) => Err(format!(
+            "it resolves to {}, outside the drills directory {}; keep flow files under drills/ (like `flows/entra-security-key.toml`)",
+            real.display(),
+            root.display()
+        )),
+        Ok(real) => super::diag::read_text(&real)
+            .map(|t| (path, t))
+            .map_err(|e| e.to_string()),
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound
                 && name == "flows/entra-security-key.toml" =>
         {
             Ok((path, ENTRA_FLOW.to_owned()))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.to_string()),
     }
 }
+
+/// Most alerts one drill may expect (each is a concurrent wait).
+pub const MAX_ALERTS: usize = 32;
 
 impl DrillConfig {
     /// Loads a drill file from disk.
     pub fn load(path: &Path) -> Result<Self, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problems(vec![Problem {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                severity: Severity::Error,
-                message: format!("cannot read the drill file ({e})"),
-            }])
-        })?;
+        let text = super::diag::read_config(path, "drill file", "")?;
         Self::parse(path, &text, |name| read_flow(path, name))
     }
 
@@ -185,7 +196,7 @@ impl DrillConfig {
     pub fn parse(
         path: &Path,
         text: &str,
-        flow_reader: impl FnOnce(&str) -> std::io::Result<(PathBuf, String)>,
+        flow_reader: impl FnOnce(&str) -> Result<(PathBuf, String), String>,
     ) -> Result<Self, Problems> {
         let src = Source { path, text };
         let raw: RawDrill = src.parse().map_err(Problems)?;
@@ -221,10 +232,11 @@ impl DrillConfig {
         };
         let confirm_deadline = match &raw.confirm_deadline {
             None => Duration::from_secs(600),
-            Some(d) => parse_duration(&src, "confirm_deadline", d).unwrap_or_else(|p| {
-                problems.push(p);
-                Duration::from_secs(600)
-            }),
+            Some(d) => parse_duration(&src, "confirm_deadline", d, super::MAX_DEADLINE)
+                .unwrap_or_else(|p| {
+                    problems.push(p);
+                    Duration::from_secs(600)
+                }),
         };
 
         let a = raw.authenticator.get_ref();
@@ -304,7 +316,8 @@ impl DrillConfig {
                     None
                 }
             };
-            let deadline = parse_duration(&src, "alerts.deadline", &al.deadline);
+            let deadline =
+                parse_duration(&src, "alerts.deadline", &al.deadline, super::MAX_DEADLINE);
             match (kind, deadline) {
                 (Some(kind), Ok(deadline)) => alerts.push(ExpectedAlert {
                     kind,
@@ -314,6 +327,15 @@ impl DrillConfig {
                 (_, Err(p)) => problems.push(p),
                 _ => {}
             }
+        }
+        if raw.alerts.len() > MAX_ALERTS {
+            problems.push(src.error(
+                0,
+                format!(
+                    "{} [[alerts]] entries: a drill expects at most {MAX_ALERTS} alerts; split the checks across drills",
+                    raw.alerts.len()
+                ),
+            ));
         }
         if raw.alerts.is_empty() {
             problems.push(src.error(0, "a drill needs at least one [[alerts]] entry: a sign-in nobody is told about proves nothing"));

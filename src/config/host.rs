@@ -145,6 +145,24 @@ impl Default for BrowserConfig {
 /// few KiB; 256 KiB leaves room without inviting abuse.
 pub(crate) const DEFAULT_MAX_BODY: usize = 256 * 1024;
 
+/// Whether secrets may be sent to `u`: https://, or http:// to a loopback
+/// or `*.localhost` test server.
+pub(crate) fn secure_endpoint(u: &url::Url) -> bool {
+    match u.scheme() {
+        "https" => u.host().is_some(),
+        "http" => match u.host() {
+            Some(url::Host::Domain(d)) => {
+                let d = d.to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            }
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 impl HostConfig {
     /// Built-in defaults (no config file).
     pub fn defaults(env: &Environment) -> Self {
@@ -185,15 +203,7 @@ impl HostConfig {
 
     /// Loads one host config file.
     pub fn load(path: &Path, env: &Environment) -> Result<Self, Problems> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Problems(vec![Problem {
-                file: path.to_path_buf(),
-                line: 0,
-                column: 0,
-                severity: Severity::Error,
-                message: format!("cannot read the host config ({e}); check --config"),
-            }])
-        })?;
+        let text = super::diag::read_config(path, "host config", "; check --config")?;
         Self::parse(path, &text, env)
     }
 
@@ -230,7 +240,18 @@ impl HostConfig {
         }
         if let Some(l) = &raw.webhook.listen {
             match l.get_ref().parse::<SocketAddr>() {
-                Ok(a) => cfg.webhook.listen = a,
+                Ok(a) => {
+                    if !a.ip().is_loopback() {
+                        problems.push(src.problem(
+                            l.span().start,
+                            Severity::Warning,
+                            format!(
+                                "webhook.listen: `{a}` is reachable from other hosts over plain HTTP; keep the receiver on loopback and put a reverse proxy with TLS in front of it"
+                            ),
+                        ));
+                    }
+                    cfg.webhook.listen = a;
+                }
                 Err(_) => problems.push(src.error(
                     l.span().start,
                     format!(
@@ -262,7 +283,19 @@ impl HostConfig {
                 match v {
                     None => default.to_owned(),
                     Some(s) => match url::Url::parse(s.get_ref()) {
-                        Ok(_) => s.get_ref().trim_end_matches('/').to_owned(),
+                        Ok(u) if secure_endpoint(&u) => {
+                            s.get_ref().trim_end_matches('/').to_owned()
+                        }
+                        Ok(_) => {
+                            problems.push(src.error(
+                                s.span().start,
+                                format!(
+                                    "entra.{field}: `{}` is not an https:// URL; the client secret and tokens travel to it (plain http:// is accepted only for loopback and *.localhost test servers)",
+                                    s.get_ref()
+                                ),
+                            ));
+                            default.to_owned()
+                        }
                         Err(err) => {
                             problems.push(src.error(
                                 s.span().start,
@@ -310,7 +343,7 @@ impl HostConfig {
             cfg.browser.temp_dir = Some(base.join(t));
         }
         if let Some(t) = &raw.browser.step_timeout {
-            match parse_duration(&src, "browser.step_timeout", t) {
+            match parse_duration(&src, "browser.step_timeout", t, super::MAX_STEP_TIMEOUT) {
                 Ok(d) => cfg.browser.step_timeout = d,
                 Err(p) => problems.push(p),
             }

@@ -39,23 +39,23 @@ pub(crate) const REHEARSAL_DRILL: &str = include_str!("../../drills/rehearsal.to
 /// The Entra security-key sign-in flow, built in for the same reason.
 pub(crate) const ENTRA_FLOW: &str = include_str!("../../drills/flows/entra-security-key.toml");
 
-/// Parses a duration like `90s`, `15m` or `1h 30m`.
+/// Longest flow step wait.
+pub const MAX_STEP_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// Longest sign-in-log or alert deadline.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(24 * 3600);
+/// Longest rehearsal alert delay.
+pub const MAX_ALERT_DELAY: Duration = Duration::from_secs(3600);
+
+/// Parses a duration setting like `90s`, `15m` or `1h 30m`: non-zero and
+/// at most `max` (the bound is in the message).
 pub(crate) fn parse_duration(
     src: &Source<'_>,
     field: &str,
     v: &Spanned<String>,
+    max: Duration,
 ) -> Result<Duration, Problem> {
-    match humantime::parse_duration(v.get_ref()) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(src.error(v.span().start, format!("{field} must be longer than zero"))),
-        Err(_) => Err(src.error(
-            v.span().start,
-            format!(
-                "{field}: `{}` is not a duration; write it like `90s`, `15m` or `1h 30m`",
-                v.get_ref()
-            ),
-        )),
-    }
+    crate::support::time::parse_bounded(v.get_ref(), max, false)
+        .map_err(|e| src.error(v.span().start, format!("{field}: {e}")))
 }
 
 /// Parses a secret reference (an inline secret is an error) and checks it

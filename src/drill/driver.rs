@@ -75,7 +75,9 @@ impl<'p> Driver<'p> {
     }
 
     fn journal(&mut self, line: &JournalLine) {
-        let Some(w) = self.writer.as_mut() else { return };
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
         let written = serde_json::to_vec(line)
             .map_err(|e| e.to_string())
             .and_then(|b| w.journal(&b).map_err(|e| e.to_string()));
@@ -113,7 +115,9 @@ impl<'p> Driver<'p> {
                     .unwrap_or_else(|| "unknown panic".into());
                 Ended::new(
                     StageStatus::Errored,
-                    format!("glassdrill failed inside this stage (a bug; please report it): {what}"),
+                    format!(
+                        "glassdrill failed inside this stage (a bug; please report it): {what}"
+                    ),
                     on_panic(),
                 )
             }
@@ -148,6 +152,21 @@ impl<'p> Driver<'p> {
             finished: now,
             duration_ms: 0,
             detail: why.to_owned(),
+        });
+    }
+
+    /// Writes `captures` into the staged bundle at once, leaving in the
+    /// list only those that could not be written (kept for `record`).
+    fn persist(&mut self, captures: &mut Vec<crate::flow::Capture>) {
+        let Some(w) = self.writer.as_mut() else {
+            return;
+        };
+        captures.retain(|c| match w.add(&c.name, &c.bytes) {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::warn!(file = %c.name, error = %e, "could not stage a capture; kept for the record stage");
+                true
+            }
         });
     }
 
@@ -193,7 +212,14 @@ pub async fn run(
         }
         Err(e) => Some(e),
     };
-    let (skeleton, _) = stages::record::build(&plan, sinks.signer, &gathered, &[], Verdict::Interrupted, Vec::new());
+    let (skeleton, _) = stages::record::build(
+        &plan,
+        sinks.signer,
+        &gathered,
+        &[],
+        Verdict::Interrupted,
+        Vec::new(),
+    );
     d.journal(&JournalLine::Begin {
         record: Box::new(skeleton),
     });
@@ -203,13 +229,22 @@ pub async fn run(
         None
     } else if let Some(e) = &writer_error {
         let detail = format!("evidence cannot be written, so no sign-in is made: {e}");
-        d.stage(Stage::Preflight, async { Ended::new(StageStatus::Errored, detail, None) })
-            .await
+        d.stage(Stage::Preflight, async {
+            Ended::new(StageStatus::Errored, detail, None)
+        })
+        .await
     } else {
-        d.stage(Stage::Preflight, stages::preflight::run(&plan, cancel)).await
+        d.stage(Stage::Preflight, stages::preflight::run(&plan, cancel))
+            .await
     };
     let mut ceremony = None;
-    let stopped_or = |why: &'static str| if cancel.is_cancelled() { STOPPED_BEFORE } else { why };
+    let stopped_or = |why: &'static str| {
+        if cancel.is_cancelled() {
+            STOPPED_BEFORE
+        } else {
+            why
+        }
+    };
     match &browser {
         Some(b) => {
             if gate(Stage::Announce, cancel).await {
@@ -217,7 +252,10 @@ pub async fn run(
                 d.skip(Stage::SignIn, STOPPED_BEFORE);
             } else {
                 gathered.announcement = d
-                    .stage(Stage::Announce, stages::announce::run(&plan, sinks, &run_id, progress))
+                    .stage(
+                        Stage::Announce,
+                        stages::announce::run(&plan, sinks, &run_id, progress),
+                    )
                     .await;
                 if gate(Stage::SignIn, cancel).await {
                     d.stopped(Stage::SignIn);
@@ -233,6 +271,9 @@ pub async fn run(
                         .await;
                     ceremony = signin.ceremony;
                     gathered.sign_in(signin);
+                    // Screenshots go to disk now: if the run dies later,
+                    // they are recovered with its journal.
+                    d.persist(&mut gathered.captures);
                 }
             }
         }
@@ -254,7 +295,10 @@ pub async fn run(
             let signin_at = gathered.signin_time().unwrap_or(at);
             gate(Stage::Alerts, cancel).await;
             gathered.observations = d
-                .stage(Stage::Alerts, stages::alerts::run(&plan, signin_at, instant, cancel))
+                .stage(
+                    Stage::Alerts,
+                    stages::alerts::run(&plan, signin_at, instant, cancel),
+                )
                 .await;
             gathered.signin_at = Some(signin_at);
         }

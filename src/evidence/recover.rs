@@ -62,7 +62,10 @@ pub fn leftovers(root: &Path) -> Vec<(PathBuf, String, String)> {
             let Some(run) = name
                 .to_str()
                 .and_then(|n| n.strip_prefix('.'))
-                .and_then(|n| n.strip_suffix(PARTIAL).or_else(|| n.strip_suffix(RECOVERING)))
+                .and_then(|n| {
+                    n.strip_suffix(PARTIAL)
+                        .or_else(|| n.strip_suffix(RECOVERING))
+                })
             else {
                 continue;
             };
@@ -80,13 +83,15 @@ pub fn leftovers(root: &Path) -> Vec<(PathBuf, String, String)> {
 pub fn recover_all(root: &Path, key: &SigningKey, signer: &str) -> Vec<Recovered> {
     leftovers(root)
         .into_iter()
-        .filter_map(|(dir, drill, run)| match recover_one(root, &dir, &drill, &run, key, signer) {
-            Ok(r) => r,
-            Err(e) => Some(Recovered::Failed {
-                dir,
-                why: e.to_string(),
-            }),
-        })
+        .filter_map(
+            |(dir, drill, run)| match recover_one(root, &dir, &drill, &run, key, signer) {
+                Ok(r) => r,
+                Err(e) => Some(Recovered::Failed {
+                    dir,
+                    why: e.to_string(),
+                }),
+            },
+        )
         .collect()
 }
 
@@ -132,7 +137,10 @@ fn recover_one(
             ),
         });
     };
-    let names: Vec<String> = files.iter().map(|(rel, _)| format!("recovered/{rel}")).collect();
+    let names: Vec<String> = files
+        .iter()
+        .map(|(rel, _)| format!("recovered/{rel}"))
+        .collect();
     let attempted = died_during == Some(Stage::SignIn)
         || record.stages.iter().any(|s| {
             s.stage == Stage::SignIn
@@ -142,9 +150,15 @@ fn recover_one(
     record.verdict = Verdict::Interrupted;
     record.reasons = vec![format!(
         "the run died{} (killed, crashed or powered off); this record was rebuilt from its journal at the next start, with {} file(s) it had written{}",
-        died_during.map(|s| format!(" during {}", s.name())).unwrap_or_default(),
+        died_during
+            .map(|s| format!(" during {}", s.name()))
+            .unwrap_or_default(),
         names.len(),
-        if attempted { "; a sign-in may have happened" } else { "; no sign-in had been attempted" }
+        if attempted {
+            "; a sign-in may have happened"
+        } else {
+            "; no sign-in had been attempted"
+        }
     )];
     record.recorded = crate::support::time::now();
     record.recovery = Some(Recovery {
@@ -198,7 +212,11 @@ pub(crate) fn replay(journal: &[u8]) -> Option<(DrillRecord, Option<Stage>)> {
 /// Every regular file under `dir/rel` with its bytes (symlinks and other
 /// special files are not followed or read).
 fn collect(root: &Path, rel: &str, out: &mut Vec<(String, Vec<u8>)>) -> Result<(), EvidenceError> {
-    let here = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+    let here = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
     let mut entries: Vec<_> = fs::read_dir(&here)
         .map_err(io_err("read", &here))?
         .flatten()
@@ -208,7 +226,11 @@ fn collect(root: &Path, rel: &str, out: &mut Vec<(String, Vec<u8>)>) -> Result<(
         let Some(name) = e.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        let child = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let child = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         match e.file_type() {
             Ok(t) if t.is_dir() => collect(root, &child, out)?,
             Ok(t) if t.is_file() && validate_rel_path(&child).is_ok() => {

@@ -29,6 +29,46 @@ pub(crate) fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Why a duration setting is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// Not a duration at all.
+    #[error("`{0}` is not a duration; write it like `90s`, `15m` or `1h 30m`")]
+    NotADuration(String),
+    /// Zero where a wait is needed.
+    #[error("must be longer than zero")]
+    Zero,
+    /// Past the sane upper bound (every duration has one, so no time
+    /// arithmetic can overflow).
+    #[error("`{value}` is too large: at most {max}")]
+    TooLarge {
+        /// What was given.
+        value: String,
+        /// The bound, as humantime writes it.
+        max: String,
+    },
+}
+
+/// Parses a duration like `90s`, `15m` or `1h 30m`, at most `max`, and
+/// non-zero unless `allow_zero`.
+pub fn parse_bounded(
+    text: &str,
+    max: std::time::Duration,
+    allow_zero: bool,
+) -> Result<std::time::Duration, DurationError> {
+    let too_large = || DurationError::TooLarge {
+        value: text.to_owned(),
+        max: humantime::format_duration(max).to_string(),
+    };
+    match humantime::parse_duration(text) {
+        Ok(d) if d > max => Err(too_large()),
+        Ok(d) if d.is_zero() && !allow_zero => Err(DurationError::Zero),
+        Ok(d) => Ok(d),
+        Err(humantime::DurationError::NumberOverflow) => Err(too_large()),
+        Err(_) => Err(DurationError::NotADuration(text.to_owned())),
+    }
+}
+
 /// serde adapter: a `DateTime<Utc>` field written as [`rfc3339_ms`], read
 /// from any RFC 3339 text.
 pub mod serde_ms {
@@ -51,6 +91,29 @@ pub mod serde_ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounded_durations() {
+        use std::time::Duration;
+        let h = Duration::from_secs(3600);
+        assert_eq!(parse_bounded("1h", h, false), Ok(h));
+        assert_eq!(parse_bounded("0s", h, true), Ok(Duration::ZERO));
+        assert_eq!(parse_bounded("0s", h, false), Err(DurationError::Zero));
+        let e = parse_bounded("61m", h, false).unwrap_err().to_string();
+        assert_eq!(e, "`61m` is too large: at most 1h");
+        for huge in [
+            "18446744073709551615s",
+            "584542046090y",
+            "99999999999999999999999h",
+        ] {
+            let e = parse_bounded(huge, h, false).unwrap_err();
+            assert!(matches!(e, DurationError::TooLarge { .. }), "{huge}: {e}");
+        }
+        assert!(matches!(
+            parse_bounded("soon", h, false),
+            Err(DurationError::NotADuration(_))
+        ));
+    }
 
     #[test]
     fn millisecond_precision_in_utc() {

@@ -75,7 +75,11 @@ async fn a_fresh_record_validates_and_round_trips() {
     validate(&serde_json::from_slice(&bytes).unwrap());
     let r = DrillRecord::from_json(&bytes).unwrap();
     assert_eq!(r.schema_version, SCHEMA_VERSION);
-    assert_eq!(Some(&r), o.record.as_ref(), "what was written is what the run reported");
+    assert_eq!(
+        Some(&r),
+        o.record.as_ref(),
+        "what was written is what the run reported"
+    );
     // Timestamps are RFC 3339 UTC with milliseconds.
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.contains(&format!(

@@ -83,7 +83,9 @@ pub async fn run(
     let run = runner.run(&plan.drill.start_url, cancel).await;
     let (status, mut detail) = judge(&run.outcome, &plan.drill.account);
     if let Some(Err(e)) = &run.credential_removed {
-        detail.push_str(&format!("; the credential could not be removed from the browser: {e}"));
+        detail.push_str(&format!(
+            "; the credential could not be removed from the browser: {e}"
+        ));
     }
     let ceremony = (run.outcome == FlowOutcome::SignedIn).then(|| {
         run.ceremony_at
