@@ -270,6 +270,11 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
 
 /// Runs a parsed command; returns the process exit code.
 pub async fn execute(cli: Cli) -> u8 {
+    // Auditor-side commands never need the drill host's configuration and
+    // never read its secrets: an auditor runs them on their own machine.
+    if let Command::Evidence(EvidenceCommand::Verify(a)) = cli.command {
+        return verify(a);
+    }
     let env = Environment::from_process();
     let host = match HostConfig::locate(cli.config.as_deref(), &env) {
         Ok(h) => h,
@@ -303,7 +308,7 @@ pub async fn execute(cli: Cli) -> u8 {
         }
         Command::CheckConfig => check_config(&host),
         Command::Keygen(a) => keygen(&host, a),
-        Command::Evidence(EvidenceCommand::Verify(a)) => verify(a),
+        Command::Evidence(EvidenceCommand::Verify(a)) => verify(a), // handled above
         Command::Tenant(a) => tenant(&host, a).await,
     }
 }

@@ -80,9 +80,50 @@ pub struct Source<'a> {
     pub path: &'a Path,
     /// Its text.
     pub text: &'a str,
+    /// Byte offsets where lines start, built on first use: positions are
+    /// found by binary search, so reporting many problems stays linear.
+    lines: std::cell::OnceCell<Vec<usize>>,
 }
 
-impl Source<'_> {
+/// One step of a path into a TOML document.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Seg {
+    /// A table key.
+    Key(String),
+    /// An array index.
+    Index(usize),
+}
+
+/// The fields a table accepts, given its path (`[]` for the root).
+pub(crate) type FieldsAt = dyn Fn(&[Seg]) -> Option<&'static [&'static str]>;
+
+impl<'a> Source<'a> {
+    /// The text of `path`.
+    pub fn new(path: &'a Path, text: &'a str) -> Self {
+        Self {
+            path,
+            text,
+            lines: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn line_col(&self, offset: usize) -> (usize, usize) {
+        let starts = self.lines.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let offset = offset.min(self.text.len());
+        let line = starts.partition_point(|&s| s <= offset).max(1);
+        let start = starts.get(line - 1).copied().unwrap_or(0);
+        let col = self
+            .text
+            .get(start..offset)
+            .map_or(0, |t| t.chars().count())
+            + 1;
+        (line, col)
+    }
+
     /// A problem at a byte offset of this file.
     pub fn problem(
         &self,
@@ -90,7 +131,7 @@ impl Source<'_> {
         severity: Severity,
         message: impl Into<String>,
     ) -> Problem {
-        let (line, column) = line_col(self.text, offset);
+        let (line, column) = self.line_col(offset);
         Problem {
             file: self.path.to_path_buf(),
             line,
@@ -108,86 +149,167 @@ impl Source<'_> {
     /// Parses TOML into `T`, turning serde's errors into positioned
     /// problems with a hint for the usual mistakes.
     ///
-    /// serde stops at the first error. So that every misspelt key is
-    /// reported at once, an unknown key on a `key = value` line of its own
-    /// is commented out (same length, so positions stay true) and the text
-    /// parsed again; any other error ends the search.
-    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, Vec<Problem>> {
-        let mut text = self.text.to_owned();
+    /// Every unknown key and table of the file is reported in one pass
+    /// (`serde_ignored` notes each key the types do not take; `fields`
+    /// names what each table accepts, for the message). A syntax error, a
+    /// missing field or a wrong type still stops the file, because serde
+    /// stops there.
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        fields: &FieldsAt,
+    ) -> Result<T, Vec<Problem>> {
+        let table = toml::de::DeTable::parse(self.text).map_err(|e| vec![self.toml_error(&e)])?;
+        let mut unknown: Vec<Vec<Seg>> = Vec::new();
+        let de = toml::de::Deserializer::from(table.clone());
+        let parsed: Result<T, _> =
+            serde_ignored::deserialize(de, |path| unknown.push(segments(&path)));
         let mut problems = Vec::new();
-        // Bounded: each pass removes one line.
-        for _ in 0..=self.text.lines().count() {
-            let e = match toml::from_str::<T>(&text) {
-                Ok(v) if problems.is_empty() => return Ok(v),
-                Ok(_) => return Err(problems),
-                Err(e) => e,
-            };
-            let offset = e.span().map(|s| s.start).unwrap_or(0);
-            let msg = e.message().trim().to_owned();
-            let unknown = msg.starts_with("unknown field");
-            let hint = if unknown {
-                " (check the spelling; the fields this table accepts are listed after `expected`)"
-            } else if msg.starts_with("missing field") {
-                " (add it; see the commented example in deploy/ or drills/)"
-            } else {
-                ""
-            };
-            problems.push(self.error(offset, format!("{msg}{hint}")));
-            if !unknown || !comment_out_key_line(&mut text, offset) {
-                break;
+        if !unknown.is_empty() {
+            let spans = key_spans(table.get_ref());
+            for path in &unknown {
+                let (parent, key) = match path.split_last() {
+                    Some((Seg::Key(k), parent)) => (parent, k.as_str()),
+                    _ => (&path[..0], ""),
+                };
+                let expected = fields(parent)
+                    .map(|f| {
+                        let list: Vec<String> = f.iter().map(|n| format!("`{n}`")).collect();
+                        format!(", expected one of {}", list.join(", "))
+                    })
+                    .unwrap_or_default();
+                problems.push(self.error(
+                    spans.get(path).copied().unwrap_or(0),
+                    format!(
+                        "unknown field `{key}`{expected} (check the spelling; the fields this table accepts are listed after `expected`)"
+                    ),
+                ));
             }
         }
-        Err(problems)
+        match parsed {
+            Ok(v) if problems.is_empty() => Ok(v),
+            Ok(_) => Err(problems),
+            Err(e) => {
+                problems.push(self.toml_error(&e));
+                Err(problems)
+            }
+        }
+    }
+
+    fn toml_error(&self, e: &toml::de::Error) -> Problem {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        let msg = e.message().trim().to_owned();
+        let hint = if msg.starts_with("missing field") {
+            " (add it; see the commented example in deploy/ or drills/)"
+        } else {
+            ""
+        };
+        self.error(offset, format!("{msg}{hint}"))
     }
 }
 
-/// Comments out the line holding the key at `offset` when that line is a
-/// plain `key = value` whose key starts there; false when it cannot (an
-/// inline table, a table header), so the caller stops instead of causing
-/// follow-on errors.
-fn comment_out_key_line(text: &mut String, offset: usize) -> bool {
-    let start = text
-        .get(..offset)
-        .and_then(|t| t.rfind('\n'))
-        .map_or(0, |i| i + 1);
-    let line_end = text
-        .get(offset..)
-        .and_then(|t| t.find('\n'))
-        .map_or(text.len(), |i| offset + i);
-    let Some(line) = text.get(start..line_end) else {
-        return false;
-    };
-    let indent = line.len() - line.trim_start().len();
-    let multi_line_value = line.contains("\"\"\"")
-        || line.contains("\'\'\'")
-        || (line.contains('[') && !line.contains(']'));
-    if start + indent != offset
-        || line.trim_start().starts_with('[')
-        || line.contains('{')
-        || multi_line_value
-    {
-        return false;
+/// A `serde_ignored` path as segments.
+fn segments(path: &serde_ignored::Path<'_>) -> Vec<Seg> {
+    use serde_ignored::Path;
+    let mut out = Vec::new();
+    let mut p = path;
+    loop {
+        match p {
+            Path::Root => break,
+            Path::Seq { parent, index } => {
+                out.push(Seg::Index(*index));
+                p = parent;
+            }
+            Path::Map { parent, key } => {
+                // toml's `Spanned` is a map of private keys to serde; the
+                // value inside is the table the user wrote.
+                if !key.starts_with("$__serde_spanned_private") {
+                    out.push(Seg::Key(key.clone()));
+                }
+                p = parent;
+            }
+            Path::Some { parent }
+            | Path::NewtypeStruct { parent }
+            | Path::NewtypeVariant { parent } => p = parent,
+        }
     }
-    // Replace the key's first character with `#` plus padding, so every
-    // later byte offset stays where it was.
-    let Some(first) = text.get(offset..).and_then(|t| t.chars().next()) else {
-        return false;
-    };
-    let width = first.len_utf8();
-    text.replace_range(
-        offset..offset + width,
-        &format!("#{}", " ".repeat(width - 1)),
-    );
-    true
+    out.reverse();
+    out
+}
+
+/// The byte offset of every key in the document, by path: one walk.
+fn key_spans(root: &toml::de::DeTable<'_>) -> std::collections::HashMap<Vec<Seg>, usize> {
+    fn walk_value(
+        v: &toml::de::DeValue<'_>,
+        path: &mut Vec<Seg>,
+        out: &mut std::collections::HashMap<Vec<Seg>, usize>,
+    ) {
+        match v {
+            toml::de::DeValue::Table(t) => walk_table(t, path, out),
+            toml::de::DeValue::Array(a) => {
+                for (i, item) in a.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    walk_value(item.get_ref(), path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+    fn walk_table(
+        t: &toml::de::DeTable<'_>,
+        path: &mut Vec<Seg>,
+        out: &mut std::collections::HashMap<Vec<Seg>, usize>,
+    ) {
+        for (k, v) in t {
+            path.push(Seg::Key(k.get_ref().to_string()));
+            out.insert(path.clone(), k.span().start);
+            walk_value(v.get_ref(), path, out);
+            path.pop();
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    walk_table(root, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The field names a struct's `Deserialize` asks for, read without any
+/// input: a deserializer that only listens for `deserialize_struct`. Lets
+/// messages list the accepted keys straight from the types.
+pub(crate) fn fields_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::Error as _;
+    struct Listen(std::cell::Cell<&'static [&'static str]>);
+    impl<'de> serde::Deserializer<'de> for &Listen {
+        type Error = serde::de::value::Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self,
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            Err(Self::Error::custom("introspection"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            self.0.set(fields);
+            Err(Self::Error::custom("introspection"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+            bytes byte_buf option unit unit_struct newtype_struct seq tuple
+            tuple_struct map enum identifier ignored_any
+        }
+    }
+    let l = Listen(std::cell::Cell::new(&[]));
+    let _ = T::deserialize(&l);
+    l.0.get()
 }
 
 /// 1-based line and column (in characters) of a byte offset.
+#[cfg(test)]
 pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
+    Source::new(Path::new(""), text).line_col(offset)
 }
 
 /// Largest config, drill or flow file read (real ones are a few KiB).

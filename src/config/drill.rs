@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::diag::{Seg, fields_of};
 use super::{
     ENTRA_FLOW, Flow, Problem, Problems, REHEARSAL_DRILL, Severity, Source, TenantKind,
     parse_duration, secret_ref,
@@ -14,7 +15,6 @@ use super::{
 use crate::secret::SecretRef;
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawDrill {
     id: Spanned<String>,
     account: Spanned<String>,
@@ -30,7 +30,6 @@ struct RawDrill {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawAuthenticator {
     kind: Spanned<String>,
     private_key: Option<Spanned<String>>,
@@ -40,7 +39,6 @@ struct RawAuthenticator {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawAlert {
     kind: Spanned<String>,
     name: String,
@@ -198,8 +196,15 @@ impl DrillConfig {
         text: &str,
         flow_reader: impl FnOnce(&str) -> Result<(PathBuf, String), String>,
     ) -> Result<Self, Problems> {
-        let src = Source { path, text };
-        let raw: RawDrill = src.parse().map_err(Problems)?;
+        let src = Source::new(path, text);
+        let raw: RawDrill = src
+            .parse(&|p: &[Seg]| match p {
+                [] => Some(fields_of::<RawDrill>()),
+                [Seg::Key(k)] if k == "authenticator" => Some(fields_of::<RawAuthenticator>()),
+                [Seg::Key(k), Seg::Index(_)] if k == "alerts" => Some(fields_of::<RawAlert>()),
+                _ => None,
+            })
+            .map_err(Problems)?;
         let mut problems = Vec::new();
 
         let id = raw.id.get_ref().clone();

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::diag::{Seg, fields_of};
 use super::{Problem, Problems, Source};
 
 /// A validated sign-in flow.
@@ -24,7 +25,6 @@ pub struct Flow {
 
 /// Signs of an authentication failure.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct FailureRule {
     /// Visible elements with text that mean refusal.
     #[serde(default)]
@@ -36,7 +36,6 @@ pub struct FailureRule {
 
 /// One step.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Step {
     /// Step name (used in "flow drift at step X").
     pub name: String,
@@ -61,7 +60,6 @@ pub struct Step {
 
 /// How to sign out after the drill.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SignOut {
     /// Sign-out URL template.
     pub url: String,
@@ -71,7 +69,6 @@ pub struct SignOut {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFlow {
     name: String,
     start_url: String,
@@ -84,8 +81,16 @@ struct RawFlow {
 impl Flow {
     /// Parses and validates a flow file.
     pub fn parse(path: &Path, text: &str) -> Result<Self, Problems> {
-        let src = Source { path, text };
-        let raw: RawFlow = src.parse().map_err(Problems)?;
+        let src = Source::new(path, text);
+        let raw: RawFlow = src
+            .parse(&|p: &[Seg]| match p {
+                [] => Some(fields_of::<RawFlow>()),
+                [Seg::Key(k)] if k == "failure" => Some(fields_of::<FailureRule>()),
+                [Seg::Key(k), Seg::Index(_)] if k == "steps" => Some(fields_of::<Step>()),
+                [Seg::Key(k)] if k == "signout" => Some(fields_of::<SignOut>()),
+                _ => None,
+            })
+            .map_err(Problems)?;
         let mut problems: Vec<Problem> = Vec::new();
         if raw.steps.is_empty() {
             problems.push(src.error(0, "a flow needs at least one [[steps]] entry"));

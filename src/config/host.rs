@@ -7,12 +7,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::diag::{Seg, fields_of};
 use super::{Environment, Problem, Problems, Severity, Source, parse_duration, secret_ref};
 use crate::secret::SecretRef;
 use crate::support::hash::sha256_hex;
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawHost {
     data_dir: Option<Spanned<String>>,
     drills_dir: Option<Spanned<String>>,
@@ -26,14 +26,12 @@ struct RawHost {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawEvidence {
     signing_key: Option<String>,
     signer: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawWebhook {
     listen: Option<Spanned<String>>,
     token: Option<Spanned<String>>,
@@ -41,7 +39,6 @@ struct RawWebhook {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawEntra {
     tenant_id: String,
     authority: Option<Spanned<String>>,
@@ -51,7 +48,6 @@ struct RawEntra {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawBrowser {
     chromium: Option<String>,
     chromedriver: Option<String>,
@@ -209,8 +205,17 @@ impl HostConfig {
 
     /// Parses and validates host config text.
     pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Self, Problems> {
-        let src = Source { path, text };
-        let raw: RawHost = src.parse().map_err(Problems)?;
+        let src = Source::new(path, text);
+        let raw: RawHost = src
+            .parse(&|p: &[Seg]| match p {
+                [] => Some(fields_of::<RawHost>()),
+                [Seg::Key(k)] if k == "evidence" => Some(fields_of::<RawEvidence>()),
+                [Seg::Key(k)] if k == "webhook" => Some(fields_of::<RawWebhook>()),
+                [Seg::Key(k)] if k == "entra" => Some(fields_of::<RawEntra>()),
+                [Seg::Key(k)] if k == "browser" => Some(fields_of::<RawBrowser>()),
+                _ => None,
+            })
+            .map_err(Problems)?;
         let base = path
             .parent()
             .map(Path::to_path_buf)

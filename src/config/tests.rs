@@ -114,15 +114,19 @@ fn every_unknown_key_of_a_file_is_reported_at_once() {
     let text = "\"é_key\" = 1\n\"other\" = 2\n";
     let err = HostConfig::parse(&p, text, &env(dir.path())).unwrap_err();
     assert_eq!(err.0.len(), 2, "{err}");
-    // An unknown key inside an inline table stops the search (commenting
-    // the line out would hide the whole table) but is still reported.
-    let text = "[browser]\nx = { a = 1 }\ny = 2\n";
+    // An unknown inline table, and an unknown [table], are reported as
+    // themselves, and never hide the unknown keys after them.
+    let text = "[browser]\nx = { a = 1 }\ny = 2\n[webhok]\nlisten = 1\n[webhook]\nlistn = 1\n";
     let err = HostConfig::parse(&p, text, &env(dir.path())).unwrap_err();
-    assert_eq!(err.0.len(), 1, "{err}");
+    let s = err.to_string();
+    assert_eq!(err.0.len(), 4, "{s}");
+    assert!(s.contains(":2:1: error: unknown field `x`"), "{s}");
+    assert!(s.contains(":3:1: error: unknown field `y`"), "{s}");
     assert!(
-        err.to_string().contains(":2:1: error: unknown field `x`"),
-        "{err}"
+        s.contains(":4:2: error: unknown field `webhok`, expected one of `data_dir`"),
+        "{s}"
     );
+    assert!(s.contains(":7:1: error: unknown field `listn`, expected one of `listen`, `token`, `max_body_bytes`"), "{s}");
 }
 
 #[test]

@@ -144,13 +144,16 @@ pub(crate) fn check_listed_file(dir: &Path, rel: &str, expected: &str) -> Result
     Ok(())
 }
 
-/// Collects the '/'-joined relative path of every non-directory entry
-/// (files, symlinks, anything else) under `dir/rel`, without following
-/// symlinks.
+/// Collects every entry under `root/rel` that a manifest could list or
+/// must account for, without following symlinks: each non-directory entry
+/// with its '/'-joined relative path, and each empty directory (its path
+/// ends in '/', which no manifest line has). Names are compared as bytes:
+/// an entry whose name is not UTF-8 can never be a listed file, so it comes
+/// back with `None` (never as a lossy look-alike of a listed name).
 pub(crate) fn walk_bundle(
     root: &Path,
     rel: &str,
-    found: &mut Vec<String>,
+    found: &mut Vec<(PathBuf, Option<String>)>,
     errs: &mut Vec<VerifyError>,
 ) {
     let here = if rel.is_empty() {
@@ -178,9 +181,16 @@ pub(crate) fn walk_bundle(
             }
         }
     }
+    if entries.is_empty() && !rel.is_empty() {
+        found.push((here, Some(format!("{rel}/"))));
+        return;
+    }
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            found.push((entry.path(), None));
+            continue;
+        };
         let child = if rel.is_empty() {
             name
         } else {
@@ -188,7 +198,7 @@ pub(crate) fn walk_bundle(
         };
         match entry.file_type() {
             Ok(t) if t.is_dir() => walk_bundle(root, &child, found, errs),
-            Ok(_) => found.push(child),
+            Ok(_) => found.push((entry.path(), Some(child))),
             Err(source) => errs.push(VerifyError::Unreadable {
                 path: entry.path(),
                 source,

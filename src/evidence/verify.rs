@@ -347,13 +347,13 @@ pub(crate) fn verify_bundle_all(
     let mut found = Vec::new();
     walk_bundle(dir, "", &mut found, &mut errs);
     found.sort();
-    for rel in found {
-        if rel == MANIFEST || rel == SIGNATURE || listed_set.contains(rel.as_str()) {
-            continue;
+    for (path, rel) in found {
+        let accounted = rel
+            .as_deref()
+            .is_some_and(|r| r == MANIFEST || r == SIGNATURE || listed_set.contains(r));
+        if !accounted {
+            errs.push(VerifyError::FileUnlisted { path });
         }
-        errs.push(VerifyError::FileUnlisted {
-            path: dir.join(&rel),
-        });
     }
 
     match signer {

@@ -153,10 +153,40 @@ fn unlisted_files_are_caught() {
         "{err:?}"
     );
 
-    // An empty directory holds no evidence and is not an error.
+    // Every entry must be a listed file: an added empty directory is
+    // added content too.
     let b = make_bundle(tmp.path(), &key, "run-emptydir");
     fs::create_dir(b.dir.join("empty")).unwrap();
+    let err = verify_bundle(&b.dir, None).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::FileUnlisted { path } if path.ends_with("empty")),
+        "{err:?}"
+    );
+}
+
+/// Defect 9 of the hardening issue: a file whose name is not UTF-8 must
+/// not pass as the listed file its lossy conversion looks like.
+#[test]
+fn evidence_verify_compares_names_as_bytes_not_lossily() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let tmp = TempDir::new().unwrap();
+    let key = SigningKey::generate(&tmp.path().join("k"), SIGNER).unwrap();
+    // Listed: `alerts/\u{FFFD}.json`; added: `alerts/\xff.json`, which a
+    // lossy conversion turns into the listed name.
+    let mut w = BundleWriter::create(&tmp.path().join("evidence"), "bg-1", "run-bytes").unwrap();
+    w.add("alerts/\u{FFFD}.json", b"{}").unwrap();
+    let b = w.finish(&key, SIGNER).unwrap();
     verify_bundle(&b.dir, None).unwrap();
+    let odd = b
+        .dir
+        .join("alerts")
+        .join(std::ffi::OsStr::from_bytes(b"\xff.json"));
+    fs::write(&odd, b"{}").unwrap();
+    let err = verify_bundle(&b.dir, None).unwrap_err();
+    assert!(
+        matches!(&err, VerifyError::FileUnlisted { path } if *path == odd),
+        "{err:?}"
+    );
 }
 
 #[test]
