@@ -193,6 +193,7 @@ pub struct FlowRunner<'a> {
     step_timeout: Duration,
     poll: Duration,
     authenticator: Option<&'a dyn Authenticator>,
+    before_ceremony: Option<&'a (dyn Fn() + Sync)>,
 }
 
 enum Wait {
@@ -217,7 +218,15 @@ impl<'a> FlowRunner<'a> {
             step_timeout,
             poll: Duration::from_millis(25),
             authenticator: None,
+            before_ceremony: None,
         }
+    }
+
+    /// Called right before the ceremony step's click: the last moment
+    /// before a sign-in may happen (the drill journals it).
+    pub fn before_ceremony(mut self, f: &'a (dyn Fn() + Sync)) -> Self {
+        self.before_ceremony = Some(f);
+        self
     }
 
     /// The authenticator to ask to remove its credential from the browser
@@ -451,6 +460,9 @@ impl<'a> FlowRunner<'a> {
             }
             if !step.click.is_empty() {
                 if step.ceremony {
+                    if let Some(f) = self.before_ceremony {
+                        f();
+                    }
                     run.ceremony_at =
                         Some((crate::support::time::now(), tokio::time::Instant::now()));
                 }

@@ -76,8 +76,8 @@ pub struct DrillRecord {
 pub struct Recovery {
     /// The stage that had started and not ended when the run died.
     pub died_during: Option<Stage>,
-    /// Whether the run had reached the sign-in stage, so a sign-in may
-    /// have happened.
+    /// Whether the run had started the WebAuthn ceremony, so a sign-in
+    /// may have happened.
     pub sign_in_attempted: bool,
     /// Files the dead run had written, kept under `recovered/` (unsigned by
     /// it: signed now, as found).
@@ -98,6 +98,9 @@ pub enum JournalLine {
         /// The record skeleton (no stages yet).
         record: Box<DrillRecord>,
     },
+    /// The WebAuthn ceremony is about to be started: from here on a
+    /// sign-in may have happened.
+    Ceremony,
     /// A stage began.
     Started {
         /// Which.

@@ -93,6 +93,20 @@ pub enum SecretError {
     },
 }
 
+impl SecretError {
+    /// The secret is there but unsafe to use (not a private regular file of
+    /// this user, or far too large), as opposed to not provisioned yet.
+    pub fn is_unsafe(&self) -> bool {
+        matches!(
+            self,
+            Self::NotAFile(_)
+                | Self::WrongOwner { .. }
+                | Self::TooOpen { .. }
+                | Self::TooLarge { .. }
+        )
+    }
+}
+
 impl SecretRef {
     /// Parses `env:NAME` or `file:PATH`. Anything else is refused, so a
     /// pasted secret never sits in a config file.

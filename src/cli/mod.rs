@@ -245,13 +245,19 @@ pub(crate) fn progress_for(mode: ProgressMode) -> Box<dyn Progress> {
     }
 }
 
-/// Cancels on Ctrl-C or SIGTERM so a drill tears its browser down.
+/// Cancels on Ctrl-C or SIGTERM so a drill tears its browser down. The
+/// handlers are registered before this returns (not when a task first
+/// runs), so a signal that arrives at any moment after it is a stop, never
+/// the default "terminate at once".
 pub(crate) fn cancel_on_signals() -> CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
     let cancel = CancellationToken::new();
     let c = cancel.clone();
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
     tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
                 Ok(mut s) => {
                     s.recv().await;
                 }
@@ -259,8 +265,8 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
             }
         };
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = term => {}
+            () = wait(int) => {}
+            () = wait(term) => {}
         }
         errln!("interrupted: stopping the drill and cleaning up…");
         c.cancel();
@@ -275,6 +281,14 @@ pub async fn execute(cli: Cli) -> u8 {
     if let Command::Evidence(EvidenceCommand::Verify(a)) = cli.command {
         return verify(a);
     }
+    // Commands that start a drill or a server take over Ctrl-C and SIGTERM
+    // first of all, before any configuration is read.
+    let cancel = matches!(
+        cli.command,
+        Command::Rehearse(_) | Command::Run(_) | Command::Tenant(_)
+    )
+    .then(cancel_on_signals)
+    .unwrap_or_default();
     let env = Environment::from_process();
     let host = match HostConfig::locate(cli.config.as_deref(), &env) {
         Ok(h) => h,
@@ -293,7 +307,7 @@ pub async fn execute(cli: Cli) -> u8 {
                 }
             };
             let opts = a.drill.run_options(a.tenant, a.alert_deadline);
-            drill_command(&host, &drill, &opts, a.drill.progress).await
+            drill_command(&host, &drill, &opts, a.drill.progress, &cancel).await
         }
         Command::Run(a) => {
             let drill = match crate::config::find_drill(&host.drills_dir, &a.drill) {
@@ -304,12 +318,12 @@ pub async fn execute(cli: Cli) -> u8 {
                 }
             };
             let opts = a.drill_args.run_options(a.tenant, None);
-            drill_command(&host, &drill, &opts, a.drill_args.progress).await
+            drill_command(&host, &drill, &opts, a.drill_args.progress, &cancel).await
         }
         Command::CheckConfig => check_config(&host),
         Command::Keygen(a) => keygen(&host, a),
         Command::Evidence(EvidenceCommand::Verify(a)) => verify(a), // handled above
-        Command::Tenant(a) => tenant(&host, a).await,
+        Command::Tenant(a) => tenant(&host, a, cancel).await,
     }
 }
 

@@ -11,10 +11,10 @@ pub(crate) async fn drill_command(
     drill: &DrillConfig,
     opts: &RunOptions,
     mode: ProgressMode,
+    cancel: &CancellationToken,
 ) -> u8 {
     let progress = progress_for(mode);
-    let cancel = cancel_on_signals();
-    match runner::run_configured(host, drill, opts, progress.as_ref(), &cancel).await {
+    match runner::run_configured(host, drill, opts, progress.as_ref(), cancel).await {
         Ok(outcome) => {
             print_outcome(drill, host, &outcome);
             outcome.verdict.exit_code()

@@ -7,7 +7,7 @@ use super::*;
 use crate::tenant::TENANT_ID;
 use crate::tenant::console::{self, REHEARSAL_UPN};
 
-pub(crate) async fn tenant(host: &HostConfig, a: TenantArgs) -> u8 {
+pub(crate) async fn tenant(host: &HostConfig, a: TenantArgs, cancel: CancellationToken) -> u8 {
     if let Some(u) = &a.webhook_url {
         let loopback = url::Url::parse(u)
             .ok()
@@ -20,7 +20,6 @@ pub(crate) async fn tenant(host: &HostConfig, a: TenantArgs) -> u8 {
             return EXIT_USAGE;
         }
     }
-    let cancel = cancel_on_signals();
     let c = match console::start(
         host,
         a.listen,

@@ -78,7 +78,15 @@ pub(crate) fn secret_ref(
                 r.resolve().map(drop)
             };
             if let Err(e) = readable {
-                problems.push(src.problem(at, Severity::Warning, format!("{field}: {e}")));
+                // Not provisioned yet: a warning until a drill needs it. Present
+                // but unsafe (other users can read it, not a regular file,
+                // another owner, absurdly large): an error now.
+                let severity = if e.is_unsafe() {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                problems.push(src.problem(at, severity, format!("{field}: {e}")));
             }
             Some(r)
         }

@@ -60,6 +60,8 @@ pub(crate) struct Driver<'p> {
     /// The run's bundle, staged from the start so the journal survives a
     /// run that dies; `None` if it could not be created.
     pub(crate) writer: Option<BundleWriter>,
+    /// Its journal, appended to until the bundle is sealed.
+    journal: Option<std::path::PathBuf>,
 }
 
 /// Said of a stage that a stop kept from starting before the sign-in.
@@ -70,17 +72,18 @@ impl<'p> Driver<'p> {
         Self {
             progress,
             stages: Vec::new(),
+            journal: writer.as_ref().map(BundleWriter::journal_path),
             writer,
         }
     }
 
     fn journal(&mut self, line: &JournalLine) {
-        let Some(w) = self.writer.as_mut() else {
+        let Some(path) = self.journal.as_deref() else {
             return;
         };
         let written = serde_json::to_vec(line)
             .map_err(|e| e.to_string())
-            .and_then(|b| w.journal(&b).map_err(|e| e.to_string()));
+            .and_then(|b| crate::evidence::append_journal(path, &b).map_err(|e| e.to_string()));
         if let Err(e) = written {
             tracing::warn!(error = %e, "could not append to the run's journal");
         }
@@ -204,14 +207,11 @@ pub async fn run(
     // Evidence first: a drill that could not record a sign-in must not
     // make one.
     let writer = BundleWriter::create(&sinks.evidence_dir, &plan.drill.id, &run_id);
-    let mut d = Driver::new(progress, None);
-    let writer_error = match writer {
-        Ok(w) => {
-            d.writer = Some(w);
-            None
-        }
-        Err(e) => Some(e),
+    let (writer, writer_error) = match writer {
+        Ok(w) => (Some(w), None),
+        Err(e) => (None, Some(e)),
     };
+    let mut d = Driver::new(progress, writer);
     let (skeleton, _) = stages::record::build(
         &plan,
         sinks.signer,
@@ -262,10 +262,11 @@ pub async fn run(
                 } else {
                     // After a panic, assume the worst: a sign-in may have
                     // happened, and it is recorded like one that did.
+                    let journal = d.journal.clone();
                     let signin = d
                         .stage_or(
                             Stage::SignIn,
-                            stages::sign_in::run(b, flow, &plan, &vars, cancel),
+                            stages::sign_in::run(b, flow, &plan, &vars, journal.as_deref(), cancel),
                             stages::sign_in::SignedIn::unknown,
                         )
                         .await;
@@ -318,10 +319,14 @@ pub async fn run(
     gathered.captures.extend(signout);
 
     gate(Stage::Record, cancel).await;
-    let (v, reasons) = verdict(&d.stages, cancel.is_cancelled());
+    // The verdict is decided here, with the record: a stop that comes
+    // while the record is being written is too late to change what the
+    // drill did, and the exit code must say what the evidence says.
+    let stopped = cancel.is_cancelled();
+    let decided = verdict(&d.stages, stopped);
     let so_far = d.stages.clone();
     let writer = d.writer.take();
-    let record_body = stages::record::run(&plan, sinks, writer, gathered, &so_far, v, reasons);
+    let record_body = stages::record::run(&plan, sinks, writer, gathered, &so_far, decided, cancel);
     let (record, bundle) = d
         .stage_or(Stage::Record, record_body, || {
             (
@@ -342,7 +347,7 @@ pub async fn run(
     }
     // A drill whose evidence could not be written is not proven: the
     // record stage's own result counts.
-    let (verdict, reasons) = verdict(&d.stages, cancel.is_cancelled());
+    let (verdict, reasons) = verdict(&d.stages, stopped);
     DrillOutcome {
         run_id,
         verdict,

@@ -27,9 +27,28 @@ pub struct BundleWriter {
     /// is gone: a staging directory nobody holds locked belongs to a run
     /// that died ([`super::recover`]).
     _lock: nix::fcntl::Flock<File>,
-    /// The journal's bytes so far (`journal.jsonl`, appended and fsynced
-    /// line by line; hashed from these very bytes at `finish`).
-    journal: Vec<u8>,
+}
+
+/// Appends one line to a journal and fsyncs it (and, when it creates the
+/// journal, its directory).
+pub(crate) fn append_journal(path: &Path, line: &[u8]) -> Result<(), EvidenceError> {
+    use std::io::Write as _;
+    let new = !path.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io_err("open", path))?;
+    let mut bytes = line.to_vec();
+    bytes.push(b'\n');
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_data())
+        .map_err(io_err("append to", path))?;
+    if new {
+        sync_dir(&parent_dir(path))?;
+    }
+    Ok(())
 }
 
 /// The journal file of a bundle.
@@ -88,31 +107,12 @@ impl BundleWriter {
             files: BTreeMap::new(),
             dirs: BTreeSet::new(),
             _lock: lock,
-            journal: Vec::new(),
         })
     }
 
-    /// Appends one line to `journal.jsonl` and fsyncs it, so that what a
-    /// run has done survives the run (see [`super::recover`]).
-    pub(crate) fn journal(&mut self, line: &[u8]) -> Result<(), EvidenceError> {
-        use std::io::Write as _;
-        let path = self.staging.join(JOURNAL);
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(FILE_MODE)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
-        let mut bytes = line.to_vec();
-        bytes.push(b'\n');
-        f.write_all(&bytes)
-            .and_then(|()| f.sync_data())
-            .map_err(io_err("append to", &path))?;
-        if self.journal.is_empty() {
-            sync_dir(&self.staging)?;
-        }
-        self.journal.extend_from_slice(&bytes);
-        Ok(())
+    /// Where the run's journal goes (appended with [`append_journal`]).
+    pub(crate) fn journal_path(&self) -> PathBuf {
+        self.staging.join(JOURNAL)
     }
 
     /// Adds one file to the bundle: writes exactly `bytes` to
@@ -201,9 +201,18 @@ impl BundleWriter {
         signer: &str,
     ) -> Result<SealedBundle, EvidenceError> {
         validate_signer(signer)?;
-        if !self.journal.is_empty() {
-            self.files
-                .insert(JOURNAL.to_string(), sha256_hex(&self.journal));
+        let journal = self.journal_path();
+        // Appended and fsynced line by line by the run; hashed here from
+        // the bytes on disk, which are what is sealed.
+        if journal.exists() {
+            let bytes = read_capped(&journal, MAX_MANIFEST_FILE).map_err(|e| match e {
+                ReadCappedError::Io(source) => io_err("read", &journal)(source),
+                ReadCappedError::TooLarge => EvidenceError::Serialize {
+                    what: "journal.jsonl",
+                    why: "larger than a bundle may hold".into(),
+                },
+            })?;
+            self.files.insert(JOURNAL.to_string(), sha256_hex(&bytes));
         }
         let allowed = format!(
             "{signer} namespaces=\"{NAMESPACE}\" {}\n",

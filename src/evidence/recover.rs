@@ -8,7 +8,7 @@
 //! which files were recovered. No sign-in is left without evidence.
 
 use super::*;
-use crate::record::{DrillRecord, JournalLine, Recovery, Stage, StageStatus, Verdict};
+use crate::record::{DrillRecord, JournalLine, Recovery, Stage, Verdict};
 
 /// Suffix of a staging directory.
 const PARTIAL: &str = ".partial";
@@ -128,7 +128,7 @@ fn recover_one(
         .find(|(rel, _)| rel == bundle::JOURNAL)
         .map(|(_, b)| b.as_slice())
         .unwrap_or_default();
-    let Some((mut record, died_during)) = replay(journal) else {
+    let Some((mut record, died_during, attempted)) = replay(journal) else {
         return Err(EvidenceError::Serialize {
             what: "a dead run's journal",
             why: format!(
@@ -141,12 +141,6 @@ fn recover_one(
         .iter()
         .map(|(rel, _)| format!("recovered/{rel}"))
         .collect();
-    let attempted = died_during == Some(Stage::SignIn)
-        || record.stages.iter().any(|s| {
-            s.stage == Stage::SignIn
-                && s.status != StageStatus::Skipped
-                && !s.detail.starts_with("stopped before the sign-in")
-        });
     record.verdict = Verdict::Interrupted;
     record.reasons = vec![format!(
         "the run died{} (killed, crashed or powered off); this record was rebuilt from its journal at the next start, with {} file(s) it had written{}",
@@ -185,16 +179,18 @@ fn recover_one(
     }))
 }
 
-/// The record skeleton and stages from a journal, and the stage that had
-/// started without ending. A torn last line (the run died mid-write) is
-/// ignored. Pure.
-pub(crate) fn replay(journal: &[u8]) -> Option<(DrillRecord, Option<Stage>)> {
+/// The record skeleton and stages from a journal, the stage that had
+/// started without ending, and whether the ceremony had been started. A
+/// torn last line (the run died mid-write) is ignored. Pure.
+pub(crate) fn replay(journal: &[u8]) -> Option<(DrillRecord, Option<Stage>, bool)> {
     let mut record: Option<DrillRecord> = None;
     let mut open = None;
+    let mut ceremony = false;
     for line in journal.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         match serde_json::from_slice::<JournalLine>(line) {
             Ok(JournalLine::Begin { record: r }) => record = Some(*r),
             Ok(JournalLine::Started { stage }) => open = Some(stage),
+            Ok(JournalLine::Ceremony) => ceremony = true,
             Ok(JournalLine::Ended { record: s }) => {
                 if open == Some(s.stage) {
                     open = None;
@@ -206,7 +202,7 @@ pub(crate) fn replay(journal: &[u8]) -> Option<(DrillRecord, Option<Stage>)> {
             Err(_) => {}
         }
     }
-    record.map(|r| (r, open))
+    record.map(|r| (r, open, ceremony))
 }
 
 /// Every regular file under `dir/rel` with its bytes (symlinks and other

@@ -4,6 +4,7 @@
 mod config_cli;
 mod faults;
 mod graph;
+mod hardening;
 mod preflight;
 mod record;
 mod rehearse_cli;

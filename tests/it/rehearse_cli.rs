@@ -3,18 +3,10 @@
 //! `evidence verify`, `ssh-keygen -Y verify` and `sha256sum -c --strict`
 //! accept; then tampering with every file of it is caught.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::util::{World, files};
-
-fn bundle_from_stdout(out: &str) -> PathBuf {
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("evidence: "))
-        .expect("evidence line");
-    PathBuf::from(line.trim())
-}
+use crate::util::{World, bundle_from_stdout, files};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -86,16 +86,22 @@ impl World {
     /// Starts `glassdrill ARGS` in this world in the background, stdout and
     /// stderr piped, for tests that signal it mid-run.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("glassdrill"))
-            .current_dir(self.path())
+        self.command(args).spawn().expect("spawn glassdrill")
+    }
+
+    /// `glassdrill ARGS` in this world, stdout and stderr piped, not
+    /// started yet.
+    pub fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("glassdrill"));
+        c.current_dir(self.path())
             .env("XDG_STATE_HOME", self.state())
             .env("HOME", self.path().join("home"))
             .env("TMPDIR", self.browser_tmp())
+            .env_remove("GLASSDRILL_TEST_PAUSE")
             .args(args)
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn glassdrill")
+            .stderr(std::process::Stdio::piped());
+        c
     }
 
     /// Asserts that no process mentions this world's paths (chromedriver
@@ -229,4 +235,12 @@ pub fn files(dir: &Path) -> Vec<String> {
     walk(dir, dir, &mut v);
     v.sort();
     v
+}
+
+/// The bundle directory a run printed (`evidence: DIR`).
+pub fn bundle_from_stdout(out: &str) -> PathBuf {
+    out.lines()
+        .find_map(|l| l.strip_prefix("evidence: "))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("no evidence line in:\n{out}"))
 }

@@ -4,7 +4,9 @@
 
 use super::{Ended, Gathered};
 use crate::drill::plan::{RunPlan, Sinks};
-use crate::evidence::{BundleWriter, EvidenceError, SealedBundle, SigningKey};
+use tokio_util::sync::CancellationToken;
+
+use crate::evidence::{BundleWriter, EvidenceError, SealedBundle};
 use crate::record::{
     AlertRecord, ConfigDigest, DrillInfo, DrillRecord, IgnoredAlert, MatchedAlert, RunnerInfo,
     SCHEMA, SCHEMA_VERSION, SignInRecord, StageRecord, StageStatus, Verdict,
@@ -112,14 +114,14 @@ pub(crate) fn build(
     (record, files)
 }
 
-fn write(
+/// Adds every file to the staged bundle; sealing is left to the caller.
+fn stage_files(
     sinks: &Sinks<'_>,
     writer: Option<BundleWriter>,
-    key: &SigningKey,
     record: &DrillRecord,
     g: &Gathered,
     files: &[File],
-) -> Result<SealedBundle, EvidenceError> {
+) -> Result<BundleWriter, EvidenceError> {
     let mut w = match writer {
         Some(w) => w,
         None => BundleWriter::create(&sinks.evidence_dir, &record.drill.id, &record.run_id)?,
@@ -147,7 +149,7 @@ fn write(
         "report.html",
         crate::evidence::report::html(record).as_bytes(),
     )?;
-    w.finish(key, sinks.signer)
+    Ok(w)
 }
 
 /// Builds the record and writes the signed bundle into the run's staged
@@ -158,11 +160,17 @@ pub(crate) async fn run(
     writer: Option<BundleWriter>,
     g: Gathered,
     stages: &[StageRecord],
-    verdict: Verdict,
-    reasons: Vec<String>,
+    (verdict, reasons): (Verdict, Vec<String>),
+    cancel: &CancellationToken,
 ) -> Ended<(Option<DrillRecord>, Result<SealedBundle, EvidenceError>)> {
     let (record, files) = build(plan, sinks.signer, &g, stages, verdict, reasons);
-    let bundle = write(sinks, writer, sinks.signing_key, &record, &g, &files);
+    let bundle = match stage_files(sinks, writer, &record, &g, &files) {
+        Ok(w) => {
+            crate::support::testpoint::pause("record:sealing", cancel).await;
+            w.finish(sinks.signing_key, sinks.signer)
+        }
+        Err(e) => Err(e),
+    };
     match &bundle {
         Ok(b) => Ended::new(
             StageStatus::Passed,

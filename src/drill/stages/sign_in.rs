@@ -9,7 +9,7 @@ use crate::browser::Browser;
 use crate::config::flow::Flow;
 use crate::drill::plan::RunPlan;
 use crate::flow::{Capture, FlowOutcome, FlowRunner, FlowVars};
-use crate::record::{SignInStep, StageStatus};
+use crate::record::{JournalLine, SignInStep, StageStatus};
 
 /// What the sign-in hands on.
 pub struct SignedIn {
@@ -76,10 +76,23 @@ pub async fn run(
     flow: &Flow,
     plan: &RunPlan<'_>,
     vars: &FlowVars,
+    journal: Option<&std::path::Path>,
     cancel: &CancellationToken,
 ) -> Ended<SignedIn> {
+    let mark = || {
+        let Some(path) = journal else { return };
+        let written = serde_json::to_vec(&JournalLine::Ceremony)
+            .map_err(|e| e.to_string())
+            .and_then(|line| {
+                crate::evidence::append_journal(path, &line).map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "could not journal the ceremony");
+        }
+    };
     let runner = FlowRunner::new(browser, flow, vars, plan.step_timeout)
-        .with_authenticator(plan.authenticator);
+        .with_authenticator(plan.authenticator)
+        .before_ceremony(&mark);
     let run = runner.run(&plan.drill.start_url, cancel).await;
     let (status, mut detail) = judge(&run.outcome, &plan.drill.account);
     if let Some(Err(e)) = &run.credential_removed {
