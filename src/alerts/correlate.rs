@@ -167,3 +167,64 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Arbitrary JSON, a few levels deep.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,20}".prop_map(Value::from),
+            Just(Value::from("azureMonitorCommonAlertSchema")),
+            Just(Value::from("2026-11-24T12:00:00Z")),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop::sample::select(vec![
+                        "schemaId",
+                        "data",
+                        "essentials",
+                        "alertId",
+                        "firedDateTime",
+                        "monitorCondition",
+                        "alertContext",
+                        "condition",
+                        "allOf",
+                        "dimensions",
+                        "name",
+                        "value",
+                        "customProperties",
+                        "UserPrincipalName",
+                    ])
+                    .prop_map(str::to_owned),
+                    inner,
+                    0..6,
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// The webhook body parser never panics: arbitrary bytes, arbitrary
+        /// JSON, and correlation of whatever it accepts.
+        #[test]
+        fn the_webhook_body_parser_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..300), v in json()) {
+            if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+                let _ = parse_common_alert(&v);
+            }
+            if let Ok(a) = parse_common_alert(&v) {
+                let _ = judge(&a, "bg1@contoso.onmicrosoft.com", Utc::now());
+            }
+        }
+    }
+}

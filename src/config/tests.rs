@@ -196,3 +196,91 @@ deadline = "5m"
     );
     assert!(!err.contains("MIGHAgEAMBMGByqGSM49"), "{err}");
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Lines that look like TOML a person might write, valid or not.
+    fn tomlish() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "data_dir",
+            "drills_dir",
+            "listen",
+            "token",
+            "max_body_bytes",
+            "step_timeout",
+            "id",
+            "account",
+            "tenant",
+            "flow",
+            "kind",
+            "name",
+            "deadline",
+            "confirm_deadline",
+            "private_key",
+            "credential_id",
+            "rp_id",
+            "x",
+            "\"é\"",
+        ]);
+        let value = prop::sample::select(vec![
+            "\"1s\"",
+            "\"18446744073709551615s\"",
+            "1",
+            "-1",
+            "99999999999999999999",
+            "\"env:X\"",
+            "\"file:/dev/zero\"",
+            "\"127.0.0.1:0\"",
+            "{ a = 1 }",
+            "[1, 2",
+            "\"\"",
+            "true",
+            "\"rehearsal\"",
+            "\"virtual\"",
+            "\"webhook\"",
+            "\"../../etc/shadow\"",
+        ]);
+        let line = prop_oneof![
+            (key.clone(), value).prop_map(|(k, v)| format!("{k} = {v}")),
+            prop::sample::select(vec![
+                "[webhook]",
+                "[browser]",
+                "[entra]",
+                "[evidence]",
+                "[[alerts]]",
+                "[authenticator]",
+                "[webhok]",
+                "[[steps]]",
+                "[",
+                "]]",
+            ])
+            .prop_map(str::to_owned),
+            "\\PC{0,30}",
+        ];
+        prop::collection::vec(line, 0..30).prop_map(|l| l.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// The host config loader never panics, whatever the text.
+        #[test]
+        fn the_host_config_loader_never_panics(text in prop_oneof![tomlish(), "\\PC{0,200}"]) {
+            let dir = std::env::temp_dir();
+            let _ = HostConfig::parse(&dir.join("glassdrill.toml"), &text, &env(&dir));
+        }
+
+        /// The drill and flow loaders never panic, whatever the text.
+        #[test]
+        fn the_drill_and_flow_loaders_never_panic(
+            text in prop_oneof![tomlish(), "\\PC{0,200}"],
+            flow in prop_oneof![tomlish(), Just(ENTRA_FLOW.to_owned())],
+        ) {
+            let _ = DrillConfig::parse(Path::new("d.toml"), &text, |_| {
+                Ok((std::path::PathBuf::from("f.toml"), flow.clone()))
+            });
+        }
+    }
+}

@@ -357,3 +357,52 @@ fn not_a_bundle() {
     let err = verify_bundle(&file, None).unwrap_err();
     assert!(matches!(err, VerifyError::NotABundle { .. }), "{err:?}");
 }
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Any manifest bytes: parsed entries or line errors, never a panic.
+        #[test]
+        fn manifest_parsing_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse_manifest(&bytes, Path::new("SHA256SUMS"));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Any change to any file of a real bundle (a flipped byte, a cut,
+        /// garbage) is caught, never a panic, never a pass.
+        #[test]
+        fn bundle_verification_never_panics_and_catches_every_change(
+            which in 0usize..9,
+            at in any::<prop::sample::Index>(),
+            garbage in prop::collection::vec(any::<u8>(), 0..200),
+            how in 0u8..3,
+        ) {
+            let f = fixture();
+            let mut names: Vec<String> = f.bundle.files.clone();
+            names.push(MANIFEST.into());
+            names.push(SIGNATURE.into());
+            let name = &names[which % names.len()];
+            let path = f.bundle.dir.join(name);
+            let mut bytes = fs::read(&path).unwrap();
+            let original = bytes.clone();
+            match how {
+                0 if !bytes.is_empty() => {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= 0x01;
+                }
+                1 => bytes.truncate(at.index(bytes.len() + 1)),
+                _ => bytes = garbage.clone(),
+            }
+            prop_assume!(bytes != original);
+            fs::write(&path, &bytes).unwrap();
+            prop_assert!(verify_bundle_all(&f.bundle.dir, None).is_err(), "{name} changed and passed");
+        }
+    }
+}

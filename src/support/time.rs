@@ -121,3 +121,27 @@ mod tests {
         assert_eq!(rfc3339_ms(t), "2026-11-24T21:16:53.869Z");
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any text: a duration within the bound, or an error; never a panic.
+        #[test]
+        fn the_duration_parser_never_panics_and_respects_its_bound(
+            text in "\\PC{0,40}",
+            digits in "[0-9]{1,30}",
+            unit in prop::sample::select(vec!["ns", "ms", "s", "m", "h", "d", "w", "M", "y", ""]),
+            max_s in 1u64..=86_400 * 365,
+        ) {
+            let max = std::time::Duration::from_secs(max_s);
+            for t in [text.clone(), format!("{digits}{unit}"), format!("{digits}{unit} {text}")] {
+                if let Ok(d) = parse_bounded(&t, max, true) {
+                    prop_assert!(d <= max);
+                }
+            }
+        }
+    }
+}

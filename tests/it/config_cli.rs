@@ -226,3 +226,341 @@ fn keygen_writes_an_openssh_key_with_mode_0600_and_refuses_to_overwrite() {
         again.stderr
     );
 }
+
+/// A drill file using `key` (a `file:` secret) as its credential.
+fn drill_with_key(w: &World, key: &std::path::Path) {
+    write(
+        w,
+        "drills/bg1.toml",
+        &format!(
+            "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n\
+         authenticator = {{ kind = \"virtual\", private_key = \"file:{}\", credential_id = \"AAAA\", rp_id = \"login.microsoft.com\" }}\n{GOOD_ALERT}",
+            key.display()
+        ),
+    );
+}
+
+/// Hardening defect 3: durations that `check-config` accepted made the drill
+/// panic (before, or after a real sign-in).
+#[test]
+fn absurd_durations_are_refused_with_their_bound_never_a_panic() {
+    let w = World::new();
+    write(
+        &w,
+        "drills/bg1.toml",
+        &format!(
+            "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n\
+             confirm_deadline = \"584542046090y\"\nauthenticator = {{ kind = \"virtual\" }}\ntenant = \"rehearsal\"\n\
+             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\ndeadline = \"18446744073709551615s\"\n"
+        ),
+    );
+    let (code, _, err) = check(&w);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("confirm_deadline: `584542046090y` is too large: at most 1day"),
+        "{err}"
+    );
+    assert!(
+        err.contains("alerts.deadline: `18446744073709551615s` is too large: at most 1day"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    write(&w, "glassdrill.toml", "[browser]\nstep_timeout = \"11m\"\n");
+    let (code, _, err) = check(&w);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains("browser.step_timeout: `11m` is too large: at most 10m"),
+        "{err}"
+    );
+    std::fs::remove_file(w.path().join("glassdrill.toml")).unwrap();
+    for (flag, value) in [
+        ("--alert-deadline", "584542046090y"),
+        ("--step-timeout", "18446744073709551615s"),
+        ("--alert-delay", "2h"),
+    ] {
+        let out = w.run(["rehearse", flag, value]);
+        out.expect_exit(64);
+        assert!(
+            out.stderr.contains("too large: at most"),
+            "{flag}: {}",
+            out.stderr
+        );
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+}
+
+/// Hardening defect 6: a credential or client-secret file readable by others
+/// passed `check-config` silently; `/dev/zero` or a FIFO hung or exhausted
+/// memory.
+#[test]
+fn secret_files_readable_by_others_or_not_regular_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let w = World::new();
+    let key = w.path().join("bg1.pk8");
+    std::fs::write(&key, b"not really a key").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drill_with_key(&w, &key);
+    let (code, _, err) = check(&w);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(
+        err.contains(&format!("chmod 600 {}", key.display())),
+        "{err}"
+    );
+    assert!(!err.contains("not really a key"), "{err}");
+
+    let fifo = w.path().join("secret.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    drill_with_key(&w, &fifo);
+    let out = w
+        .cmd()
+        .arg("check-config")
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "a FIFO must not hang check-config: {err}"
+    );
+    assert!(err.contains("is not a regular file"), "{err}");
+    drill_with_key(&w, std::path::Path::new("/dev/zero"));
+    let out = w
+        .cmd()
+        .arg("check-config")
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Hardening defect 5: the Entra client secret could be sent over plain
+/// HTTP (or to `javascript:` and `ftp:` URLs).
+#[test]
+fn entra_endpoints_over_plain_http_are_refused() {
+    let w = World::new();
+    std::fs::create_dir_all(w.path().join("drills")).unwrap();
+    for bad in [
+        "http://login.microsoftonline.com",
+        "javascript:alert(1)",
+        "ftp://graph.example",
+    ] {
+        write(
+            &w,
+            "glassdrill.toml",
+            &format!(
+                "[entra]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"env:GD_NOPE\"\nauthority = \"{bad}\"\n"
+            ),
+        );
+        let (code, _, err) = check(&w);
+        assert_eq!(code, Some(64), "{bad}: {err}");
+        assert!(
+            err.contains("entra.authority") && err.contains("https://"),
+            "{bad}: {err}"
+        );
+    }
+    for ok in [
+        "https://login.microsoftonline.com",
+        "http://login.rehearsal.localhost:8080",
+        "http://127.0.0.1:9",
+    ] {
+        write(
+            &w,
+            "glassdrill.toml",
+            &format!(
+                "[entra]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"env:GD_NOPE\"\ngraph = \"{ok}\"\n"
+            ),
+        );
+        let (code, _, err) = check(&w);
+        assert_eq!(code, Some(0), "{ok}: {err}");
+    }
+}
+
+/// Hardening defect 7: `flow = "../../../../../../etc/shadow"` was read.
+#[test]
+fn flow_files_outside_the_drills_directory_are_refused() {
+    let w = World::new();
+    std::fs::write(w.path().join("outside.toml"), crate_entra_flow()).unwrap();
+    for flow in ["../outside.toml", "../../../../../../etc/shadow"] {
+        write(
+            &w,
+            "drills/bg1.toml",
+            &format!(
+                "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"{flow}\"\n\
+                 authenticator = {{ kind = \"virtual\" }}\n{GOOD_ALERT}"
+            ),
+        );
+        let (code, _, err) = check(&w);
+        assert_eq!(code, Some(64), "{flow}: {err}");
+        assert!(
+            err.contains("outside the drills directory"),
+            "{flow}: {err}"
+        );
+    }
+    // A symlink inside drills/ that points outside is refused too.
+    std::fs::create_dir_all(w.path().join("drills/flows")).unwrap();
+    std::os::unix::fs::symlink(
+        w.path().join("outside.toml"),
+        w.path().join("drills/flows/link.toml"),
+    )
+    .unwrap();
+    write(
+        &w,
+        "drills/bg1.toml",
+        &format!(
+            "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"flows/link.toml\"\n\
+             authenticator = {{ kind = \"virtual\" }}\n{GOOD_ALERT}"
+        ),
+    );
+    let (code, _, err) = check(&w);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("outside the drills directory"), "{err}");
+    // Size caps: a 2 MiB drill file is refused, not parsed.
+    write(&w, "drills/bg1.toml", &"# padding\n".repeat(210_000));
+    let (code, _, err) = check(&w);
+    assert_eq!(code, Some(64), "{err}");
+    assert!(err.contains("larger than 1024 KiB"), "{err}");
+}
+
+fn crate_entra_flow() -> &'static str {
+    include_str!("../../drills/flows/entra-security-key.toml")
+}
+
+/// Hardening defect 8: `evidence verify` needed the drill host's config
+/// (a broken one made it exit 64) and read the secrets it names.
+#[test]
+fn evidence_verify_needs_no_host_config_and_reads_no_secret() {
+    let w = World::new();
+    let run = w.run(["rehearse", "--progress", "none", "--alert-delay", "0s"]);
+    run.expect_exit(0);
+    let bundle = crate::util::bundle_from_stdout(&run.stdout);
+    // A broken host config in the working directory...
+    write(&w, "glassdrill.toml", "[webhook\nthis is not TOML");
+    w.verify(&bundle).expect_exit(0);
+    // ...or a valid one whose client secret is a FIFO: reading it would
+    // block forever.
+    let fifo = w.path().join("client-secret.fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    write(
+        &w,
+        "glassdrill.toml",
+        &format!(
+            "[entra]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"file:{}\"\n",
+            fifo.display()
+        ),
+    );
+    let out = w
+        .cmd()
+        .args([
+            std::ffi::OsStr::new("evidence"),
+            "verify".as_ref(),
+            bundle.as_os_str(),
+        ])
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.assert_clean();
+}
+
+/// Hardening defect 10: `check-config` was quadratic in unknown keys, and an
+/// unknown `[table]` hid every other unknown key. (Its speed is measured in
+/// BENCHMARKS.md, not asserted here.)
+#[test]
+fn check_config_reports_thousands_of_unknown_keys_and_tables_in_one_pass() {
+    let w = World::new();
+    let mut text = String::from("[webhok]\nlisten = 1\n[webhook]\n");
+    for i in 0..5_000 {
+        text.push_str(&format!("unknown_{i} = {i}\n"));
+    }
+    write(&w, "glassdrill.toml", &text);
+    let (code, _, err) = check(&w);
+    assert_eq!(code, Some(64));
+    assert_eq!(
+        err.matches("error: unknown field").count(),
+        5_001,
+        "every one, at once"
+    );
+    assert!(
+        err.contains("glassdrill.toml:1:2: error: unknown field `webhok`"),
+        "the unknown table too"
+    );
+    assert!(err.contains("glassdrill.toml:5003:1: error: unknown field `unknown_4999`"));
+}
+
+/// Hardening defect 11 (smaller): a receiver on 0.0.0.0 was accepted
+/// silently, 20,000 `[[alerts]]` were accepted, and rehearsals ignored the
+/// host config's `[webhook] listen` and `token`.
+#[test]
+fn wide_listeners_warn_alert_lists_are_bounded_and_rehearsals_honour_the_receiver_settings() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let w = World::new();
+    std::fs::create_dir_all(w.path().join("drills")).unwrap();
+    write(
+        &w,
+        "glassdrill.toml",
+        "[webhook]\nlisten = \"0.0.0.0:8765\"\n",
+    );
+    let (code, _, err) = check(&w);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning: webhook.listen") && err.contains("reverse proxy with TLS"),
+        "{err}"
+    );
+
+    // 20,000 of them, compact enough to stay under the 1 MiB file cap.
+    let alerts = "[[alerts]]\nkind=\"webhook\"\nname=\"a\"\ndeadline=\"1m\"\n".repeat(20_000);
+    write(
+        &w,
+        "drills/many.toml",
+        &format!(
+            "id = \"many\"\naccount = \"bg1@contoso.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"flows/entra-security-key.toml\"\n\
+             authenticator = {{ kind = \"virtual\" }}\n{alerts}"
+        ),
+    );
+    let (code, _, err) = check(&w);
+    assert_eq!(code, Some(64));
+    assert!(
+        err.contains("20000 [[alerts]] entries: a drill expects at most 32"),
+        "{err}"
+    );
+    std::fs::remove_file(w.path().join("drills/many.toml")).unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let token = w.path().join("webhook-token");
+    std::fs::write(&token, "a-token-the-action-group-knows\n").unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write(
+        &w,
+        "glassdrill.toml",
+        &format!(
+            "[webhook]\nlisten = \"127.0.0.1:{port}\"\ntoken = \"file:{}\"\n",
+            token.display()
+        ),
+    );
+    let run = w.run(["rehearse", "--progress", "plain", "--alert-delay", "0s"]);
+    run.expect_exit(0);
+    assert!(
+        run.stderr.contains(&format!(
+            "webhook receiver at http://127.0.0.1:{port}/webhook/[redacted]"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("a-token-the-action-group-knows"));
+    w.assert_clean();
+}

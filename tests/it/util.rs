@@ -244,3 +244,121 @@ pub fn bundle_from_stdout(out: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| panic!("no evidence line in:\n{out}"))
 }
+
+/// The parts of a rehearsal put together by hand, for tests that need a
+/// plan no configuration can express (a wrong app secret, an alert check
+/// that breaks).
+pub struct Manual {
+    pub drill: glassdrill::config::DrillConfig,
+    pub receiver: glassdrill::alerts::WebhookReceiver,
+    pub tenant: glassdrill::tenant::RehearsalTenant,
+    pub auth: glassdrill::authenticator::VirtualAuthenticator,
+    pub key: glassdrill::evidence::SigningKey,
+    pub host: HostConfig,
+    pub evidence: PathBuf,
+}
+
+/// The rehearsal tenant's app secret in [`Manual`].
+pub const MANUAL_SECRET: &str = "the-right-secret";
+
+impl Manual {
+    pub async fn start(w: &World) -> Self {
+        use glassdrill::authenticator::{Credential, VirtualAuthenticator};
+        use glassdrill::tenant::{DOMAIN, RehearsalTenant, TenantOptions, rehearsal_account};
+        use secrecy::{ExposeSecret, SecretString};
+        let drill = glassdrill::config::DrillConfig::rehearsal().expect("rehearsal drill");
+        let cred = Credential::generate(&format!("ceremony.{DOMAIN}")).expect("credential");
+        let account = rehearsal_account(&drill.account, &cred).expect("account");
+        let receiver = glassdrill::alerts::WebhookReceiver::start(
+            "127.0.0.1:0".parse().expect("addr"),
+            SecretString::from("tok"),
+            65536,
+        )
+        .await
+        .expect("receiver");
+        let tenant = RehearsalTenant::start(TenantOptions {
+            account,
+            client_id: "glassdrill-rehearsal".into(),
+            client_secret: SecretString::from(MANUAL_SECRET),
+            faults: vec![],
+            alert_delay: Duration::ZERO,
+            alert_late_delay: Duration::ZERO,
+            log_delay: Duration::ZERO,
+            webhook_url: Some(receiver.url_with_token().expose_secret().to_owned()),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+        })
+        .await
+        .expect("tenant");
+        let auth = VirtualAuthenticator::new(
+            cred.id.clone(),
+            cred.pkcs8,
+            tenant.urls().rp_id.clone(),
+            cred.user_handle.clone(),
+        )
+        .expect("authenticator");
+        let key =
+            glassdrill::evidence::SigningKey::generate(&w.path().join("key"), "test@glassdrill")
+                .expect("key");
+        Self {
+            drill,
+            receiver,
+            tenant,
+            auth,
+            key,
+            host: w.host(),
+            evidence: w.path().join("evidence"),
+        }
+    }
+
+    /// A plan with the app secret `secret` and these alert checks.
+    pub fn plan(
+        &self,
+        secret: &str,
+        alert_checks: Vec<Box<dyn glassdrill::alerts::AlertCheck>>,
+    ) -> glassdrill::drill::RunPlan<'_> {
+        use glassdrill::cloud::{AppCredentials, GraphClient, TokenCache};
+        let urls = self.tenant.urls();
+        let tokens = TokenCache::new(AppCredentials {
+            authority: urls.authority.clone(),
+            tenant_id: glassdrill::tenant::TENANT_ID.into(),
+            client_id: "glassdrill-rehearsal".into(),
+            client_secret: secrecy::SecretString::from(secret),
+        })
+        .expect("token cache");
+        glassdrill::drill::RunPlan {
+            drill: &self.drill,
+            host_digest: "0".into(),
+            tenant: glassdrill::drill::TenantEndpoints {
+                authority: urls.authority.clone(),
+                tenant_id: glassdrill::tenant::TENANT_ID.into(),
+                graph: urls.graph.clone(),
+            },
+            graph: GraphClient::new(&urls.graph, std::sync::Arc::new(tokens)).expect("graph"),
+            authenticator: &self.auth,
+            alert_checks,
+            browser: glassdrill::browser::BrowserOptions {
+                chromium: self.host.browser.chromium.clone(),
+                chromedriver: self.host.browser.chromedriver.clone(),
+                temp_dir: self.host.browser.temp_dir.clone(),
+            },
+            step_timeout: Duration::from_secs(8),
+            operator: None,
+            witness: None,
+        }
+    }
+
+    /// Where the run writes.
+    pub fn sinks(&self) -> glassdrill::drill::Sinks<'_> {
+        glassdrill::drill::Sinks {
+            evidence_dir: self.evidence.clone(),
+            signing_key: &self.key,
+            signer: "test@glassdrill",
+            notifier: &glassdrill::notify::Console,
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.tenant.shutdown().await;
+        self.receiver.shutdown().await;
+    }
+}
