@@ -248,11 +248,9 @@ fn absurd_durations_are_refused_with_their_bound_never_a_panic() {
     write(
         &w,
         "drills/bg1.toml",
-        &format!(
-            "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n\
-             confirm_deadline = \"584542046090y\"\nauthenticator = {{ kind = \"virtual\" }}\ntenant = \"rehearsal\"\n\
-             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\ndeadline = \"18446744073709551615s\"\n"
-        ),
+        "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n\
+             confirm_deadline = \"584542046090y\"\nauthenticator = { kind = \"virtual\" }\ntenant = \"rehearsal\"\n\
+             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\ndeadline = \"18446744073709551615s\"\n",
     );
     let (code, _, err) = check(&w);
     assert_eq!(code, Some(64), "{err}");

@@ -3,8 +3,6 @@
 //! account is never touched. And a bug that panics mid-drill, after a real
 //! sign-in, still leaves a signed ERROR bundle.
 
-use std::time::Duration;
-
 use crate::util::{MANUAL_SECRET, Manual, World, stage};
 use glassdrill::alerts::{AlertCheck, AlertObservation, AlertTarget};
 use glassdrill::drill::{Quiet, Stage, StageStatus, Verdict};
