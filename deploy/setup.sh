@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what glassdrill needs on Debian or Ubuntu: Chromium and
 # chromedriver (the drill browser), libudev-dev and pkg-config (for the
-# FIDO HID stack), openssh-client (ssh-keygen, to verify evidence).
+# FIDO HID stack), openssh-client (ssh-keygen, to verify evidence), procps
+# (pkill, used by the guard that kills a browser whose glassdrill died).
 # Idempotent: installs only what is missing; retries apt, which fails now
 # and then on a busy mirror or a held lock.
 set -euo pipefail
 
-packages=(chromium chromium-driver libudev-dev pkg-config openssh-client coreutils ca-certificates)
+packages=(chromium chromium-driver libudev-dev pkg-config openssh-client coreutils procps ca-certificates)
 
 missing=()
 for p in "${packages[@]}"; do

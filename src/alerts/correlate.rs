@@ -47,7 +47,7 @@ pub enum ShapeError {
 /// Reads a common-alert-schema payload. Account names are taken from Log
 /// Alerts V2 dimensions named like a UPN column and from
 /// `customProperties.UserPrincipalName`.
-pub(crate) fn parse_common_alert(v: &Value) -> Result<CommonAlert, ShapeError> {
+pub fn parse_common_alert(v: &Value) -> Result<CommonAlert, ShapeError> {
     if v["schemaId"].as_str() != Some("azureMonitorCommonAlertSchema") {
         return Err(ShapeError::NotCommonSchema);
     }

@@ -252,7 +252,7 @@ pub(crate) fn verify_bundle(
 ///
 /// Problems are reported in check order; later checks run even after an
 /// earlier one fails, so the list is complete.
-pub(crate) fn verify_bundle_all(
+pub fn verify_bundle_all(
     dir: &Path,
     allowed_signers: Option<&Path>,
 ) -> Result<VerifiedBundle, Vec<VerifyError>> {
