@@ -81,6 +81,12 @@ impl<'p> Driver<'p> {
         let Some(path) = self.journal.as_deref() else {
             return;
         };
+        // Once the bundle is sealed (the staging directory renamed into
+        // place) the journal is closed: the record holds the rest.
+        if !path.parent().is_some_and(std::path::Path::exists) {
+            self.journal = None;
+            return;
+        }
         let written = serde_json::to_vec(line)
             .map_err(|e| e.to_string())
             .and_then(|b| crate::evidence::append_journal(path, &b).map_err(|e| e.to_string()));
