@@ -8,8 +8,8 @@
 //!
 //! - [`support`]: helpers written once — identifier rules (`ids`),
 //!   timestamps (`time`), hashing, private atomic files (`fs`), the retry
-//!   helper (`retry`), the HTTP client, HTML escaping. Imports nothing else
-//!   of glassdrill.
+//!   helper (`retry`), the HTTP client, HTML escaping, test pause points
+//!   (`testpoint`, debug builds only). Imports nothing else of glassdrill.
 //! - [`secret`]: `env:`/`file:` secret references resolved into `secrecy`
 //!   types; random tokens; constant-time comparison. Never logs a value.
 //! - [`record`]: the typed, versioned drill record (`drill.json`, schema
@@ -20,19 +20,24 @@
 //!   (serde, then validated types) with file:line:column problems
 //!   (`config::diag`). No I/O besides reading the files it is given.
 //! - [`browser`]: owns chromedriver, Chromium, the temp profile and the
-//!   WebDriver session; cleans them up on drop. Knows nothing of drills.
+//!   WebDriver session; cleans them up on drop, and a guard process kills
+//!   them if glassdrill dies (`browser::processes`). Knows nothing of
+//!   drills.
+//! - [`authenticator`]: the `Authenticator` trait and its kinds (`virtual`:
+//!   the WebDriver virtual authenticator); attaches the credential to the
+//!   browser and detaches it after the ceremony. Never sees the flow.
 //! - [`flow`]: the runner that drives a flow file through a browser,
 //!   telling refusal, drift and breakage apart.
-//! - [`authenticator`]: the `Authenticator` trait and its kinds (`virtual`:
-//!   the WebDriver virtual authenticator). Never sees the flow.
 //! - [`cloud`]: OAuth2 client-credential tokens cached per resource, and
 //!   the Graph sign-in log client.
 //! - [`alerts`]: the `AlertCheck` trait, pure correlation
 //!   (`alerts::correlate`) and the built-in webhook receiver, which routes
 //!   deliveries to the runs waiting for them.
-//! - [`evidence`]: signed bundles (`bundle`), offline verification
-//!   (`verify`), the signing key (`keys`), `allowed_signers`, and
-//!   `report.html` (`report`). Never re-serialises what it signs.
+//! - [`evidence`]: signed bundles staged from a run's first moment and
+//!   journaled as it goes (`bundle`), offline verification (`verify`,
+//!   `manifest`), the signing key (`keys`), `allowed_signers`,
+//!   `report.html` (`report`), and the recovery of runs that died
+//!   (`recover`). Never re-serialises what it signs.
 //! - [`notify`]: announcement and report channels (the console today).
 //! - [`drill`]: a run's plan, one function per stage (`drill::stages`),
 //!   the driver that times and reports them, the pure verdict rules.
@@ -79,9 +84,9 @@ pub mod config;
 
 pub mod browser;
 
-pub mod flow;
-
 pub mod authenticator;
+
+pub mod flow;
 
 pub mod cloud;
 
