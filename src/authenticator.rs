@@ -59,8 +59,12 @@ pub trait Authenticator: Send + Sync {
     fn identity(&self) -> AuthenticatorIdentity;
     /// Checks before anything touches the account (key present, healthy).
     async fn preflight(&self) -> Result<Vec<String>, AuthenticatorError>;
-    /// Prepares the browser session so the page's WebAuthn call reaches it.
+    /// Prepares the browser session so the page's WebAuthn call can reach
+    /// it, without the credential yet (preflight: proves it works).
     async fn attach(&self, browser: &Browser) -> Result<(), AuthenticatorError>;
+    /// Loads the credential, right before the ceremony and never earlier:
+    /// until then no page can get an assertion from it.
+    async fn arm(&self, browser: &Browser) -> Result<(), AuthenticatorError>;
     /// Takes the credential out of the browser again, as soon as the
     /// ceremony is over: nothing else may use it through this session.
     async fn detach(&self, browser: &Browser) -> Result<(), AuthenticatorError>;
@@ -151,6 +155,22 @@ impl Authenticator for VirtualAuthenticator {
                 "chromedriver returned no authenticator id ({v})"
             )));
         };
+        *self
+            .attached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id);
+        Ok(())
+    }
+
+    async fn arm(&self, browser: &Browser) -> Result<(), AuthenticatorError> {
+        let id = self
+            .attached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                AuthenticatorError::Key("the virtual authenticator is not attached".into())
+            })?;
         browser
             .session_command(
                 http::Method::POST,
@@ -172,10 +192,6 @@ impl Authenticator for VirtualAuthenticator {
                 }
                 other => AuthenticatorError::Browser(other),
             })?;
-        *self
-            .attached
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id);
         Ok(())
     }
 

@@ -81,6 +81,9 @@ pub enum FlowOutcome {
     },
     /// The browser failed.
     BrowserFailed(String),
+    /// The ceremony was not started because what must come before it
+    /// failed (journaling it, loading the credential): no sign-in attempt.
+    Aborted(String),
     /// Stopped (Ctrl-C, SIGTERM, shutdown). `attempted`: the WebAuthn
     /// ceremony had been started, so a sign-in may have happened.
     Cancelled {
@@ -113,8 +116,11 @@ pub struct FlowRun {
     /// When the ceremony step's click was made (wall clock, and monotonic
     /// for deadlines).
     pub ceremony_at: Option<(chrono::DateTime<chrono::Utc>, tokio::time::Instant)>,
+    /// Whether the credential was loaded into the browser (right before the
+    /// ceremony, never earlier).
+    pub armed: bool,
     /// Whether the credential was taken out of the browser after the
-    /// ceremony (`None`: no ceremony, or no authenticator to ask).
+    /// ceremony (`None`: never loaded).
     pub credential_removed: Option<Result<(), String>>,
 }
 
@@ -193,7 +199,7 @@ pub struct FlowRunner<'a> {
     step_timeout: Duration,
     poll: Duration,
     authenticator: Option<&'a dyn Authenticator>,
-    before_ceremony: Option<&'a (dyn Fn() + Sync)>,
+    before_ceremony: Option<&'a (dyn Fn() -> Result<(), String> + Sync)>,
 }
 
 enum Wait {
@@ -224,7 +230,7 @@ impl<'a> FlowRunner<'a> {
 
     /// Called right before the ceremony step's click: the last moment
     /// before a sign-in may happen (the drill journals it).
-    pub fn before_ceremony(mut self, f: &'a (dyn Fn() + Sync)) -> Self {
+    pub fn before_ceremony(mut self, f: &'a (dyn Fn() -> Result<(), String> + Sync)) -> Self {
         self.before_ceremony = Some(f);
         self
     }
@@ -322,28 +328,66 @@ impl<'a> FlowRunner<'a> {
         }
     }
 
-    async fn click_first(&self, selectors: &[String]) -> Result<Option<String>, String> {
+    /// The first element matching one of `selectors`.
+    async fn find_first(
+        &self,
+        selectors: &[String],
+    ) -> Result<Option<(fantoccini::elements::Element, String)>, String> {
         let client = self.browser.client().map_err(|e| e.to_string())?;
         for sel in selectors {
             if let Ok(el) = client.find(Locator::Css(sel)).await {
-                return el
-                    .click()
-                    .await
-                    .map(|()| Some(sel.clone()))
-                    .map_err(|e| format!("click on {sel} failed: {e}"));
+                return Ok(Some((el, sel.clone())));
             }
         }
         Ok(None)
     }
 
+    /// Everything right before the ceremony's click, in this order: the
+    /// drill journals that a sign-in may now happen, the authenticator
+    /// loads the credential, and the stop is checked one last time. Any of
+    /// them failing means no click.
+    async fn arm_ceremony(
+        &self,
+        run: &mut FlowRun,
+        cancel: &CancellationToken,
+    ) -> Result<(), FlowOutcome> {
+        if let Some(f) = self.before_ceremony {
+            f().map_err(|e| {
+                FlowOutcome::Aborted(format!(
+                    "the ceremony could not be journaled ({e}), so it was not started"
+                ))
+            })?;
+        }
+        if let Some(a) = self.authenticator {
+            run.armed = true;
+            a.arm(self.browser).await.map_err(|e| {
+                FlowOutcome::Aborted(format!(
+                    "the credential could not be loaded into the browser: {e}"
+                ))
+            })?;
+        }
+        if cancel.is_cancelled() {
+            return Err(FlowOutcome::Cancelled { attempted: false });
+        }
+        Ok(())
+    }
+
     /// Runs every step from the start URL.
     pub async fn run(&self, start_url: &str, cancel: &CancellationToken) -> FlowRun {
+        let mut run = self.run_steps(start_url, cancel).await;
+        // However the flow ended, a loaded credential leaves the browser.
+        self.after_ceremony(&mut run).await;
+        run
+    }
+
+    async fn run_steps(&self, start_url: &str, cancel: &CancellationToken) -> FlowRun {
         let mut run = FlowRun {
             outcome: FlowOutcome::SignedIn,
             steps: Vec::new(),
             captures: Vec::new(),
             correlation_id: None,
             ceremony_at: None,
+            armed: false,
             credential_removed: None,
         };
         let client = match self.browser.client() {
@@ -459,14 +503,29 @@ impl<'a> FlowRunner<'a> {
                 return run;
             }
             if !step.click.is_empty() {
-                if step.ceremony {
-                    if let Some(f) = self.before_ceremony {
-                        f();
-                    }
-                    run.ceremony_at =
-                        Some((crate::support::time::now(), tokio::time::Instant::now()));
+                let found = self.find_first(&step.click).await;
+                if step.ceremony
+                    && let Ok(Some(_)) = &found
+                    && let Err(outcome) = self.arm_ceremony(&mut run, cancel).await
+                {
+                    run.steps.push(record);
+                    run.outcome = outcome;
+                    return run;
                 }
-                match self.click_first(&step.click).await {
+                let clicked = match found {
+                    Ok(Some((el, sel))) => {
+                        if step.ceremony {
+                            run.ceremony_at =
+                                Some((crate::support::time::now(), tokio::time::Instant::now()));
+                        }
+                        el.click()
+                            .await
+                            .map(|()| Some(sel.clone()))
+                            .map_err(|e| format!("click on {sel} failed: {e}"))
+                    }
+                    other => other.map(|_| None),
+                };
+                match clicked {
                     Ok(Some(_)) => {}
                     Ok(None) => {
                         self.page_html(i, &step.name, &mut run.captures).await;
@@ -487,7 +546,6 @@ impl<'a> FlowRunner<'a> {
             record.finished = crate::support::time::now();
             run.steps.push(record);
         }
-        self.after_ceremony(&mut run).await;
         run
     }
 
@@ -495,7 +553,7 @@ impl<'a> FlowRunner<'a> {
     /// credential has done its one job: take it out of the browser, so
     /// nothing else can use it through this session.
     async fn after_ceremony(&self, run: &mut FlowRun) {
-        if run.ceremony_at.is_none() || run.credential_removed.is_some() {
+        if !run.armed || run.credential_removed.is_some() {
             return;
         }
         let Some(a) = self.authenticator else {

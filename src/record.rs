@@ -82,6 +82,10 @@ pub struct Recovery {
     /// Files the dead run had written, kept under `recovered/` (unsigned by
     /// it: signed now, as found).
     pub recovered_files: Vec<String>,
+    /// What the dead run left that could not be copied (left in place, in
+    /// `.<run>.kept` beside the bundle, for a person to look at).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_recovered: Vec<String>,
     /// When the record was recovered.
     #[serde(with = "crate::support::time::serde_ms")]
     #[schemars(with = "Timestamp")]
@@ -298,6 +302,41 @@ impl std::fmt::Display for Verdict {
             Self::Interrupted => "INTERRUPTED",
         })
     }
+}
+
+/// The verdict rules (see `drill::verdict` for the precedence and its
+/// tests): here, with the types, because both a running drill and the
+/// recovery of a dead one decide verdicts.
+/// The verdict and its reasons (`stage: detail` of the stages that
+/// decided it). `stopped`: the drill was told to stop (Ctrl-C, SIGTERM,
+/// daemon shutdown) even if no stage noticed.
+pub fn verdict(stages: &[StageRecord], stopped: bool) -> (Verdict, Vec<String>) {
+    let reasons = |s: StageStatus| -> Vec<String> {
+        stages
+            .iter()
+            .filter(|r| r.status == s)
+            .map(|r| format!("{}: {}", r.stage.name(), r.detail))
+            .collect()
+    };
+    let failed = reasons(StageStatus::Failed);
+    if !failed.is_empty() {
+        return (Verdict::Fail, failed);
+    }
+    let interrupted = reasons(StageStatus::Interrupted);
+    if !interrupted.is_empty() {
+        return (Verdict::Interrupted, interrupted);
+    }
+    if stopped {
+        return (
+            Verdict::Interrupted,
+            vec!["the drill was told to stop".to_owned()],
+        );
+    }
+    let errored = reasons(StageStatus::Errored);
+    if !errored.is_empty() {
+        return (Verdict::Error, errored);
+    }
+    (Verdict::Pass, Vec::new())
 }
 
 /// Who the authenticator is (never secret material).

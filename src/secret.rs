@@ -196,10 +196,11 @@ fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, SecretError> {
         path: shown.clone(),
         reason: e.kind().to_string(),
     };
-    // A FIFO must not block the open: O_NONBLOCK is harmless on a file.
+    // A FIFO must not block the open (O_NONBLOCK is harmless on a file),
+    // and a terminal must not become glassdrill's controlling terminal.
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
         .open(path)
         .map_err(unreadable)?;
     let meta = f.metadata().map_err(unreadable)?;

@@ -24,9 +24,12 @@ use tokio_util::sync::CancellationToken;
 use super::correlate::{judge, parse_common_alert, same_upn};
 use super::{AlertCheck, AlertObservation, AlertTarget, ReceivedAlert};
 
-/// Most alerts held at once (in run inboxes and the unrouted list); past
-/// it, posts get 429, so a flood cannot exhaust the drill host's memory.
+/// Most alerts held at once in the inboxes of waiting runs; past it, posts
+/// get 429, so a flood cannot exhaust the drill host's memory.
 const MAX_HELD: usize = 1000;
+/// Most unrouted deliveries kept (the oldest go first, each one logged
+/// when it arrived): a long-lived receiver never fills up with them.
+const MAX_UNROUTED: usize = 1000;
 
 /// What one attached run has received.
 #[derive(Default)]
@@ -55,17 +58,16 @@ struct Routes {
     next_seq: u64,
     next_run: u64,
     runs: Vec<Attached>,
-    unrouted: Vec<ReceivedAlert>,
+    unrouted: std::collections::VecDeque<ReceivedAlert>,
 }
 
 impl Routes {
+    /// Alerts held for waiting runs (the unrouted list is bounded apart).
     fn held(&self) -> usize {
-        self.unrouted.len()
-            + self
-                .runs
-                .iter()
-                .map(|r| lock(&r.inbox.alerts).len())
-                .sum::<usize>()
+        self.runs
+            .iter()
+            .map(|r| lock(&r.inbox.alerts).len())
+            .sum::<usize>()
     }
 }
 
@@ -140,7 +142,10 @@ async fn receive(
         r.inbox.notify.notify_waiters();
     }
     if !named {
-        routes.unrouted.push(received);
+        if routes.unrouted.len() >= MAX_UNROUTED {
+            routes.unrouted.pop_front();
+        }
+        routes.unrouted.push_back(received);
     }
     (StatusCode::ACCEPTED, "accepted\n")
 }
@@ -223,7 +228,7 @@ impl WebhookReceiver {
 
     /// Deliveries that reached no waiting run's account (kept and logged).
     pub fn unrouted(&self) -> Vec<ReceivedAlert> {
-        lock(&self.shared.routes).unrouted.clone()
+        lock(&self.shared.routes).unrouted.iter().cloned().collect()
     }
 
     /// Stops serving.

@@ -125,6 +125,14 @@ impl Driver {
             // List them first (a killed process's /proc entry goes blank at
             // once), then kill the group and the stragglers.
             killed = browser_processes(&self.dir, Some(pgid));
+            // The guard names the directory too; it is stopped (and waited
+            // for) through its own handle, never killed and reaped here.
+            let guard = self
+                .guard
+                .as_ref()
+                .and_then(|g| g.child.id())
+                .and_then(|id| i32::try_from(id).ok());
+            killed.retain(|p| Some(p.as_raw()) != guard);
             let _ = killpg(pgid, Signal::SIGKILL);
             for p in &killed {
                 let _ = nix::sys::signal::kill(*p, Signal::SIGKILL);
@@ -142,6 +150,24 @@ impl Drop for Driver {
         reap(&mut pids);
         if let Some(g) = self.guard.as_mut() {
             g.stop();
+        }
+        if !pids.is_empty() {
+            // Processes glassdrill adopts a moment later (it is a subreaper)
+            // are reaped by a short-lived thread: `Drop` cannot wait, and a
+            // long-lived process must not collect zombies.
+            let _ = std::thread::Builder::new()
+                .name("glassdrill-reaper".into())
+                .spawn(move || {
+                    for _ in 0..200 {
+                        reap(&mut pids);
+                        if pids.is_empty() {
+                            break;
+                        }
+                        // A detached thread of its own, not the async runtime.
+                        #[allow(clippy::disallowed_methods)]
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                });
         }
     }
 }

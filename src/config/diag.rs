@@ -346,15 +346,26 @@ impl fmt::Display for ReadError {
 /// Reads a configuration file: a regular file, at most
 /// [`MAX_CONFIG_FILE`], UTF-8.
 pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
-    use crate::support::fs::{ReadCappedError, read_capped};
-    let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    // Opened once, checked on the open file: nothing can be swapped in
+    // between, and a FIFO cannot block the open.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
+        .open(path)
+        .map_err(ReadError::Io)?;
+    let meta = f.metadata().map_err(ReadError::Io)?;
     if !meta.is_file() {
         return Err(ReadError::NotAFile);
     }
-    let bytes = read_capped(path, MAX_CONFIG_FILE).map_err(|e| match e {
-        ReadCappedError::Io(e) => ReadError::Io(e),
-        ReadCappedError::TooLarge => ReadError::TooLarge,
-    })?;
+    let mut bytes = Vec::new();
+    f.take(MAX_CONFIG_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE {
+        return Err(ReadError::TooLarge);
+    }
     String::from_utf8(bytes).map_err(|_| ReadError::NotText)
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Driver<'p> {
     pub(crate) writer: Option<BundleWriter>,
     /// Its journal, appended to until the bundle is sealed.
     journal: Option<std::path::PathBuf>,
+    /// The record stage has begun (after it, the journal may be sealed).
+    recording: bool,
 }
 
 /// Said of a stage that a stop kept from starting before the sign-in.
@@ -74,25 +76,31 @@ impl<'p> Driver<'p> {
             stages: Vec::new(),
             journal: writer.as_ref().map(BundleWriter::journal_path),
             writer,
+            recording: false,
         }
     }
 
+    /// Appends to the journal; a failure is logged (the sign-in stage
+    /// journals the ceremony itself and refuses to start it without).
     fn journal(&mut self, line: &JournalLine) {
-        let Some(path) = self.journal.as_deref() else {
-            return;
-        };
-        // Once the bundle is sealed (the staging directory renamed into
-        // place) the journal is closed: the record holds the rest.
-        if !path.parent().is_some_and(std::path::Path::exists) {
-            self.journal = None;
-            return;
-        }
-        let written = serde_json::to_vec(line)
-            .map_err(|e| e.to_string())
-            .and_then(|b| crate::evidence::append_journal(path, &b).map_err(|e| e.to_string()));
-        if let Err(e) = written {
+        if let Err(e) = self.try_journal(line) {
             tracing::warn!(error = %e, "could not append to the run's journal");
         }
+    }
+
+    fn try_journal(&mut self, line: &JournalLine) -> Result<(), String> {
+        let Some(path) = self.journal.as_deref() else {
+            return Err("the run has no staged bundle".into());
+        };
+        // Once the record stage has sealed the bundle (the staging
+        // directory renamed into place) the journal is closed: the record
+        // holds the rest.
+        if self.recording && !path.parent().is_some_and(std::path::Path::exists) {
+            self.journal = None;
+            return Ok(());
+        }
+        let bytes = serde_json::to_vec(line).map_err(|e| e.to_string())?;
+        crate::evidence::append_journal(path, &bytes).map_err(|e| e.to_string())
     }
 
     /// Runs one stage: reports its start, times it, records and reports
@@ -111,6 +119,7 @@ impl<'p> Driver<'p> {
         on_panic: impl FnOnce() -> T,
     ) -> T {
         self.progress.stage_started(stage);
+        self.recording |= stage == Stage::Record;
         self.journal(&JournalLine::Started { stage });
         let started = crate::support::time::now();
         let t0 = std::time::Instant::now();
@@ -226,9 +235,16 @@ pub async fn run(
         Verdict::Interrupted,
         Vec::new(),
     );
-    d.journal(&JournalLine::Begin {
+    // A run whose journal cannot even begin makes no sign-in.
+    let writer_error = match d.try_journal(&JournalLine::Begin {
         record: Box::new(skeleton),
-    });
+    }) {
+        Err(why) if writer_error.is_none() => Some(EvidenceError::Serialize {
+            what: "the run's journal",
+            why,
+        }),
+        _ => writer_error,
+    };
 
     let browser = if gate(Stage::Preflight, cancel).await {
         d.stopped(Stage::Preflight);
@@ -244,6 +260,7 @@ pub async fn run(
             .await
     };
     let mut ceremony = None;
+    let mut completed = false;
     let stopped_or = |why: &'static str| {
         if cancel.is_cancelled() {
             STOPPED_BEFORE
@@ -276,7 +293,15 @@ pub async fn run(
                             stages::sign_in::SignedIn::unknown,
                         )
                         .await;
-                    ceremony = signin.ceremony;
+                    // The ceremony's time when it was started (or the run's
+                    // start, if a failure hid it): from then on a sign-in
+                    // may have happened, whatever the flow's outcome.
+                    ceremony = signin.ceremony.or_else(|| {
+                        signin
+                            .attempted
+                            .then(|| (started, tokio::time::Instant::now()))
+                    });
+                    completed = signin.completed;
                     gathered.sign_in(signin);
                     // Screenshots go to disk now: if the run dies later,
                     // they are recovered with its journal.
@@ -291,22 +316,30 @@ pub async fn run(
     }
     match ceremony {
         Some((at, instant)) => {
+            // After a completed flow the record must be there (strict);
+            // after one that broke past the ceremony it is looked for all
+            // the same: a sign-in may have happened and its record tells.
             gate(Stage::Confirm, cancel).await;
             let correlation = gathered.correlation_id.clone();
             gathered.signin_record = d
                 .stage(
                     Stage::Confirm,
-                    stages::confirm::run(&plan, at, correlation.as_deref(), cancel),
+                    stages::confirm::run(&plan, at, correlation.as_deref(), completed, cancel),
                 )
                 .await;
+            let signed_in = completed || gathered.signin_succeeded();
             let signin_at = gathered.signin_time().unwrap_or(at);
-            gate(Stage::Alerts, cancel).await;
-            gathered.observations = d
-                .stage(
-                    Stage::Alerts,
-                    stages::alerts::run(&plan, signin_at, instant, cancel),
-                )
-                .await;
+            if signed_in {
+                gate(Stage::Alerts, cancel).await;
+                gathered.observations = d
+                    .stage(
+                        Stage::Alerts,
+                        stages::alerts::run(&plan, signin_at, instant, cancel),
+                    )
+                    .await;
+            } else {
+                d.skip(Stage::Alerts, "the sign-in did not complete");
+            }
             gathered.signin_at = Some(signin_at);
         }
         None => {
@@ -345,8 +378,11 @@ pub async fn run(
         })
         .await;
     if sinks.notifier.delivers_reports() {
-        if let Some(r) = &record {
-            d.stage(Stage::Report, stages::report::run(sinks, r)).await;
+        // Only a recorded verdict is reported; without a bundle the
+        // outcome is ERROR whatever the unsealed record said.
+        match (&record, &bundle) {
+            (Some(r), Ok(_)) => d.stage(Stage::Report, stages::report::run(sinks, r)).await,
+            _ => d.skip(Stage::Report, "the evidence could not be written"),
         }
     } else {
         d.skip(Stage::Report, "no notification channel configured");

@@ -7,44 +7,12 @@
 //! carried out (`errored`) makes it ERROR (retry later). Otherwise PASS;
 //! `warning` and `skipped` stages do not change the verdict.
 
-use crate::record::{StageRecord, StageStatus, Verdict};
-
-/// The verdict and its reasons (`stage: detail` of the stages that
-/// decided it). `stopped`: the drill was told to stop (Ctrl-C, SIGTERM,
-/// daemon shutdown) even if no stage noticed.
-pub fn verdict(stages: &[StageRecord], stopped: bool) -> (Verdict, Vec<String>) {
-    let reasons = |s: StageStatus| -> Vec<String> {
-        stages
-            .iter()
-            .filter(|r| r.status == s)
-            .map(|r| format!("{}: {}", r.stage.name(), r.detail))
-            .collect()
-    };
-    let failed = reasons(StageStatus::Failed);
-    if !failed.is_empty() {
-        return (Verdict::Fail, failed);
-    }
-    let interrupted = reasons(StageStatus::Interrupted);
-    if !interrupted.is_empty() {
-        return (Verdict::Interrupted, interrupted);
-    }
-    if stopped {
-        return (
-            Verdict::Interrupted,
-            vec!["the drill was told to stop".to_owned()],
-        );
-    }
-    let errored = reasons(StageStatus::Errored);
-    if !errored.is_empty() {
-        return (Verdict::Error, errored);
-    }
-    (Verdict::Pass, Vec::new())
-}
+pub use crate::record::verdict;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Stage;
+    use crate::record::{Stage, StageRecord, StageStatus, Verdict};
 
     const ALL: [StageStatus; 6] = [
         StageStatus::Passed,

@@ -54,6 +54,9 @@ pub(crate) fn append_journal(path: &Path, line: &[u8]) -> Result<(), EvidenceErr
 /// The journal file of a bundle.
 pub(crate) const JOURNAL: &str = "journal.jsonl";
 
+/// Suffix of a staging directory being created (not yet locked).
+pub(crate) const CREATING: &str = ".creating";
+
 /// Locks a staging directory exclusively without waiting; `None` when
 /// another process holds it.
 pub(crate) fn lock_dir(dir: &Path) -> Result<Option<nix::fcntl::Flock<File>>, EvidenceError> {
@@ -90,16 +93,37 @@ impl BundleWriter {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("inspect", &final_dir)(e)),
         }
-        match DirBuilder::new().mode(DIR_MODE).create(&staging) {
+        if fs::symlink_metadata(&staging).is_ok() {
+            return Err(EvidenceError::StagingExists { path: staging });
+        }
+        // Created under a name recovery ignores, locked, and only then
+        // given its staging name: recovery never sees an unlocked staging
+        // directory of a live run.
+        let creating = drill_dir.join(format!(".{run_id}{CREATING}"));
+        match DirBuilder::new().mode(DIR_MODE).create(&creating) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(EvidenceError::StagingExists { path: staging });
+                return Err(EvidenceError::StagingExists { path: creating });
             }
-            Err(e) => return Err(io_err("create directory", &staging)(e)),
+            Err(e) => return Err(io_err("create directory", &creating)(e)),
         }
-        let lock = lock_dir(&staging)?.ok_or_else(|| EvidenceError::StagingExists {
-            path: staging.clone(),
+        let lock = lock_dir(&creating)?.ok_or_else(|| EvidenceError::StagingExists {
+            path: creating.clone(),
         })?;
+        if let Err(e) = nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &creating,
+            nix::fcntl::AT_FDCWD,
+            &staging,
+            nix::fcntl::RenameFlags::RENAME_NOREPLACE,
+        ) {
+            let _ = fs::remove_dir(&creating);
+            return Err(if e == nix::errno::Errno::EEXIST {
+                EvidenceError::StagingExists { path: staging }
+            } else {
+                io_err("rename", &creating)(io::Error::from(e))
+            });
+        }
         Ok(Self {
             staging,
             final_dir,

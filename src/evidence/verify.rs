@@ -165,10 +165,15 @@ pub(crate) fn read_record(v: &VerifiedBundle) -> Result<crate::record::DrillReco
         path: path.clone(),
         why,
     };
-    if !v.files.iter().any(|f| f == "drill.json") {
+    let Some(signed) = v.hashes.get("drill.json") else {
         return Err(err("the bundle has no drill.json".into()));
-    }
+    };
     let bytes = read_capped(&path, MAX_MANIFEST_FILE).map_err(|_| err("cannot be read".into()))?;
+    // The bytes read here are the bytes checked: a file swapped after the
+    // verification above is caught, not trusted.
+    if sha256_hex(&bytes) != *signed {
+        return Err(err("changed since it was verified".into()));
+    }
     let r = crate::record::DrillRecord::from_json(&bytes).map_err(|e| err(e.to_string()))?;
     for (what, id) in [("run id", &r.run_id), ("drill id", &r.drill.id)] {
         crate::support::ids::check(id).map_err(|why| err(format!("{what} {id:?} {why}")))?;
@@ -203,6 +208,8 @@ pub struct VerifiedBundle {
     pub files: Vec<String>,
     /// Lowercase hex sha256 of the `SHA256SUMS` bytes.
     pub manifest_sha256: String,
+    /// The signed hash of each listed file, by path.
+    pub hashes: BTreeMap<String, String>,
 }
 
 #[cfg(test)]
@@ -326,6 +333,7 @@ pub fn verify_bundle_all(
 
     // 2. Manifest and listed files.
     let mut listed: Vec<String> = Vec::new();
+    let mut hashes = BTreeMap::new();
     let mut manifest_sha256 = String::new();
     match manifest {
         Ok(manifest) => {
@@ -337,7 +345,8 @@ pub fn verify_bundle_all(
                     errs.push(e);
                 }
             }
-            listed = entries.into_iter().map(|(p, _)| p).collect();
+            listed = entries.iter().map(|(p, _)| p.clone()).collect();
+            hashes = entries.into_iter().collect();
         }
         Err(e) => errs.push(e),
     }
@@ -363,6 +372,7 @@ pub fn verify_bundle_all(
             fingerprint,
             files: listed,
             manifest_sha256,
+            hashes,
         }),
         _ if errs.is_empty() => Err(vec![VerifyError::SignatureInvalid {
             path: sig_path,

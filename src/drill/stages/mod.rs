@@ -76,6 +76,13 @@ impl Gathered {
         self.correlation_id = s.correlation_id;
     }
 
+    /// Whether the sign-in log shows this sign-in succeeded.
+    pub(crate) fn signin_succeeded(&self) -> bool {
+        self.signin_record
+            .as_ref()
+            .is_some_and(|r| r["status"]["errorCode"].as_i64() == Some(0))
+    }
+
     /// The sign-in log's own `createdDateTime`, when confirmed.
     pub(crate) fn signin_time(&self) -> Option<DateTime<Utc>> {
         self.signin_record

@@ -20,10 +20,12 @@ pub struct SignedIn {
     /// The IdP's correlation id.
     pub correlation_id: Option<String>,
     /// When the ceremony was made (wall clock, and monotonic for
-    /// deadlines), only when the sign-in completed.
+    /// deadlines), whatever the outcome; `None`: no sign-in attempt.
     pub ceremony: Option<(DateTime<Utc>, tokio::time::Instant)>,
-    /// Whether a sign-in may have happened (the ceremony was started),
-    /// whatever the outcome.
+    /// Whether the flow went all the way to the landing page.
+    pub completed: bool,
+    /// Whether a sign-in may have happened without the ceremony's time
+    /// being known (the stage failed unexpectedly).
     pub attempted: bool,
 }
 
@@ -36,6 +38,7 @@ impl SignedIn {
             captures: Vec::new(),
             correlation_id: None,
             ceremony: None,
+            completed: false,
             attempted: true,
         }
     }
@@ -59,6 +62,10 @@ pub(crate) fn judge(outcome: &FlowOutcome, account: &str) -> (StageStatus, Strin
             ),
         ),
         FlowOutcome::BrowserFailed(e) => (StageStatus::Errored, format!("browser failed: {e}")),
+        FlowOutcome::Aborted(e) => (
+            StageStatus::Errored,
+            format!("{e}; no sign-in attempt was made"),
+        ),
         FlowOutcome::Cancelled { attempted: false } => (
             StageStatus::Interrupted,
             "stopped before the sign-in: no sign-in attempt was made".into(),
@@ -79,16 +86,14 @@ pub async fn run(
     journal: Option<&std::path::Path>,
     cancel: &CancellationToken,
 ) -> Ended<SignedIn> {
-    let mark = || {
-        let Some(path) = journal else { return };
-        let written = serde_json::to_vec(&JournalLine::Ceremony)
-            .map_err(|e| e.to_string())
-            .and_then(|line| {
-                crate::evidence::append_journal(path, &line).map_err(|e| e.to_string())
-            });
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "could not journal the ceremony");
-        }
+    // No journal line, no ceremony: a run that dies after the click must
+    // be known to have (maybe) signed in.
+    let mark = || -> Result<(), String> {
+        let Some(path) = journal else {
+            return Err("the run has no journal".into());
+        };
+        let line = serde_json::to_vec(&JournalLine::Ceremony).map_err(|e| e.to_string())?;
+        crate::evidence::append_journal(path, &line).map_err(|e| e.to_string())
     };
     let runner = FlowRunner::new(browser, flow, vars, plan.step_timeout)
         .with_authenticator(plan.authenticator)
@@ -100,9 +105,10 @@ pub async fn run(
             "; the credential could not be removed from the browser: {e}"
         ));
     }
-    let ceremony = (run.outcome == FlowOutcome::SignedIn).then(|| {
-        run.ceremony_at
-            .unwrap_or_else(|| (crate::support::time::now(), tokio::time::Instant::now()))
+    let completed = run.outcome == FlowOutcome::SignedIn;
+    let ceremony = run.ceremony_at.or_else(|| {
+        // A flow with no ceremony step that signed in: the end is the time.
+        completed.then(|| (crate::support::time::now(), tokio::time::Instant::now()))
     });
     Ended::new(
         status,
@@ -111,7 +117,8 @@ pub async fn run(
             steps: run.steps,
             captures: run.captures,
             correlation_id: run.correlation_id,
-            attempted: run.ceremony_at.is_some(),
+            attempted: ceremony.is_some(),
+            completed,
             ceremony,
         },
     )

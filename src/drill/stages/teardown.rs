@@ -39,11 +39,12 @@ pub async fn run(
         }
     }
     if warnings.is_empty() {
-        Ended::new(
-            StageStatus::Passed,
-            "signed out; browser closed; profile destroyed",
-            shot,
-        )
+        let done = if signed_in {
+            "signed out; browser closed; profile destroyed"
+        } else {
+            "browser closed; profile destroyed (no sign-in to sign out of)"
+        };
+        Ended::new(StageStatus::Passed, done, shot)
     } else {
         Ended::new(StageStatus::Warning, warnings.join("; "), shot)
     }
