@@ -12,7 +12,6 @@
 use std::time::Duration;
 
 use fantoccini::Locator;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
@@ -21,6 +20,10 @@ use crate::browser::Browser;
 use crate::config::flow::{Flow, Step};
 use crate::record::SignInStep;
 use crate::support::testpoint::pause;
+
+mod page;
+
+use page::{HTML_JS, PROBE_JS, PageState, slug, strip_url};
 
 /// Values the templates may use.
 #[derive(Debug, Clone)]
@@ -122,73 +125,6 @@ pub struct FlowRun {
     /// Whether the credential was taken out of the browser after the
     /// ceremony (`None`: never loaded).
     pub credential_removed: Option<Result<(), String>>,
-}
-
-/// One poll of the page.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageState {
-    matched: Option<usize>,
-    failure: Option<String>,
-    pgid: Option<String>,
-    correlation_id: Option<String>,
-    url: Option<String>,
-}
-
-/// Reads the page in one round trip: which wait_for selector shows a
-/// visible element, whether a failure element shows text, and Entra's page
-/// identity and correlation id.
-const PROBE_JS: &str = r#"
-const [waitFor, failSel] = arguments;
-const visible = (e) => {
-  if (!e) return false;
-  const r = e.getBoundingClientRect();
-  const s = getComputedStyle(e);
-  return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none';
-};
-const q = (s) => { try { return document.querySelector(s); } catch (_) { return null; } };
-let matched = null;
-if (document.readyState !== 'loading') {
-  for (let i = 0; i < waitFor.length; i++) { if (visible(q(waitFor[i]))) { matched = i; break; } }
-}
-let failure = null;
-for (const s of failSel) {
-  const e = q(s);
-  if (visible(e) && e.innerText && e.innerText.trim()) { failure = e.innerText.trim().slice(0, 500); break; }
-}
-const cfg = window.$Config || {};
-return { matched, failure, pgid: cfg.pgid || null, correlationId: cfg.correlationId || null, url: location.href };
-"#;
-
-/// Page HTML with hidden and password input values blanked, for drift
-/// evidence (hidden fields carry flow tokens).
-const HTML_JS: &str = r#"
-const d = document.documentElement.cloneNode(true);
-d.querySelectorAll('input[type=hidden],input[type=password]').forEach(e => { e.setAttribute('value', '[redacted]'); });
-return '<!doctype html>\n' + d.outerHTML;
-"#;
-
-fn strip_url(u: &str) -> String {
-    match url::Url::parse(u) {
-        Ok(mut url) => {
-            url.set_query(None);
-            url.set_fragment(None);
-            url.to_string()
-        }
-        Err(_) => String::from("(unparsable URL)"),
-    }
-}
-
-fn slug(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect()
 }
 
 /// Drives a [`Flow`] in a [`Browser`].
