@@ -90,11 +90,15 @@ impl<'p> Driver<'p> {
 
     fn try_journal(&mut self, line: &JournalLine) -> Result<(), String> {
         let Some(path) = self.journal.as_deref() else {
-            return Err("the run has no staged bundle".into());
+            // Closed when the bundle was sealed: the record holds the rest.
+            return if self.recording {
+                Ok(())
+            } else {
+                Err("the run has no staged bundle".into())
+            };
         };
         // Once the record stage has sealed the bundle (the staging
-        // directory renamed into place) the journal is closed: the record
-        // holds the rest.
+        // directory renamed into place) the journal is closed.
         if self.recording && !path.parent().is_some_and(std::path::Path::exists) {
             self.journal = None;
             return Ok(());

@@ -20,14 +20,14 @@ pub(super) struct PageState {
 /// visible element, whether a failure element shows text, and Entra's page
 /// identity and correlation id.
 pub(super) const PROBE_JS: &str = r#"
-pub(super) const [waitFor, failSel] = arguments;
-pub(super) const visible = (e) => {
+const [waitFor, failSel] = arguments;
+const visible = (e) => {
   if (!e) return false;
   const r = e.getBoundingClientRect();
   const s = getComputedStyle(e);
   return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && s.display !== 'none';
 };
-pub(super) const q = (s) => { try { return document.querySelector(s); } catch (_) { return null; } };
+const q = (s) => { try { return document.querySelector(s); } catch (_) { return null; } };
 let matched = null;
 if (document.readyState !== 'loading') {
   for (let i = 0; i < waitFor.length; i++) { if (visible(q(waitFor[i]))) { matched = i; break; } }
@@ -37,14 +37,14 @@ for (const s of failSel) {
   const e = q(s);
   if (visible(e) && e.innerText && e.innerText.trim()) { failure = e.innerText.trim().slice(0, 500); break; }
 }
-pub(super) const cfg = window.$Config || {};
+const cfg = window.$Config || {};
 return { matched, failure, pgid: cfg.pgid || null, correlationId: cfg.correlationId || null, url: location.href };
 "#;
 
 /// Page HTML with hidden and password input values blanked, for drift
 /// evidence (hidden fields carry flow tokens).
 pub(super) const HTML_JS: &str = r#"
-pub(super) const d = document.documentElement.cloneNode(true);
+const d = document.documentElement.cloneNode(true);
 d.querySelectorAll('input[type=hidden],input[type=password]').forEach(e => { e.setAttribute('value', '[redacted]'); });
 return '<!doctype html>\n' + d.outerHTML;
 "#;
