@@ -96,7 +96,7 @@ pub struct Recovery {
 /// the run goes, so a run that dies leaves enough behind to be recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
-pub enum JournalLine {
+pub(crate) enum JournalLine {
     /// The run began: its record as far as known before any stage.
     Begin {
         /// The record skeleton (no stages yet).

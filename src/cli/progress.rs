@@ -37,7 +37,7 @@ fn line(r: &StageRecord) -> String {
 }
 
 /// One line per event on stderr.
-pub struct Plain;
+pub(crate) struct Plain;
 
 impl Progress for Plain {
     fn stage_started(&self, stage: Stage) {
@@ -52,7 +52,7 @@ impl Progress for Plain {
 }
 
 /// A spinner for the running stage, a line per finished stage.
-pub struct Terminal {
+pub(crate) struct Terminal {
     bar: Mutex<Option<indicatif::ProgressBar>>,
 }
 

@@ -13,7 +13,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 /// leaves its staging directory behind for inspection; [`create`](Self::create)
 /// refuses to reuse it.
 #[derive(Debug)]
-pub struct BundleWriter {
+pub(crate) struct BundleWriter {
     staging: PathBuf,
     final_dir: PathBuf,
     drill_dir: PathBuf,

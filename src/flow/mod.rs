@@ -48,7 +48,7 @@ impl FlowVars {
 
 /// Why signing out did not complete (a teardown warning, never a verdict).
 #[derive(Debug, thiserror::Error)]
-pub enum SignOutError {
+pub(crate) enum SignOutError {
     /// The sign-out page showed an error.
     #[error("sign-out page shows an error: {0}")]
     Refused(String),
@@ -65,7 +65,7 @@ pub enum SignOutError {
 
 /// How the flow ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FlowOutcome {
+pub(crate) enum FlowOutcome {
     /// Every step done: signed in.
     SignedIn,
     /// The identity provider refused the sign-in at `step`.
@@ -106,7 +106,7 @@ pub struct Capture {
 
 /// The result of running a flow.
 #[derive(Debug, Clone)]
-pub struct FlowRun {
+pub(crate) struct FlowRun {
     /// Outcome.
     pub outcome: FlowOutcome,
     /// Per-step records.
@@ -128,7 +128,7 @@ pub struct FlowRun {
 }
 
 /// Drives a [`Flow`] in a [`Browser`].
-pub struct FlowRunner<'a> {
+pub(crate) struct FlowRunner<'a> {
     browser: &'a Browser,
     flow: &'a Flow,
     vars: &'a FlowVars,

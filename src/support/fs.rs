@@ -34,7 +34,7 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// How [`write_atomic`] treats an existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Existing {
+pub(crate) enum Existing {
     /// Fail with `AlreadyExists` (keys: never overwrite one).
     Refuse,
     /// Replace it atomically.
@@ -88,7 +88,7 @@ pub(crate) fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// Why [`read_capped`] gave up.
 #[derive(Debug)]
-pub enum ReadCappedError {
+pub(crate) enum ReadCappedError {
     /// The OS refused.
     Io(io::Error),
     /// Larger than the cap.

@@ -6,7 +6,7 @@
 pub(crate) const MAX_LEN: usize = 64;
 
 /// Why an id is not acceptable, in words fit for an error message.
-pub type IdProblem = &'static str;
+pub(crate) type IdProblem = &'static str;
 
 /// Checks one drill or run id: 1–64 ASCII letters, digits, `-`, `_` or `.`,
 /// starting with a letter or digit. That keeps it one safe path component

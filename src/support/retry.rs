@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How to space attempts out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     /// Wait before the second attempt.
     pub initial: Duration,
     /// Longest single wait (a `Retry-After` is capped here too).
@@ -59,7 +59,7 @@ impl Backoff {
 
 /// What one attempt came to.
 #[derive(Debug)]
-pub enum Attempt<T, E> {
+pub(crate) enum Attempt<T, E> {
     /// Done: stop here.
     Done(T),
     /// Worth trying again (after `after`, when the server said so).
@@ -75,7 +75,7 @@ pub enum Attempt<T, E> {
 
 /// Why [`retry`] stopped without a result.
 #[derive(Debug, PartialEq, Eq)]
-pub enum RetryError<E> {
+pub(crate) enum RetryError<E> {
     /// Cancelled (before an attempt or during a wait).
     Cancelled,
     /// The attempt or time budget ran out; the last attempt's error.

@@ -54,7 +54,7 @@ pub struct StoredCredential {
 
 /// What the relying party expects for this ceremony.
 #[derive(Clone, Copy, Debug)]
-pub struct Expected<'a> {
+pub(crate) struct Expected<'a> {
     /// The RP ID whose SHA-256 must appear at the start of the authenticator data.
     pub rp_id: &'a str,
     /// Origins allowed in clientDataJSON (exact string match, e.g. `https://login.example:8443`).
@@ -67,7 +67,7 @@ pub struct Expected<'a> {
 
 /// What the browser posted back (already base64url-decoded by the caller).
 #[derive(Clone, Copy, Debug)]
-pub struct Assertion<'a> {
+pub(crate) struct Assertion<'a> {
     /// `PublicKeyCredential.rawId`.
     pub credential_id: &'a [u8],
     /// `AuthenticatorAssertionResponse.authenticatorData`.
@@ -82,7 +82,7 @@ pub struct Assertion<'a> {
 
 /// The outcome of a successful verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verified {
+pub(crate) struct Verified {
     /// The signature counter from the authenticator data; store it as the
     /// credential's new `sign_count`.
     pub sign_count: u32,
@@ -96,7 +96,7 @@ pub struct Verified {
 
 /// Why an assertion was rejected.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum AssertionError {
+pub(crate) enum AssertionError {
     /// The assertion's credential ID is not the stored credential's ID.
     #[error("credential ID does not match the stored credential")]
     CredentialMismatch,

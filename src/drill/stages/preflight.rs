@@ -14,7 +14,7 @@ use crate::record::StageStatus;
 
 /// Why preflight did not pass.
 #[derive(Debug, thiserror::Error)]
-pub enum PreflightError {
+pub(crate) enum PreflightError {
     /// The authenticator is not ready.
     #[error(transparent)]
     Authenticator(#[from] AuthenticatorError),
