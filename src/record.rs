@@ -268,6 +268,21 @@ pub struct StageRecord {
     pub detail: String,
 }
 
+impl StageRecord {
+    /// A stage that took no time: one not run, or one a test needs.
+    pub(crate) fn instant(stage: Stage, status: StageStatus, detail: impl Into<String>) -> Self {
+        let now = crate::support::time::now();
+        Self {
+            stage,
+            status,
+            started: now,
+            finished: now,
+            duration_ms: 0,
+            detail: detail.into(),
+        }
+    }
+}
+
 /// The drill's verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]

@@ -166,15 +166,7 @@ impl<'p> Driver<'p> {
     }
 
     fn not_run(&mut self, stage: Stage, status: StageStatus, why: &str) {
-        let now = crate::support::time::now();
-        self.push(StageRecord {
-            stage,
-            status,
-            started: now,
-            finished: now,
-            duration_ms: 0,
-            detail: why.to_owned(),
-        });
+        self.push(StageRecord::instant(stage, status, why));
     }
 
     /// Writes `captures` into the staged bundle at once, leaving in the

@@ -24,15 +24,7 @@ mod tests {
     ];
 
     fn rec(stage: Stage, status: StageStatus) -> StageRecord {
-        let now = chrono::Utc::now();
-        StageRecord {
-            stage,
-            status,
-            started: now,
-            finished: now,
-            duration_ms: 0,
-            detail: status.name().into(),
-        }
+        StageRecord::instant(stage, status, status.name())
     }
 
     /// Every set of stage statuses (2^6) with and without a stop.

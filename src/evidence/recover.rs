@@ -309,15 +309,7 @@ mod tests {
     use crate::record::{StageRecord, StageStatus, Verdict};
 
     fn stage(stage: Stage, status: StageStatus) -> StageRecord {
-        let now = crate::support::time::now();
-        StageRecord {
-            stage,
-            status,
-            started: now,
-            finished: now,
-            duration_ms: 0,
-            detail: format!("{} {}", stage.name(), status.name()),
-        }
+        StageRecord::instant(stage, status, format!("{} {}", stage.name(), status.name()))
     }
 
     /// A dead run's staging directory: a journal with `stages` and the
