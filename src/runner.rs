@@ -289,15 +289,21 @@ fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, Plan
     }
 }
 
-/// `drill` with the command line's overrides applied.
-fn with_overrides(drill: &DrillConfig, opts: &RunOptions) -> DrillConfig {
+/// `drill` with the command line's overrides applied, and its inputs
+/// resolved (every problem reported before anything starts).
+fn prepare(
+    host: &HostConfig,
+    drill: &DrillConfig,
+    opts: &RunOptions,
+) -> Result<(DrillConfig, Inputs), PlanProblems> {
     let mut drill = drill.clone();
     if let Some(d) = opts.alert_deadline {
         for a in &mut drill.alerts {
             a.deadline = d;
         }
     }
-    drill
+    let inputs = resolve_inputs(host, &drill)?;
+    Ok((drill, inputs))
 }
 
 /// Runs `drill` as configured, in a process of its own: starts the
@@ -309,8 +315,7 @@ pub async fn run_configured(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<DrillOutcome, RunError> {
-    let drill = with_overrides(drill, opts);
-    let inputs = resolve_inputs(host, &drill)?;
+    let (drill, inputs) = prepare(host, drill, opts)?;
     let services = Services::start(host, inputs.webhook, progress).await?;
     let outcome = attach(&services, host, &drill, inputs.run, opts, progress, cancel).await;
     services.shutdown().await;
@@ -327,8 +332,7 @@ pub async fn run_with(
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<DrillOutcome, RunError> {
-    let drill = with_overrides(drill, opts);
-    let inputs = resolve_inputs(host, &drill)?;
+    let (drill, inputs) = prepare(host, drill, opts)?;
     attach(services, host, &drill, inputs.run, opts, progress, cancel).await
 }
 
@@ -417,8 +421,7 @@ async fn attach(
         credential.rp_id,
         credential.user_handle,
     )?;
-    let graph =
-        GraphClient::new(&endpoints.graph, services.tokens(creds)?).map_err(ServiceError::from)?;
+    let graph = GraphClient::new(&endpoints.graph, services.tokens(creds)?);
     let plan = RunPlan {
         drill,
         host_digest: host.digest.clone(),

@@ -189,24 +189,17 @@ pub const MAX_SECRET_FILE: u64 = 16 * 1024;
 /// file owned by this user and private to it. The file is checked after
 /// it is opened (on the open file), so it cannot be swapped in between.
 fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, SecretError> {
-    use std::io::Read as _;
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
+    use crate::support::fs::{OpenError, ReadCappedError, open_regular, read_to_cap};
+    use std::os::unix::fs::MetadataExt as _;
     let shown = path.display().to_string();
     let unreadable = |e: std::io::Error| SecretError::FileUnreadable {
         path: shown.clone(),
         reason: e.kind().to_string(),
     };
-    // A FIFO must not block the open (O_NONBLOCK is harmless on a file),
-    // and a terminal must not become glassdrill's controlling terminal.
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
-        .open(path)
-        .map_err(unreadable)?;
-    let meta = f.metadata().map_err(unreadable)?;
-    if !meta.is_file() {
-        return Err(SecretError::NotAFile(shown));
-    }
+    let (f, meta) = open_regular(path).map_err(|e| match e {
+        OpenError::Io(e) => unreadable(e),
+        OpenError::NotAFile => SecretError::NotAFile(shown.clone()),
+    })?;
     let me = nix::unistd::geteuid().as_raw();
     if meta.uid() != me {
         return Err(SecretError::WrongOwner {
@@ -221,17 +214,13 @@ fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, SecretError> {
             mode: meta.mode() & 0o7777,
         });
     }
-    let mut bytes = Vec::new();
-    f.take(MAX_SECRET_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(unreadable)?;
-    if bytes.len() as u64 > MAX_SECRET_FILE {
-        return Err(SecretError::TooLarge {
-            path: shown,
+    read_to_cap(f, MAX_SECRET_FILE).map_err(|e| match e {
+        ReadCappedError::Io(e) => unreadable(e),
+        ReadCappedError::TooLarge => SecretError::TooLarge {
+            path: shown.clone(),
             max: MAX_SECRET_FILE,
-        });
-    }
-    Ok(bytes)
+        },
+    })
 }
 
 /// `n` bytes from the operating system's CSPRNG.

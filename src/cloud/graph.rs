@@ -18,23 +18,25 @@ pub struct GraphClient {
     base: String,
     resource: Resource,
     tokens: Arc<TokenCache>,
-    backoff: Backoff,
 }
 
+/// Retries of a Graph request (throttling, 503).
+const BACKOFF: Backoff = Backoff {
+    max_attempts: 5,
+    ..Backoff::API
+};
+
 impl GraphClient {
-    /// A client for Graph at `base`, with tokens from `tokens`.
-    pub fn new(base: &str, tokens: Arc<TokenCache>) -> Result<Self, CloudError> {
+    /// A client for Graph at `base`, with tokens (and the HTTP client) of
+    /// `tokens`.
+    pub fn new(base: &str, tokens: Arc<TokenCache>) -> Self {
         let base = base.trim_end_matches('/').to_owned();
-        Ok(Self {
-            http: crate::support::http::client().map_err(|e| CloudError::http(&e))?,
+        Self {
+            http: tokens.http().clone(),
             resource: Resource::Graph(base.clone()),
             base,
             tokens,
-            backoff: Backoff {
-                max_attempts: 5,
-                ..Backoff::API
-            },
-        })
+        }
     }
 
     /// Fetches a token now: proves the tenant is reachable and the app
@@ -53,7 +55,7 @@ impl GraphClient {
         cancel: &CancellationToken,
     ) -> Result<Value, CloudError> {
         let url = format!("{}{path}", self.base);
-        let got = retry(&self.backoff, cancel, |_| async {
+        let got = retry(&BACKOFF, cancel, |_| async {
             let token = match self.tokens.token(&self.resource, cancel).await {
                 Ok(t) => t,
                 Err(e) => return Attempt::Fail(e),
@@ -67,7 +69,7 @@ impl GraphClient {
                 .await
             {
                 Ok(r) => r,
-                Err(e) => return Attempt::Fail(CloudError::http(&e.without_url())),
+                Err(e) => return Attempt::Fail(CloudError::http(e)),
             };
             let status = resp.status().as_u16();
             if status == 429 || status == 503 {

@@ -44,9 +44,9 @@ pub enum CloudError {
 }
 
 impl CloudError {
-    /// Transport error text without the URL (which may carry a query).
-    pub(crate) fn http(e: &reqwest::Error) -> Self {
-        Self::Http(e.to_string())
+    /// A transport error, without the URL (which may carry a query).
+    pub(crate) fn http(e: reqwest::Error) -> Self {
+        Self::Http(e.without_url().to_string())
     }
 }
 

@@ -74,15 +74,21 @@ impl TokenCache {
     /// A cache for `creds`.
     pub fn new(creds: AppCredentials) -> Result<Self, CloudError> {
         Ok(Self {
-            http: crate::support::http::client().map_err(|e| CloudError::http(&e))?,
+            http: crate::support::http::client().map_err(CloudError::http)?,
             creds,
             tokens: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
     /// The credentials' authority base, without a trailing `/`.
-    pub fn authority(&self) -> &str {
+    fn authority(&self) -> &str {
         self.creds.authority.trim_end_matches('/')
+    }
+
+    /// The HTTP client, for the API clients that use these tokens (one
+    /// client, one connection pool, per app registration).
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// A token for `resource`: cached, or fetched now (retrying throttling
@@ -115,7 +121,7 @@ impl TokenCache {
                 Ok(r) => r,
                 Err(e) => {
                     return Attempt::Retry {
-                        error: CloudError::http(&e.without_url()),
+                        error: CloudError::http(e),
                         after: None,
                     };
                 }

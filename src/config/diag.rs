@@ -158,13 +158,16 @@ impl<'a> Source<'a> {
         &self,
         fields: &FieldsAt,
     ) -> Result<T, Vec<Problem>> {
-        let table = toml::de::DeTable::parse(self.text).map_err(|e| vec![self.toml_error(&e)])?;
+        let de = toml::de::Deserializer::parse(self.text).map_err(|e| vec![self.toml_error(&e)])?;
         let mut unknown: Vec<Vec<Seg>> = Vec::new();
-        let de = toml::de::Deserializer::from(table.clone());
         let parsed: Result<T, _> =
             serde_ignored::deserialize(de, |path| unknown.push(segments(&path)));
         let mut problems = Vec::new();
         if !unknown.is_empty() {
+            // Key positions are needed only to report unknown keys: the
+            // document is walked for them then, and only then.
+            let table =
+                toml::de::DeTable::parse(self.text).map_err(|e| vec![self.toml_error(&e)])?;
             let spans = key_spans(table.get_ref());
             for path in &unknown {
                 let (parent, key) = match path.split_last() {
@@ -346,26 +349,15 @@ impl fmt::Display for ReadError {
 /// Reads a configuration file: a regular file, at most
 /// [`MAX_CONFIG_FILE`], UTF-8.
 pub(crate) fn read_text(path: &Path) -> Result<String, ReadError> {
-    use std::io::Read as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    // Opened once, checked on the open file: nothing can be swapped in
-    // between, and a FIFO cannot block the open.
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags((nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_NOCTTY).bits())
-        .open(path)
-        .map_err(ReadError::Io)?;
-    let meta = f.metadata().map_err(ReadError::Io)?;
-    if !meta.is_file() {
-        return Err(ReadError::NotAFile);
-    }
-    let mut bytes = Vec::new();
-    f.take(MAX_CONFIG_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ReadError::Io)?;
-    if bytes.len() as u64 > MAX_CONFIG_FILE {
-        return Err(ReadError::TooLarge);
-    }
+    use crate::support::fs::{OpenError, ReadCappedError, open_regular, read_to_cap};
+    let (f, _) = open_regular(path).map_err(|e| match e {
+        OpenError::Io(e) => ReadError::Io(e),
+        OpenError::NotAFile => ReadError::NotAFile,
+    })?;
+    let bytes = read_to_cap(f, MAX_CONFIG_FILE).map_err(|e| match e {
+        ReadCappedError::Io(e) => ReadError::Io(e),
+        ReadCappedError::TooLarge => ReadError::TooLarge,
+    })?;
     String::from_utf8(bytes).map_err(|_| ReadError::NotText)
 }
 

@@ -8,7 +8,7 @@ use futures_util::FutureExt as _;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::{RunPlan, Sinks};
-use super::stages::{self, Ended};
+use super::stages::{self, Ended, Journal};
 use super::verdict::verdict;
 use crate::config::flow::Flow;
 use crate::evidence::{BundleWriter, EvidenceError, SealedBundle};
@@ -60,10 +60,8 @@ pub(crate) struct Driver<'p> {
     /// The run's bundle, staged from the start so the journal survives a
     /// run that dies; `None` if it could not be created.
     pub(crate) writer: Option<BundleWriter>,
-    /// Its journal, appended to until the bundle is sealed.
-    journal: Option<std::path::PathBuf>,
-    /// The record stage has begun (after it, the journal may be sealed).
-    recording: bool,
+    /// Its journal, appended to until the record stage seals the bundle.
+    journal: Option<Journal>,
 }
 
 /// Said of a stage that a stop kept from starting before the sign-in.
@@ -74,37 +72,18 @@ impl<'p> Driver<'p> {
         Self {
             progress,
             stages: Vec::new(),
-            journal: writer.as_ref().map(BundleWriter::journal_path),
+            journal: writer.as_ref().map(|w| Journal(w.journal_path())),
             writer,
-            recording: false,
         }
     }
 
-    /// Appends to the journal; a failure is logged (the sign-in stage
-    /// journals the ceremony itself and refuses to start it without).
-    fn journal(&mut self, line: &JournalLine) {
-        if let Err(e) = self.try_journal(line) {
+    /// Appends to the journal, if there is one still open; a failure is
+    /// logged (the sign-in stage journals the ceremony itself and refuses
+    /// to start it without).
+    fn journal(&self, line: &JournalLine) {
+        if let Some(Err(e)) = self.journal.as_ref().map(|j| j.append(line)) {
             tracing::warn!(error = %e, "could not append to the run's journal");
         }
-    }
-
-    fn try_journal(&mut self, line: &JournalLine) -> Result<(), String> {
-        let Some(path) = self.journal.as_deref() else {
-            // Closed when the bundle was sealed: the record holds the rest.
-            return if self.recording {
-                Ok(())
-            } else {
-                Err("the run has no staged bundle".into())
-            };
-        };
-        // Once the record stage has sealed the bundle (the staging
-        // directory renamed into place) the journal is closed.
-        if self.recording && !path.parent().is_some_and(std::path::Path::exists) {
-            self.journal = None;
-            return Ok(());
-        }
-        let bytes = serde_json::to_vec(line).map_err(|e| e.to_string())?;
-        crate::evidence::append_journal(path, &bytes).map_err(|e| e.to_string())
     }
 
     /// Runs one stage: reports its start, times it, records and reports
@@ -123,7 +102,6 @@ impl<'p> Driver<'p> {
         on_panic: impl FnOnce() -> T,
     ) -> T {
         self.progress.stage_started(stage);
-        self.recording |= stage == Stage::Record;
         self.journal(&JournalLine::Started { stage });
         let started = crate::support::time::now();
         let t0 = std::time::Instant::now();
@@ -144,6 +122,11 @@ impl<'p> Driver<'p> {
                 )
             }
         };
+        if stage == Stage::Record {
+            // The record stage seals the bundle, journal included: the
+            // record holds the rest.
+            self.journal = None;
+        }
         self.push(StageRecord {
             stage,
             status: ended.status,
@@ -193,8 +176,7 @@ impl<'p> Driver<'p> {
 
 /// The pause point before `stage` (tests), then whether a stop came.
 async fn gate(stage: Stage, cancel: &CancellationToken) -> bool {
-    crate::support::testpoint::pause(&format!("stage:{}", stage.name()), cancel).await;
-    cancel.is_cancelled()
+    crate::support::testpoint::checkpoint(&format!("stage:{}", stage.name()), cancel).await
 }
 
 /// Runs one drill. Never retries the sign-in; never starts it after a
@@ -232,10 +214,13 @@ pub async fn run(
         Vec::new(),
     );
     // A run whose journal cannot even begin makes no sign-in.
-    let writer_error = match d.try_journal(&JournalLine::Begin {
-        record: Box::new(skeleton),
-    }) {
-        Err(why) if writer_error.is_none() => Some(EvidenceError::Serialize {
+    let begun = d.journal.as_ref().map(|j| {
+        j.append(&JournalLine::Begin {
+            record: Box::new(skeleton),
+        })
+    });
+    let writer_error = match begun {
+        Some(Err(why)) => Some(EvidenceError::Serialize {
             what: "the run's journal",
             why,
         }),
@@ -280,23 +265,19 @@ pub async fn run(
                     d.stopped(Stage::SignIn);
                 } else {
                     // After a panic, assume the worst: a sign-in may have
-                    // happened, and it is recorded like one that did.
+                    // happened since the run began, and it is treated
+                    // like one that did.
                     let journal = d.journal.clone();
                     let signin = d
                         .stage_or(
                             Stage::SignIn,
-                            stages::sign_in::run(b, flow, &plan, &vars, journal.as_deref(), cancel),
-                            stages::sign_in::SignedIn::unknown,
+                            stages::sign_in::run(b, flow, &plan, &vars, journal.as_ref(), cancel),
+                            || stages::sign_in::SignedIn::unknown(started),
                         )
                         .await;
-                    // The ceremony's time when it was started (or the run's
-                    // start, if a failure hid it): from then on a sign-in
-                    // may have happened, whatever the flow's outcome.
-                    ceremony = signin.ceremony.or_else(|| {
-                        signin
-                            .attempted
-                            .then(|| (started, tokio::time::Instant::now()))
-                    });
+                    // From the ceremony on a sign-in may have happened,
+                    // whatever the flow's outcome.
+                    ceremony = signin.ceremony;
                     completed = signin.completed;
                     gathered.sign_in(signin);
                     // Screenshots go to disk now: if the run dies later,
@@ -336,7 +317,6 @@ pub async fn run(
             } else {
                 d.skip(Stage::Alerts, "the sign-in did not complete");
             }
-            gathered.signin_at = Some(signin_at);
         }
         None => {
             d.skip(Stage::Confirm, "the sign-in did not complete");

@@ -93,9 +93,6 @@ impl BundleWriter {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err("inspect", &final_dir)(e)),
         }
-        if fs::symlink_metadata(&staging).is_ok() {
-            return Err(EvidenceError::StagingExists { path: staging });
-        }
         // Created under a name recovery ignores, locked, and only then
         // given its staging name: recovery never sees an unlocked staging
         // directory of a live run.

@@ -71,8 +71,8 @@ impl SigningKey {
         write_new_file_atomic(path, pem.as_bytes(), FILE_MODE)?;
         let mut pub_line = loaded.public_openssh.clone();
         pub_line.push('\n');
+        // Each atomic write fsyncs the directory too.
         write_new_file_atomic(&pub_path, pub_line.as_bytes(), PUBLIC_KEY_MODE)?;
-        sync_dir(&parent)?;
         Ok(loaded)
     }
 

@@ -56,10 +56,9 @@ const SIGNATURE: &str = "SHA256SUMS.sig";
 /// Name of the bundle's own allowed signers file.
 const ALLOWED_SIGNERS: &str = "allowed_signers";
 
-/// Mode for every file glassdrill writes that holds evidence or a secret.
-const FILE_MODE: u32 = 0o600;
-/// Mode for every directory glassdrill creates.
-const DIR_MODE: u32 = 0o700;
+/// Mode for every file glassdrill writes that holds evidence or a secret,
+/// and for every directory it creates.
+use crate::support::fs::{PRIVATE_DIR as DIR_MODE, PRIVATE_FILE as FILE_MODE};
 /// Mode for the public half of a key: it is not secret, and ssh tooling
 /// conventionally leaves `.pub` files world-readable.
 const PUBLIC_KEY_MODE: u32 = 0o644;

@@ -19,7 +19,7 @@ use crate::authenticator::Authenticator;
 use crate::browser::Browser;
 use crate::config::flow::{Flow, Step};
 use crate::record::SignInStep;
-use crate::support::testpoint::pause;
+use crate::support::testpoint::{checkpoint, pause};
 
 mod page;
 
@@ -125,6 +125,15 @@ pub(crate) struct FlowRun {
     /// Whether the credential was taken out of the browser after the
     /// ceremony (`None`: never loaded).
     pub credential_removed: Option<Result<(), String>>,
+}
+
+/// Ends a run on a stop, at `record`'s step: no action of it was made.
+fn stopped(mut run: FlowRun, record: SignInStep) -> FlowRun {
+    run.steps.push(record);
+    run.outcome = FlowOutcome::Cancelled {
+        attempted: run.ceremony_at.is_some(),
+    };
+    run
 }
 
 /// Drives a [`Flow`] in a [`Browser`].
@@ -353,16 +362,8 @@ impl<'a> FlowRunner<'a> {
             };
             let state = match waited {
                 Wait::Arrived(s) => s,
-                Wait::Cancelled => {
-                    run.steps.push(record);
-                    self.after_ceremony(&mut run).await;
-                    run.outcome = FlowOutcome::Cancelled {
-                        attempted: run.ceremony_at.is_some(),
-                    };
-                    return run;
-                }
+                Wait::Cancelled => return stopped(run, record),
                 Wait::Refused(message) => {
-                    self.after_ceremony(&mut run).await;
                     record.screenshot = self
                         .screenshot(i, &step.name, "-refused", &mut run.captures)
                         .await;
@@ -412,13 +413,8 @@ impl<'a> FlowRunner<'a> {
 
             // Every action below changes what the identity provider sees:
             // a stop is honoured before each one, never after.
-            pause(&format!("step:{}:fill", step.name), cancel).await;
-            if cancel.is_cancelled() {
-                run.steps.push(record);
-                run.outcome = FlowOutcome::Cancelled {
-                    attempted: run.ceremony_at.is_some(),
-                };
-                return run;
+            if checkpoint(&format!("step:{}:fill", step.name), cancel).await {
+                return stopped(run, record);
             }
             if let (Some(fill), Some(idx)) = (&step.fill, state.matched) {
                 let value = self.vars.render(fill);
@@ -430,13 +426,8 @@ impl<'a> FlowRunner<'a> {
                     return run;
                 }
             }
-            pause(&format!("step:{}:click", step.name), cancel).await;
-            if cancel.is_cancelled() {
-                run.steps.push(record);
-                run.outcome = FlowOutcome::Cancelled {
-                    attempted: run.ceremony_at.is_some(),
-                };
-                return run;
+            if checkpoint(&format!("step:{}:click", step.name), cancel).await {
+                return stopped(run, record);
             }
             if !step.click.is_empty() {
                 let found = self.find_first(&step.click).await;
@@ -485,7 +476,7 @@ impl<'a> FlowRunner<'a> {
         run
     }
 
-    /// Once the page after the ceremony has arrived (or the flow ends), the
+    /// Once a page after the ceremony has arrived (or the flow ends), the
     /// credential has done its one job: take it out of the browser, so
     /// nothing else can use it through this session.
     async fn after_ceremony(&self, run: &mut FlowRun) {

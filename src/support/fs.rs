@@ -98,7 +98,11 @@ pub(crate) enum ReadCappedError {
 /// Reads a whole file, refusing one larger than `cap` bytes (without
 /// reading more than `cap + 1`).
 pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReadCappedError> {
-    let f = File::open(path).map_err(ReadCappedError::Io)?;
+    read_to_cap(File::open(path).map_err(ReadCappedError::Io)?, cap)
+}
+
+/// Reads an open file to its end, refusing more than `cap` bytes.
+pub(crate) fn read_to_cap(f: File, cap: u64) -> Result<Vec<u8>, ReadCappedError> {
     let mut buf = Vec::new();
     f.take(cap.saturating_add(1))
         .read_to_end(&mut buf)
@@ -107,6 +111,34 @@ pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, ReadCappedEr
         return Err(ReadCappedError::TooLarge);
     }
     Ok(buf)
+}
+
+/// Why [`open_regular`] refused.
+#[derive(Debug)]
+pub(crate) enum OpenError {
+    /// The OS refused.
+    Io(io::Error),
+    /// Not a regular file (a FIFO, a device, a directory).
+    NotAFile,
+}
+
+/// Opens `path` for reading as a regular file, checked on the open file
+/// (so nothing can be swapped in between): a FIFO cannot block the open
+/// (`O_NONBLOCK` is harmless on a file), and a terminal cannot become the
+/// process's controlling terminal (`O_NOCTTY`). For files whose path comes
+/// from configuration: secrets, config, drill and flow files.
+pub(crate) fn open_regular(path: &Path) -> Result<(File, fs::Metadata), OpenError> {
+    use nix::fcntl::OFlag;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOCTTY).bits())
+        .open(path)
+        .map_err(OpenError::Io)?;
+    let meta = f.metadata().map_err(OpenError::Io)?;
+    if !meta.is_file() {
+        return Err(OpenError::NotAFile);
+    }
+    Ok((f, meta))
 }
 
 #[cfg(test)]

@@ -23,3 +23,10 @@ pub async fn pause(point: &str, cancel: &CancellationToken) {
 /// Release builds: never pauses.
 #[cfg(not(debug_assertions))]
 pub async fn pause(_point: &str, _cancel: &CancellationToken) {}
+
+/// A place where a stop is honoured: the test pause point `point`, then
+/// whether the drill has been told to stop.
+pub async fn checkpoint(point: &str, cancel: &CancellationToken) -> bool {
+    pause(point, cancel).await;
+    cancel.is_cancelled()
+}

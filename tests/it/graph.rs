@@ -44,7 +44,7 @@ fn client(server: &MockServer) -> GraphClient {
         client_secret: SecretString::from(SECRET),
     })
     .unwrap();
-    GraphClient::new(&server.uri(), Arc::new(tokens)).unwrap()
+    GraphClient::new(&server.uri(), Arc::new(tokens))
 }
 
 /// The sign-ins of bg1 since now, with no cancellation.

@@ -124,10 +124,17 @@ fn in_parallel<T: Send, R: Send>(items: Vec<T>, n: usize, f: impl Fn(T) -> R + S
     results
 }
 
+/// Fails with every failure the runs reported (`None` is a pass).
+#[track_caller]
+fn all_passed(results: Vec<Option<String>>) {
+    let failures: Vec<String> = results.into_iter().flatten().collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// Defect 1: Ctrl-C / SIGTERM before the sign-in did not stop the sign-in.
 #[test]
 fn ctrl_c_or_sigterm_at_every_stage_and_flow_step_never_signs_in_after_the_stop() {
-    let failures: Vec<String> = in_parallel(
+    all_passed(in_parallel(
         stop_points().into_iter().enumerate().collect(),
         3,
         |(i, (point, before))| {
@@ -167,11 +174,7 @@ fn ctrl_c_or_sigterm_at_every_stage_and_flow_step_never_signs_in_after_the_stop(
             w.assert_clean();
             None
         },
-    )
-    .into_iter()
-    .flatten()
-    .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    ));
 }
 
 /// Defect 1, at random moments: 20 runs, each stopped at a random time
@@ -259,7 +262,7 @@ fn kill_9_at_each_stage_leaves_no_browser_and_the_next_start_recovers_the_run() 
         "stage:record",
         "record:sealing",
     ];
-    let failures: Vec<String> = in_parallel(points.to_vec(), 3, |point| {
+    all_passed(in_parallel(points.to_vec(), 3, |point| {
         let w = World::new();
         let paused = Paused::start(&w, point, "0s");
         let port = driver_port(&w);
@@ -346,9 +349,5 @@ fn kill_9_at_each_stage_leaves_no_browser_and_the_next_start_recovers_the_run() 
         );
         w.assert_clean();
         None
-    })
-    .into_iter()
-    .flatten()
-    .collect();
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }));
 }

@@ -333,7 +333,7 @@ impl Manual {
                 tenant_id: glassdrill::tenant::TENANT_ID.into(),
                 graph: urls.graph.clone(),
             },
-            graph: GraphClient::new(&urls.graph, std::sync::Arc::new(tokens)).expect("graph"),
+            graph: GraphClient::new(&urls.graph, std::sync::Arc::new(tokens)),
             authenticator: &self.auth,
             alert_checks,
             browser: glassdrill::browser::BrowserOptions {

@@ -14,13 +14,16 @@ use crate::drill::plan::RunPlan;
 use crate::record::StageStatus;
 use crate::support::retry::{Attempt, Backoff, RetryError, retry};
 
+/// Whether a sign-in log record is a success (`status.errorCode` 0).
+pub(crate) fn succeeded(rec: &Value) -> bool {
+    rec["status"]["errorCode"].as_i64() == Some(0)
+}
+
 /// The record of this sign-in among `rows` (newest first): a success if
 /// there is one, else the newest (a failure record for this correlation
 /// id is a finding too). Pure.
 pub(crate) fn select(rows: &[Value]) -> Option<&Value> {
-    rows.iter()
-        .find(|r| r["status"]["errorCode"].as_i64() == Some(0))
-        .or(rows.first())
+    rows.iter().find(|r| succeeded(r)).or(rows.first())
 }
 
 /// The stage's status and sentence for a found record (pure).

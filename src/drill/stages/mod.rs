@@ -40,6 +40,19 @@ impl<T> Ended<T> {
     }
 }
 
+/// The run's journal (`journal.jsonl` in its staged bundle), appended and
+/// fsynced line by line (see [`crate::evidence::recover`]).
+#[derive(Debug, Clone)]
+pub(crate) struct Journal(pub(crate) std::path::PathBuf);
+
+impl Journal {
+    /// Appends one line.
+    pub(crate) fn append(&self, line: &crate::record::JournalLine) -> Result<(), String> {
+        let bytes = serde_json::to_vec(line).map_err(|e| e.to_string())?;
+        crate::evidence::append_journal(&self.0, &bytes).map_err(|e| e.to_string())
+    }
+}
+
 /// What a run has gathered for its record.
 pub(crate) struct Gathered {
     pub(crate) run_id: String,
@@ -50,7 +63,6 @@ pub(crate) struct Gathered {
     pub(crate) captures: Vec<Capture>,
     pub(crate) correlation_id: Option<String>,
     pub(crate) signin_record: Option<Value>,
-    pub(crate) signin_at: Option<DateTime<Utc>>,
     pub(crate) observations: Vec<alerts::Observed>,
 }
 
@@ -65,7 +77,6 @@ impl Gathered {
             captures: Vec::new(),
             correlation_id: None,
             signin_record: None,
-            signin_at: None,
             observations: Vec::new(),
         }
     }
@@ -78,9 +89,7 @@ impl Gathered {
 
     /// Whether the sign-in log shows this sign-in succeeded.
     pub(crate) fn signin_succeeded(&self) -> bool {
-        self.signin_record
-            .as_ref()
-            .is_some_and(|r| r["status"]["errorCode"].as_i64() == Some(0))
+        self.signin_record.as_ref().is_some_and(confirm::succeeded)
     }
 
     /// The sign-in log's own `createdDateTime`, when confirmed.

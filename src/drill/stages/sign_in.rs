@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::Ended;
+use super::{Ended, Journal};
 use crate::browser::Browser;
 use crate::config::flow::Flow;
 use crate::drill::plan::RunPlan;
@@ -24,22 +24,19 @@ pub struct SignedIn {
     pub ceremony: Option<(DateTime<Utc>, tokio::time::Instant)>,
     /// Whether the flow went all the way to the landing page.
     pub completed: bool,
-    /// Whether a sign-in may have happened without the ceremony's time
-    /// being known (the stage failed unexpectedly).
-    pub attempted: bool,
 }
 
 impl SignedIn {
     /// Nothing known about the sign-in (its stage failed unexpectedly):
-    /// a sign-in may have happened.
-    pub fn unknown() -> Self {
+    /// assume the worst, a ceremony made at `since` (the run's start), so
+    /// the sign-in is looked for in the log and signed out of.
+    pub fn unknown(since: DateTime<Utc>) -> Self {
         Self {
             steps: Vec::new(),
             captures: Vec::new(),
             correlation_id: None,
-            ceremony: None,
+            ceremony: Some((since, tokio::time::Instant::now())),
             completed: false,
-            attempted: true,
         }
     }
 }
@@ -78,22 +75,20 @@ pub(crate) fn judge(outcome: &FlowOutcome, account: &str) -> (StageStatus, Strin
 }
 
 /// Runs the flow in `browser`.
-pub async fn run(
+pub(crate) async fn run(
     browser: &Browser,
     flow: &Flow,
     plan: &RunPlan<'_>,
     vars: &FlowVars,
-    journal: Option<&std::path::Path>,
+    journal: Option<&Journal>,
     cancel: &CancellationToken,
 ) -> Ended<SignedIn> {
     // No journal line, no ceremony: a run that dies after the click must
     // be known to have (maybe) signed in.
     let mark = || -> Result<(), String> {
-        let Some(path) = journal else {
-            return Err("the run has no journal".into());
-        };
-        let line = serde_json::to_vec(&JournalLine::Ceremony).map_err(|e| e.to_string())?;
-        crate::evidence::append_journal(path, &line).map_err(|e| e.to_string())
+        journal
+            .ok_or("the run has no journal")?
+            .append(&JournalLine::Ceremony)
     };
     let runner = FlowRunner::new(browser, flow, vars, plan.step_timeout)
         .with_authenticator(plan.authenticator)
@@ -117,7 +112,6 @@ pub async fn run(
             steps: run.steps,
             captures: run.captures,
             correlation_id: run.correlation_id,
-            attempted: ceremony.is_some(),
             completed,
             ceremony,
         },
