@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use fantoccini::Locator;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::authenticator::Authenticator;
@@ -23,7 +23,7 @@ use crate::support::testpoint::{checkpoint, pause};
 
 mod page;
 
-use page::{HTML_JS, PROBE_JS, PageState, slug, strip_url};
+use page::{HTML_JS, PROBE_JS, PageHtml, PageState, redact_values, slug, strip_url};
 
 /// Values the templates may use.
 #[derive(Debug, Clone)]
@@ -262,15 +262,30 @@ impl<'a> FlowRunner<'a> {
         Some(file)
     }
 
-    async fn page_html(&self, index: usize, name: &str, captures: &mut Vec<Capture>) {
-        if let Ok(client) = self.browser.client()
-            && let Ok(Value::String(html)) = client.execute(HTML_JS, vec![]).await
-        {
-            captures.push(Capture {
-                name: format!("pages/{:02}-{}.html", index + 1, slug(name)),
-                bytes: html.into_bytes(),
-            });
-        }
+    /// Captures the page's HTML with its tokens taken out; returns the
+    /// token values found, for sweeping other text taken from the page.
+    async fn page_html(
+        &self,
+        index: usize,
+        name: &str,
+        captures: &mut Vec<Capture>,
+    ) -> Vec<String> {
+        let Ok(client) = self.browser.client() else {
+            return Vec::new();
+        };
+        let Some(page) = client
+            .execute(HTML_JS, vec![])
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value::<PageHtml>(v).ok())
+        else {
+            return Vec::new();
+        };
+        captures.push(Capture {
+            name: format!("pages/{:02}-{}.html", index + 1, slug(name)),
+            bytes: redact_values(&page.html, &page.values).into_bytes(),
+        });
+        page.values
     }
 
     /// The first element matching one of `selectors`.
@@ -367,7 +382,7 @@ impl<'a> FlowRunner<'a> {
                     record.screenshot = self
                         .screenshot(i, &step.name, "-refused", &mut run.captures)
                         .await;
-                    self.page_html(i, &step.name, &mut run.captures).await;
+                    let tokens = self.page_html(i, &step.name, &mut run.captures).await;
                     run.steps.push(record);
                     // The error page is what the previous step's action led
                     // to (e.g. the ceremony), so that step is named.
@@ -377,7 +392,7 @@ impl<'a> FlowRunner<'a> {
                         .unwrap_or(step);
                     run.outcome = FlowOutcome::Refused {
                         step: acted.name.clone(),
-                        message,
+                        message: redact_values(&message, &tokens),
                     };
                     return run;
                 }
@@ -544,5 +559,26 @@ mod tests {
             "http://a.localhost:1/x"
         );
         assert_eq!(slug("Stay signed in?"), "stay-signed-in-");
+    }
+
+    #[test]
+    fn token_values_are_swept_in_every_encoding() {
+        let tok = "AQABAAEAAAD+tok/en=".to_owned();
+        let ctx = "ctx-value-1234".to_owned();
+        let text = format!(
+            "<a href=\"/x?flowToken={}\">{}</a><p>{}</p><i>{tok}</i><b>{}</b> ok=1 short",
+            url::form_urlencoded::byte_serialize(tok.as_bytes()).collect::<String>(),
+            crate::support::html::esc(&tok),
+            ctx,
+            "AQABAAEAAAD%2Btok%2Fen%3D"
+        );
+        let out = redact_values(&text, &[tok.clone(), ctx.clone(), "short".into()]);
+        assert!(!out.contains("AQABAAEAAAD"), "{out}");
+        assert!(!out.contains(&ctx), "{out}");
+        assert!(
+            out.contains("ok=1 short"),
+            "short values are not tokens: {out}"
+        );
+        assert_eq!(out.matches("[redacted]").count(), 5, "{out}");
     }
 }

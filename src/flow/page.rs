@@ -1,7 +1,7 @@
 //! What the runner reads from a page: one script per poll (matched
 //! selector, failure text, Entra's page identity and correlation id), the
-//! page HTML for drift evidence (hidden values blanked), and the names it
-//! gives files.
+//! page HTML for drift and refusal evidence (every token-bearing value
+//! taken out), and the names it gives files.
 
 use serde::Deserialize;
 
@@ -41,13 +41,96 @@ const cfg = window.$Config || {};
 return { matched, failure, pgid: cfg.pgid || null, correlationId: cfg.correlationId || null, url: location.href };
 "#;
 
-/// Page HTML with hidden and password input values blanked, for drift
-/// evidence (hidden fields carry flow tokens).
+/// Page HTML for evidence, with every token-bearing value taken out, and
+/// the values themselves (so the caller can sweep any other place they
+/// occur, see [`redact_values`]).
+///
+/// Where sign-in pages carry tokens: hidden and password inputs, query
+/// strings and fragments of URL attributes (`href`, `src`, `action`, ...;
+/// Entra links carry `?flowToken=` and `?ctx=`), Entra's `window.$Config`
+/// (`sFT`, `sCtx`, `canary`, `apiCanary`, `sFidoChallenge`,
+/// `sCrossDomainCanary`, ...), CSP nonces, and cookies. The clone has them
+/// blanked in place (script text included); cookies are never part of the
+/// DOM, but their readable values join the list anyway.
 pub(super) const HTML_JS: &str = r#"
+const TOKEN_KEY = /^(sFT|sCtx|sFidoChallenge|state|code|ctx|session|sessionId)$|canary|token|challenge|nonce|secret|assertion/i;
+const URL_ATTR = /^(href|src|srcset|action|formaction|poster|ping|cite|background|data|content|xlink:href)$|^data-/i;
+const PARAM = /([?&#;][^=&#;\s"'<>]*=)([^&#;\s"'<>]*)/g;
+const values = new Set();
+const add = (v) => { if (typeof v === 'string' && v.length >= 8) values.add(v); };
+const params = (s) => {
+  for (const m of String(s).matchAll(PARAM)) {
+    add(m[2]);
+    try { add(decodeURIComponent(m[2].replace(/\+/g, ' '))); } catch (_) {}
+  }
+};
+const walk = (o, depth) => {
+  if (!o || typeof o !== 'object' || depth > 4) return;
+  for (const k of Object.keys(o)) {
+    const v = o[k];
+    if (TOKEN_KEY.test(k)) add(v);
+    if (v && typeof v === 'object') walk(v, depth + 1);
+  }
+};
+try { walk(window.$Config, 0); } catch (_) {}
+const secretInput = (e) => ['hidden', 'password'].includes(String(e.getAttribute('type') || '').toLowerCase());
+document.querySelectorAll('input').forEach((e) => { if (secretInput(e)) { add(e.value); add(e.getAttribute('value')); } });
+document.querySelectorAll('*').forEach((e) => {
+  for (const a of Array.from(e.attributes)) {
+    if (URL_ATTR.test(a.name)) params(a.value);
+    if (a.name === 'nonce') add(a.value);
+  }
+});
+params(location.href);
+String(document.cookie).split(';').forEach((c) => { const i = c.indexOf('='); if (i > 0) add(c.slice(i + 1).trim()); });
+
 const d = document.documentElement.cloneNode(true);
-d.querySelectorAll('input[type=hidden],input[type=password]').forEach(e => { e.setAttribute('value', '[redacted]'); });
-return '<!doctype html>\n' + d.outerHTML;
+d.querySelectorAll('input').forEach((e) => { if (secretInput(e)) e.setAttribute('value', '[redacted]'); });
+d.querySelectorAll('*').forEach((e) => {
+  for (const a of Array.from(e.attributes)) {
+    if (a.name === 'nonce') e.setAttribute('nonce', '[redacted]');
+    else if (URL_ATTR.test(a.name)) e.setAttribute(a.name, a.value.replace(PARAM, '$1[redacted]'));
+  }
+});
+const KV = /(["']?)([A-Za-z_$][\w$]*)\1(\s*:\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')/g;
+d.querySelectorAll('script').forEach((s) => {
+  s.textContent = s.textContent.replace(KV, (all, q, k, sep) => TOKEN_KEY.test(k) ? q + k + q + sep + '"[redacted]"' : all);
+});
+return { html: '<!doctype html>\n' + d.outerHTML, values: Array.from(values) };
 "#;
+
+/// What [`HTML_JS`] returns.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct PageHtml {
+    pub(super) html: String,
+    #[serde(default)]
+    pub(super) values: Vec<String>,
+}
+
+/// Replaces every occurrence of each token value in `text` (as is,
+/// percent-encoded, form-encoded and HTML-escaped) with `[redacted]`,
+/// longest first so no fragment of a longer token survives. Values under
+/// 8 characters are not tokens (and would wreck the page).
+pub(super) fn redact_values(text: &str, values: &[String]) -> String {
+    let mut forms: Vec<String> = Vec::new();
+    for v in values.iter().filter(|v| v.len() >= 8) {
+        let form: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+        let pct = form.replace('+', "%20");
+        for f in [v.clone(), form, pct, crate::support::html::esc(v)] {
+            if !forms.contains(&f) {
+                forms.push(f);
+            }
+        }
+    }
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    let mut out = text.to_owned();
+    for f in &forms {
+        if out.contains(f.as_str()) {
+            out = out.replace(f.as_str(), "[redacted]");
+        }
+    }
+    out
+}
 
 pub(super) fn strip_url(u: &str) -> String {
     match url::Url::parse(u) {

@@ -15,10 +15,14 @@ pub(super) async fn token(State(s): State<Arc<Shared>>, Form(f): Form<TokenForm>
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided."}))).into_response();
     }
     let tok = random_token(32);
-    s.lock().tokens.insert(
-        tok.clone(),
-        tokio::time::Instant::now() + Duration::from_secs(3600),
-    );
+    {
+        let mut inner = s.lock();
+        inner.tokens.insert(
+            tok.clone(),
+            tokio::time::Instant::now() + Duration::from_secs(3600),
+        );
+        inner.issued.push(tok.clone());
+    }
     Json(json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": tok})).into_response()
 }
 

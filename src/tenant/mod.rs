@@ -212,6 +212,7 @@ impl TenantUrls {
 #[derive(Debug, Clone)]
 struct FlowState {
     correlation_id: String,
+    tokens: pages::FlowTokens,
     upn: Option<String>,
     challenge: Option<Vec<u8>>,
     signed_in: bool,
@@ -243,6 +244,8 @@ struct Inner {
     sign_count: u32,
     throttled: bool,
     fired: Vec<FiredAlert>,
+    /// Every token and cookie value handed out, newest last.
+    issued: Vec<String>,
 }
 
 struct Shared {
@@ -358,6 +361,14 @@ impl RehearsalTenant {
             .collect()
     }
 
+    /// Every token and cookie value the tenant has handed to a browser or
+    /// client (flow tokens, contexts, canaries, challenges, cookies,
+    /// sessions, access tokens), so a test can check none reached the
+    /// evidence.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.shared.lock().issued.clone()
+    }
+
     /// Stops the server and waits for it.
     pub async fn shutdown(mut self) {
         self.shared.cancel.cancel();
@@ -423,6 +434,8 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/ceremony/{tenant}/fido/get", get(ceremony))
         .route("/graph/v1.0/auditLogs/signIns", get(graph_signins))
         .route("/myaccount/", get(landing))
+        .route("/login/beacon", get(beacon))
+        .route("/ceremony/beacon", get(beacon))
         .with_state(shared);
     Router::new()
         .fallback_service(inner)

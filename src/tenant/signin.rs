@@ -5,18 +5,29 @@ use super::*;
 
 /// The page for a flow token that is unknown or used up.
 pub(super) fn expired() -> Response {
-    error_page("", "AADSTS90100: The sign-in session expired. Start again.")
+    error_page(
+        "",
+        None,
+        "AADSTS90100: The sign-in session expired. Start again.",
+    )
 }
 
 /// Refuses a sign-in attempt: logs it (every attempt reaches the sign-in
-/// log and so the alert rule, as in Entra) and shows the error page.
-pub(super) fn refuse(s: &Arc<Shared>, corr: &str, code: i64, reason: &str, page: &str) -> Response {
-    record_signin(s, corr, code, reason);
-    error_page(corr, page)
+/// log and so the alert rule, as in Entra) and shows the error page, which
+/// carries the flow's tokens as Entra's do.
+pub(super) fn refuse(
+    s: &Arc<Shared>,
+    flow: &FlowState,
+    code: i64,
+    reason: &str,
+    page: &str,
+) -> Response {
+    record_signin(s, &flow.correlation_id, code, reason);
+    error_page(&flow.correlation_id, Some(&flow.tokens), page)
 }
 
-pub(super) fn error_page(corr: &str, msg: &str) -> Response {
-    (StatusCode::OK, Html(pages::error(corr, msg))).into_response()
+pub(super) fn error_page(corr: &str, flow: Option<&pages::FlowTokens>, msg: &str) -> Response {
+    (StatusCode::OK, Html(pages::error(corr, flow, msg))).into_response()
 }
 
 pub(super) async fn authorize(
@@ -26,21 +37,41 @@ pub(super) async fn authorize(
     if tenant != TENANT_ID {
         return error_page(
             "",
+            None,
             "AADSTS90002: Tenant not found. Check the tenant id in the sign-in URL.",
         );
     }
-    let token = random_token(24);
+    let tokens = pages::FlowTokens::generate();
     let corr = uuid();
-    s.lock().flows.insert(
-        token.clone(),
-        FlowState {
-            correlation_id: corr.clone(),
-            upn: None,
-            challenge: None,
-            signed_in: false,
-        },
-    );
-    Html(pages::username(&tenant, &token, &corr, None)).into_response()
+    // Entra's session cookies: one only the server sees, one the page's
+    // scripts can read. Neither may ever reach the evidence.
+    let estsauth = random_token(32);
+    let esctx = random_token(32);
+    {
+        let mut inner = s.lock();
+        inner.issued.extend(tokens.all().map(str::to_owned));
+        inner.issued.extend([estsauth.clone(), esctx.clone()]);
+        inner.flows.insert(
+            tokens.flow_token.clone(),
+            FlowState {
+                correlation_id: corr.clone(),
+                tokens: tokens.clone(),
+                upn: None,
+                challenge: None,
+                signed_in: false,
+            },
+        );
+    }
+    let mut r = Html(pages::username(&tenant, &tokens, &corr, None)).into_response();
+    for c in [
+        format!("ESTSAUTH={estsauth}; Path=/; HttpOnly; SameSite=Lax"),
+        format!("esctx={esctx}; Path=/; SameSite=Lax"),
+    ] {
+        if let Ok(v) = header::HeaderValue::from_str(&c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r
 }
 
 #[derive(Deserialize)]
@@ -62,7 +93,7 @@ pub(super) async fn login(
     if !same_upn(&f.loginfmt, &s.opts.account.upn) {
         return Html(pages::username(
             &tenant,
-            &f.flow_token,
+            &flow.tokens,
             &corr,
             Some("This username may be incorrect. Make sure you typed it correctly."),
         ))
@@ -72,7 +103,7 @@ pub(super) async fn login(
         record_signin(&s, &corr, 50057, "The user account is disabled.");
         return Html(pages::username(
             &tenant,
-            &f.flow_token,
+            &flow.tokens,
             &corr,
             Some("AADSTS50057: Your account has been disabled. Contact your administrator."),
         ))
@@ -83,7 +114,7 @@ pub(super) async fn login(
     }
     Html(pages::options(
         &tenant,
-        &f.flow_token,
+        &flow.tokens,
         &corr,
         &s.opts.account.upn,
         s.has(Fault::UiDrift),
@@ -109,7 +140,7 @@ pub(super) async fn fido_start(
     let action = format!("{}/{tenant}/fido/get", s.urls.ceremony);
     Html(pages::fido(
         &action,
-        &token,
+        &flow.tokens,
         &flow.correlation_id,
         &s.opts.account.upn,
     ))
@@ -123,18 +154,26 @@ pub(super) async fn ceremony(
 ) -> Response {
     let token = q.flow_token.unwrap_or_default();
     let challenge = random_bytes(32);
-    let corr = {
+    let flow = {
         let mut inner = s.lock();
         let Some(flow) = inner.flows.get_mut(&token).filter(|f| f.upn.is_some()) else {
             return expired();
         };
         flow.challenge = Some(challenge.clone());
-        flow.correlation_id.clone()
+        let flow = flow.clone();
+        inner.issued.push(B64.encode(&challenge));
+        flow
     };
     let options =
         json!({ "challenge": B64.encode(&challenge), "rpId": s.urls.rp_id, "timeout": 60000 });
     let action = format!("{}/{tenant}/fido/verify", s.urls.authority);
-    Html(pages::ceremony(&options, &action, &token, &corr)).into_response()
+    Html(pages::ceremony(
+        &options,
+        &action,
+        &flow.tokens,
+        &flow.correlation_id,
+    ))
+    .into_response()
 }
 
 #[derive(Deserialize)]
@@ -173,13 +212,14 @@ pub(super) async fn fido_verify(
     let Some(challenge) = challenge else {
         return error_page(
             &corr,
+            Some(&flow.tokens),
             "AADSTS135004: The security key request is no longer valid. Start again.",
         );
     };
     if !f.error.is_empty() {
         return refuse(
             &s,
-            &corr,
+            &flow,
             135011,
             "The security key ceremony did not complete.",
             &format!(
@@ -197,7 +237,7 @@ pub(super) async fn fido_verify(
     ) else {
         return refuse(
             &s,
-            &corr,
+            &flow,
             135011,
             "Malformed security key response.",
             "AADSTS135011: The security key response was malformed.",
@@ -211,7 +251,7 @@ pub(super) async fn fido_verify(
     if s.has(Fault::CredentialRevoked) {
         return refuse(
             &s,
-            &corr,
+            &flow,
             135010,
             "The security key has been revoked.",
             "AADSTS135010: The security key used to sign in has been revoked for this account.",
@@ -240,7 +280,7 @@ pub(super) async fn fido_verify(
         Err(e) => {
             return refuse(
                 &s,
-                &corr,
+                &flow,
                 135011,
                 &format!("Security key verification failed: {e}"),
                 &format!("AADSTS135011: The security key could not be verified ({e})."),
@@ -250,7 +290,7 @@ pub(super) async fn fido_verify(
     if s.has(Fault::CaBlock) {
         return refuse(
             &s,
-            &corr,
+            &flow,
             53003,
             "Access has been blocked by Conditional Access policies.",
             "AADSTS53003: Access has been blocked by Conditional Access policies.",
@@ -260,7 +300,7 @@ pub(super) async fn fido_verify(
     if let Some(fl) = s.lock().flows.get_mut(&f.flow_token) {
         fl.signed_in = true;
     }
-    Html(pages::kmsi(&tenant, &f.flow_token, &corr)).into_response()
+    Html(pages::kmsi(&tenant, &flow.tokens, &corr)).into_response()
 }
 
 pub(super) async fn kmsi(State(s): State<Arc<Shared>>, Form(f): Form<FlowQuery>) -> Response {
@@ -274,6 +314,7 @@ pub(super) async fn kmsi(State(s): State<Arc<Shared>>, Form(f): Form<FlowQuery>)
         inner
             .sessions
             .insert(session.clone(), flow.upn.unwrap_or_default());
+        inner.issued.push(session.clone());
     }
     Redirect::to(&format!("{}/?session={session}", s.urls.myaccount)).into_response()
 }
@@ -289,6 +330,12 @@ pub(super) async fn landing(
 ) -> Response {
     let upn = q.session.and_then(|t| s.lock().sessions.get(&t).cloned());
     Html(pages::landing(upn.as_deref())).into_response()
+}
+
+/// The pages' beacon image (it only carries `?ctx=`, as Entra's
+/// telemetry requests do).
+pub(super) async fn beacon() -> StatusCode {
+    StatusCode::NO_CONTENT
 }
 
 pub(super) async fn logout(State(s): State<Arc<Shared>>) -> Response {

@@ -7,6 +7,7 @@ mod graph;
 mod hardening;
 mod preflight;
 mod record;
+mod redaction;
 mod rehearse_cli;
 mod run_cli;
 mod services;

@@ -263,6 +263,11 @@ pub const MANUAL_SECRET: &str = "the-right-secret";
 
 impl Manual {
     pub async fn start(w: &World) -> Self {
+        Self::start_with(w, &[]).await
+    }
+
+    /// The same, with the tenant's `faults` switched on.
+    pub async fn start_with(w: &World, faults: &[Fault]) -> Self {
         use glassdrill::authenticator::{Credential, VirtualAuthenticator};
         use glassdrill::tenant::{DOMAIN, RehearsalTenant, TenantOptions, rehearsal_account};
         use secrecy::{ExposeSecret, SecretString};
@@ -280,7 +285,7 @@ impl Manual {
             account,
             client_id: "glassdrill-rehearsal".into(),
             client_secret: SecretString::from(MANUAL_SECRET),
-            faults: vec![],
+            faults: faults.to_vec(),
             alert_delay: Duration::ZERO,
             alert_late_delay: Duration::ZERO,
             log_delay: Duration::ZERO,

@@ -1,0 +1,88 @@
+//! Tokens from the sign-in pages never reach the evidence. The rehearsal
+//! tenant plants every kind Entra's pages carry (hidden `flowToken`
+//! inputs, `?flowToken=` links, a `?ctx=` image source, `$Config`'s `sFT`,
+//! `sCtx`, `canary` and `sCrossDomainCanary`, session cookies, the
+//! `?session=` landing URL, Graph access tokens) and tells the test every
+//! value it issued; no file of the bundle may contain any of them, for
+//! drift and refusal captures alike.
+
+use crate::util::{MANUAL_SECRET, Manual, World, files};
+use glassdrill::alerts::AlertCheck;
+use glassdrill::drill::{Quiet, Verdict};
+use glassdrill::tenant::Fault;
+use tokio_util::sync::CancellationToken;
+
+/// Where the kinds every flow page carries show, redacted, in a capture.
+const EVERY_PAGE: [&str; 5] = [
+    "\"sFT\":\"[redacted]\"",
+    "\"sCtx\":\"[redacted]\"",
+    "\"canary\":\"[redacted]\"",
+    "\"sCrossDomainCanary\":\"[redacted]\"",
+    "/beacon?ctx=[redacted]",
+];
+/// A hidden input, on the pages that have a form.
+const HIDDEN_INPUT: &str = "name=\"flowToken\" value=\"[redacted]\"";
+
+#[tokio::test]
+async fn no_token_or_cookie_reaches_the_evidence_of_a_drift_or_a_refusal() {
+    for (fault, verdict) in [
+        (Fault::UiDrift, Verdict::Error),
+        (Fault::AccountDisabled, Verdict::Fail),
+        (Fault::CredentialRevoked, Verdict::Fail),
+        (Fault::CaBlock, Verdict::Fail),
+    ] {
+        let w = World::new();
+        let m = Manual::start_with(&w, &[fault]).await;
+        let checks = vec![Box::new(m.receiver.attach(&m.drill.account)) as Box<dyn AlertCheck>];
+        let o = glassdrill::drill::run(
+            m.plan(MANUAL_SECRET, checks),
+            &m.sinks(),
+            &Quiet,
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(o.verdict, verdict, "{fault:?}: {:#?}", o.stages);
+        let dir = o.bundle.as_ref().expect("a bundle").dir.clone();
+        let listed = files(&dir);
+        let pages: Vec<&String> = listed.iter().filter(|f| f.starts_with("pages/")).collect();
+        assert_eq!(pages.len(), 1, "{fault:?}: one page captured: {listed:?}");
+        let html = std::fs::read_to_string(dir.join(pages[0])).expect("page");
+        let mut kinds = EVERY_PAGE.to_vec();
+        if matches!(fault, Fault::UiDrift | Fault::AccountDisabled) {
+            kinds.push(HIDDEN_INPUT);
+        }
+        if fault == Fault::UiDrift {
+            kinds.push("?flowToken=[redacted]");
+        }
+        for kind in kinds {
+            assert!(
+                html.contains(kind),
+                "{fault:?}: `{kind}` is not in the captured page:\n{html}"
+            );
+        }
+        assert!(
+            html.contains("\"correlationId\":\"")
+                && !html.contains("\"correlationId\":\"[redacted]"),
+            "{fault:?}: the correlation id is kept (it finds the sign-in log record)"
+        );
+
+        let mut secrets = m.tenant.issued_secrets();
+        assert!(
+            secrets.len() >= 7,
+            "{fault:?}: flow tokens, contexts, canaries, cookies and an access token were issued: {}",
+            secrets.len()
+        );
+        secrets.push(MANUAL_SECRET.to_owned());
+        for f in &listed {
+            let bytes = std::fs::read(dir.join(f)).expect("bundle file");
+            for s in &secrets {
+                assert!(
+                    !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                    "{fault:?}: {f} contains a token the tenant issued"
+                );
+            }
+        }
+        m.shutdown().await;
+        w.assert_clean();
+    }
+}
