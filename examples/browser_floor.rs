@@ -22,6 +22,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         alert_late_delay: Duration::ZERO,
         log_delay: Duration::ZERO,
         webhook_url: None,
+        alert_rules: Vec::new(),
         listen: "127.0.0.1:0".parse()?,
     })
     .await?;

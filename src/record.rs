@@ -408,6 +408,9 @@ pub struct AlertRecord {
     pub name: String,
     /// Check kind (`webhook`).
     pub kind: String,
+    /// The alert rule whose alert counts (records before 0.2 have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     /// Its deadline after the sign-in, in milliseconds.
     pub deadline_ms: u64,
     /// The alert that counted.
@@ -416,6 +419,11 @@ pub struct AlertRecord {
     pub latency: Option<AlertLatency>,
     /// Alerts seen and not counted.
     pub ignored: Vec<IgnoredAlert>,
+    /// The alert that would have counted had it not arrived after the
+    /// deadline: kept as evidence (the pipeline works, but too slowly);
+    /// the drill still fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late: Option<MatchedAlert>,
     /// The check itself failed (not a finding).
     pub error: Option<String>,
 }
@@ -486,6 +494,11 @@ pub enum IgnoreReason {
     },
     /// It names no account at all.
     NoAccount,
+    /// It comes from another alert rule than the one expected.
+    OtherRule {
+        /// The rule it comes from.
+        rule: String,
+    },
     /// It fired before this drill's sign-in.
     FiredBeforeSignIn {
         /// When it fired.
@@ -512,6 +525,7 @@ impl std::fmt::Display for IgnoreReason {
                 write!(f, "for another account ({})", accounts.join(", "))
             }
             Self::NoAccount => write!(f, "names no account"),
+            Self::OtherRule { rule } => write!(f, "from another rule (`{rule}`)"),
             Self::FiredBeforeSignIn { fired, signin } => write!(
                 f,
                 "fired before the sign-in ({} < {})",

@@ -351,7 +351,7 @@ async fn attach(
         .iter()
         .map(|a| match a.kind {
             AlertKind::Webhook => {
-                Box::new(services.receiver().attach(&drill.account)) as Box<dyn AlertCheck>
+                Box::new(services.receiver().attach(&drill.account, &a.rule)) as Box<dyn AlertCheck>
             }
         })
         .collect();
@@ -387,6 +387,8 @@ async fn attach(
                         .expose_secret()
                         .to_owned(),
                 ),
+                // The tenant's alert rules are the ones the drill expects.
+                alert_rules: drill.alerts.iter().map(|a| a.rule.clone()).collect(),
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             })
             .await?;
@@ -440,6 +442,11 @@ async fn attach(
     };
     let outcome = crate::drill::run(plan, &services.sinks(), progress, cancel).await;
     if let Some(t) = tenant {
+        let seen = t.stats();
+        progress.note(&format!(
+            "rehearsal tenant: {} security-key assertion(s) received, {} sign-in attempt(s) recorded",
+            seen.assertions, seen.signin_attempts
+        ));
         t.shutdown().await;
     }
     Ok(outcome)

@@ -14,6 +14,23 @@ pub(crate) fn same_upn(a: &str, b: &str) -> bool {
     a.trim().to_lowercase() == b.trim().to_lowercase()
 }
 
+/// Whether an alert's rule is the configured one: names compare
+/// case-insensitively; a configured resource id
+/// (`/subscriptions/.../scheduledQueryRules/NAME`) compares by its last
+/// segment, the rule name the common schema carries in `alertRule`.
+pub fn same_rule(configured: &str, alert_rule: &str) -> bool {
+    let name = |r: &str| -> String {
+        r.trim()
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_lowercase()
+    };
+    let (a, b) = (name(configured), name(alert_rule));
+    !a.is_empty() && a == b
+}
+
 /// The fields of a common-alert-schema payload that correlation needs.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct CommonAlert {
@@ -85,15 +102,22 @@ pub fn parse_common_alert(v: &Value) -> Result<CommonAlert, ShapeError> {
     })
 }
 
-/// Whether `alert` counts for the sign-in of `upn` at `signin`.
+/// Whether `alert` counts for the sign-in of `upn` at `signin`, as the
+/// alert of `rule`.
 pub(crate) fn judge(
     alert: &CommonAlert,
+    rule: &str,
     upn: &str,
     signin: DateTime<Utc>,
 ) -> Result<(), IgnoreReason> {
     if !alert.monitor_condition.eq_ignore_ascii_case("fired") {
         return Err(IgnoreReason::NotFired {
             condition: alert.monitor_condition.clone(),
+        });
+    }
+    if !same_rule(rule, &alert.rule) {
+        return Err(IgnoreReason::OtherRule {
+            rule: alert.rule.clone(),
         });
     }
     if alert.accounts.is_empty() {
@@ -118,9 +142,54 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
+    /// Microsoft's documented Log Alerts V2 payload ("Log search alert ...
+    /// from API version 2021-08-01",
+    /// <https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/alerts-log-webhook>),
+    /// its values those of a break-glass sign-in rule on `SigninLogs` with a
+    /// `UserPrincipalName` dimension, the `linkTo*` URLs (public Azure
+    /// hosts) left out.
+    const SIGNIN_ALERT: &str = include_str!("fixtures/log-alerts-v2-signin.json");
+    /// Microsoft's "Sample test action `Log alert V2`" payload, as published
+    /// but for the `linkTo*` URLs:
+    /// <https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/alerts-payload-samples>.
+    const TEST_ACTION: &str = include_str!("fixtures/log-alerts-v2-test-action.json");
+
+    const RULE: &str = "Break-glass account sign-in";
+
+    /// The documented sign-in alert, for `upn`, fired at `fired`.
     fn alert(upn: &str, fired: DateTime<Utc>) -> CommonAlert {
-        let v = crate::tenant::alerting::common_alert("a1", upn, fired, fired);
+        let mut v: Value = serde_json::from_str(SIGNIN_ALERT).unwrap();
+        v["data"]["alertContext"]["condition"]["allOf"][0]["dimensions"][0]["value"] = upn.into();
+        v["data"]["essentials"]["firedDateTime"] = crate::support::time::rfc3339_ms(fired).into();
         parse_common_alert(&v).unwrap()
+    }
+
+    #[test]
+    fn the_documented_samples_parse() {
+        let a = parse_common_alert(&serde_json::from_str(SIGNIN_ALERT).unwrap()).unwrap();
+        assert_eq!(a.rule, RULE);
+        assert_eq!(a.severity, "Sev0");
+        assert_eq!(a.monitor_condition, "Fired");
+        assert_eq!(a.accounts, vec!["bg1@contoso.onmicrosoft.com".to_owned()]);
+        assert_eq!(
+            a.fired,
+            crate::support::time::parse_rfc3339("2026-11-24T12:00:02.99645Z").unwrap()
+        );
+        let t = parse_common_alert(&serde_json::from_str(TEST_ACTION).unwrap()).unwrap();
+        assert_eq!(t.rule, "test-logAlertRule-v2");
+        assert!(
+            t.accounts.is_empty(),
+            "a Computer dimension names no account"
+        );
+        assert_eq!(
+            judge(
+                &t,
+                "test-logAlertRule-v2",
+                "bg1@contoso.onmicrosoft.com",
+                t.fired
+            ),
+            Err(IgnoreReason::NoAccount)
+        );
     }
 
     #[test]
@@ -128,27 +197,34 @@ mod tests {
         let t = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
         let me = "BG1@contoso.onmicrosoft.com";
         assert_eq!(
-            judge(&alert("bg1@contoso.onmicrosoft.com", t), me, t),
+            judge(&alert("bg1@contoso.onmicrosoft.com", t), RULE, me, t),
             Ok(())
         );
         assert!(matches!(
-            judge(&alert("bg2@contoso.onmicrosoft.com", t), me, t),
+            judge(&alert("bg2@contoso.onmicrosoft.com", t), RULE, me, t),
             Err(IgnoreReason::OtherAccount { .. })
         ));
         let early = t - chrono::Duration::seconds(1);
         assert!(matches!(
-            judge(&alert(me, early), me, t),
+            judge(&alert(me, early), RULE, me, t),
             Err(IgnoreReason::FiredBeforeSignIn { .. })
         ));
         let mut resolved = alert(me, t);
         resolved.monitor_condition = "Resolved".into();
         assert!(matches!(
-            judge(&resolved, me, t),
+            judge(&resolved, RULE, me, t),
             Err(IgnoreReason::NotFired { .. })
         ));
         let mut anon = alert(me, t);
         anon.accounts.clear();
-        assert_eq!(judge(&anon, me, t), Err(IgnoreReason::NoAccount));
+        assert_eq!(judge(&anon, RULE, me, t), Err(IgnoreReason::NoAccount));
+        // An alert of another rule never counts, even naming the account.
+        assert_eq!(
+            judge(&alert(me, t), "Break-glass sign-in (SOC)", me, t),
+            Err(IgnoreReason::OtherRule { rule: RULE.into() })
+        );
+        let by_id = "/subscriptions/s/resourceGroups/rg/providers/microsoft.insights/scheduledqueryrules/break-glass ACCOUNT sign-in";
+        assert_eq!(judge(&alert(me, t), by_id, me, t), Ok(()));
     }
 
     #[test]
@@ -157,7 +233,7 @@ mod tests {
             parse_common_alert(&serde_json::json!({"schemaId": "Microsoft.Insights/activityLogs"}))
                 .is_err()
         );
-        let mut v = crate::tenant::alerting::common_alert("a1", "x@y", Utc::now(), Utc::now());
+        let mut v: Value = serde_json::from_str(SIGNIN_ALERT).unwrap();
         v["data"]["essentials"]["firedDateTime"] = "yesterday".into();
         assert!(
             parse_common_alert(&v)
@@ -223,7 +299,7 @@ mod props {
                 let _ = parse_common_alert(&v);
             }
             if let Ok(a) = parse_common_alert(&v) {
-                let _ = judge(&a, "bg1@contoso.onmicrosoft.com", Utc::now());
+                let _ = judge(&a, "Break-glass account sign-in", "bg1@contoso.onmicrosoft.com", Utc::now());
             }
         }
     }

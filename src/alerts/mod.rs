@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-pub use correlate::{CommonAlert, IgnoreReason};
+pub use correlate::{CommonAlert, IgnoreReason, same_rule};
 pub use webhook::{ReceiverError, WebhookCheck, WebhookReceiver};
 
 /// An alert as it reached a receiver.
@@ -38,6 +38,8 @@ pub struct AlertObservation {
     pub matched: Option<ReceivedAlert>,
     /// Alerts seen and not counted, with reasons.
     pub ignored: Vec<(ReceivedAlert, IgnoreReason)>,
+    /// The alert that would have counted, arrived after the deadline.
+    pub late: Option<ReceivedAlert>,
     /// The check itself failed (API down...): an ERROR, not a finding.
     pub error: Option<String>,
     /// The check was cancelled.
@@ -51,8 +53,20 @@ pub struct AlertTarget {
     pub upn: String,
     /// The sign-in time (the log's `createdDateTime` when known).
     pub signin_at: DateTime<Utc>,
-    /// Give up at this instant.
+    /// The alert must arrive by this instant.
     pub deadline: tokio::time::Instant,
+    /// Listening goes on until this instant (at or after `deadline`), so
+    /// an alert that arrives late is told apart from one that never comes.
+    pub late_until: tokio::time::Instant,
+}
+
+/// How long a check keeps listening past a missing alert's deadline: as
+/// long again, at least 10 s and at most an hour.
+pub fn late_grace(deadline: std::time::Duration) -> std::time::Duration {
+    deadline.clamp(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(3600),
+    )
 }
 
 /// An alert check of one kind.

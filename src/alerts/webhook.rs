@@ -209,7 +209,7 @@ impl WebhookReceiver {
     /// Attaches a run waiting for alerts about `upn`: deliveries naming
     /// that account reach the returned check from now on. Detaches when
     /// the check is dropped.
-    pub fn attach(&self, upn: &str) -> WebhookCheck {
+    pub fn attach(&self, upn: &str, rule: &str) -> WebhookCheck {
         let inbox = Arc::new(Inbox::default());
         let mut routes = lock(&self.shared.routes);
         routes.next_run += 1;
@@ -221,6 +221,7 @@ impl WebhookReceiver {
         });
         WebhookCheck {
             id,
+            rule: rule.to_owned(),
             inbox,
             shared: self.shared.clone(),
         }
@@ -246,9 +247,12 @@ impl Drop for WebhookReceiver {
     }
 }
 
-/// The `webhook` alert check of one run.
+/// The `webhook` alert check of one expected alert of one run: every
+/// delivery naming the run's account reaches each of the run's checks,
+/// and each counts only its own rule's alert.
 pub struct WebhookCheck {
     id: u64,
+    rule: String,
     inbox: Arc<Inbox>,
     shared: Arc<Shared>,
 }
@@ -272,9 +276,13 @@ impl AlertCheck for WebhookCheck {
             let fresh = self.inbox.from(cursor);
             cursor += fresh.len();
             for a in fresh {
-                match judge(&a.alert, &target.upn, target.signin_at) {
-                    Ok(()) => {
+                match judge(&a.alert, &self.rule, &target.upn, target.signin_at) {
+                    Ok(()) if tokio::time::Instant::now() <= target.deadline => {
                         obs.matched = Some(a);
+                        return obs;
+                    }
+                    Ok(()) => {
+                        obs.late = Some(a);
                         return obs;
                     }
                     Err(reason) => obs.ignored.push((a, reason)),
@@ -282,7 +290,7 @@ impl AlertCheck for WebhookCheck {
             }
             tokio::select! {
                 () = &mut notified => {}
-                () = tokio::time::sleep_until(target.deadline) => return obs,
+                () = tokio::time::sleep_until(target.late_until.max(target.deadline)) => return obs,
                 () = cancel.cancelled() => {
                     obs.cancelled = true;
                     return obs;
@@ -302,12 +310,13 @@ mod tests {
         let r = WebhookReceiver::start("127.0.0.1:0".parse().unwrap(), "t".into(), 4096)
             .await
             .unwrap();
-        let check = r.attach("bg1@contoso.onmicrosoft.com");
+        let check = r.attach("bg1@contoso.onmicrosoft.com", "Break-glass sign-in");
         let t0 = tokio::time::Instant::now();
         let target = AlertTarget {
             upn: "bg1@contoso.onmicrosoft.com".into(),
             signin_at: chrono::Utc::now(),
             deadline: t0 + Duration::from_secs(300),
+            late_until: t0 + Duration::from_secs(300),
         };
         let obs = check.observe(&target, &CancellationToken::new()).await;
         assert!(obs.matched.is_none() && !obs.cancelled && obs.error.is_none());
@@ -322,6 +331,7 @@ mod tests {
         let t1 = tokio::time::Instant::now();
         let target = AlertTarget {
             deadline: t1 + Duration::from_secs(300),
+            late_until: t1 + Duration::from_secs(300),
             ..target
         };
         let obs = check.observe(&target, &stop).await;

@@ -42,6 +42,7 @@ struct RawAuthenticator {
 struct RawAlert {
     kind: Spanned<String>,
     name: String,
+    rule: Option<Spanned<String>>,
     deadline: Spanned<String>,
 }
 
@@ -73,6 +74,10 @@ pub struct ExpectedAlert {
     pub kind: AlertKind,
     /// Human name (shown in reports).
     pub name: String,
+    /// The alert rule whose alert counts, by name (`essentials.alertRule`)
+    /// or resource id (its last segment is the name): an alert from any
+    /// other rule never counts, even when it names the account.
+    pub rule: String,
     /// How long after the sign-in the alert may take.
     pub deadline: Duration,
 }
@@ -309,8 +314,32 @@ impl DrillConfig {
             }
         };
 
-        let mut alerts = Vec::new();
+        let mut alerts: Vec<ExpectedAlert> = Vec::new();
         for al in &raw.alerts {
+            let rule = match &al.rule {
+                Some(r) if !r.get_ref().trim().is_empty() => {
+                    let r = r.get_ref().trim().to_owned();
+                    if raw.alerts.len() <= MAX_ALERTS
+                        && alerts.iter().any(|a| crate::alerts::same_rule(&a.rule, &r))
+                    {
+                        problems.push(src.error(
+                            al.rule.as_ref().map_or(0, |r| r.span().start),
+                            format!("alerts.rule `{r}` is expected twice: one delivery would count for both; give each [[alerts]] entry its own rule"),
+                        ));
+                    }
+                    Some(r)
+                }
+                _ => {
+                    problems.push(src.error(
+                        al.kind.span().start,
+                        format!(
+                            "alerts.rule is missing for alert `{}`: name the alert rule whose alert counts (its name as in essentials.alertRule, or its resource id), so an alert from another rule that names the account is not taken for it",
+                            al.name
+                        ),
+                    ));
+                    None
+                }
+            };
             let kind = match al.kind.get_ref().as_str() {
                 "webhook" => Some(AlertKind::Webhook),
                 other => {
@@ -323,13 +352,14 @@ impl DrillConfig {
             };
             let deadline =
                 parse_duration(&src, "alerts.deadline", &al.deadline, super::MAX_DEADLINE);
-            match (kind, deadline) {
-                (Some(kind), Ok(deadline)) => alerts.push(ExpectedAlert {
+            match (kind, deadline, rule) {
+                (Some(kind), Ok(deadline), Some(rule)) => alerts.push(ExpectedAlert {
                     kind,
                     name: al.name.clone(),
+                    rule,
                     deadline,
                 }),
-                (_, Err(p)) => problems.push(p),
+                (_, Err(p), _) => problems.push(p),
                 _ => {}
             }
         }

@@ -155,10 +155,12 @@ authenticator = { kind = "virtual" }
 [[alerts]]
 kind = "pager"
 name = "x"
+rule = "p"
 deadline = "5m"
 [[alerts]]
 kind = "webhook"
 name = "y"
+rule = "r"
 deadline = "quickly"
 "#;
     let err = drill(text).unwrap_err();
@@ -171,7 +173,7 @@ deadline = "quickly"
     assert!(s.contains(":2:11: error: account"), "{s}");
     assert!(s.contains(":7:8: error: alert kind `pager`"), "{s}");
     assert!(
-        s.contains(":13:12: error: alerts.deadline: `quickly`"),
+        s.contains(":15:12: error: alerts.deadline: `quickly`"),
         "{s}"
     );
 }
@@ -187,6 +189,7 @@ authenticator = { kind = "virtual", private_key = "MIGHAgEAMBMGByqGSM49", creden
 [[alerts]]
 kind = "webhook"
 name = "y"
+rule = "r"
 deadline = "5m"
 "#;
     let err = drill(text).unwrap_err().to_string();
@@ -195,6 +198,37 @@ deadline = "5m"
         "{err}"
     );
     assert!(!err.contains("MIGHAgEAMBMGByqGSM49"), "{err}");
+}
+
+#[test]
+fn every_expected_alert_names_its_own_rule() {
+    let head = "id = \"a\"\naccount = \"a@b.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"flows/f.toml\"\nauthenticator = { kind = \"virtual\" }\n";
+    let err = drill(&format!(
+        "{head}[[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\ndeadline = \"5m\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("error: alerts.rule is missing for alert `sev0`: name the alert rule"),
+        "{err}"
+    );
+    let err = drill(&format!(
+        "{head}[[alerts]]\nkind = \"webhook\"\nname = \"a\"\nrule = \"Break-glass sign-in\"\ndeadline = \"5m\"\n\
+         [[alerts]]\nkind = \"webhook\"\nname = \"b\"\nrule = \"/subscriptions/s/resourceGroups/g/providers/microsoft.insights/scheduledqueryrules/BREAK-GLASS sign-in\"\ndeadline = \"5m\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(":14:8: error: alerts.rule `/subscriptions/")
+            && err.contains("is expected twice"),
+        "{err}"
+    );
+    let ok = drill(&format!(
+        "{head}[[alerts]]\nkind = \"webhook\"\nname = \"a\"\nrule = \"Break-glass sign-in\"\ndeadline = \"5m\"\n\
+         [[alerts]]\nkind = \"webhook\"\nname = \"b\"\nrule = \"Break-glass sign-in (SOC)\"\ndeadline = \"5m\"\n"
+    ))
+    .unwrap();
+    assert_eq!(ok.alerts[1].rule, "Break-glass sign-in (SOC)");
 }
 
 mod props {

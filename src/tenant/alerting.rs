@@ -1,14 +1,28 @@
-//! The alert rule: an Azure Monitor common-alert-schema webhook posted
-//! after each sign-in, with the fault switches' variations.
+//! The alert rules: an Azure Monitor common-alert-schema webhook posted
+//! per rule after each sign-in, with the fault switches' variations.
 
 use super::*;
 
-/// The alert rule: one Azure Monitor log alert per sign-in, posted to the
-/// action group's webhook after the configured delay.
-pub(super) fn schedule_alert(s: Arc<Shared>, signin: DateTime<Utc>) {
+/// The alert rules: each posts one Azure Monitor log alert per sign-in to
+/// the action group's webhook after the configured delay.
+pub(super) fn schedule_alert(s: &Arc<Shared>, signin: DateTime<Utc>) {
     if s.has(Fault::AlertNever) {
         return;
     }
+    let mut rules = s.opts.alert_rules.clone();
+    if rules.is_empty() {
+        rules.push(DEFAULT_ALERT_RULE.to_owned());
+    }
+    if s.has(Fault::AlertRuleMissing) {
+        rules.pop();
+    }
+    for rule in rules {
+        fire(s.clone(), rule, signin);
+    }
+}
+
+/// One rule's alert for the sign-in at `signin`.
+fn fire(s: Arc<Shared>, rule: String, signin: DateTime<Utc>) {
     let delay = if s.has(Fault::AlertLate) {
         s.opts.alert_late_delay
     } else {
@@ -38,7 +52,7 @@ pub(super) fn schedule_alert(s: Arc<Shared>, signin: DateTime<Utc>) {
             Utc::now()
         };
         let alert_id = uuid();
-        let payload = common_alert(&alert_id, &upn, signin, fired);
+        let payload = common_alert(&alert_id, &rule, &upn, signin, fired);
         let delivery = match &s.opts.webhook_url {
             None => "no webhook configured".to_owned(),
             Some(url) => match s.http.post(url).json(&payload).send().await {
@@ -52,8 +66,17 @@ pub(super) fn schedule_alert(s: Arc<Shared>, signin: DateTime<Utc>) {
 
 /// An Azure Monitor common-alert-schema payload of a Log Alerts V2 rule on
 /// `SigninLogs`, with the account as a dimension.
+///
+/// Shaped as Microsoft's documented "Log search alert ... (from API
+/// version 2021-08-01)" sample and the "Log alert V2" test action sample:
+/// <https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/alerts-log-webhook>
+/// and
+/// <https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/alerts-payload-samples>.
+/// The samples' `linkTo*SearchResults*` fields are left out: they point
+/// at public Azure hosts, and nothing here may name one.
 pub fn common_alert(
     alert_id: &str,
+    rule: &str,
     upn: &str,
     signin: DateTime<Utc>,
     fired: DateTime<Utc>,
@@ -67,7 +90,7 @@ pub fn common_alert(
         "data": {
             "essentials": {
                 "alertId": format!("/subscriptions/{sub}/providers/Microsoft.AlertsManagement/alerts/{alert_id}"),
-                "alertRule": "Break-glass account sign-in",
+                "alertRule": rule,
                 "severity": "Sev0",
                 "signalType": "Log",
                 "monitorCondition": "Fired",

@@ -86,6 +86,7 @@ pub async fn start(
         faults,
         alert_delay,
         alert_late_delay: alert_delay.saturating_add(Duration::from_secs(60)),
+        alert_rules: Vec::new(),
         log_delay: Duration::from_secs(5),
         webhook_url,
         listen,

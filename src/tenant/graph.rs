@@ -80,8 +80,18 @@ pub(super) async fn graph_signins(
                 "Access token is empty or invalid.",
             );
         }
+        let ms = crate::support::time::millis(s.started.elapsed());
+        if s.has(Fault::GraphOutage) && inner.stats.signin_attempts > 0 {
+            inner.stats.graph_requests.push((ms, 503, 0));
+            return graph_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "The service is temporarily unavailable.",
+            );
+        }
         if s.has(Fault::ApiThrottle) && !inner.throttled {
             inner.throttled = true;
+            inner.stats.graph_requests.push((ms, 429, 0));
             let mut r = graph_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "TooManyRequests",
@@ -101,7 +111,7 @@ pub(super) async fn graph_signins(
         .and_then(|t| t.parse::<usize>().ok())
         .unwrap_or(50)
         .min(1000);
-    let inner = s.lock();
+    let mut inner = s.lock();
     let mut rows: Vec<&LoggedSignIn> = inner
         .signins
         .iter()
@@ -124,6 +134,8 @@ pub(super) async fn graph_signins(
         .take(top)
         .map(|l| l.record.clone())
         .collect();
+    let ms = crate::support::time::millis(s.started.elapsed());
+    inner.stats.graph_requests.push((ms, 200, value.len()));
     Json(json!({
         "@odata.context": format!("{}/v1.0/$metadata#auditLogs/signIns", s.urls.graph),
         "value": value
@@ -133,6 +145,18 @@ pub(super) async fn graph_signins(
 
 /// Logs a sign-in attempt in Graph's `signIn` shape and schedules its alert.
 pub(super) fn record_signin(s: &Arc<Shared>, corr: &str, error_code: i64, reason: &str) {
+    s.lock().stats.signin_attempts += 1;
+    if error_code == 0 && s.has(Fault::SigninNotLogged) {
+        return;
+    }
+    let (error_code, reason) = if error_code == 0 && s.has(Fault::SigninLoggedFailed) {
+        (
+            500121,
+            "Authentication failed during strong authentication request.",
+        )
+    } else {
+        (error_code, reason)
+    };
     let created = Utc::now();
     let acct = &s.opts.account;
     let record = json!({
@@ -171,7 +195,7 @@ pub(super) fn record_signin(s: &Arc<Shared>, corr: &str, error_code: i64, reason
         created,
         visible_at: tokio::time::Instant::now() + delay,
     });
-    schedule_alert(s.clone(), created);
+    schedule_alert(s, created);
 }
 
 #[cfg(test)]

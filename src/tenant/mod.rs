@@ -53,6 +53,9 @@ use crate::webauthn::{self, Assertion, Expected, StoredCredential};
 
 /// The domain under which every rehearsal host lives.
 pub const DOMAIN: &str = "rehearsal.localhost";
+/// The alert rule of the rehearsal tenant when none is named.
+pub const DEFAULT_ALERT_RULE: &str = "Break-glass account sign-in";
+
 /// The rehearsal tenant's directory id.
 pub const TENANT_ID: &str = "7e5e0a1d-91c2-4d4b-9c5e-0000000000d1";
 
@@ -79,11 +82,21 @@ pub enum Fault {
     ApiThrottle,
     /// Sign-in records show up in Graph only after `log_delay`.
     LogDelay,
+    /// Of the alert rules, the last one never fires (the others do).
+    AlertRuleMissing,
+    /// A successful sign-in never reaches the sign-in log (nor, so, the
+    /// alert rules reading it).
+    SigninNotLogged,
+    /// The browser is signed in, but the sign-in log records the sign-in
+    /// as failed (error 500121).
+    SigninLoggedFailed,
+    /// Graph answers 503 to every request once the sign-in has happened.
+    GraphOutage,
 }
 
 impl Fault {
     /// Every fault with its command-line name.
-    pub(crate) const ALL: [Fault; 10] = [
+    pub(crate) const ALL: [Fault; 14] = [
         Fault::CredentialRevoked,
         Fault::AccountDisabled,
         Fault::CaBlock,
@@ -94,6 +107,10 @@ impl Fault {
         Fault::UiDrift,
         Fault::ApiThrottle,
         Fault::LogDelay,
+        Fault::AlertRuleMissing,
+        Fault::SigninNotLogged,
+        Fault::SigninLoggedFailed,
+        Fault::GraphOutage,
     ];
 
     /// The command-line name.
@@ -109,6 +126,10 @@ impl Fault {
             Fault::UiDrift => "ui-drift",
             Fault::ApiThrottle => "api-throttle",
             Fault::LogDelay => "log-delay",
+            Fault::AlertRuleMissing => "alert-rule-missing",
+            Fault::SigninNotLogged => "signin-not-logged",
+            Fault::SigninLoggedFailed => "signin-logged-failed",
+            Fault::GraphOutage => "graph-outage",
         }
     }
 }
@@ -156,8 +177,11 @@ pub struct TenantOptions {
     pub alert_late_delay: Duration,
     /// Delay for [`Fault::LogDelay`].
     pub log_delay: Duration,
-    /// Where the alert rule posts (the action group's webhook).
+    /// Where the alert rules post (the action group's webhook).
     pub webhook_url: Option<String>,
+    /// The alert rules on the sign-in log: each fires one alert per
+    /// sign-in (none: the one rule [`DEFAULT_ALERT_RULE`]).
+    pub alert_rules: Vec<String>,
     /// Listen address (port 0 picks one).
     pub listen: SocketAddr,
 }
@@ -235,8 +259,23 @@ pub struct FiredAlert {
     pub delivery: String,
 }
 
+/// What the tenant saw, for tests and the rehearsal's summary.
+#[derive(Debug, Clone, Default)]
+pub struct TenantStats {
+    /// Security-key assertions posted to the tenant (each one a sign-in
+    /// attempt with the credential).
+    pub assertions: u32,
+    /// Sign-in attempts recorded (logged or, with
+    /// [`Fault::SigninNotLogged`], not).
+    pub signin_attempts: u32,
+    /// Graph sign-in log requests: milliseconds since the tenant started,
+    /// HTTP status, and rows returned.
+    pub graph_requests: Vec<(u64, u16, usize)>,
+}
+
 #[derive(Default)]
 struct Inner {
+    stats: TenantStats,
     flows: HashMap<String, FlowState>,
     sessions: HashMap<String, String>,
     signins: Vec<LoggedSignIn>,
@@ -250,6 +289,7 @@ struct Inner {
 
 struct Shared {
     opts: TenantOptions,
+    started: tokio::time::Instant,
     urls: TenantUrls,
     inner: Mutex<Inner>,
     http: reqwest::Client,
@@ -317,6 +357,7 @@ impl RehearsalTenant {
             })?;
         let cancel = CancellationToken::new();
         let shared = Arc::new(Shared {
+            started: tokio::time::Instant::now(),
             urls: TenantUrls::new(addr.port()),
             opts,
             inner: Mutex::new(Inner::default()),
@@ -359,6 +400,11 @@ impl RehearsalTenant {
             .iter()
             .map(|s| s.record.clone())
             .collect()
+    }
+
+    /// What the tenant has seen so far.
+    pub fn stats(&self) -> TenantStats {
+        self.shared.lock().stats.clone()
     }
 
     /// Every token and cookie value the tenant has handed to a browser or

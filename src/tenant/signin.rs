@@ -243,6 +243,7 @@ pub(super) async fn fido_verify(
             "AADSTS135011: The security key response was malformed.",
         );
     };
+    s.lock().stats.assertions += 1;
     let uh = if f.user_handle.is_empty() {
         None
     } else {

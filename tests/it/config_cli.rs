@@ -10,7 +10,7 @@ fn write(w: &World, rel: &str, text: &str) {
     std::fs::write(p, text).unwrap();
 }
 
-const GOOD_ALERT: &str = "[[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\ndeadline = \"15m\"\n";
+const GOOD_ALERT: &str = "[[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\nrule = \"Break-glass account sign-in\"\ndeadline = \"15m\"\n";
 
 fn check(w: &World) -> (Option<i32>, String, String) {
     let out = w.run(["check-config"]);
@@ -81,7 +81,7 @@ fn every_drill_problem_is_reported_at_once() {
     write(
         &w,
         "drills/b.toml",
-        "id = \"b\"\naccount = \"b@contoso.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"flows/entra-security-key.toml\"\nauthenticator = { kind = \"virtual\" }\n[[alerts]]\nkind = \"webhook\"\nname = \"x\"\ndeadline = \"fifteen minutes\"\n",
+        "id = \"b\"\naccount = \"b@contoso.onmicrosoft.com\"\ntenant = \"rehearsal\"\nflow = \"flows/entra-security-key.toml\"\nauthenticator = { kind = \"virtual\" }\n[[alerts]]\nkind = \"webhook\"\nname = \"x\"\nrule = \"r\"\ndeadline = \"fifteen minutes\"\n",
     );
     write(
         &w,
@@ -105,7 +105,7 @@ fn every_drill_problem_is_reported_at_once() {
     );
     assert!(
         err.contains(
-            "drills/b.toml:9:12: error: alerts.deadline: `fifteen minutes` is not a duration"
+            "drills/b.toml:10:12: error: alerts.deadline: `fifteen minutes` is not a duration"
         ),
         "{err}"
     );
@@ -250,7 +250,7 @@ fn absurd_durations_are_refused_with_their_bound_never_a_panic() {
         "drills/bg1.toml",
         "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n\
              confirm_deadline = \"584542046090y\"\nauthenticator = { kind = \"virtual\" }\ntenant = \"rehearsal\"\n\
-             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\ndeadline = \"18446744073709551615s\"\n",
+             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\nrule = \"Break-glass account sign-in\"\ndeadline = \"18446744073709551615s\"\n",
     );
     let (code, _, err) = check(&w);
     assert_eq!(code, Some(64), "{err}");
@@ -516,8 +516,9 @@ fn wide_listeners_warn_alert_lists_are_bounded_and_rehearsals_honour_the_receive
         "{err}"
     );
 
-    // 20,000 of them, compact enough to stay under the 1 MiB file cap.
-    let alerts = "[[alerts]]\nkind=\"webhook\"\nname=\"a\"\ndeadline=\"1m\"\n".repeat(20_000);
+    // 17,000 of them, compact enough to stay under the 1 MiB file cap.
+    let alerts =
+        "[[alerts]]\nkind=\"webhook\"\nname=\"a\"\nrule=\"r\"\ndeadline=\"1m\"\n".repeat(17_000);
     write(
         &w,
         "drills/many.toml",
@@ -529,7 +530,7 @@ fn wide_listeners_warn_alert_lists_are_bounded_and_rehearsals_honour_the_receive
     let (code, _, err) = check(&w);
     assert_eq!(code, Some(64));
     assert!(
-        err.contains("20000 [[alerts]] entries: a drill expects at most 32"),
+        err.contains("17000 [[alerts]] entries: a drill expects at most 32"),
         "{err}"
     );
     std::fs::remove_file(w.path().join("drills/many.toml")).unwrap();

@@ -3,72 +3,45 @@
 //! random moments, `kill -9` at every stage, and one test per defect found,
 //! each named after it.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::util::{World, bundle_from_stdout};
+use crate::util::{Spawned, Stream, World, bundle_from_stdout};
 use glassdrill::record::{DrillRecord, Stage, StageStatus, Verdict};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+
+/// Longest a test waits for glassdrill to reach a point or to exit.
+const PATIENCE: Duration = Duration::from_secs(120);
 
 /// A glassdrill paused at a test pause point.
 struct Paused {
-    child: std::process::Child,
-    stderr: Vec<String>,
-    rest: std::io::Lines<BufReader<std::process::ChildStderr>>,
+    run: Spawned,
 }
 
 impl Paused {
     /// Starts `rehearse` and waits until it reports `[test-pause] POINT`.
     fn start(w: &World, point: &str, alert_delay: &str) -> Self {
-        let mut child = w
-            .command(&[
-                "rehearse",
-                "--progress",
-                "plain",
-                "--alert-delay",
-                alert_delay,
-                "--alert-deadline",
-                "60s",
-            ])
-            .env("GLASSDRILL_TEST_PAUSE", point)
-            .spawn()
-            .expect("spawn glassdrill");
-        let mut rest = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let mut stderr = Vec::new();
+        let mut cmd = w.command(&[
+            "rehearse",
+            "--progress",
+            "plain",
+            "--alert-delay",
+            alert_delay,
+            "--alert-deadline",
+            "60s",
+        ]);
+        cmd.env("GLASSDRILL_TEST_PAUSE", point);
+        let mut run = Spawned::start(cmd);
         let want = format!("[test-pause] {point}");
-        for line in rest.by_ref() {
-            let line = line.expect("stderr line");
-            let reached = line == want;
-            stderr.push(line);
-            if reached {
-                return Self {
-                    child,
-                    stderr,
-                    rest,
-                };
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("never reached pause point {point}: {stderr:#?}");
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pid"))
+        run.line(|s, l| s == Stream::Stderr && l == want, PATIENCE);
+        Self { run }
     }
 
     /// Sends `sig` and waits for the exit: (exit code, stdout, stderr).
-    fn stop(mut self, sig: Signal) -> (Option<i32>, String, String) {
-        kill(self.pid(), sig).expect("signal glassdrill");
-        self.stderr.extend(self.rest.map_while(Result::ok));
-        let out = self.child.wait_with_output().expect("wait");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            self.stderr.join("\n"),
-        )
+    fn stop(self, sig: Signal) -> (Option<i32>, String, String) {
+        self.run.signal(sig);
+        let r = self.run.finish(PATIENCE);
+        (r.code, r.stdout, r.stderr)
     }
 }
 
@@ -196,10 +169,7 @@ fn twenty_stops_at_random_moments_never_pass() {
         .collect();
     let results = in_parallel(delays.into_iter().enumerate().collect(), 3, |(i, ms)| {
         let w = World::new();
-        let mut child = w
-            .command(&["rehearse", "--progress", "none", "--alert-delay", "2s"])
-            .spawn()
-            .expect("spawn");
+        let mut run = w.spawn(&["rehearse", "--progress", "none", "--alert-delay", "2s"]);
         // A plain test thread, not the async runtime: waiting a random time
         // is what this test is about.
         #[allow(clippy::disallowed_methods)]
@@ -209,17 +179,13 @@ fn twenty_stops_at_random_moments_never_pass() {
         } else {
             Signal::SIGTERM
         };
-        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-        let delivered = child.try_wait().ok().flatten().is_none() && kill(pid, sig).is_ok();
-        let out = child.wait_with_output().expect("wait");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let ctx = format!(
-            "stop after {ms} ms ({sig}): {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let delivered = run.running() && kill(run.pid(), sig).is_ok();
+        let out = run.finish(PATIENCE);
+        let stdout = out.stdout.clone();
+        let ctx = format!("stop after {ms} ms ({sig}): {stdout}{}", out.stderr);
         if delivered {
             assert!(!stdout.starts_with("PASS"), "PASS after a stop: {ctx}");
-            assert_eq!(out.status.code(), Some(2), "{ctx}");
+            assert_eq!(out.code, Some(2), "{ctx}");
             if stdout.contains("evidence: ") {
                 w.verify(&bundle_from_stdout(&stdout)).expect_exit(0);
             } else {
@@ -266,13 +232,8 @@ fn kill_9_at_each_stage_leaves_no_browser_and_the_next_start_recovers_the_run() 
         let w = World::new();
         let paused = Paused::start(&w, point, "0s");
         let port = driver_port(&w);
-        let mut child = paused.child;
-        kill(
-            Pid::from_raw(i32::try_from(child.id()).expect("pid")),
-            Signal::SIGKILL,
-        )
-        .expect("kill -9");
-        let _ = child.wait();
+        paused.run.signal(Signal::SIGKILL);
+        let _ = paused.run.finish(PATIENCE);
         // Within 2 s, nothing of that run's browser is alive.
         let t0 = Instant::now();
         while !w.browser_processes().is_empty() && t0.elapsed() < Duration::from_secs(2) {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 async fn unreadable_tenant_stops_in_preflight_without_a_sign_in() {
     let w = World::new();
     let m = Manual::start(&w).await;
-    let checks = vec![Box::new(m.receiver.attach(&m.drill.account)) as Box<dyn AlertCheck>];
+    let checks = m.checks();
     let o = glassdrill::drill::run(
         m.plan("a-wrong-secret", checks),
         &m.sinks(),

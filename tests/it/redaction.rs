@@ -7,7 +7,6 @@
 //! drift and refusal captures alike.
 
 use crate::util::{MANUAL_SECRET, Manual, World, files};
-use glassdrill::alerts::AlertCheck;
 use glassdrill::drill::{Quiet, Verdict};
 use glassdrill::tenant::Fault;
 use tokio_util::sync::CancellationToken;
@@ -33,7 +32,7 @@ async fn no_token_or_cookie_reaches_the_evidence_of_a_drift_or_a_refusal() {
     ] {
         let w = World::new();
         let m = Manual::start_with(&w, &[fault]).await;
-        let checks = vec![Box::new(m.receiver.attach(&m.drill.account)) as Box<dyn AlertCheck>];
+        let checks = m.checks();
         let o = glassdrill::drill::run(
             m.plan(MANUAL_SECRET, checks),
             &m.sinks(),

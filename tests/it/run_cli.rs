@@ -2,10 +2,10 @@
 //! credential from a key file, against the rehearsal tenant), and Ctrl-C in
 //! the middle of a drill: INTERRUPTED, evidence kept, nothing left running.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
 
-use crate::util::World;
+use crate::util::{Spawned, Stream, World, bundle_from_stdout};
 use base64::Engine as _;
 
 fn setup_drill(w: &World) {
@@ -26,7 +26,7 @@ fn setup_drill(w: &World) {
             "id = \"bg-rehearsal\"\naccount = \"breakglass1@rehearsal.onmicrosoft.com\"\ntenant = \"rehearsal\"\n\
              flow = \"flows/entra-security-key.toml\"\nconfirm_deadline = \"20s\"\n\
              [authenticator]\nkind = \"virtual\"\nprivate_key = \"file:{}\"\ncredential_id = \"{}\"\nuser_handle = \"{}\"\nrp_id = \"ceremony.rehearsal.localhost\"\n\
-             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\ndeadline = \"20s\"\n",
+             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\nrule = \"Break-glass account sign-in\"\ndeadline = \"20s\"\n",
             key.display(),
             b64.encode(b"credential-id-01"),
             b64.encode(b"user-handle-0001"),
@@ -86,15 +86,9 @@ fn run_a_drill_file_with_a_key_from_a_file() {
 }
 
 /// Starts a rehearsal whose alert is a minute away and returns once it is
-/// waiting in the alerts stage, with the browser open; also returns the
-/// rest of its stderr.
-fn rehearsal_waiting_for_alerts(
-    w: &World,
-) -> (
-    std::process::Child,
-    std::io::Lines<BufReader<std::process::ChildStderr>>,
-) {
-    let mut child = w.spawn(&[
+/// waiting in the alerts stage, with the browser open.
+fn rehearsal_waiting_for_alerts(w: &World) -> Spawned {
+    let mut run = w.spawn(&[
         "rehearse",
         "--progress",
         "plain",
@@ -103,39 +97,59 @@ fn rehearsal_waiting_for_alerts(
         "--alert-deadline",
         "90s",
     ]);
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("[alerts] started") {
-            return (child, lines);
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the rehearsal never reached the alerts stage");
+    run.line(
+        |s, l| s == Stream::Stderr && l.starts_with("[alerts] started"),
+        Duration::from_secs(120),
+    );
+    run
 }
 
 #[test]
 fn ctrl_c_mid_drill_interrupts_cleans_up_and_keeps_evidence() {
     let w = World::new();
-    let (child, rest) = rehearsal_waiting_for_alerts(&w);
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let seen: Vec<String> = rest.map_while(Result::ok).collect();
-    let out = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(2), "{stdout}\n{seen:#?}");
-    assert!(stdout.starts_with("INTERRUPTED"), "{stdout}\n{seen:#?}");
-    assert!(stdout.contains("evidence: "), "{stdout}");
+    let run = rehearsal_waiting_for_alerts(&w);
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    let out = run.finish(Duration::from_secs(60));
+    let ctx = format!("{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.code, Some(2), "{ctx}");
+    assert!(out.stdout.starts_with("INTERRUPTED"), "{ctx}");
+    // The evidence is there, verifies, and says where the drill stopped.
+    let bundle = bundle_from_stdout(&out.stdout);
+    w.verify(&bundle).expect_exit(0);
+    let r = glassdrill::record::DrillRecord::from_json(
+        &std::fs::read(bundle.join("drill.json")).expect("drill.json"),
+    )
+    .expect("a drill record");
+    assert_eq!(r.verdict, glassdrill::record::Verdict::Interrupted);
+    let alerts = r
+        .stages
+        .iter()
+        .find(|s| s.stage == glassdrill::record::Stage::Alerts)
+        .expect("alerts stage");
+    assert_eq!(
+        alerts.status,
+        glassdrill::record::StageStatus::Interrupted,
+        "{:#?}",
+        r.stages
+    );
+    assert!(
+        r.stages
+            .iter()
+            .any(|s| s.stage == glassdrill::record::Stage::SignIn
+                && s.status == glassdrill::record::StageStatus::Passed),
+        "the sign-in before it is kept: {:#?}",
+        r.stages
+    );
     w.assert_clean();
 }
 
 #[test]
 fn the_next_run_cleans_up_after_a_glassdrill_that_was_killed_outright() {
     let w = World::new();
-    let (mut child, _) = rehearsal_waiting_for_alerts(&w);
+    let run = rehearsal_waiting_for_alerts(&w);
     // SIGKILL: no Drop runs, the browser is orphaned.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    run.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = run.finish(Duration::from_secs(60));
     let left: Vec<_> = std::fs::read_dir(w.browser_tmp())
         .unwrap()
         .flatten()

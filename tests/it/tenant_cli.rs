@@ -1,28 +1,28 @@
 //! `glassdrill tenant` serves the rehearsal tenant on its own, prints its
 //! URLs, answers on them, and stops cleanly on Ctrl-C.
 
-use std::io::{BufRead, BufReader};
+use std::time::Duration;
 
-use crate::util::World;
+use crate::util::{Stream, World};
 
 #[tokio::test]
 async fn tenant_prints_working_urls_and_stops_on_ctrl_c() {
     let w = World::new();
-    let mut child = w.spawn(&["tenant", "--listen", "127.0.0.1:0"]);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    let mut signin = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(u) = line.trim().strip_prefix("sign-in:") {
-            signin = Some(u.trim().to_owned());
-        }
-        let done = line.starts_with("press Ctrl-C");
-        printed.push(line);
-        if done {
-            break;
-        }
-    }
+    let mut run = w.spawn(&["tenant", "--listen", "127.0.0.1:0"]);
+    run.line(
+        |s, l| s == Stream::Stdout && l.starts_with("press Ctrl-C"),
+        Duration::from_secs(60),
+    );
+    let printed: Vec<String> = run
+        .seen
+        .iter()
+        .filter(|(s, _)| *s == Stream::Stdout)
+        .map(|(_, l)| l.clone())
+        .collect();
+    let signin = printed
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("sign-in:"))
+        .map(|u| u.trim().to_owned());
     let signin = signin.unwrap_or_else(|| panic!("no sign-in URL in {printed:#?}"));
     assert!(
         signin.starts_with("http://login.rehearsal.localhost:"),
@@ -64,11 +64,6 @@ async fn tenant_prints_working_urls_and_stops_on_ctrl_c() {
         .unwrap();
     assert_eq!(other.status(), 421);
 
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(run.finish(Duration::from_secs(60)).code, Some(0));
 }

@@ -54,14 +54,7 @@ impl World {
 
     /// A `glassdrill` command isolated in this world.
     pub fn cmd(&self) -> assert_cmd::Command {
-        let mut c = assert_cmd::Command::cargo_bin("glassdrill").expect("binary");
-        c.current_dir(self.path())
-            .env("XDG_STATE_HOME", self.state())
-            .env("XDG_CONFIG_HOME", self.path().join("config"))
-            .env("HOME", self.path().join("home"))
-            .env("TMPDIR", self.browser_tmp())
-            .env_remove("GLASSDRILL_LOG");
-        c
+        assert_cmd::Command::from_std(self.command(&[]))
     }
 
     /// Runs `glassdrill ARGS` in this world to the end.
@@ -83,20 +76,23 @@ impl World {
         ])
     }
 
-    /// Starts `glassdrill ARGS` in this world in the background, stdout and
-    /// stderr piped, for tests that signal it mid-run.
-    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
-        self.command(args).spawn().expect("spawn glassdrill")
+    /// Starts `glassdrill ARGS` in this world in the background, for tests
+    /// that signal it mid-run. The returned owner kills it when dropped.
+    pub fn spawn(&self, args: &[&str]) -> Spawned {
+        Spawned::start(self.command(args))
     }
 
     /// `glassdrill ARGS` in this world, stdout and stderr piped, not
-    /// started yet.
+    /// started yet: its own working directory, state, config, home and
+    /// temp dirs, and none of the caller's glassdrill variables.
     pub fn command(&self, args: &[&str]) -> std::process::Command {
         let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("glassdrill"));
         c.current_dir(self.path())
             .env("XDG_STATE_HOME", self.state())
+            .env("XDG_CONFIG_HOME", self.path().join("config"))
             .env("HOME", self.path().join("home"))
             .env("TMPDIR", self.browser_tmp())
+            .env_remove("GLASSDRILL_LOG")
             .env_remove("GLASSDRILL_TEST_PAUSE")
             .args(args)
             .stdout(std::process::Stdio::piped())
@@ -151,6 +147,172 @@ impl World {
             }
         }
         survivors
+    }
+}
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A spawned `glassdrill` and the owner of its process: every read from it
+/// has a deadline (its output is read on threads), and dropping it kills
+/// and reaps the process, so a failing test never leaves it running.
+pub struct Spawned {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<(Stream, String)>,
+    /// Lines seen so far, in order.
+    pub seen: Vec<(Stream, String)>,
+}
+
+impl Spawned {
+    /// Starts `cmd` (stdout and stderr must be piped).
+    pub fn start(mut cmd: std::process::Command) -> Self {
+        use std::io::BufRead;
+        let mut child = cmd.spawn().expect("spawn glassdrill");
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("piped stdout");
+        let err = child.stderr.take().expect("piped stderr");
+        let t = tx.clone();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = t.send((Stream::Stdout, l));
+            }
+        });
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send((Stream::Stderr, l));
+            }
+        });
+        Self {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"))
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends `sig`.
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(self.pid(), sig).expect("signal glassdrill");
+    }
+
+    /// Everything seen so far, for failure messages.
+    pub fn transcript(&self) -> String {
+        self.seen
+            .iter()
+            .map(|(s, l)| format!("{}: {l}", if *s == Stream::Stdout { "out" } else { "err" }))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Waits up to `timeout` for a line that satisfies `want`; `None` when
+    /// the process ended or the time ran out first.
+    pub fn try_line(
+        &mut self,
+        want: impl Fn(Stream, &str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((s, l)) => {
+                    let hit = want(s, &l);
+                    self.seen.push((s, l.clone()));
+                    if hit {
+                        return Some(l);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for a line that satisfies `want`; panics with
+    /// the transcript when it does not come.
+    #[track_caller]
+    pub fn line(&mut self, want: impl Fn(Stream, &str) -> bool, timeout: Duration) -> String {
+        match self.try_line(want, timeout) {
+            Some(l) => l,
+            None => panic!(
+                "the expected line did not come within {timeout:?}:\n{}",
+                self.transcript()
+            ),
+        }
+    }
+
+    /// Waits up to `timeout` for the process to end and returns how it
+    /// ended with all its output; kills it and panics when it does not.
+    #[track_caller]
+    pub fn finish(mut self, timeout: Duration) -> Run {
+        let deadline = std::time::Instant::now() + timeout;
+        let code = loop {
+            match self.child.try_wait().expect("wait for glassdrill") {
+                Some(status) => break status.code(),
+                None if std::time::Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    self.drain(Duration::from_secs(2));
+                    panic!(
+                        "glassdrill did not exit within {timeout:?}:\n{}",
+                        self.transcript()
+                    );
+                }
+                None => {
+                    // Only the output channel is waited on, never a sleep.
+                    if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                        self.seen.push(l);
+                    }
+                }
+            }
+        };
+        self.drain(Duration::from_secs(5));
+        let pick = |want: Stream| {
+            self.seen
+                .iter()
+                .filter(|(s, _)| *s == want)
+                .map(|(_, l)| format!("{l}\n"))
+                .collect::<String>()
+        };
+        Run {
+            code,
+            stdout: pick(Stream::Stdout),
+            stderr: pick(Stream::Stderr),
+        }
+    }
+
+    /// Collects the rest of the output (both streams end when the process
+    /// and its children have closed them), for at most `timeout`.
+    fn drain(&mut self, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => self.seen.push(l),
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
     }
 }
 
@@ -288,7 +450,8 @@ impl Manual {
             faults: faults.to_vec(),
             alert_delay: Duration::ZERO,
             alert_late_delay: Duration::ZERO,
-            log_delay: Duration::ZERO,
+            log_delay: Duration::from_secs(2),
+            alert_rules: Vec::new(),
             webhook_url: Some(receiver.url_with_token().expose_secret().to_owned()),
             listen: "127.0.0.1:0".parse().expect("addr"),
         })
@@ -313,6 +476,18 @@ impl Manual {
             host: w.host(),
             evidence: w.path().join("evidence"),
         }
+    }
+
+    /// The webhook checks of the drill's expected alerts.
+    pub fn checks(&self) -> Vec<Box<dyn glassdrill::alerts::AlertCheck>> {
+        self.drill
+            .alerts
+            .iter()
+            .map(|a| {
+                Box::new(self.receiver.attach(&self.drill.account, &a.rule))
+                    as Box<dyn glassdrill::alerts::AlertCheck>
+            })
+            .collect()
     }
 
     /// A plan with the app secret `secret` and these alert checks.

@@ -23,8 +23,10 @@ async fn receiver() -> WebhookReceiver {
     .unwrap()
 }
 
+const RULE: &str = glassdrill::tenant::DEFAULT_ALERT_RULE;
+
 fn alert(upn: &str) -> serde_json::Value {
-    glassdrill::tenant::alerting::common_alert("a-1", upn, Utc::now(), Utc::now())
+    glassdrill::tenant::alerting::common_alert("a-1", RULE, upn, Utc::now(), Utc::now())
 }
 
 #[tokio::test]
@@ -103,9 +105,10 @@ async fn check_counts_only_this_account_after_the_sign_in() {
     let url = r.url_with_token().expose_secret().to_owned();
     let signin = Utc::now();
     // The run attaches before anything can fire, as a drill does.
-    let check = r.attach("BG1@contoso.onmicrosoft.com");
+    let check = r.attach("BG1@contoso.onmicrosoft.com", RULE);
     let stale = glassdrill::tenant::alerting::common_alert(
         "stale",
+        RULE,
         "bg1@contoso.onmicrosoft.com",
         signin,
         signin - chrono::Duration::minutes(3),
@@ -117,12 +120,14 @@ async fn check_counts_only_this_account_after_the_sign_in() {
         upn: "BG1@contoso.onmicrosoft.com".into(),
         signin_at: signin,
         deadline: tokio::time::Instant::now() + Duration::from_secs(5),
+        late_until: tokio::time::Instant::now() + Duration::from_secs(5),
     };
     let c = CancellationToken::new();
     let waiter = tokio::spawn(async move { check.observe(&target, &c).await });
     // Wait until the check has seen the two ignored ones, then send the real one.
     let good = glassdrill::tenant::alerting::common_alert(
         "good",
+        RULE,
         "bg1@contoso.onmicrosoft.com",
         signin,
         Utc::now(),

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use super::Ended;
-use crate::alerts::{AlertObservation, AlertTarget, ReceivedAlert};
+use crate::alerts::{AlertObservation, AlertTarget, ReceivedAlert, late_grace};
 use crate::config::ExpectedAlert;
 use crate::drill::plan::RunPlan;
 use crate::record::{AlertLatency, StageStatus};
@@ -18,6 +18,8 @@ pub struct Observed {
     pub obs: AlertObservation,
     /// Latencies of the counted alert.
     pub latency: Option<AlertLatency>,
+    /// Latencies of the alert that arrived after the deadline.
+    pub late_latency: Option<AlertLatency>,
 }
 
 /// Latencies of a counted alert (pure).
@@ -50,11 +52,16 @@ pub(crate) fn classify(observed: &[Observed], account: &str) -> (StageStatus, St
                 .iter()
                 .map(|(a, r)| format!("{} {r}", a.alert.alert_id.rsplit('/').next().unwrap_or("?")))
                 .collect();
-            let extra = if ignored.is_empty() {
-                String::new()
-            } else {
-                format!(" (ignored {}: {})", ignored.len(), ignored.join("; "))
-            };
+            let mut extra = String::new();
+            if !ignored.is_empty() {
+                extra = format!(" (ignored {}: {})", ignored.len(), ignored.join("; "));
+            }
+            if let Some(l) = &o.late_latency {
+                extra.push_str(&format!(
+                    "; it arrived late: fired {} ms and delivered {} ms after the sign-in",
+                    l.signin_to_fired_ms, l.signin_to_received_ms
+                ));
+            }
             format!(
                 "no `{}` alert for {account} within {}{extra}",
                 o.expected.name,
@@ -104,25 +111,29 @@ pub async fn run(
         .iter()
         .zip(&plan.alert_checks)
         .map(|(exp, check)| {
+            // Config bounds deadlines; a deadline past tokio's range means
+            // "no deadline" rather than a panic.
+            let after = |d: std::time::Duration| {
+                ceremony
+                    .checked_add(d)
+                    .unwrap_or_else(|| ceremony + std::time::Duration::from_secs(86_400 * 365))
+            };
             let target = AlertTarget {
                 upn: drill.account.clone(),
                 signin_at,
-                // Config bounds deadlines; a deadline past tokio's range means
-                // "no deadline" rather than a panic.
-                deadline: ceremony
-                    .checked_add(exp.deadline)
-                    .unwrap_or_else(|| ceremony + std::time::Duration::from_secs(86_400 * 365)),
+                deadline: after(exp.deadline),
+                late_until: after(exp.deadline.saturating_add(late_grace(exp.deadline))),
             };
             async move {
                 let obs = check.observe(&target, cancel).await;
-                let latency = obs
-                    .matched
-                    .as_ref()
-                    .map(|m| latency(&exp.name, signin_at, m));
+                let lat = |m: &Option<ReceivedAlert>| {
+                    m.as_ref().map(|m| latency(&exp.name, signin_at, m))
+                };
                 Observed {
                     expected: exp.clone(),
+                    latency: lat(&obs.matched),
+                    late_latency: lat(&obs.late),
                     obs,
-                    latency,
                 }
             }
         });
@@ -164,9 +175,11 @@ mod tests {
         let signin = at("2026-11-24T12:00:00Z");
         Observed {
             latency: obs.matched.as_ref().map(|m| latency("Sev0", signin, m)),
+            late_latency: obs.late.as_ref().map(|m| latency("Sev0", signin, m)),
             expected: ExpectedAlert {
                 kind: AlertKind::Webhook,
                 name: "Sev0".into(),
+                rule: "r".into(),
                 deadline: Duration::from_secs(300),
             },
             obs,

@@ -15,6 +15,25 @@ use crate::record::{
 /// A file for the bundle besides `drill.json`.
 type File = (String, Vec<u8>);
 
+/// Keeps the exact payload of a counted (or late) alert as a bundle file.
+fn keep(
+    files: &mut Vec<File>,
+    index: usize,
+    m: &crate::alerts::ReceivedAlert,
+    kind: &str,
+) -> MatchedAlert {
+    let file = format!("alerts/{:02}-{:03}-{kind}.json", index + 1, m.seq);
+    files.push((file.clone(), m.raw.to_vec()));
+    MatchedAlert {
+        file,
+        alert_id: m.alert.alert_id.clone(),
+        rule: m.alert.rule.clone(),
+        severity: m.alert.severity.clone(),
+        fired: m.alert.fired,
+        received: m.received_at,
+    }
+}
+
 /// The record and the alert payload files it names (pure).
 pub(crate) fn build(
     plan: &RunPlan<'_>,
@@ -31,18 +50,11 @@ pub(crate) fn build(
         .iter()
         .enumerate()
         .map(|(i, o)| {
-            let matched = o.obs.matched.as_ref().map(|m| {
-                let file = format!("alerts/{:02}-{:03}-matched.json", i + 1, m.seq);
-                files.push((file.clone(), m.raw.to_vec()));
-                MatchedAlert {
-                    file,
-                    alert_id: m.alert.alert_id.clone(),
-                    rule: m.alert.rule.clone(),
-                    severity: m.alert.severity.clone(),
-                    fired: m.alert.fired,
-                    received: m.received_at,
-                }
-            });
+            let matched = o
+                .obs
+                .matched
+                .as_ref()
+                .map(|m| keep(&mut files, i, m, "matched"));
             let ignored = o
                 .obs
                 .ignored
@@ -60,9 +72,12 @@ pub(crate) fn build(
                     }
                 })
                 .collect();
+            let late = o.obs.late.as_ref().map(|m| keep(&mut files, i, m, "late"));
             AlertRecord {
                 name: o.expected.name.clone(),
                 kind: o.expected.kind.name().to_owned(),
+                rule: Some(o.expected.rule.clone()),
+                late,
                 deadline_ms: crate::support::time::millis(o.expected.deadline),
                 matched,
                 latency: o.latency.clone(),
