@@ -25,6 +25,10 @@ pub struct ReceivedAlert {
     pub seq: u64,
     /// When it arrived (glassdrill's clock).
     pub received_at: DateTime<Utc>,
+    /// When it arrived, on the monotonic clock deadlines are measured on:
+    /// an alert is on time by when it arrived, not by when a check got
+    /// round to reading it.
+    pub arrived: tokio::time::Instant,
     /// The exact bytes received (what evidence stores).
     pub raw: Bytes,
     /// What correlation read from it.

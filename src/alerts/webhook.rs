@@ -123,6 +123,7 @@ async fn receive(
     let received = ReceivedAlert {
         seq: routes.next_seq,
         received_at: crate::support::time::now(),
+        arrived: tokio::time::Instant::now(),
         raw: body,
         alert,
     };
@@ -277,7 +278,7 @@ impl AlertCheck for WebhookCheck {
             cursor += fresh.len();
             for a in fresh {
                 match judge(&a.alert, &self.rule, &target.upn, target.signin_at) {
-                    Ok(()) if tokio::time::Instant::now() <= target.deadline => {
+                    Ok(()) if a.arrived <= target.deadline => {
                         obs.matched = Some(a);
                         return obs;
                     }

@@ -151,24 +151,35 @@ impl Drop for Driver {
         if let Some(g) = self.guard.as_mut() {
             g.stop();
         }
-        if !pids.is_empty() {
-            // Processes glassdrill adopts a moment later (it is a subreaper)
-            // are reaped by a short-lived thread: `Drop` cannot wait, and a
-            // long-lived process must not collect zombies.
-            let _ = std::thread::Builder::new()
-                .name("glassdrill-reaper".into())
-                .spawn(move || {
-                    for _ in 0..200 {
-                        reap(&mut pids);
-                        if pids.is_empty() {
-                            break;
-                        }
-                        // A detached thread of its own, not the async runtime.
-                        #[allow(clippy::disallowed_methods)]
-                        std::thread::sleep(Duration::from_millis(10));
+        // Processes glassdrill adopts a moment later (it is a subreaper) are
+        // reaped by a short-lived thread: `Drop` cannot wait, and a
+        // long-lived process must not collect zombies. The private
+        // directory is removed right after this drop; a process still dying
+        // then can add an entry to it (ENOTEMPTY), so the thread removes
+        // what is left once they are gone.
+        let dir = self.dir.clone();
+        let _ = std::thread::Builder::new()
+            .name("glassdrill-reaper".into())
+            .spawn(move || {
+                for _ in 0..200 {
+                    reap(&mut pids);
+                    if pids.is_empty() {
+                        break;
                     }
-                });
-        }
+                    // A detached thread of its own, not the async runtime.
+                    #[allow(clippy::disallowed_methods)]
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                for _ in 0..40 {
+                    // A detached thread of its own, not the async runtime.
+                    #[allow(clippy::disallowed_methods)]
+                    std::thread::sleep(Duration::from_millis(25));
+                    match std::fs::remove_dir_all(&dir) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {}
+                        _ => break,
+                    }
+                }
+            });
     }
 }
 
@@ -531,6 +542,20 @@ impl Browser {
         if let Some(mut g) = self.driver.guard.take() {
             g.stop();
             let _ = g.child.wait().await;
+        }
+        // A process that was dying as the directory was removed can still
+        // have added an entry to it (ENOTEMPTY): try again, bounded, so no
+        // profile is left behind on a loaded machine.
+        let dir = self.dir.path().to_path_buf();
+        for _ in 0..20 {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => {
+                    tracing::debug!(dir = %dir.display(), error = %e, "browser directory not removed yet; trying again");
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+            }
         }
         waited
     }

@@ -137,6 +137,14 @@ fn unresolvable_secret_is_only_a_warning_at_load() {
     let cfg = HostConfig::parse(&p, text, &env(dir.path())).unwrap();
     assert!(cfg.entra.is_some());
     assert_eq!(cfg.drills_dir, dir.path().join("drills"));
+    assert_eq!(cfg.warnings.len(), 1, "{:?}", cfg.warnings);
+    let w = cfg.warnings[0].to_string();
+    assert!(
+        w.contains("warning")
+            && w.contains("entra.client_secret")
+            && w.contains("GLASSDRILL_TEST_UNSET_SECRET"),
+        "the warning names the field and the reference: {w}"
+    );
 }
 
 fn drill(text: &str) -> Result<DrillConfig, Problems> {

@@ -56,6 +56,40 @@ mod tests {
         }
     }
 
+    /// The cases that matter, written out: when FAIL, ERROR and
+    /// INTERRUPTED coincide, which wins.
+    #[test]
+    fn precedence_table() {
+        use StageStatus::{Errored as E, Failed as F, Interrupted as I, Passed as P, Warning as W};
+        use Verdict::{Error, Fail, Interrupted, Pass};
+        let table: [(&[StageStatus], bool, Verdict); 12] = [
+            (&[P, P, P], false, Pass),
+            (&[P, W], false, Pass),
+            (&[P, P], true, Interrupted),
+            (&[E], false, Error),
+            (&[E], true, Interrupted),
+            (&[I], false, Interrupted),
+            (&[E, I], false, Interrupted),
+            (&[F], false, Fail),
+            (&[F], true, Fail),
+            (&[F, E], false, Fail),
+            (&[F, I], false, Fail),
+            (&[E, F, I], true, Fail),
+        ];
+        for (statuses, stopped, want) in table {
+            let stages: Vec<StageRecord> = statuses
+                .iter()
+                .zip([Stage::SignIn, Stage::Confirm, Stage::Alerts])
+                .map(|(s, st)| rec(st, *s))
+                .collect();
+            assert_eq!(
+                verdict(&stages, stopped).0,
+                want,
+                "{statuses:?} stopped={stopped}"
+            );
+        }
+    }
+
     #[test]
     fn reasons_name_the_deciding_stages_only() {
         let stages = [

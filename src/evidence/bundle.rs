@@ -303,7 +303,6 @@ impl BundleWriter {
     }
 
     /// The hidden staging directory files are written into until `finish`.
-    #[cfg(test)]
     pub(crate) fn staging_dir(&self) -> &Path {
         &self.staging
     }

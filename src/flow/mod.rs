@@ -151,7 +151,39 @@ enum Wait {
     Arrived(PageState),
     Refused(String),
     Timeout(PageState),
+    /// The browser is gone (crashed, killed): no page will come.
+    BrowserGone(String),
     Cancelled,
+}
+
+/// Whether a WebDriver error means the browser itself is gone (Chromium
+/// crashed or was killed, the session or chromedriver lost), as opposed to
+/// a script that failed mid-navigation, which the next poll retries.
+fn browser_gone(e: &fantoccini::error::CmdError) -> Option<String> {
+    use fantoccini::error::CmdError;
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    let gone = matches!(e, CmdError::Lost(_) | CmdError::FailedC(_))
+        || [
+            "invalid session id",
+            "chrome not reachable",
+            "not connected to devtools",
+            "session deleted",
+            "tab crashed",
+            "target crashed",
+            "target window already closed",
+            "no such window",
+        ]
+        .iter()
+        .any(|p| lower.contains(p));
+    gone.then(|| {
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(300)
+            .collect()
+    })
 }
 
 impl<'a> FlowRunner<'a> {
@@ -187,16 +219,24 @@ impl<'a> FlowRunner<'a> {
         self
     }
 
-    async fn probe(&self, step: &Step) -> Option<PageState> {
-        let client = self.browser.client().ok()?;
-        let v = client
+    /// One poll: the page's state, `Ok(None)` when the script failed in a
+    /// way the next poll may not (mid-navigation), `Err` when the browser
+    /// is gone.
+    async fn probe(&self, step: &Step) -> Result<Option<PageState>, String> {
+        let client = self.browser.client().map_err(|e| e.to_string())?;
+        match client
             .execute(
                 PROBE_JS,
                 vec![json!(step.wait_for), json!(self.flow.failure.selectors)],
             )
             .await
-            .ok()?; // mid-navigation the script may fail; poll again
-        serde_json::from_value(v).ok()
+        {
+            Ok(v) => Ok(serde_json::from_value(v).ok()),
+            Err(e) => match browser_gone(&e) {
+                Some(reason) => Err(reason),
+                None => Ok(None),
+            },
+        }
     }
 
     async fn wait_for(&self, step: &Step, cancel: &CancellationToken) -> Wait {
@@ -206,7 +246,11 @@ impl<'a> FlowRunner<'a> {
             .unwrap_or(now + crate::config::MAX_STEP_TIMEOUT);
         let mut last = PageState::default();
         loop {
-            if let Some(state) = self.probe(step).await {
+            let polled = match self.probe(step).await {
+                Ok(p) => p,
+                Err(reason) => return Wait::BrowserGone(reason),
+            };
+            if let Some(state) = polled {
                 if let Some(f) = &state.failure {
                     return Wait::Refused(f.clone());
                 }
@@ -378,6 +422,14 @@ impl<'a> FlowRunner<'a> {
             let state = match waited {
                 Wait::Arrived(s) => s,
                 Wait::Cancelled => return stopped(run, record),
+                Wait::BrowserGone(reason) => {
+                    run.steps.push(record);
+                    run.outcome = FlowOutcome::BrowserFailed(format!(
+                        "the browser was lost while waiting at step {}: {reason}",
+                        step.name
+                    ));
+                    return run;
+                }
                 Wait::Refused(message) => {
                     record.screenshot = self
                         .screenshot(i, &step.name, "-refused", &mut run.captures)
@@ -537,6 +589,14 @@ impl<'a> FlowRunner<'a> {
                 Wait::Arrived(_) => {}
                 Wait::Refused(m) => return Err(SignOutError::Refused(m)),
                 Wait::Timeout(_) => return Err(SignOutError::NotConfirmed),
+                Wait::BrowserGone(reason) => {
+                    return Err(SignOutError::Browser(
+                        crate::browser::BrowserError::Command {
+                            command: "sign out".into(),
+                            reason,
+                        },
+                    ));
+                }
                 Wait::Cancelled => return Err(SignOutError::Cancelled),
             }
         }

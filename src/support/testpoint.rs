@@ -4,9 +4,11 @@
 //!
 //! In debug builds, when `GLASSDRILL_TEST_PAUSE` names the point, glassdrill
 //! writes `[test-pause] <point>` to stderr and waits there until the drill
-//! is told to stop; the test then sends its signal. Release builds compile
-//! this to nothing: a production binary never pauses on an environment
-//! variable.
+//! is told to stop (the test then sends its signal), or, when
+//! `GLASSDRILL_TEST_RESUME` names a file, until that file exists (the test
+//! does something to the drill's world, e.g. kills the browser, and lets
+//! it go on). Release builds compile this to nothing: a production binary
+//! never pauses on an environment variable.
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +18,22 @@ pub async fn pause(point: &str, cancel: &CancellationToken) {
     if std::env::var("GLASSDRILL_TEST_PAUSE").is_ok_and(|p| p == point) {
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), "[test-pause] {point}");
-        cancel.cancelled().await;
+        let resume = std::env::var_os("GLASSDRILL_TEST_RESUME").map(std::path::PathBuf::from);
+        let resumed = async {
+            match resume {
+                // Polls a file a test creates; debug builds only.
+                Some(f) => {
+                    while !f.exists() {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = cancel.cancelled() => {}
+            () = resumed => {}
+        }
     }
 }
 

@@ -145,7 +145,13 @@ pub(super) async fn graph_signins(
 
 /// Logs a sign-in attempt in Graph's `signIn` shape and schedules its alert.
 pub(super) fn record_signin(s: &Arc<Shared>, corr: &str, error_code: i64, reason: &str) {
-    s.lock().stats.signin_attempts += 1;
+    {
+        let mut inner = s.lock();
+        inner.stats.signin_attempts += 1;
+        if inner.stats.first_attempt_ms.is_none() {
+            inner.stats.first_attempt_ms = Some(crate::support::time::millis(s.started.elapsed()));
+        }
+    }
     if error_code == 0 && s.has(Fault::SigninNotLogged) {
         return;
     }

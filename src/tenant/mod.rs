@@ -268,6 +268,9 @@ pub struct TenantStats {
     /// Sign-in attempts recorded (logged or, with
     /// [`Fault::SigninNotLogged`], not).
     pub signin_attempts: u32,
+    /// When the first sign-in attempt was recorded, in milliseconds since
+    /// the tenant started.
+    pub first_attempt_ms: Option<u64>,
     /// Graph sign-in log requests: milliseconds since the tenant started,
     /// HTTP status, and rows returned.
     pub graph_requests: Vec<(u64, u16, usize)>,

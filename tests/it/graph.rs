@@ -150,15 +150,31 @@ async fn cancellation_stops_a_throttled_wait() {
         .await;
     let cancel = CancellationToken::new();
     let c = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        c.cancel();
-    });
+    let watched = &server;
+    // Stop once the throttled request has been answered (polled, not
+    // guessed with a sleep): the client is then in its 30 s wait.
+    let stop = async move {
+        loop {
+            let throttled = watched
+                .received_requests()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .any(|r| r.url.path() == "/v1.0/auditLogs/signIns");
+            if throttled {
+                c.cancel();
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    let graph = client(&server);
     let started = std::time::Instant::now();
-    let err = client(&server)
-        .sign_ins("bg1@contoso.onmicrosoft.com", Utc::now(), None, &cancel)
-        .await
-        .unwrap_err();
+    let (result, ()) = tokio::join!(
+        graph.sign_ins("bg1@contoso.onmicrosoft.com", Utc::now(), None, &cancel),
+        stop
+    );
+    let err = result.unwrap_err();
     assert!(matches!(err, GraphError::Cancelled), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }

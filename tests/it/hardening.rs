@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::util::{Spawned, Stream, World, bundle_from_stdout};
+use crate::util::{Spawned, Stream, World, bundle_from_stdout, in_parallel};
 use glassdrill::record::{DrillRecord, Stage, StageStatus, Verdict};
 use nix::sys::signal::{Signal, kill};
 
@@ -76,25 +76,6 @@ fn stop_points() -> Vec<(String, bool)> {
         points.push((format!("stage:{s}"), false));
     }
     points
-}
-
-/// Runs `f` over `items`, `n` at a time (each item drives its own browser;
-/// the machine has two cores).
-fn in_parallel<T: Send, R: Send>(items: Vec<T>, n: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let mut results = Vec::new();
-    let mut items = items.into_iter().peekable();
-    while items.peek().is_some() {
-        let batch: Vec<T> = items.by_ref().take(n).collect();
-        let f = &f;
-        results.extend(std::thread::scope(|s| {
-            let handles: Vec<_> = batch.into_iter().map(|i| s.spawn(move || f(i))).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("no panic"))
-                .collect::<Vec<_>>()
-        }));
-    }
-    results
 }
 
 /// Fails with every failure the runs reported (`None` is a pass).

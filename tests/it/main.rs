@@ -5,6 +5,7 @@ mod config_cli;
 mod faults;
 mod graph;
 mod hardening;
+mod paths;
 mod preflight;
 mod record;
 mod redaction;

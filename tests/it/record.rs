@@ -69,7 +69,7 @@ fn a_newer_schema_version_is_refused_with_the_fix() {
 #[tokio::test]
 async fn a_fresh_record_validates_and_round_trips() {
     let w = World::new();
-    let o = rehearse(&w, &[], Duration::from_secs(10)).await;
+    let o = rehearse(&w, &[], Duration::from_secs(10), Duration::from_secs(60)).await;
     assert_eq!(o.verdict, Verdict::Pass, "{:#?}", o.stages);
     let bytes = std::fs::read(o.bundle.as_ref().unwrap().dir.join("drill.json")).unwrap();
     validate(&serde_json::from_slice(&bytes).unwrap());

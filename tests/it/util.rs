@@ -94,6 +94,7 @@ impl World {
             .env("TMPDIR", self.browser_tmp())
             .env_remove("GLASSDRILL_LOG")
             .env_remove("GLASSDRILL_TEST_PAUSE")
+            .env_remove("GLASSDRILL_TEST_RESUME")
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped());
@@ -352,14 +353,20 @@ impl Progress for Notes {
     }
 }
 
-/// Runs the built-in rehearsal drill with `faults`.
-pub async fn rehearse(world: &World, faults: &[Fault], deadline: Duration) -> DrillOutcome {
+/// Runs the built-in rehearsal drill with `faults`, the alert `deadline`
+/// and each flow step's `step_timeout`.
+pub async fn rehearse(
+    world: &World,
+    faults: &[Fault],
+    deadline: Duration,
+    step_timeout: Duration,
+) -> DrillOutcome {
     let drill = glassdrill::config::DrillConfig::rehearsal().expect("rehearsal drill");
     let opts = RunOptions {
         faults: faults.to_vec(),
         alert_delay: Duration::from_millis(200),
         alert_deadline: Some(deadline),
-        step_timeout: Some(Duration::from_secs(8)),
+        step_timeout: Some(step_timeout),
         ..RunOptions::default()
     };
     run_configured(
@@ -521,7 +528,9 @@ impl Manual {
                 chromedriver: self.host.browser.chromedriver.clone(),
                 temp_dir: self.host.browser.temp_dir.clone(),
             },
-            step_timeout: Duration::from_secs(8),
+            // Long enough for a page on a loaded CI machine, short enough
+            // that a drift (found when the wait runs out) is quick.
+            step_timeout: Duration::from_secs(15),
             operator: None,
             witness: None,
         }
@@ -541,4 +550,23 @@ impl Manual {
         self.tenant.shutdown().await;
         self.receiver.shutdown().await;
     }
+}
+
+/// Runs `f` over `items`, `n` at a time (each item drives its own browser;
+/// the machine has two cores).
+pub fn in_parallel<T: Send, R: Send>(items: Vec<T>, n: usize, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let mut results = Vec::new();
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        let batch: Vec<T> = items.by_ref().take(n).collect();
+        let f = &f;
+        results.extend(std::thread::scope(|s| {
+            let handles: Vec<_> = batch.into_iter().map(|i| s.spawn(move || f(i))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("no panic"))
+                .collect::<Vec<_>>()
+        }));
+    }
+    results
 }

@@ -157,6 +157,7 @@ mod tests {
         ReceivedAlert {
             seq: 1,
             received_at: at(got),
+            arrived: tokio::time::Instant::now(),
             raw: axum::body::Bytes::from_static(b"{}"),
             alert: CommonAlert {
                 alert_id: format!(

@@ -131,16 +131,11 @@ pub(crate) fn build(
 
 /// Adds every file to the staged bundle; sealing is left to the caller.
 fn stage_files(
-    sinks: &Sinks<'_>,
-    writer: Option<BundleWriter>,
+    mut w: BundleWriter,
     record: &DrillRecord,
     g: &Gathered,
     files: &[File],
 ) -> Result<BundleWriter, EvidenceError> {
-    let mut w = match writer {
-        Some(w) => w,
-        None => BundleWriter::create(&sinks.evidence_dir, &record.drill.id, &record.run_id)?,
-    };
     let json = |what: &'static str, r: Result<Vec<u8>, serde_json::Error>| {
         r.map_err(|e| EvidenceError::Serialize {
             what,
@@ -179,7 +174,12 @@ pub(crate) async fn run(
     cancel: &CancellationToken,
 ) -> Ended<(Option<DrillRecord>, Result<SealedBundle, EvidenceError>)> {
     let (record, files) = build(plan, sinks.signer, &g, stages, verdict, reasons);
-    let bundle = match stage_files(sinks, writer, &record, &g, &files) {
+    let writer = match writer {
+        Some(w) => Ok(w),
+        None => BundleWriter::create(&sinks.evidence_dir, &record.drill.id, &record.run_id),
+    };
+    let staging = writer.as_ref().ok().map(|w| w.staging_dir().to_path_buf());
+    let bundle = match writer.and_then(|w| stage_files(w, &record, &g, &files)) {
         Ok(w) => {
             crate::support::testpoint::pause("record:sealing", cancel).await;
             w.finish(sinks.signing_key, sinks.signer)
@@ -193,7 +193,15 @@ pub(crate) async fn run(
             (Some(record), bundle),
         ),
         Err(e) => {
-            let detail = e.to_string();
+            // Whatever was staged stays where it is, journal included, and
+            // is sealed into a recovered bundle at glassdrill's next start.
+            let detail = match staging.filter(|d| d.exists()) {
+                Some(d) => format!(
+                    "{e}; the partial evidence stays in {} and is sealed into a recovered bundle at glassdrill's next start",
+                    d.display()
+                ),
+                None => e.to_string(),
+            };
             Ended::new(StageStatus::Errored, detail, (Some(record), bundle))
         }
     }
