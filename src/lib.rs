@@ -16,6 +16,9 @@
 //!   v1, JSON Schema in `schema/`). Pure data.
 //! - [`webauthn`]: WebAuthn data, pure: assertion verification (the
 //!   tenant's relying-party side) and P-256 credential keys.
+//! - [`schedule`]: schedule arithmetic, pure: the next due time drawn in a
+//!   drill's cadence, fitted into its windows (time zones, DST) and kept
+//!   apart from its group. Reads no clock and no random source.
 //! - [`config`]: host config, drill files and flow files, in two stages
 //!   (serde, then validated types) with file:line:column problems
 //!   (`config::diag`). No I/O besides reading the files it is given.
@@ -79,6 +82,8 @@ pub mod secret;
 pub mod record;
 
 pub mod webauthn;
+
+pub mod schedule;
 
 pub mod config;
 

@@ -1,0 +1,315 @@
+//! Schedule arithmetic, pure: when a drill is next due (DESIGN D9).
+//!
+//! A drill has a cadence (`min_days`..`max_days` after its last PASS),
+//! allowed windows (weekdays and a time of day in an IANA time zone) and a
+//! group (the break-glass accounts of one tenant, never drilled close
+//! together). The next due time is drawn **once**, uniformly over the
+//! allowed time inside the cadence range (so a narrow window does not bunch
+//! drills at its edges), and the caller persists it: a restart never draws
+//! again. Nothing here reads a clock or a random source: `now` and the
+//! random number are passed in, so a year of schedule is computed in
+//! milliseconds in tests.
+//!
+//! Windows are local times: a window of 09:00–15:00 in `Europe/Oslo` is
+//! 08:00–14:00 UTC in winter and 07:00–13:00 UTC in summer. A window edge
+//! that does not exist on a spring-forward day starts at the first local
+//! time that does; on a fall-back day the repeated hour is inside the
+//! window once, not twice.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+/// Days between PASSes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    /// Earliest next drill after a PASS.
+    pub min: Duration,
+    /// Latest: past it, the drill is overdue.
+    pub max: Duration,
+}
+
+impl Default for Cadence {
+    /// Microsoft's guidance: test break-glass accounts every 30 to 60 days.
+    fn default() -> Self {
+        Self {
+            min: Duration::days(30),
+            max: Duration::days(60),
+        }
+    }
+}
+
+/// One allowed window: some weekdays, a time of day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    /// Allowed weekdays, Monday first.
+    pub days: [bool; 7],
+    /// Local start time.
+    pub from: NaiveTime,
+    /// Local end time (after `from`, same day).
+    pub to: NaiveTime,
+}
+
+/// When a drill may run: windows in a time zone. No windows: any time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Windows {
+    /// The windows' time zone.
+    pub tz: Tz,
+    /// The windows; empty means any time.
+    pub list: Vec<Window>,
+}
+
+impl Windows {
+    /// Any time of any day.
+    pub fn any() -> Self {
+        Self {
+            tz: chrono_tz::UTC,
+            list: Vec::new(),
+        }
+    }
+
+    /// Whether `t` lies inside a window.
+    pub fn contains(&self, t: DateTime<Utc>) -> bool {
+        if self.list.is_empty() {
+            return true;
+        }
+        allowed(self, t - Duration::days(2), t + Duration::days(2))
+            .iter()
+            .any(|i| i.start <= t && t < i.end)
+    }
+}
+
+/// A half-open stretch of time `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval {
+    /// First instant inside.
+    pub start: DateTime<Utc>,
+    /// First instant after.
+    pub end: DateTime<Utc>,
+}
+
+impl Interval {
+    fn len_ms(&self) -> u64 {
+        u64::try_from((self.end - self.start).num_milliseconds()).unwrap_or(0)
+    }
+}
+
+/// The UTC instant of a local time; a time that does not exist (inside a
+/// spring-forward gap) moves to the first one that does, and a repeated
+/// one (fall-back) takes its first occurrence for a start, its second for
+/// an end.
+fn to_utc(tz: Tz, local: NaiveDateTime, end: bool) -> DateTime<Utc> {
+    use chrono::LocalResult;
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => t.with_timezone(&Utc),
+        LocalResult::Ambiguous(first, second) => {
+            if end { second } else { first }.with_timezone(&Utc)
+        }
+        LocalResult::None => {
+            // Gaps are at most a few hours (one hour in practice).
+            (1..=24 * 60)
+                .find_map(|m| {
+                    tz.from_local_datetime(&(local + Duration::minutes(m)))
+                        .earliest()
+                })
+                .map_or_else(|| local.and_utc(), |t| t.with_timezone(&Utc))
+        }
+    }
+}
+
+/// Sorts and merges touching or overlapping intervals, dropping empty ones.
+fn merge(mut v: Vec<Interval>) -> Vec<Interval> {
+    v.retain(|i| i.start < i.end);
+    v.sort_by_key(|i| i.start);
+    let mut out: Vec<Interval> = Vec::with_capacity(v.len());
+    for i in v {
+        match out.last_mut() {
+            Some(last) if i.start <= last.end => last.end = last.end.max(i.end),
+            _ => out.push(i),
+        }
+    }
+    out
+}
+
+/// The allowed time of `windows` inside `[lo, hi)`, sorted and merged.
+pub fn allowed(windows: &Windows, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Vec<Interval> {
+    if lo >= hi {
+        return Vec::new();
+    }
+    if windows.list.is_empty() {
+        return vec![Interval { start: lo, end: hi }];
+    }
+    let tz = windows.tz;
+    let first: NaiveDate = lo.with_timezone(&tz).date_naive() - Duration::days(1);
+    let last: NaiveDate = hi.with_timezone(&tz).date_naive() + Duration::days(1);
+    let mut found = Vec::new();
+    for date in first.iter_days().take_while(|d| *d <= last) {
+        let weekday = date.weekday().num_days_from_monday() as usize;
+        for w in windows.list.iter().filter(|w| w.days[weekday]) {
+            let start = to_utc(tz, date.and_time(w.from), false).max(lo);
+            let end = to_utc(tz, date.and_time(w.to), true).min(hi);
+            found.push(Interval { start, end });
+        }
+    }
+    merge(found)
+}
+
+/// `intervals` minus `(t - gap, t + gap)` around each busy instant (the
+/// other drills of the group): a drill due in what is left is at least
+/// `gap` away from each of them.
+pub fn keep_apart(intervals: &[Interval], busy: &[DateTime<Utc>], gap: Duration) -> Vec<Interval> {
+    let mut out = intervals.to_vec();
+    for b in busy {
+        let (cut_start, cut_end) = (*b - gap, *b + gap);
+        out = out
+            .into_iter()
+            .flat_map(|i| {
+                if i.end <= cut_start || i.start >= cut_end {
+                    vec![i]
+                } else {
+                    vec![
+                        Interval {
+                            start: i.start,
+                            end: cut_start.max(i.start),
+                        },
+                        Interval {
+                            start: cut_end.min(i.end),
+                            end: i.end,
+                        },
+                    ]
+                }
+            })
+            .collect();
+        out = merge(out);
+    }
+    out
+}
+
+/// The instant `random` selects, uniformly over the total time of
+/// `intervals` (millisecond resolution); `None` when there is none.
+pub fn pick(intervals: &[Interval], random: u64) -> Option<DateTime<Utc>> {
+    let total: u64 = intervals.iter().map(Interval::len_ms).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut offset = random % total;
+    for i in intervals {
+        let len = i.len_ms();
+        if offset < len {
+            let ms = i64::try_from(offset).ok()?;
+            return Some(i.start + Duration::milliseconds(ms));
+        }
+        offset -= len;
+    }
+    None
+}
+
+/// Longest look-ahead for a first window (a drill whose windows never
+/// come round, say a 29 February only, is reported rather than searched
+/// for ever).
+const HORIZON: i64 = 400;
+
+/// What a draw needs.
+#[derive(Debug, Clone)]
+pub struct DrawInput<'a> {
+    /// The drill's last PASS, if any.
+    pub last_pass: Option<DateTime<Utc>>,
+    /// Now.
+    pub now: DateTime<Utc>,
+    /// Its cadence.
+    pub cadence: Cadence,
+    /// Its windows.
+    pub windows: &'a Windows,
+    /// When the other drills of its group run or are due.
+    pub group: &'a [DateTime<Utc>],
+    /// How far apart drills of one group must be.
+    pub gap: Duration,
+}
+
+/// A drawn due time and why it is what it is (for `status` and `plan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drawn {
+    /// When the drill is due.
+    pub due: DateTime<Utc>,
+    /// How it was chosen, in words.
+    pub why: String,
+}
+
+/// Why no due time could be found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no allowed time in the next {HORIZON} days (windows and group spacing leave none): widen the drill's [schedule] windows"
+)]
+pub struct NoWindow;
+
+/// The first allowed instant at or after `from`, kept apart from the group.
+fn first_allowed(input: &DrawInput<'_>, from: DateTime<Utc>) -> Result<DateTime<Utc>, NoWindow> {
+    let open = allowed(input.windows, from, from + Duration::days(HORIZON));
+    keep_apart(&open, input.group, input.gap)
+        .first()
+        .map(|i| i.start)
+        .ok_or(NoWindow)
+}
+
+/// Draws the next due time (pure; `random` is a uniform random number).
+///
+/// - No PASS yet: due at the first allowed time from now.
+/// - Otherwise: uniformly over the allowed time in `[last PASS + min,
+///   last PASS + max]` (from now at the earliest), kept `gap` away from the
+///   group's other drills.
+/// - When that range holds no allowed time (already overdue, or windows
+///   and the group leave nothing): the first allowed time from the range's
+///   start; group spacing is never given up for the cadence (one account
+///   of the group must stay untouched), so such a due time can be past
+///   `max`, and the drill is then reported overdue.
+pub fn draw(input: &DrawInput<'_>, random: u64) -> Result<Drawn, NoWindow> {
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let Some(pass) = input.last_pass else {
+        let due = first_allowed(input, input.now)?;
+        return Ok(Drawn {
+            due,
+            why: "no PASS yet: the first allowed time".into(),
+        });
+    };
+    let lo = (pass + input.cadence.min).max(input.now);
+    let hi = pass + input.cadence.max;
+    let open = keep_apart(&allowed(input.windows, lo, hi), input.group, input.gap);
+    if let Some(due) = pick(&open, random) {
+        return Ok(Drawn {
+            due,
+            why: format!(
+                "drawn uniformly in the allowed time between {} and {} (last PASS {} + {}..{} days)",
+                fmt(lo),
+                fmt(hi),
+                fmt(pass),
+                input.cadence.min.num_days(),
+                input.cadence.max.num_days()
+            ),
+        });
+    }
+    let due = first_allowed(input, lo)?;
+    Ok(Drawn {
+        due,
+        why: format!(
+            "no allowed time between {} and {}: the first allowed time after {}",
+            fmt(lo),
+            fmt(hi),
+            fmt(lo)
+        ),
+    })
+}
+
+/// Whether a drill is overdue at `now`: more than `max` since its last
+/// PASS (a drill that never passed is overdue once it has been due for
+/// `max`).
+pub fn overdue(
+    last_pass: Option<DateTime<Utc>>,
+    first_due: DateTime<Utc>,
+    cadence: Cadence,
+    now: DateTime<Utc>,
+) -> bool {
+    let since = last_pass.unwrap_or(first_due);
+    now > since + cadence.max
+}
+
+#[cfg(test)]
+mod tests;
