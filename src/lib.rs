@@ -42,6 +42,10 @@
 //!   `report.html` (`report`), and the recovery of runs that died
 //!   (`recover`). Never re-serialises what it signs.
 //! - [`notify`]: announcement and report channels (the console today).
+//! - [`state`]: the daemon's state store (SQLite through `sqlx`,
+//!   portable SQL): drawn due times, holds, runs, key proofs, locks across
+//!   processes, the notification outbox; rebuilt from the bundles. Never
+//!   writes evidence.
 //! - [`drill`]: a run's plan, one function per stage (`drill::stages`),
 //!   the driver that times and reports them, the pure verdict rules.
 //! - [`tenant`]: the rehearsal tenant, a loopback stand-in for Entra ID
@@ -100,6 +104,8 @@ pub mod alerts;
 pub mod evidence;
 
 pub mod notify;
+
+pub mod state;
 
 pub mod drill;
 
