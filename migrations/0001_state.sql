@@ -58,6 +58,8 @@ CREATE TABLE notifications (
     id TEXT PRIMARY KEY,
     created_ms BIGINT NOT NULL,
     drill_id TEXT,
+    -- One row per channel: `smtp`, `webhook:<n>`.
+    channel TEXT NOT NULL,
     kind TEXT NOT NULL,
     subject TEXT NOT NULL,
     body TEXT NOT NULL,

@@ -57,6 +57,12 @@
 //! - [`runner`]: resolves a drill's inputs, starts services and the
 //!   rehearsal tenant when needed, attaches a run; `rehearse` and `run`
 //!   both come through it.
+//! - [`daemon`]: `glassdrill daemon`: ticks (`tokio-cron-scheduler`), due
+//!   drills started through the runner under state-store locks, the
+//!   verdict policy (hold on FAIL, retry an ERROR before the sign-in),
+//!   the notification outbox (`daemon::outbox`), `status`/`plan`
+//!   (`daemon::status`) and `/metrics` (`daemon::metrics`). Time from a
+//!   `Clock`.
 //! - [`cli`]: clap definitions and one file per command group; the only
 //!   module that prints results to stdout. Never holds drill logic.
 #![forbid(unsafe_code)]
@@ -114,5 +120,7 @@ pub mod tenant;
 pub mod services;
 
 pub mod runner;
+
+pub mod daemon;
 
 pub mod cli;

@@ -43,6 +43,15 @@ pub struct DrillRecord {
     pub operator: Option<String>,
     /// Who watched.
     pub witness: Option<String>,
+    /// The key used (the drill's `schedule.keys` name), when named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// The seal number of the key's envelope before the drill (custody).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_before: Option<String>,
+    /// The seal number of the envelope the key went back into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal_after: Option<String>,
     /// When the run started.
     #[serde(with = "crate::support::time::serde_ms")]
     #[schemars(with = "Timestamp")]

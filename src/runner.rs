@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub operator: Option<String>,
     /// Who watches.
     pub witness: Option<String>,
+    /// The key and its envelope's seals.
+    pub custody: crate::drill::Custody,
     /// Rehearsal tenant faults.
     pub faults: Vec<Fault>,
     /// Rehearsal alert delay.
@@ -48,6 +50,7 @@ impl Default for RunOptions {
         Self {
             operator: None,
             witness: None,
+            custody: crate::drill::Custody::default(),
             faults: Vec::new(),
             alert_delay: Duration::from_secs(2),
             alert_deadline: None,
@@ -439,6 +442,7 @@ async fn attach(
         step_timeout: opts.step_timeout.unwrap_or(host.browser.step_timeout),
         operator: opts.operator.clone(),
         witness: opts.witness.clone(),
+        custody: opts.custody.clone(),
     };
     let outcome = crate::drill::run(plan, &services.sinks(), progress, cancel).await;
     if let Some(t) = tenant {

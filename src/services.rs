@@ -50,6 +50,7 @@ pub struct Services {
     evidence_dir: PathBuf,
     notifier: Box<dyn Notifier>,
     tokens: Mutex<HashMap<(String, String, String), Arc<TokenCache>>>,
+    recovered: Vec<PathBuf>,
 }
 
 impl Services {
@@ -70,7 +71,16 @@ impl Services {
             ));
         }
         // Runs that died (SIGKILL, crash, power loss) become signed
-        // INTERRUPTED bundles before anything new starts.
+        // INTERRUPTED bundles before anything new starts, and their
+        // browsers' leftovers go.
+        crate::browser::reap_orphans(
+            &host
+                .browser
+                .temp_dir
+                .clone()
+                .unwrap_or_else(std::env::temp_dir),
+        );
+        let mut recovered = Vec::new();
         for r in crate::evidence::recover::recover_all(
             &host.evidence_dir(),
             &signing_key,
@@ -80,13 +90,16 @@ impl Services {
                 Recovered::Sealed {
                     bundle,
                     died_during,
-                } => progress.note(&format!(
-                    "recovered a run that died{}: {} (INTERRUPTED)",
-                    died_during
-                        .map(|s| format!(" during {}", s.name()))
-                        .unwrap_or_default(),
-                    bundle.dir.display()
-                )),
+                } => {
+                    progress.note(&format!(
+                        "recovered a run that died{}: {} (INTERRUPTED)",
+                        died_during
+                            .map(|s| format!(" during {}", s.name()))
+                            .unwrap_or_default(),
+                        bundle.dir.display()
+                    ));
+                    recovered.push(bundle.dir);
+                }
                 Recovered::Empty(dir) => {
                     tracing::info!(dir = %dir.display(), "removed the empty staging directory of a run that died at once");
                 }
@@ -106,7 +119,19 @@ impl Services {
             evidence_dir: host.evidence_dir(),
             notifier: Box::new(Console),
             tokens: Mutex::new(HashMap::new()),
+            recovered,
         })
+    }
+
+    /// Replaces the notifier (the daemon's outbox).
+    pub fn with_notifier(mut self, notifier: Box<dyn Notifier>) -> Self {
+        self.notifier = notifier;
+        self
+    }
+
+    /// The bundles of runs that died, recovered when the services started.
+    pub fn recovered(&self) -> &[PathBuf] {
+        &self.recovered
     }
 
     /// The webhook receiver.

@@ -16,6 +16,7 @@ use crate::runner::RunOptions;
 use crate::tenant::Fault;
 
 mod check;
+mod daemon;
 mod evidence;
 mod progress;
 mod run;
@@ -97,6 +98,17 @@ pub enum Command {
     /// Serve the rehearsal tenant on its own and print its URLs, to try the
     /// sign-in flow by hand. Stops on Ctrl-C.
     Tenant(TenantArgs),
+    /// Run drills on their schedule until SIGTERM or Ctrl-C (a drill in
+    /// progress tears down and records INTERRUPTED evidence).
+    Daemon,
+    /// Per drill: last verdict, last PASS, next due, overdue, next key,
+    /// running now; and notifications not delivered yet.
+    Status(StatusArgs),
+    /// The upcoming schedule.
+    Plan(PlanArgs),
+    /// The state database.
+    #[command(subcommand)]
+    State(StateCommand),
 }
 
 /// Options shared by `rehearse` and `run`.
@@ -114,6 +126,13 @@ pub struct DrillArgs {
     /// Override every flow step's timeout (e.g. `30s`; at most 10m).
     #[arg(long, value_parser = parse_step_timeout)]
     pub step_timeout: Option<Duration>,
+    /// The seal number of the key's envelope before the drill (custody
+    /// evidence).
+    #[arg(long)]
+    pub seal_before: Option<String>,
+    /// The seal number of the envelope the key goes back into.
+    #[arg(long)]
+    pub seal_after: Option<String>,
 }
 
 impl DrillArgs {
@@ -125,6 +144,11 @@ impl DrillArgs {
             alert_delay: tenant.alert_delay,
             alert_deadline,
             step_timeout: self.step_timeout,
+            custody: crate::drill::Custody {
+                key_id: None,
+                seal_before: self.seal_before.clone(),
+                seal_after: self.seal_after.clone(),
+            },
         }
     }
 }
@@ -168,6 +192,40 @@ pub struct RunArgs {
     /// Common drill options.
     #[command(flatten)]
     pub drill_args: DrillArgs,
+    /// Which of the drill's `schedule.keys` is used [default: the least
+    /// recently proven].
+    #[arg(long)]
+    pub key: Option<String>,
+    /// When another drill of the same group, account or key is running
+    /// (the daemon's, or another `run`), wait for it instead of refusing.
+    #[arg(long)]
+    pub wait: bool,
+}
+
+/// `status` options.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `plan` options.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// How far ahead.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3660))]
+    pub days: i64,
+    /// JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `state` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Recreate the runs in the state database from the evidence bundles.
+    Rebuild,
 }
 
 /// `keygen` options.
@@ -285,7 +343,7 @@ pub async fn execute(cli: Cli) -> u8 {
     // first of all, before any configuration is read.
     let cancel = matches!(
         cli.command,
-        Command::Rehearse(_) | Command::Run(_) | Command::Tenant(_)
+        Command::Rehearse(_) | Command::Run(_) | Command::Tenant(_) | Command::Daemon
     )
     .then(cancel_on_signals)
     .unwrap_or_default();
@@ -318,8 +376,23 @@ pub async fn execute(cli: Cli) -> u8 {
                 }
             };
             let opts = a.drill_args.run_options(a.tenant, None);
-            drill_command(&host, &drill, &opts, a.drill_args.progress, &cancel).await
+            run::run_command(
+                &host,
+                &drill,
+                opts,
+                a.drill_args.progress,
+                run::Locking {
+                    key: a.key,
+                    wait: a.wait,
+                },
+                &cancel,
+            )
+            .await
         }
+        Command::Daemon => daemon::daemon(host, cancel).await,
+        Command::Status(a) => daemon::status(&host, a).await,
+        Command::Plan(a) => daemon::plan(&host, a).await,
+        Command::State(StateCommand::Rebuild) => daemon::rebuild(&host).await,
         Command::CheckConfig => check_config(&host),
         Command::Keygen(a) => keygen(&host, a),
         Command::Evidence(EvidenceCommand::Verify(a)) => verify(a), // handled above

@@ -67,3 +67,131 @@ fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
         Err(e) => out!("evidence: NOT WRITTEN: {e}"),
     }
 }
+
+/// How `run` takes its locks.
+pub(crate) struct Locking {
+    /// `--key`.
+    pub key: Option<String>,
+    /// `--wait`.
+    pub wait: bool,
+}
+
+/// `glassdrill run`: the drill under the state store's locks (no two
+/// drills on one group, account or key at once, across processes), and
+/// its result recorded so the daemon's schedule counts it.
+pub(crate) async fn run_command(
+    host: &HostConfig,
+    drill: &DrillConfig,
+    mut opts: RunOptions,
+    mode: ProgressMode,
+    locking: Locking,
+    cancel: &CancellationToken,
+) -> u8 {
+    let store = match crate::state::StateStore::open(&host.daemon.state_db).await {
+        Ok(s) => s,
+        Err(e) => {
+            errln!("error: {e}");
+            return Verdict::Error.exit_code();
+        }
+    };
+    let key = match locking.key {
+        Some(k) if !drill.schedule.keys.contains(&k) => {
+            errln!(
+                "error: --key {k} is not one of drill {}'s schedule.keys ({})",
+                drill.id,
+                drill.schedule.keys.join(", ")
+            );
+            return EXIT_USAGE;
+        }
+        Some(k) => Some(k),
+        None => {
+            let proofs = store.key_proofs(&drill.id).await.unwrap_or_default();
+            drill
+                .schedule
+                .keys
+                .iter()
+                .min_by_key(|k| proofs.get(*k).copied())
+                .cloned()
+        }
+    };
+    opts.custody.key_id.clone_from(&key);
+    let names = crate::state::lock_names(&drill.group, &drill.account, key.as_deref());
+    let holder = format!(
+        "drill {} (glassdrill run, pid {})",
+        drill.id,
+        std::process::id()
+    );
+    let locks = loop {
+        match store
+            .try_lock(&names, &holder, crate::support::time::now())
+            .await
+        {
+            Ok(Ok(l)) => break l,
+            Ok(Err(h)) if locking.wait => {
+                errln!(
+                    "waiting: {} holds {} since {}",
+                    h.holder,
+                    h.name,
+                    crate::support::time::rfc3339_ms(h.since)
+                );
+                tokio::select! {
+                    () = cancel.cancelled() => return Verdict::Interrupted.exit_code(),
+                    () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                }
+            }
+            Ok(Err(h)) => {
+                errln!(
+                    "error: drill {} not started: {} holds {} (since {}); drills of one group, account or key never run at once. Wait for it, or pass --wait",
+                    drill.id,
+                    h.holder,
+                    h.name,
+                    crate::support::time::rfc3339_ms(h.since)
+                );
+                return Verdict::Error.exit_code();
+            }
+            Err(e) => {
+                errln!("error: {e}");
+                return Verdict::Error.exit_code();
+            }
+        }
+    };
+    let progress = progress_for(mode);
+    let code = match runner::run_configured(host, drill, &opts, progress.as_ref(), cancel).await {
+        Ok(outcome) => {
+            print_outcome(drill, host, &outcome);
+            match crate::daemon::record_outcome(
+                &store,
+                drill,
+                key.as_deref(),
+                "run",
+                &outcome,
+                crate::support::time::now(),
+                host.daemon.retry_after,
+            )
+            .await
+            {
+                Ok(crate::daemon::After::Held(why)) => errln!("the daemon holds this drill: {why}"),
+                Ok(_) => {}
+                Err(e) => errln!(
+                    "warning: the result is not in the state database ({e}); the evidence is kept; `glassdrill state rebuild` indexes it"
+                ),
+            }
+            outcome.verdict.exit_code()
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            if e.is_user_error() {
+                EXIT_USAGE
+            } else {
+                Verdict::Error.exit_code()
+            }
+        }
+    };
+    if let Err(e) = store.release(locks).await {
+        errln!(
+            "warning: could not release the drill's locks ({e}); they are taken over once this process has exited"
+        );
+    }
+    store.close().await;
+    code
+}

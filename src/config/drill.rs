@@ -27,6 +27,8 @@ struct RawDrill {
     authenticator: Spanned<RawAuthenticator>,
     #[serde(default)]
     alerts: Vec<RawAlert>,
+    #[serde(default)]
+    schedule: super::schedule::RawSchedule,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +124,8 @@ pub struct DrillConfig {
     pub authenticator: AuthenticatorConfig,
     /// Expected alerts.
     pub alerts: Vec<ExpectedAlert>,
+    /// When the daemon runs it.
+    pub schedule: super::ScheduleConfig,
     /// The drill file.
     pub source: PathBuf,
     /// SHA-256 over the drill file and flow file bytes.
@@ -207,6 +211,12 @@ impl DrillConfig {
                 [] => Some(fields_of::<RawDrill>()),
                 [Seg::Key(k)] if k == "authenticator" => Some(fields_of::<RawAuthenticator>()),
                 [Seg::Key(k), Seg::Index(_)] if k == "alerts" => Some(fields_of::<RawAlert>()),
+                [Seg::Key(k)] if k == "schedule" => {
+                    Some(fields_of::<super::schedule::RawSchedule>())
+                }
+                [Seg::Key(k), Seg::Key(w), Seg::Index(_)] if k == "schedule" && w == "windows" => {
+                    Some(fields_of::<super::schedule::RawWindow>())
+                }
                 _ => None,
             })
             .map_err(Problems)?;
@@ -376,6 +386,8 @@ impl DrillConfig {
             problems.push(src.error(0, "a drill needs at least one [[alerts]] entry: a sign-in nobody is told about proves nothing"));
         }
 
+        let schedule = super::schedule::parse(&src, raw.schedule, &mut problems);
+
         let mut digest = crate::support::hash::sha256_hex(text.as_bytes());
         let flow = match flow_reader(raw.flow.get_ref()) {
             Ok((fpath, ftext)) => {
@@ -419,6 +431,7 @@ impl DrillConfig {
             confirm_deadline,
             authenticator,
             alerts,
+            schedule,
             source: path.to_path_buf(),
             digest,
             warnings: problems.0,

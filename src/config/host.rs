@@ -23,6 +23,10 @@ struct RawHost {
     entra: Option<RawEntra>,
     #[serde(default)]
     browser: RawBrowser,
+    #[serde(default)]
+    daemon: super::daemon::RawDaemon,
+    #[serde(default)]
+    notify: super::daemon::RawNotify,
 }
 
 #[derive(Deserialize, Default)]
@@ -72,6 +76,10 @@ pub struct HostConfig {
     pub entra: Option<EntraConfig>,
     /// Browser binaries and timeouts.
     pub browser: BrowserConfig,
+    /// The daemon: state, ticks, spacing, metrics, heartbeat.
+    pub daemon: super::DaemonConfig,
+    /// Where announcements, reports and escalations go.
+    pub notify: super::NotifyConfig,
     /// SHA-256 of the file's bytes (or of nothing), recorded in evidence.
     pub digest: String,
     /// Problems that do not stop loading (e.g. a secret not provisioned yet).
@@ -163,6 +171,7 @@ impl HostConfig {
     /// Built-in defaults (no config file).
     pub fn defaults(env: &Environment) -> Self {
         let data_dir = env.default_data_dir();
+        let daemon = super::DaemonConfig::defaults(&data_dir);
         Self {
             source: None,
             evidence: EvidenceConfig {
@@ -178,6 +187,8 @@ impl HostConfig {
             },
             entra: None,
             browser: BrowserConfig::default(),
+            daemon,
+            notify: super::NotifyConfig::default(),
             digest: sha256_hex(b""),
             warnings: Vec::new(),
         }
@@ -213,6 +224,14 @@ impl HostConfig {
                 [Seg::Key(k)] if k == "webhook" => Some(fields_of::<RawWebhook>()),
                 [Seg::Key(k)] if k == "entra" => Some(fields_of::<RawEntra>()),
                 [Seg::Key(k)] if k == "browser" => Some(fields_of::<RawBrowser>()),
+                [Seg::Key(k)] if k == "daemon" => Some(fields_of::<super::daemon::RawDaemon>()),
+                [Seg::Key(k)] if k == "notify" => Some(fields_of::<super::daemon::RawNotify>()),
+                [Seg::Key(k), Seg::Key(s)] if k == "notify" && s == "smtp" => {
+                    Some(fields_of::<super::daemon::RawSmtp>())
+                }
+                [Seg::Key(k), Seg::Key(w), Seg::Index(_)] if k == "notify" && w == "webhook" => {
+                    Some(fields_of::<super::daemon::RawChatHook>())
+                }
                 _ => None,
             })
             .map_err(Problems)?;
@@ -347,6 +366,9 @@ impl HostConfig {
         if let Some(t) = raw.browser.temp_dir {
             cfg.browser.temp_dir = Some(base.join(t));
         }
+        cfg.daemon =
+            super::daemon::parse_daemon(&src, raw.daemon, &base, &cfg.data_dir, &mut problems);
+        cfg.notify = super::daemon::parse_notify(&src, raw.notify, &mut problems);
         if let Some(t) = &raw.browser.step_timeout {
             match parse_duration(&src, "browser.step_timeout", t, super::MAX_STEP_TIMEOUT) {
                 Ok(d) => cfg.browser.step_timeout = d,

@@ -19,19 +19,23 @@ use toml::Spanned;
 
 use crate::secret::SecretRef;
 
+pub mod daemon;
 pub mod diag;
 pub mod drill;
 pub mod flow;
 pub mod host;
+pub mod schedule;
 #[cfg(test)]
 mod tests;
 
 pub use crate::record::TenantKind;
+pub use daemon::{ChatFormat, ChatHook, DaemonConfig, NotifyConfig, SmtpConfig, SmtpSecurity};
 pub use diag::{Problem, Problems, Severity, Source};
 pub use drill::{AlertKind, AuthenticatorConfig, DrillConfig, ExpectedAlert, VirtualCredential};
 pub(crate) use drill::{find_drill, load_drills};
 pub use flow::Flow;
 pub use host::{BrowserConfig, EntraConfig, EvidenceConfig, HostConfig, WebhookConfig};
+pub use schedule::{Custody, ScheduleConfig};
 
 /// The rehearsal drill shipped in `drills/rehearsal.toml`, built in so that
 /// `glassdrill rehearse` needs no configuration.

@@ -50,6 +50,9 @@ pub struct DrillOutcome {
     pub record: Option<DrillRecord>,
     /// The sealed bundle, or why none could be written.
     pub bundle: Result<SealedBundle, EvidenceError>,
+    /// Whether the WebAuthn ceremony was started (a sign-in may have
+    /// happened): never retried automatically.
+    pub sign_in_attempted: bool,
 }
 
 /// Times stages, reports them, and journals them into the run's staging
@@ -357,7 +360,10 @@ pub async fn run(
         // Only a recorded verdict is reported; without a bundle the
         // outcome is ERROR whatever the unsealed record said.
         match (&record, &bundle) {
-            (Some(r), Ok(_)) => d.stage(Stage::Report, stages::report::run(sinks, r)).await,
+            (Some(r), Ok(b)) => {
+                d.stage(Stage::Report, stages::report::run(sinks, r, &b.dir))
+                    .await
+            }
             _ => d.skip(Stage::Report, "the evidence could not be written"),
         }
     } else {
@@ -373,5 +379,6 @@ pub async fn run(
         stages: d.stages,
         record,
         bundle,
+        sign_in_attempted: ceremony.is_some(),
     }
 }

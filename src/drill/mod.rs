@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 
 pub use crate::record::{Stage, StageRecord, StageStatus, Verdict};
 pub use driver::{DrillOutcome, Progress, Quiet, run};
-pub use plan::{RunPlan, Sinks, TenantEndpoints};
+pub use plan::{Custody, RunPlan, Sinks, TenantEndpoints};
 
 /// A time-sortable run id: `20261124T203015Z-1a2b3c`.
 pub(crate) fn new_run_id(now: DateTime<Utc>) -> String {

@@ -47,6 +47,21 @@ pub struct RunPlan<'a> {
     pub operator: Option<String>,
     /// Who watched.
     pub witness: Option<String>,
+    /// Custody: the key used and the envelope's seals.
+    pub custody: Custody,
+}
+
+/// Custody evidence of one run: which key, and the seal numbers of its
+/// envelope before and after (what auditors ask of a break-glass key kept
+/// in a safe).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Custody {
+    /// The key's name in the drill's `schedule.keys`.
+    pub key_id: Option<String>,
+    /// Seal number before.
+    pub seal_before: Option<String>,
+    /// Seal number after.
+    pub seal_after: Option<String>,
 }
 
 /// What a run writes to, owned by the process's services.

@@ -135,6 +135,8 @@ pub struct Outgoing {
     pub id: String,
     /// The drill it is about.
     pub drill_id: Option<String>,
+    /// The channel it goes through.
+    pub channel: String,
     /// `announce`, `report`, `escalation`, `overdue`, `touch`, `disabled`.
     pub kind: String,
     /// Subject line.
@@ -357,13 +359,11 @@ impl StateStore {
         retry_at: DateTime<Utc>,
     ) -> Result<(), StateError> {
         self.ensure_drill(drill_id).await?;
-        sqlx::query(
-            "UPDATE drills SET retry_ms = $2, retries = retries + 1 WHERE drill_id = $1",
-        )
-        .bind(drill_id)
-        .bind(ms(retry_at))
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE drills SET retry_ms = $2, retries = retries + 1 WHERE drill_id = $1")
+            .bind(drill_id)
+            .bind(ms(retry_at))
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -450,7 +450,11 @@ impl StateStore {
             drill_id: r.try_get("drill_id").unwrap_or_default(),
             origin: r.try_get("origin").unwrap_or_default(),
             started: at(r.try_get("started_ms").unwrap_or_default()),
-            ended: r.try_get::<Option<i64>, _>("ended_ms").ok().flatten().map(at),
+            ended: r
+                .try_get::<Option<i64>, _>("ended_ms")
+                .ok()
+                .flatten()
+                .map(at),
             verdict: r
                 .try_get::<Option<String>, _>("verdict")
                 .ok()
@@ -476,13 +480,12 @@ impl StateStore {
 
     /// A drill's most recent runs, newest first.
     pub async fn runs(&self, drill_id: &str, limit: i64) -> Result<Vec<RunRow>, StateError> {
-        let rows = sqlx::query(
-            "SELECT * FROM runs WHERE drill_id = $1 ORDER BY started_ms DESC LIMIT $2",
-        )
-        .bind(drill_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM runs WHERE drill_id = $1 ORDER BY started_ms DESC LIMIT $2")
+                .bind(drill_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows.iter().map(Self::run_row).collect())
     }
 
@@ -505,6 +508,11 @@ impl StateStore {
                     (SELECT verdict FROM runs x WHERE x.drill_id = r.drill_id AND x.verdict IS NOT NULL ORDER BY x.started_ms DESC LIMIT 1) AS last_verdict, \
                     MAX(CASE WHEN r.verdict = 'PASS' THEN r.started_ms END) AS last_pass_ms, \
                     MAX(CASE WHEN r.ended_ms IS NULL THEN r.started_ms END) AS running_ms, \
+                    (SELECT alert_latency_ms FROM runs x WHERE x.drill_id = r.drill_id AND x.alert_latency_ms IS NOT NULL ORDER BY x.started_ms DESC LIMIT 1) AS latency_ms, \
+                    SUM(CASE WHEN r.verdict = 'PASS' THEN 1 ELSE 0 END) AS n_pass, \
+                    SUM(CASE WHEN r.verdict = 'FAIL' THEN 1 ELSE 0 END) AS n_fail, \
+                    SUM(CASE WHEN r.verdict = 'ERROR' THEN 1 ELSE 0 END) AS n_error, \
+                    SUM(CASE WHEN r.verdict = 'INTERRUPTED' THEN 1 ELSE 0 END) AS n_interrupted, \
                     COUNT(*) AS n \
              FROM runs r GROUP BY r.drill_id",
         )
@@ -520,9 +528,24 @@ impl StateStore {
                         .ok()
                         .flatten()
                         .and_then(|v| verdict_from(&v)),
-                    last_pass: r.try_get::<Option<i64>, _>("last_pass_ms").ok().flatten().map(at),
-                    running_since: r.try_get::<Option<i64>, _>("running_ms").ok().flatten().map(at),
+                    last_pass: r
+                        .try_get::<Option<i64>, _>("last_pass_ms")
+                        .ok()
+                        .flatten()
+                        .map(at),
+                    running_since: r
+                        .try_get::<Option<i64>, _>("running_ms")
+                        .ok()
+                        .flatten()
+                        .map(at),
                     runs: r.try_get::<i64, _>("n").unwrap_or(0),
+                    last_alert_latency_ms: r.try_get::<Option<i64>, _>("latency_ms").ok().flatten(),
+                    by_verdict: [
+                        r.try_get::<i64, _>("n_pass").unwrap_or(0),
+                        r.try_get::<i64, _>("n_fail").unwrap_or(0),
+                        r.try_get::<i64, _>("n_error").unwrap_or(0),
+                        r.try_get::<i64, _>("n_interrupted").unwrap_or(0),
+                    ],
                 };
                 (id, s)
             })
@@ -574,6 +597,31 @@ impl StateStore {
                 )
             })
             .collect())
+    }
+
+    /// Every drill's key proofs (one query).
+    pub async fn all_key_proofs(
+        &self,
+    ) -> Result<
+        std::collections::HashMap<String, std::collections::HashMap<String, DateTime<Utc>>>,
+        StateError,
+    > {
+        let rows = sqlx::query("SELECT drill_id, key_id, proven_ms FROM key_proofs")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: std::collections::HashMap<
+            String,
+            std::collections::HashMap<String, DateTime<Utc>>,
+        > = std::collections::HashMap::new();
+        for r in rows {
+            out.entry(r.try_get("drill_id").unwrap_or_default())
+                .or_default()
+                .insert(
+                    r.try_get("key_id").unwrap_or_default(),
+                    at(r.try_get("proven_ms").unwrap_or_default()),
+                );
+        }
+        Ok(out)
     }
 
     // ---- locks ----------------------------------------------------------
@@ -688,9 +736,10 @@ impl StateStore {
 
     // ---- notifications --------------------------------------------------
 
-    /// Queues a notification for delivery now.
+    /// Queues a notification on `channel` for delivery now.
     pub async fn queue(
         &self,
+        channel: &str,
         drill_id: Option<&str>,
         kind: &str,
         subject: &str,
@@ -699,11 +748,12 @@ impl StateStore {
     ) -> Result<String, StateError> {
         let id = uuid::Uuid::now_v7().to_string();
         sqlx::query(
-            "INSERT INTO notifications (id, created_ms, drill_id, kind, subject, body, next_ms) VALUES ($1, $2, $3, $4, $5, $6, $2)",
+            "INSERT INTO notifications (id, created_ms, drill_id, channel, kind, subject, body, next_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $2)",
         )
         .bind(&id)
         .bind(ms(now))
         .bind(drill_id)
+        .bind(channel)
         .bind(kind)
         .bind(subject)
         .bind(body)
@@ -716,6 +766,7 @@ impl StateStore {
         Outgoing {
             id: r.try_get("id").unwrap_or_default(),
             drill_id: r.try_get("drill_id").ok().flatten(),
+            channel: r.try_get("channel").unwrap_or_default(),
             kind: r.try_get("kind").unwrap_or_default(),
             subject: r.try_get("subject").unwrap_or_default(),
             body: r.try_get("body").unwrap_or_default(),
@@ -730,10 +781,7 @@ impl StateStore {
     }
 
     /// Notifications due for a delivery attempt at `now`, oldest first.
-    pub async fn due_notifications(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<Outgoing>, StateError> {
+    pub async fn due_notifications(&self, now: DateTime<Utc>) -> Result<Vec<Outgoing>, StateError> {
         let rows = sqlx::query(
             "SELECT * FROM notifications WHERE delivered_ms IS NULL AND next_ms <= $1 ORDER BY created_ms",
         )
@@ -751,6 +799,15 @@ impl StateStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.iter().map(Self::outgoing_row).collect())
+    }
+
+    /// One notification.
+    pub async fn notification(&self, id: &str) -> Result<Option<Outgoing>, StateError> {
+        let row = sqlx::query("SELECT * FROM notifications WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(Self::outgoing_row))
     }
 
     /// A delivery went through.
@@ -796,7 +853,10 @@ pub struct Rebuilt {
 pub async fn rebuild(store: &StateStore, evidence_root: &Path) -> Result<Rebuilt, StateError> {
     let mut out = Rebuilt::default();
     let mut runs = Vec::new();
-    let drills = std::fs::read_dir(evidence_root).into_iter().flatten().flatten();
+    let drills = std::fs::read_dir(evidence_root)
+        .into_iter()
+        .flatten()
+        .flatten();
     for d in drills {
         let Ok(bundles) = std::fs::read_dir(d.path()) else {
             continue;
@@ -819,7 +879,12 @@ pub async fn rebuild(store: &StateStore, evidence_root: &Path) -> Result<Rebuilt
                 Ok(r) => runs.push(RunRow {
                     run_id: r.run_id.clone(),
                     drill_id: r.drill.id.clone(),
-                    origin: if r.recovery.is_some() { "recovered" } else { "run" }.into(),
+                    origin: if r.recovery.is_some() {
+                        "recovered"
+                    } else {
+                        "run"
+                    }
+                    .into(),
                     started: r.started,
                     ended: Some(r.recorded),
                     verdict: Some(r.verdict),
@@ -858,6 +923,10 @@ pub struct RunSummary {
     pub running_since: Option<DateTime<Utc>>,
     /// How many runs.
     pub runs: i64,
+    /// The latest alert latency (sign-in to delivery).
+    pub last_alert_latency_ms: Option<i64>,
+    /// Runs by verdict: PASS, FAIL, ERROR, INTERRUPTED.
+    pub by_verdict: [i64; 4],
 }
 
 /// Locks held by this process (release them with

@@ -59,12 +59,22 @@ async fn a_due_time_is_drawn_once_and_kept_across_reopening() {
 #[tokio::test]
 async fn runs_give_the_last_pass_and_summaries() {
     let (_d, s) = store().await;
-    s.run_ended(&run("r1", "bg1", "2026-01-01T10:00:00Z", Some(Verdict::Pass)))
-        .await
-        .unwrap();
-    s.run_ended(&run("r2", "bg1", "2026-02-01T10:00:00Z", Some(Verdict::Fail)))
-        .await
-        .unwrap();
+    s.run_ended(&run(
+        "r1",
+        "bg1",
+        "2026-01-01T10:00:00Z",
+        Some(Verdict::Pass),
+    ))
+    .await
+    .unwrap();
+    s.run_ended(&run(
+        "r2",
+        "bg1",
+        "2026-02-01T10:00:00Z",
+        Some(Verdict::Fail),
+    ))
+    .await
+    .unwrap();
     s.run_started("r3", "bg2", "run", t("2026-02-02T10:00:00Z"), None)
         .await
         .unwrap();
@@ -80,7 +90,10 @@ async fn runs_give_the_last_pass_and_summaries() {
     assert_eq!(s.unfinished().await.unwrap().len(), 1);
     let runs = s.runs("bg1", 10).await.unwrap();
     assert_eq!(runs[0].run_id, "r2", "newest first");
-    assert_eq!(runs[1], run("r1", "bg1", "2026-01-01T10:00:00Z", Some(Verdict::Pass)));
+    assert_eq!(
+        runs[1],
+        run("r1", "bg1", "2026-01-01T10:00:00Z", Some(Verdict::Pass))
+    );
 }
 
 #[tokio::test]
@@ -88,10 +101,18 @@ async fn locks_are_all_or_nothing_name_their_holder_and_outlive_no_process() {
     let (_d, s) = store().await;
     let now = t("2026-01-01T00:00:00Z");
     let a = lock_names("tenant-a", "BG1@contoso.onmicrosoft.com", Some("key-1"));
-    let held = s.try_lock(&a, "drill bg1 run r1", now).await.unwrap().unwrap();
+    let held = s
+        .try_lock(&a, "drill bg1 run r1", now)
+        .await
+        .unwrap()
+        .unwrap();
     // Another drill of the same group cannot start, and is told who runs.
     let b = lock_names("tenant-a", "bg2@contoso.onmicrosoft.com", Some("key-2"));
-    let refused = s.try_lock(&b, "drill bg2 run r2", now).await.unwrap().unwrap_err();
+    let refused = s
+        .try_lock(&b, "drill bg2 run r2", now)
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(refused.holder, "drill bg1 run r1");
     assert_eq!(refused.name, "group:tenant-a");
     // Nothing of the refused attempt was kept.
@@ -103,14 +124,16 @@ async fn locks_are_all_or_nothing_name_their_holder_and_outlive_no_process() {
     let mut child = std::process::Command::new("true").spawn().unwrap();
     let dead = i64::from(child.id());
     child.wait().unwrap();
-    sqlx::query("INSERT INTO locks (name, holder, host, pid, acquired_ms) VALUES ($1, $2, $3, $4, 0)")
-        .bind("group:tenant-a")
-        .bind("drill bg1 run that died")
-        .bind(host_name())
-        .bind(dead)
-        .execute(&s.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO locks (name, holder, host, pid, acquired_ms) VALUES ($1, $2, $3, $4, 0)",
+    )
+    .bind("group:tenant-a")
+    .bind("drill bg1 run that died")
+    .bind(host_name())
+    .bind(dead)
+    .execute(&s.pool)
+    .await
+    .unwrap();
     let taken = s.try_lock(&b, "drill bg2 run r3", now).await.unwrap();
     assert!(taken.is_ok(), "{taken:?}");
 }
@@ -120,13 +143,17 @@ async fn notifications_are_queued_retried_and_delivered() {
     let (_d, s) = store().await;
     let now = t("2026-01-01T00:00:00Z");
     let id = s
-        .queue(Some("bg1"), "report", "PASS bg1", "body", now)
+        .queue("smtp", Some("bg1"), "report", "PASS bg1", "body", now)
         .await
         .unwrap();
     assert_eq!(s.due_notifications(now).await.unwrap().len(), 1);
-    s.delivery_failed(&id, "connection refused", now + chrono::Duration::minutes(5))
-        .await
-        .unwrap();
+    s.delivery_failed(
+        &id,
+        "connection refused",
+        now + chrono::Duration::minutes(5),
+    )
+    .await
+    .unwrap();
     assert!(s.due_notifications(now).await.unwrap().is_empty());
     let pending = s.undelivered().await.unwrap();
     assert_eq!(pending[0].attempts, 1);
@@ -159,9 +186,14 @@ async fn a_database_from_a_newer_glassdrill_is_refused_and_left_as_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
     let s = StateStore::open(&path).await.unwrap();
-    s.set_due_once("bg1", t("2026-02-10T09:00:00Z"), "drawn", t("2026-01-01T00:00:00Z"))
-        .await
-        .unwrap();
+    s.set_due_once(
+        "bg1",
+        t("2026-02-10T09:00:00Z"),
+        "drawn",
+        t("2026-01-01T00:00:00Z"),
+    )
+    .await
+    .unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'from the future', 1, x'00', 0)",
     )
@@ -173,7 +205,10 @@ async fn a_database_from_a_newer_glassdrill_is_refused_and_left_as_it_is() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a newer database was accepted"),
     };
-    assert!(err.contains("newer glassdrill") && err.contains("9999"), "{err}");
+    assert!(
+        err.contains("newer glassdrill") && err.contains("9999"),
+        "{err}"
+    );
     // Still readable by the newer one: the row is there.
     let pool = SqlitePool::connect(&format!("sqlite://{}", path.display()))
         .await

@@ -2,6 +2,7 @@
 //! chromedriver, real HTTP servers on loopback, the real binary.
 
 mod config_cli;
+mod daemon;
 mod faults;
 mod graph;
 mod hardening;

@@ -533,6 +533,7 @@ impl Manual {
             step_timeout: Duration::from_secs(15),
             operator: None,
             witness: None,
+            custody: glassdrill::drill::Custody::default(),
         }
     }
 

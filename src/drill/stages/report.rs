@@ -1,26 +1,64 @@
 //! `report`: the verdict to the notification channel.
 
+use std::path::Path;
+
 use super::Ended;
 use crate::drill::plan::Sinks;
 use crate::record::{DrillRecord, StageStatus};
 
-/// The report text (pure).
-pub fn text(r: &DrillRecord) -> String {
+/// The report text (pure): verdict and reasons, each stage's time, the
+/// alerts' latencies, and where the signed evidence is.
+pub fn text(r: &DrillRecord, bundle: &Path) -> String {
     let mut t = format!(
-        "glassdrill: drill {} run {}: {}",
-        r.drill.id, r.run_id, r.verdict
+        "glassdrill: {} drill {} ({}) run {}",
+        r.verdict, r.drill.id, r.drill.account, r.run_id
     );
     for reason in &r.reasons {
         t.push_str(&format!("\n  reason: {reason}"));
     }
+    t.push_str("\n\nstages:");
+    for s in &r.stages {
+        t.push_str(&format!(
+            "\n  {:<9} {:<11} {:>8.2}s",
+            s.stage.name(),
+            s.status.name(),
+            s.duration_ms as f64 / 1000.0
+        ));
+    }
+    for a in &r.alerts {
+        match (&a.latency, &a.late) {
+            (Some(l), _) => t.push_str(&format!(
+                "\nalert {}: fired {} ms and delivered {} ms after the sign-in",
+                a.name, l.signin_to_fired_ms, l.signin_to_received_ms
+            )),
+            (None, Some(late)) => t.push_str(&format!(
+                "\nalert {}: LATE, received {} (deadline {} ms after the sign-in)",
+                a.name,
+                crate::support::time::rfc3339_ms(late.received),
+                a.deadline_ms
+            )),
+            (None, None) => t.push_str(&format!("\nalert {}: NOT RECEIVED", a.name)),
+        }
+    }
+    if let Some(o) = &r.operator {
+        t.push_str(&format!("\noperator: {o}"));
+    }
+    if let Some(w) = &r.witness {
+        t.push_str(&format!("\nwitness: {w}"));
+    }
+    t.push_str(&format!(
+        "\n\nevidence: {}\nverify it with `glassdrill evidence verify {}`",
+        bundle.display(),
+        bundle.display()
+    ));
     t
 }
 
 /// Delivers the report.
-pub async fn run(sinks: &Sinks<'_>, record: &DrillRecord) -> Ended<()> {
+pub async fn run(sinks: &Sinks<'_>, record: &DrillRecord, bundle: &Path) -> Ended<()> {
     match sinks
         .notifier
-        .report(&record.drill.id, &record.run_id, &text(record))
+        .report(&record.drill.id, &record.run_id, &text(record, bundle))
         .await
     {
         Ok(detail) => Ended::new(StageStatus::Passed, detail, ()),

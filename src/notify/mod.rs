@@ -46,3 +46,7 @@ impl Notifier for Console {
         Ok("reported on the log".into())
     }
 }
+
+pub mod channels;
+
+pub use channels::{Channels, Kind};

@@ -1,0 +1,163 @@
+//! `daemon`, `status`, `plan`, `state rebuild`.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::daemon::{Daemon, DaemonOptions, SystemClock, status};
+use crate::state::StateStore;
+
+/// `glassdrill daemon`: runs until `cancel`.
+pub(crate) async fn daemon(host: HostConfig, cancel: CancellationToken) -> u8 {
+    for w in &host.warnings {
+        errln!("{w}");
+    }
+    let d = match Daemon::start(
+        host,
+        Arc::new(SystemClock),
+        DaemonOptions::default(),
+        cancel,
+    )
+    .await
+    {
+        Ok(d) => Arc::new(d),
+        Err(e) => {
+            errln!("error: {e}");
+            return Verdict::Error.exit_code();
+        }
+    };
+    match d.run().await {
+        Ok(()) => 0,
+        Err(e) => {
+            errln!("error: {e}");
+            Verdict::Error.exit_code()
+        }
+    }
+}
+
+async fn open(host: &HostConfig) -> Result<StateStore, u8> {
+    StateStore::open(&host.daemon.state_db).await.map_err(|e| {
+        errln!("error: {e}");
+        Verdict::Error.exit_code()
+    })
+}
+
+/// The valid drills; problems of the others are summed up on stderr.
+fn drills(host: &HostConfig) -> Vec<DrillConfig> {
+    let (drills, problems) = crate::config::drill::load_drills(&host.drills_dir);
+    let errors = problems
+        .0
+        .iter()
+        .filter(|p| p.severity == crate::config::Severity::Error)
+        .count();
+    if errors > 0 {
+        errln!(
+            "{errors} problem(s) in the drill files under {}: those drills are disabled; `glassdrill check-config` lists them",
+            host.drills_dir.display()
+        );
+    }
+    drills
+}
+
+/// `glassdrill status`.
+pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
+    let store = match open(host).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let drills = drills(host);
+    let now = crate::support::time::now();
+    let rows = match status::collect(&store, &drills, now).await {
+        Ok(r) => r,
+        Err(e) => {
+            errln!("error: {e}");
+            return Verdict::Error.exit_code();
+        }
+    };
+    let undelivered = store.undelivered().await.unwrap_or_default();
+    let locks = store.locks().await.unwrap_or_default();
+    if a.json {
+        let v = serde_json::json!({
+            "drills": rows,
+            "undelivered_notifications": undelivered.iter().map(|n| serde_json::json!({
+                "id": n.id, "drill": n.drill_id, "channel": n.channel, "kind": n.kind,
+                "subject": n.subject, "attempts": n.attempts, "last_error": n.last_error,
+                "queued": crate::support::time::rfc3339_ms(n.created),
+            })).collect::<Vec<_>>(),
+            "locks": locks.iter().map(|l| serde_json::json!({
+                "name": l.name, "holder": l.holder, "host": l.host, "pid": l.pid,
+                "since": crate::support::time::rfc3339_ms(l.since),
+            })).collect::<Vec<_>>(),
+        });
+        out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        let mut t = status::table(&rows, undelivered.len());
+        for l in &locks {
+            t.push_str(&format!(
+                "running: {} holds {} since {}\n",
+                l.holder,
+                l.name,
+                crate::support::time::rfc3339_ms(l.since)
+            ));
+        }
+        out!("{}", t.trim_end());
+    }
+    store.close().await;
+    0
+}
+
+/// `glassdrill plan`.
+pub(crate) async fn plan(host: &HostConfig, a: PlanArgs) -> u8 {
+    let store = match open(host).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let drills = drills(host);
+    let now = crate::support::time::now();
+    let rows = match status::collect(&store, &drills, now).await {
+        Ok(r) => r,
+        Err(e) => {
+            errln!("error: {e}");
+            return Verdict::Error.exit_code();
+        }
+    };
+    let plan = status::plan(&drills, &rows, now, a.days);
+    if a.json {
+        let v: Vec<serde_json::Value> = plan
+            .iter()
+            .map(|(t, what)| serde_json::json!({"at": crate::support::time::rfc3339_ms(*t), "what": what}))
+            .collect();
+        out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for (_, what) in &plan {
+            out!("{what}");
+        }
+    }
+    store.close().await;
+    0
+}
+
+/// `glassdrill state rebuild`.
+pub(crate) async fn rebuild(host: &HostConfig) -> u8 {
+    let store = match open(host).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match crate::state::rebuild(&store, &host.evidence_dir()).await {
+        Ok(r) => {
+            out!(
+                "indexed {} bundle(s) from {}",
+                r.indexed,
+                host.evidence_dir().display()
+            );
+            for (dir, why) in &r.skipped {
+                errln!("skipped {}: {why}", dir.display());
+            }
+            store.close().await;
+            0
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            Verdict::Error.exit_code()
+        }
+    }
+}

@@ -1,0 +1,847 @@
+//! `glassdrill daemon`: drills every 30–60 days on an unattended host
+//! (DESIGN D3, D9, D10, D11).
+//!
+//! One process keeps its services (webhook receiver, token caches, signing
+//! key, the notification outbox, the state store) for its whole life and
+//! attaches a run to them whenever a drill is due. Each tick
+//! (`tokio-cron-scheduler`, every minute by default) re-reads the drill
+//! files (a broken one disables that drill, never the daemon), draws a due
+//! time once for a drill that has none, and starts the drills that are due
+//! inside their windows — never two of one group at once, never closer
+//! than the group gap, never a drill that is on hold.
+//!
+//! The verdict policy (do no harm): a FAIL is escalated and the drill is
+//! held (no automatic second sign-in: lockout); an ERROR before any
+//! sign-in attempt is retried with backoff; an ERROR or a stop after the
+//! sign-in was attempted is held and escalated like a FAIL. A PASS — the
+//! daemon's or an on-demand `glassdrill run`'s — draws the next due time.
+//!
+//! Time comes from a [`Clock`], so tests run months of schedule at once.
+
+pub mod metrics;
+pub mod outbox;
+pub mod status;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Custody, DrillConfig, HostConfig, TenantKind};
+use crate::drill::{DrillOutcome, Progress, StageRecord};
+use crate::notify::{Channels, Kind};
+use crate::record::{DrillRecord, Stage, Verdict};
+use crate::runner::{RunError, RunOptions};
+use crate::schedule::{DrawInput, draw, overdue};
+use crate::services::{ServiceError, Services, WebhookSettings};
+use crate::state::{RunRow, StateError, StateStore, lock_names};
+
+pub use outbox::Outbox;
+
+/// Where time comes from.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        crate::support::time::now()
+    }
+}
+
+/// A clock a test sets.
+#[derive(Debug)]
+pub struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl ManualClock {
+    /// A clock at `t`.
+    pub fn new(t: DateTime<Utc>) -> Self {
+        Self(Mutex::new(t))
+    }
+
+    /// Moves it to `t` (backwards too: a clock that jumps back).
+    pub fn set(&self, t: DateTime<Utc>) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = t;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Why the daemon cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The state store.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// A service.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// A notification channel.
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
+    /// The webhook receiver settings.
+    #[error("{0}")]
+    Config(String),
+    /// The scheduler.
+    #[error("scheduler: {0}; check daemon.tick in glassdrill.toml")]
+    Scheduler(String),
+}
+
+/// Progress of daemon runs: the log.
+struct LogProgress {
+    drill: String,
+}
+
+impl Progress for LogProgress {
+    fn stage_started(&self, stage: Stage) {
+        tracing::info!(drill = %self.drill, stage = stage.name(), "stage started");
+    }
+    fn stage_finished(&self, r: &StageRecord) {
+        tracing::info!(drill = %self.drill, stage = r.stage.name(), status = r.status.name(), duration_ms = r.duration_ms, detail = %r.detail, "stage finished");
+    }
+    fn note(&self, m: &str) {
+        tracing::info!(drill = %self.drill, "{m}");
+    }
+}
+
+/// What one tick did, for tests and the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Tick {
+    /// Drills started.
+    pub started: Vec<String>,
+    /// Drills due but held back, with why.
+    pub waiting: Vec<(String, String)>,
+    /// Drills disabled by a broken file.
+    pub disabled: Vec<String>,
+}
+
+/// Options a test sets (the rehearsal tenant's behaviour in daemon runs).
+#[derive(Debug, Clone, Default)]
+pub struct DaemonOptions {
+    /// Passed to every run.
+    pub run: RunOptions,
+}
+
+/// The running daemon.
+pub struct Daemon {
+    host: HostConfig,
+    store: StateStore,
+    services: Arc<Services>,
+    outbox: Outbox,
+    clock: Arc<dyn Clock>,
+    opts: DaemonOptions,
+    cancel: CancellationToken,
+    running: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
+    random: Mutex<Box<dyn FnMut() -> u64 + Send>>,
+    /// Why each drill waited at the last tick (logged when it changes).
+    waiting: Mutex<HashMap<String, String>>,
+}
+
+fn os_random() -> u64 {
+    use rand_core::RngCore as _;
+    rand_core::OsRng.next_u64()
+}
+
+/// What the verdict policy did with a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    /// PASS: the next due time is drawn afresh.
+    Passed,
+    /// ERROR before any sign-in attempt: retried at this time.
+    Retry(DateTime<Utc>),
+    /// FAIL, or a sign-in that may have happened in a run that did not
+    /// pass: no automatic run until a person runs the drill.
+    Held(String),
+    /// A stop before the sign-in: the drill stays due.
+    Unchanged,
+}
+
+/// The verdict policy (pure): never a second automatic sign-in after one
+/// that may have happened and did not pass.
+pub fn decide(
+    verdict: Verdict,
+    sign_in_attempted: bool,
+    retries: u32,
+    retry_after: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match (verdict, sign_in_attempted) {
+        (Verdict::Error, false) => Some(now + retry_delay(retry_after, retries)),
+        _ => None,
+    }
+}
+
+/// Records a finished run in the state store and applies the verdict
+/// policy; shared by the daemon and `glassdrill run` (whose PASS counts for
+/// the schedule too).
+pub async fn record_outcome(
+    store: &StateStore,
+    d: &DrillConfig,
+    key: Option<&str>,
+    origin: &str,
+    o: &DrillOutcome,
+    now: DateTime<Utc>,
+    retry_after: std::time::Duration,
+) -> Result<After, StateError> {
+    let bundle = o.bundle.as_ref().ok().map(|b| b.dir.display().to_string());
+    let latency = o
+        .record
+        .iter()
+        .flat_map(|r| &r.alerts)
+        .filter_map(|a| a.latency.as_ref().map(|l| l.signin_to_received_ms))
+        .max();
+    store
+        .run_ended(&RunRow {
+            run_id: o.run_id.clone(),
+            drill_id: d.id.clone(),
+            origin: origin.into(),
+            started: o.record.as_ref().map_or(now, |r| r.started),
+            ended: Some(now),
+            verdict: Some(o.verdict),
+            sign_in_attempted: o.sign_in_attempted,
+            key_id: key.map(str::to_owned),
+            bundle,
+            alert_latency_ms: latency,
+        })
+        .await?;
+    Ok(match (o.verdict, o.sign_in_attempted) {
+        (Verdict::Pass, _) => {
+            store.passed(&d.id).await?;
+            if let Some(k) = key {
+                store.key_proven(&d.id, k, now).await?;
+            }
+            After::Passed
+        }
+        (Verdict::Interrupted, false) => After::Unchanged,
+        (verdict, attempted) => {
+            let retries = store.drill(&d.id).await?.retries;
+            if let Some(at) = decide(verdict, attempted, retries, retry_after, now) {
+                store.retry_later(&d.id, at).await?;
+                After::Retry(at)
+            } else {
+                let why = format!(
+                    "{verdict} at {} (run {}, {origin}): {}; no automatic retry (a second sign-in could lock the account out): fix the cause, then run `glassdrill run {}`",
+                    crate::support::time::rfc3339_ms(now),
+                    o.run_id,
+                    o.reasons.join("; "),
+                    d.id
+                );
+                store.hold(&d.id, &why).await?;
+                After::Held(why)
+            }
+        }
+    })
+}
+
+/// The retry time of an ERROR before any sign-in: `retry_after` doubling
+/// per retry, at most 4 h.
+fn retry_delay(first: std::time::Duration, retries: u32) -> chrono::Duration {
+    let d = chrono::Duration::from_std(first).unwrap_or(chrono::Duration::minutes(15));
+    (d * (1i32 << retries.min(8))).min(chrono::Duration::hours(4))
+}
+
+impl Daemon {
+    /// Opens the state store, starts the services (recovering runs that
+    /// died, and holding a drill whose dead run may have signed in), and
+    /// the notification channels.
+    pub async fn start(
+        host: HostConfig,
+        clock: Arc<dyn Clock>,
+        opts: DaemonOptions,
+        cancel: CancellationToken,
+    ) -> Result<Self, DaemonError> {
+        let store = StateStore::open(&host.daemon.state_db).await?;
+        let token = match &host.webhook.token {
+            None => secrecy::SecretString::from(crate::secret::random_token(32)),
+            Some(t) => t
+                .resolve()
+                .map_err(|e| DaemonError::Config(format!("webhook.token: {e}")))?,
+        };
+        let channels = Arc::new(Channels::new(&host.notify)?);
+        let outbox = Outbox::new(store.clone(), channels, clock.clone());
+        let progress = LogProgress { drill: "-".into() };
+        let services = Services::start(
+            &host,
+            WebhookSettings {
+                listen: host.webhook.listen,
+                token,
+            },
+            &progress,
+        )
+        .await?
+        .with_notifier(Box::new(outbox.clone()));
+        let d = Self {
+            host,
+            store,
+            services: Arc::new(services),
+            outbox,
+            clock,
+            opts,
+            cancel,
+            running: Mutex::new(HashMap::new()),
+            random: Mutex::new(Box::new(os_random)),
+            waiting: Mutex::new(HashMap::new()),
+        };
+        d.reconcile_recovered().await?;
+        Ok(d)
+    }
+
+    /// Replaces the random source (tests).
+    pub fn with_random(self, f: impl FnMut() -> u64 + Send + 'static) -> Self {
+        *self
+            .random
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Box::new(f);
+        self
+    }
+
+    /// The state store.
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// The services.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Indexes the runs recovered at start; a drill whose dead run may have
+    /// signed in is held (never re-run automatically) and escalated.
+    async fn reconcile_recovered(&self) -> Result<(), DaemonError> {
+        for dir in self.services.recovered().to_vec() {
+            let Ok(bytes) = std::fs::read(dir.join("drill.json")) else {
+                continue;
+            };
+            let Ok(r) = DrillRecord::from_json(&bytes) else {
+                continue;
+            };
+            let attempted = r.recovery.as_ref().is_some_and(|x| x.sign_in_attempted);
+            self.store
+                .run_ended(&RunRow {
+                    run_id: r.run_id.clone(),
+                    drill_id: r.drill.id.clone(),
+                    origin: "recovered".into(),
+                    started: r.started,
+                    ended: Some(r.recorded),
+                    verdict: Some(r.verdict),
+                    sign_in_attempted: attempted,
+                    key_id: None,
+                    bundle: Some(dir.display().to_string()),
+                    alert_latency_ms: None,
+                })
+                .await?;
+            if attempted {
+                let why = format!(
+                    "run {} died after its sign-in had started (recovered as {}); not re-run automatically: check the sign-in log and the evidence, then run `glassdrill run {}`",
+                    r.run_id, r.verdict, r.drill.id
+                );
+                self.store.hold(&r.drill.id, &why).await?;
+                self.outbox
+                    .notify(
+                        Some(&r.drill.id),
+                        Kind::Escalation,
+                        &format!(
+                            "glassdrill: drill {} was interrupted after its sign-in started",
+                            r.drill.id
+                        ),
+                        &format!("{why}\n\nevidence: {}", dir.display()),
+                    )
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the drill files; broken ones disable their drill (by file
+    /// name), reported once per change of reason.
+    async fn load(&self, tick: &mut Tick) -> Result<Vec<DrillConfig>, DaemonError> {
+        let (drills, problems) = crate::config::drill::load_drills(&self.host.drills_dir);
+        let mut broken: HashMap<String, Vec<String>> = HashMap::new();
+        for p in problems
+            .0
+            .iter()
+            .filter(|p| p.severity == crate::config::Severity::Error)
+        {
+            let id = p
+                .file
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            broken.entry(id).or_default().push(p.to_string());
+        }
+        for (id, msgs) in &broken {
+            let reason = msgs.join("; ");
+            let before = self.store.drill(id).await?.disabled;
+            if before.as_deref() != Some(reason.as_str()) {
+                self.store.set_disabled(id, Some(&reason)).await?;
+                self.outbox
+                    .notify(
+                        Some(id),
+                        Kind::Disabled,
+                        &format!("glassdrill: drill {id} is disabled: its file is broken"),
+                        &format!("{reason}\n\nFix the file; the daemon picks it up at its next tick. No drill of {id} runs until then."),
+                    )
+                    .await;
+            }
+            tick.disabled.push(id.clone());
+        }
+        let drills: Vec<DrillConfig> = drills
+            .into_iter()
+            .filter(|d| !broken.contains_key(&d.id))
+            .collect();
+        for d in &drills {
+            let s = self.store.drill(&d.id).await?;
+            if s.disabled.is_some() {
+                self.store.set_disabled(&d.id, None).await?;
+            }
+        }
+        Ok(drills)
+    }
+
+    fn is_running(&self, id: &str) -> bool {
+        let mut running = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        running.retain(|_, h| !h.is_finished());
+        running.contains_key(id)
+    }
+
+    /// One pass: draws missing due times, notifies overdue drills, starts
+    /// the drills that are due, retries undelivered notifications.
+    pub async fn tick(self: &Arc<Self>) -> Result<Tick, DaemonError> {
+        let now = self.clock.now();
+        let mut tick = Tick::default();
+        let drills = self.load(&mut tick).await?;
+        let gap = chrono::Duration::from_std(self.host.daemon.group_gap)
+            .unwrap_or(chrono::Duration::hours(24));
+        for d in &drills {
+            let state = self.store.drill(&d.id).await?;
+            let last_pass = self.store.last_pass(&d.id).await?;
+            // Group: the other drills' due times and recent runs.
+            let mut group = Vec::new();
+            for other in drills.iter().filter(|o| o.group == d.group && o.id != d.id) {
+                let s = self.store.drill(&other.id).await?;
+                group.extend(s.due);
+                if let Some(r) = self.store.runs(&other.id, 1).await?.first() {
+                    group.push(r.started);
+                }
+            }
+            let due = match state.due {
+                Some(due) => due,
+                None => {
+                    let random = (self
+                        .random
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner))(
+                    );
+                    let input = DrawInput {
+                        last_pass,
+                        now,
+                        cadence: d.schedule.cadence,
+                        windows: &d.schedule.windows,
+                        group: &group,
+                        gap,
+                    };
+                    match draw(&input, random) {
+                        Ok(drawn) => {
+                            tracing::info!(drill = %d.id, due = %drawn.due, why = %drawn.why, "next drill drawn");
+                            self.store
+                                .set_due_once(&d.id, drawn.due, &drawn.why, now)
+                                .await?
+                        }
+                        Err(e) => {
+                            tick.waiting.push((d.id.clone(), e.to_string()));
+                            continue;
+                        }
+                    }
+                }
+            };
+            if overdue(last_pass, due, d.schedule.cadence, now)
+                && state
+                    .overdue_notified
+                    .is_none_or(|t| now - t >= chrono::Duration::hours(24))
+            {
+                let since = last_pass.map_or_else(
+                    || "never passed".to_owned(),
+                    |p| {
+                        format!(
+                            "last PASS {} ({} days ago)",
+                            crate::support::time::rfc3339_ms(p),
+                            (now - p).num_days()
+                        )
+                    },
+                );
+                self.outbox
+                    .notify(
+                        Some(&d.id),
+                        Kind::Overdue,
+                        &format!("glassdrill: break-glass drill {} is OVERDUE", d.id),
+                        &format!(
+                            "Drill {} ({}) is overdue: {since}; its cadence is {}..{} days.{}",
+                            d.id,
+                            d.account,
+                            d.schedule.cadence.min.num_days(),
+                            d.schedule.cadence.max.num_days(),
+                            state
+                                .hold
+                                .as_ref()
+                                .map(|h| format!("\nIt is on hold: {h}"))
+                                .unwrap_or_default()
+                        ),
+                    )
+                    .await;
+                self.store.overdue_notified(&d.id, now).await?;
+            }
+            if due > now {
+                continue;
+            }
+            if let Some(h) = &state.hold {
+                tick.waiting.push((d.id.clone(), format!("on hold: {h}")));
+                continue;
+            }
+            if state.retry_at.is_some_and(|r| r > now) {
+                tick.waiting.push((d.id.clone(), "waiting to retry".into()));
+                continue;
+            }
+            if !d.schedule.windows.contains(now) {
+                tick.waiting
+                    .push((d.id.clone(), "outside its windows".into()));
+                continue;
+            }
+            if self.is_running(&d.id) {
+                continue;
+            }
+            if let Some(busy) = drills
+                .iter()
+                .filter(|o| o.group == d.group && o.id != d.id)
+                .find(|o| self.is_running(&o.id))
+            {
+                tick.waiting.push((
+                    d.id.clone(),
+                    format!("drill {} of its group is running", busy.id),
+                ));
+                continue;
+            }
+            if group.iter().any(|t| *t <= now && now - *t < gap) {
+                tick.waiting.push((
+                    d.id.clone(),
+                    "another drill of its group ran less than the group gap ago".into(),
+                ));
+                continue;
+            }
+            if d.schedule.custody == Custody::Custodian {
+                // Announced now, and again daily until someone runs it.
+                self.announce_custody(d, due).await?;
+                tick.waiting.push((
+                    d.id.clone(),
+                    "custodian: waiting for `glassdrill run` with the key".into(),
+                ));
+                continue;
+            }
+            if self.start_run(d.clone(), now).await? {
+                tick.started.push(d.id.clone());
+            } else {
+                tick.waiting
+                    .push((d.id.clone(), "locked by another process".into()));
+            }
+        }
+        self.outbox.deliver_due().await;
+        let mut last = self
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (id, why) in &tick.waiting {
+            if last.get(id) != Some(why) {
+                tracing::info!(drill = %id, "due, not started: {why}");
+            }
+        }
+        *last = tick.waiting.iter().cloned().collect();
+        for id in &tick.started {
+            tracing::info!(drill = %id, "drill started");
+        }
+        drop(last);
+        Ok(tick)
+    }
+
+    /// Announces a due custodian drill; the next reminder is a day later.
+    async fn announce_custody(
+        &self,
+        d: &DrillConfig,
+        due: DateTime<Utc>,
+    ) -> Result<(), DaemonError> {
+        let now = self.clock.now();
+        let windows: Vec<String> = d
+            .schedule
+            .windows
+            .list
+            .iter()
+            .map(|w| format!("{}-{}", w.from.format("%H:%M"), w.to.format("%H:%M")))
+            .collect();
+        self.outbox
+            .notify(
+                Some(&d.id),
+                Kind::Touch,
+                &format!("glassdrill: break-glass drill {} is due: bring its key", d.id),
+                &format!(
+                    "Drill {} ({}) is due since {}. A custodian brings the key to the drill host and runs `glassdrill run {} --operator NAME --witness NAME --seal-before N --seal-after N` inside a window ({} {}).",
+                    d.id,
+                    d.account,
+                    crate::support::time::rfc3339_ms(due),
+                    d.id,
+                    if windows.is_empty() { "any time".to_owned() } else { windows.join(", ") },
+                    d.schedule.windows.tz
+                ),
+            )
+            .await;
+        self.store
+            .retry_later(&d.id, now + chrono::Duration::hours(24))
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the locks and starts the run in the background; `false` when
+    /// another process holds a lock.
+    async fn start_run(
+        self: &Arc<Self>,
+        d: DrillConfig,
+        now: DateTime<Utc>,
+    ) -> Result<bool, DaemonError> {
+        let key = self.next_key(&d).await?;
+        let holder = format!("drill {} (daemon, pid {})", d.id, std::process::id());
+        let locks = match self
+            .store
+            .try_lock(
+                &lock_names(&d.group, &d.account, key.as_deref()),
+                &holder,
+                now,
+            )
+            .await?
+        {
+            Ok(l) => l,
+            Err(h) => {
+                tracing::info!(drill = %d.id, held_by = %h.holder, "not started: locked");
+                return Ok(false);
+            }
+        };
+        let me = self.clone();
+        let id = d.id.clone();
+        let handle = tokio::spawn(async move {
+            let progress = LogProgress {
+                drill: d.id.clone(),
+            };
+            let cancel = me.cancel.child_token();
+            let mut opts = me.opts.run.clone();
+            if opts.operator.is_none() {
+                opts.operator = Some("glassdrill daemon".into());
+            }
+            let outcome =
+                crate::runner::run_with(&me.services, &me.host, &d, &opts, &progress, &cancel)
+                    .await;
+            if let Err(e) = me.after_run(&d, key.as_deref(), outcome).await {
+                tracing::error!(drill = %d.id, error = %e, "could not record the run's result in the state store");
+            }
+            if let Err(e) = me.store.release(locks).await {
+                tracing::warn!(drill = %d.id, error = %e, "could not release the run's locks");
+            }
+        });
+        self.running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, handle);
+        Ok(true)
+    }
+
+    /// The least recently proven of the drill's keys (never proven first).
+    async fn next_key(&self, d: &DrillConfig) -> Result<Option<String>, DaemonError> {
+        let proofs = self.store.key_proofs(&d.id).await?;
+        Ok(d.schedule
+            .keys
+            .iter()
+            .min_by_key(|k| proofs.get(*k).copied())
+            .cloned())
+    }
+
+    /// Applies the verdict policy to a finished run and tells people.
+    async fn after_run(
+        &self,
+        d: &DrillConfig,
+        key: Option<&str>,
+        outcome: Result<DrillOutcome, RunError>,
+    ) -> Result<(), DaemonError> {
+        let now = self.clock.now();
+        let o = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                // Nothing ran (a secret missing, a service down): no sign-in
+                // was attempted, so it is retried like an ERROR before it.
+                let retries = self.store.drill(&d.id).await?.retries;
+                self.store
+                    .retry_later(
+                        &d.id,
+                        now + retry_delay(self.host.daemon.retry_after, retries),
+                    )
+                    .await?;
+                self.outbox
+                    .notify(
+                        Some(&d.id),
+                        Kind::Report,
+                        &format!("glassdrill: drill {} could not start", d.id),
+                        &format!("{e}\n\nNo sign-in was attempted; the daemon retries it."),
+                    )
+                    .await;
+                return Ok(());
+            }
+        };
+        let after = record_outcome(
+            &self.store,
+            d,
+            key,
+            "daemon",
+            &o,
+            now,
+            self.host.daemon.retry_after,
+        )
+        .await?;
+        if let After::Held(why) = after {
+            let evidence = o.bundle.as_ref().map_or_else(
+                |e| format!("NOT WRITTEN: {e}"),
+                |b| b.dir.display().to_string(),
+            );
+            self.outbox
+                .notify(
+                    Some(&d.id),
+                    Kind::Escalation,
+                    &format!(
+                        "glassdrill: ESCALATION: break-glass drill {} {}",
+                        d.id, o.verdict
+                    ),
+                    &format!(
+                        "Drill {} ({}) ended {}.\n  {}\n\n{why}\n\nevidence: {evidence}",
+                        d.id,
+                        d.account,
+                        o.verdict,
+                        o.reasons.join("\n  ")
+                    ),
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Waits for every run in progress (tests; shutdown).
+    pub async fn idle(&self) {
+        let handles: Vec<_> = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for h in handles {
+            let _ = h.await;
+        }
+    }
+
+    /// Runs until `cancel`: a tick per `daemon.tick`, the metrics server,
+    /// the heartbeat after each tick. On a stop, the runs in progress are
+    /// told to stop (they tear down and write INTERRUPTED evidence) and
+    /// waited for.
+    pub async fn run(self: Arc<Self>) -> Result<(), DaemonError> {
+        use tokio_cron_scheduler::{Job, JobScheduler};
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let sched = JobScheduler::new()
+            .await
+            .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+        let job = Job::new_async(self.host.daemon.tick.as_str(), move |_, _| {
+            let tx = tx.clone();
+            Box::pin(async move {
+                // A tick still running absorbs the next one.
+                let _ = tx.try_send(());
+            })
+        })
+        .map_err(|e| DaemonError::Scheduler(format!("`{}`: {e}", self.host.daemon.tick)))?;
+        sched
+            .add(job)
+            .await
+            .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+        sched
+            .start()
+            .await
+            .map_err(|e| DaemonError::Scheduler(e.to_string()))?;
+        let metrics = match self.host.daemon.metrics_listen {
+            Some(addr) => Some(metrics::serve(addr, self.clone()).await?),
+            None => None,
+        };
+        let heartbeat = match &self.host.daemon.heartbeat_url {
+            Some(r) => Some(
+                r.resolve()
+                    .map_err(|e| DaemonError::Config(format!("daemon.heartbeat_url: {e}")))?,
+            ),
+            None => None,
+        };
+        let http =
+            crate::support::http::client().map_err(|e| DaemonError::Config(e.to_string()))?;
+        tracing::info!(tick = %self.host.daemon.tick, state = %self.store.path().display(), "glassdrill daemon started");
+        // A first tick at once, then on schedule.
+        let mut first = true;
+        loop {
+            if !first {
+                tokio::select! {
+                    () = self.cancel.cancelled() => break,
+                    got = rx.recv() => if got.is_none() { break },
+                }
+            }
+            first = false;
+            match self.tick().await {
+                Ok(t) => {
+                    tracing::debug!(?t, "tick");
+                    if let Some(url) = &heartbeat {
+                        use secrecy::ExposeSecret as _;
+                        if let Err(e) = http.get(url.expose_secret()).send().await {
+                            tracing::warn!(error = %e.without_url(), "heartbeat not delivered");
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "tick failed; the next one tries again"),
+            }
+        }
+        tracing::info!("stopping: waiting for runs in progress to tear down and record");
+        self.idle().await;
+        let mut sched = sched;
+        let _ = sched.shutdown().await;
+        if let Some(m) = metrics {
+            m.shutdown().await;
+        }
+        self.store.close().await;
+        Ok(())
+    }
+
+    /// The drills and their state now (for `status`, `/metrics`).
+    pub async fn status(&self) -> Result<Vec<status::DrillStatus>, DaemonError> {
+        let mut tick = Tick::default();
+        let drills = self.load(&mut tick).await?;
+        Ok(status::collect(&self.store, &drills, self.clock.now()).await?)
+    }
+
+    /// Whether a drill is a rehearsal (no real account behind it).
+    pub fn is_rehearsal(d: &DrillConfig) -> bool {
+        d.tenant == TenantKind::Rehearsal
+    }
+}

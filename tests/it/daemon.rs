@@ -1,0 +1,485 @@
+//! The daemon: a real rehearsal drill run when due (time injected), its
+//! announcement and report delivered to a real SMTP server on loopback,
+//! the schedule drawn once and kept, the verdict policy (a FAIL is held and
+//! escalated, never signed in again automatically), `/metrics` scraped and
+//! parsed; and as a real process: `kill -9` during the sign-in and during
+//! the record stage, then a restart; `glassdrill run` beside it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use glassdrill::config::{HostConfig, SmtpConfig, SmtpSecurity};
+use glassdrill::daemon::{Daemon, DaemonOptions, ManualClock};
+use glassdrill::record::Verdict;
+use glassdrill::runner::RunOptions;
+use glassdrill::tenant::Fault;
+use tokio_util::sync::CancellationToken;
+
+use crate::util::{Spawned, Stream, World};
+
+const PATIENCE: Duration = Duration::from_secs(180);
+
+/// A message the test SMTP server received.
+#[derive(Debug, Clone, Default)]
+pub struct Mail {
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// A real SMTP server (`mailin-embedded`) on loopback, keeping every
+/// message. Its thread serves until the test binary exits (the server has
+/// no stop); it holds no files and no child process.
+#[derive(Clone, Default)]
+struct Inbox {
+    mails: Arc<Mutex<Vec<Mail>>>,
+    current: Arc<Mutex<Mail>>,
+}
+
+impl mailin_embedded::Handler for Inbox {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        _from: &str,
+        _is8bit: bool,
+        to: &[String],
+    ) -> mailin_embedded::Response {
+        *self.current.lock().unwrap() = Mail {
+            to: to.to_vec(),
+            data: String::new(),
+        };
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.current
+            .lock()
+            .unwrap()
+            .data
+            .push_str(&String::from_utf8_lossy(buf));
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let m = self.current.lock().unwrap().clone();
+        self.mails.lock().unwrap().push(m);
+        mailin_embedded::response::OK
+    }
+}
+
+fn smtp_server() -> (SocketAddr, Arc<Mutex<Vec<Mail>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind smtp");
+    let addr = listener.local_addr().expect("addr");
+    let inbox = Inbox::default();
+    let mails = inbox.mails.clone();
+    let mut server = mailin_embedded::Server::new(inbox);
+    server
+        .with_name("smtp.localhost")
+        .with_num_threads(2)
+        .with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (addr, mails)
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// `drills/<id>.toml`: the rehearsal account with a fresh credential, no
+/// windows (any time), one alert.
+fn drill_file(w: &World, id: &str, account: &str, group: &str) {
+    std::fs::create_dir_all(w.path().join("drills")).unwrap();
+    std::fs::write(
+        w.path().join(format!("drills/{id}.toml")),
+        format!(
+            "id = \"{id}\"\naccount = \"{account}\"\ngroup = \"{group}\"\ntenant = \"rehearsal\"\n\
+             flow = \"flows/entra-security-key.toml\"\nconfirm_deadline = \"20s\"\n\
+             authenticator = {{ kind = \"virtual\" }}\n\
+             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\nrule = \"Break-glass account sign-in\"\ndeadline = \"20s\"\n\
+             [schedule]\nkeys = [\"{id}-key-a\", \"{id}-key-b\"]\n"
+        ),
+    )
+    .unwrap();
+}
+
+fn host(w: &World, smtp: SocketAddr) -> HostConfig {
+    let mut h = w.host();
+    h.drills_dir = w.path().join("drills");
+    h.notify.smtp = Some(SmtpConfig {
+        host: smtp.ip().to_string(),
+        port: smtp.port(),
+        security: SmtpSecurity::Plain,
+        username: None,
+        password: None,
+        from: "glassdrill <glassdrill@drillhost.localhost>".into(),
+        to: vec!["soc@soc.localhost".into()],
+        escalate_to: vec!["oncall@identity.localhost".into()],
+    });
+    h
+}
+
+fn opts(faults: &[Fault]) -> DaemonOptions {
+    DaemonOptions {
+        run: RunOptions {
+            faults: faults.to_vec(),
+            alert_delay: Duration::from_millis(200),
+            step_timeout: Some(Duration::from_secs(60)),
+            ..RunOptions::default()
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_due_drill_runs_is_announced_and_reported_by_mail_and_the_next_is_drawn_once() {
+    let w = World::new();
+    let (smtp, mails) = smtp_server();
+    drill_file(
+        &w,
+        "bg1",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "tenant-a",
+    );
+    let clock = Arc::new(ManualClock::new(t("2026-11-26T10:00:00Z")));
+    let d = Arc::new(
+        Daemon::start(
+            host(&w, smtp),
+            clock.clone(),
+            opts(&[]),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("daemon")
+        .with_random(|| 0),
+    );
+    // No PASS yet: due at once.
+    let tick = d.tick().await.unwrap();
+    assert_eq!(tick.started, vec!["bg1".to_owned()], "{tick:?}");
+    d.idle().await;
+    let store = d.store();
+    let runs = store.runs("bg1", 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].verdict, Some(Verdict::Pass), "{runs:?}");
+    assert_eq!(
+        runs[0].key_id.as_deref(),
+        Some("bg1-key-a"),
+        "the key never proven goes first"
+    );
+    let bundle = runs[0].bundle.clone().expect("bundle");
+    w.verify(std::path::Path::new(&bundle)).expect_exit(0);
+
+    // The next due time is drawn at the next tick, inside the cadence,
+    // and kept: later ticks (and a restart) never draw again.
+    let tick = d.tick().await.unwrap();
+    assert!(tick.started.is_empty(), "{tick:?}");
+    let due = store.drill("bg1").await.unwrap().due.expect("drawn");
+    let pass = runs[0].started;
+    assert!(due >= pass + chrono::Duration::days(30) && due <= pass + chrono::Duration::days(60));
+    clock.set(t("2026-12-01T10:00:00Z"));
+    d.tick().await.unwrap();
+    assert_eq!(store.drill("bg1").await.unwrap().due, Some(due));
+    // A clock that jumps backwards runs nothing twice.
+    clock.set(t("2026-11-26T09:00:00Z"));
+    assert!(d.tick().await.unwrap().started.is_empty());
+    assert_eq!(store.runs("bg1", 10).await.unwrap().len(), 1);
+
+    // The messages reached the SOC, readable, with no secret.
+    let got = mails.lock().unwrap().clone();
+    let announce = got
+        .iter()
+        .find(|m| m.data.contains("starts now"))
+        .unwrap_or_else(|| panic!("no announcement in {got:#?}"));
+    assert_eq!(announce.to, vec!["soc@soc.localhost".to_owned()]);
+    assert!(
+        announce
+            .data
+            .contains("breakglass1@rehearsal.onmicrosoft.com")
+            && announce.data.contains("sev0"),
+        "{}",
+        announce.data
+    );
+    let report = got
+        .iter()
+        .find(|m| m.data.contains("PASS drill bg1"))
+        .unwrap_or_else(|| panic!("no report in {got:#?}"));
+    assert!(
+        report.data.contains("evidence: ") && report.data.contains("alerts "),
+        "{}",
+        report.data
+    );
+    use secrecy::ExposeSecret as _;
+    let url = d.services().receiver().url_with_token();
+    let token = url.expose_secret().rsplit('/').next().unwrap().to_owned();
+    for m in &got {
+        assert!(
+            !m.data.contains(&token),
+            "a notification holds the webhook token"
+        );
+    }
+    assert!(store.undelivered().await.unwrap().is_empty());
+
+    // /metrics, scraped over HTTP and parsed as Prometheus text.
+    let m = glassdrill::daemon::metrics::serve("127.0.0.1:0".parse().unwrap(), d.clone())
+        .await
+        .unwrap();
+    let body = reqwest::get(format!("http://{}/metrics", m.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_owned()))).unwrap();
+    let sample = |name: &str, verdict: Option<&str>| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| {
+                s.metric == name
+                    && s.labels.get("drill") == Some("bg1")
+                    && verdict.is_none_or(|v| s.labels.get("verdict") == Some(v))
+            })
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no {name} in\n{body}"))
+    };
+    assert_eq!(sample("glassdrill_drill_results_total", Some("PASS")), 1.0);
+    assert_eq!(sample("glassdrill_overdue", None), 0.0);
+    assert!(
+        (sample("glassdrill_next_due_timestamp_seconds", None) - due.timestamp() as f64).abs()
+            < 1.0
+    );
+    assert!(
+        (sample("glassdrill_last_pass_timestamp_seconds", None) - pass.timestamp() as f64).abs()
+            < 1.0
+    );
+    assert!(sample("glassdrill_alert_latency_seconds", None) > 0.0);
+    m.shutdown().await;
+    w.assert_clean();
+}
+
+#[tokio::test]
+async fn a_fail_is_escalated_and_held_never_signed_in_again_automatically() {
+    let w = World::new();
+    let (smtp, mails) = smtp_server();
+    drill_file(
+        &w,
+        "bg1",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "tenant-a",
+    );
+    let clock = Arc::new(ManualClock::new(t("2026-11-26T10:00:00Z")));
+    let d = Arc::new(
+        Daemon::start(
+            host(&w, smtp),
+            clock.clone(),
+            opts(&[Fault::CredentialRevoked]),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("daemon"),
+    );
+    assert_eq!(d.tick().await.unwrap().started, vec!["bg1".to_owned()]);
+    d.idle().await;
+    let state = d.store().drill("bg1").await.unwrap();
+    let hold = state.hold.expect("held after a FAIL");
+    assert!(
+        hold.contains("FAIL") && hold.contains("no automatic retry"),
+        "{hold}"
+    );
+    // Days later it is overdue and still not run: only a person can.
+    clock.set(t("2027-02-01T10:00:00Z"));
+    let tick = d.tick().await.unwrap();
+    assert!(tick.started.is_empty(), "{tick:?}");
+    assert!(
+        tick.waiting
+            .iter()
+            .any(|(id, why)| id == "bg1" && why.starts_with("on hold")),
+        "{tick:?}"
+    );
+    assert_eq!(
+        d.store().runs("bg1", 10).await.unwrap().len(),
+        1,
+        "one sign-in, ever"
+    );
+    let got = mails.lock().unwrap().clone();
+    let esc = got
+        .iter()
+        .find(|m| m.data.contains("ESCALATION"))
+        .unwrap_or_else(|| panic!("no escalation in {got:#?}"));
+    assert!(
+        esc.to.contains(&"oncall@identity.localhost".to_owned()),
+        "{esc:?}"
+    );
+    assert!(esc.data.contains("AADSTS135010"), "{}", esc.data);
+    assert!(
+        got.iter().any(|m| m.data.contains("OVERDUE")),
+        "an overdue notice: {got:#?}"
+    );
+    w.assert_clean();
+}
+
+/// A broken drill file disables that drill (and says so), never the
+/// daemon: the other drill still runs.
+#[tokio::test]
+async fn a_broken_drill_file_disables_that_drill_only() {
+    let w = World::new();
+    let (smtp, mails) = smtp_server();
+    drill_file(
+        &w,
+        "bg1",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "tenant-a",
+    );
+    std::fs::write(w.path().join("drills/bg2.toml"), "id = \"bg2\"\naccount = ").unwrap();
+    let clock = Arc::new(ManualClock::new(t("2026-11-26T10:00:00Z")));
+    let d = Arc::new(
+        Daemon::start(host(&w, smtp), clock, opts(&[]), CancellationToken::new())
+            .await
+            .expect("daemon"),
+    );
+    let tick = d.tick().await.unwrap();
+    assert_eq!(tick.started, vec!["bg1".to_owned()]);
+    assert_eq!(tick.disabled, vec!["bg2".to_owned()]);
+    d.idle().await;
+    let bg2 = d.store().drill("bg2").await.unwrap();
+    assert!(
+        bg2.disabled
+            .as_deref()
+            .is_some_and(|r| r.contains("bg2.toml")),
+        "{bg2:?}"
+    );
+    assert!(
+        mails
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.data.contains("drill bg2 is disabled")),
+        "notified"
+    );
+    w.assert_clean();
+}
+
+/// Writes a host config for the daemon process: state under the world,
+/// ticks every second.
+fn host_file(w: &World) {
+    std::fs::write(
+        w.path().join("glassdrill.toml"),
+        "[daemon]\ntick = \"* * * * * *\"\n[browser]\ntemp_dir = \"tmp\"\n",
+    )
+    .unwrap();
+}
+
+/// Starts `glassdrill daemon`, paused at `point` of its first drill.
+fn daemon_paused_at(w: &World, point: &str) -> Spawned {
+    let mut cmd = w.command(&["daemon", "-v"]);
+    cmd.env("GLASSDRILL_TEST_PAUSE", point);
+    let mut s = Spawned::start(cmd);
+    let want = format!("[test-pause] {point}");
+    s.line(|st, l| st == Stream::Stderr && l == want, PATIENCE);
+    s
+}
+
+/// `kill -9` of the daemon during the sign-in and during the record
+/// stage; the restarted daemon records the run INTERRUPTED (a verifiable
+/// bundle), holds the drill, and signs in no second time.
+#[test]
+fn kill_9_during_the_sign_in_or_the_record_then_a_restart_records_interrupted_and_holds() {
+    for point in ["step:stay signed in:wait", "stage:record"] {
+        let w = World::new();
+        host_file(&w);
+        drill_file(
+            &w,
+            "bg1",
+            "breakglass1@rehearsal.onmicrosoft.com",
+            "tenant-a",
+        );
+        let s = daemon_paused_at(&w, point);
+        s.signal(nix::sys::signal::Signal::SIGKILL);
+        let _ = s.finish(PATIENCE);
+
+        // Restart; wait for its first tick to say the drill is held.
+        let mut s = w.spawn(&["daemon", "-v"]);
+        s.line(|_, l| l.contains("recovered a run that died"), PATIENCE);
+        s.line(|_, l| l.contains("on hold"), PATIENCE);
+        s.signal(nix::sys::signal::Signal::SIGTERM);
+        let r = s.finish(PATIENCE);
+        assert_eq!(r.code, Some(0), "{point}: {}", r.stderr);
+
+        let status = w.run(["status", "--json"]);
+        status.expect_exit(0);
+        let v: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        let row = &v["drills"][0];
+        assert_eq!(row["drill"], "bg1");
+        assert_eq!(row["last_verdict"], "INTERRUPTED", "{point}: {row:#}");
+        assert!(
+            row["hold"]
+                .as_str()
+                .is_some_and(|h| h.contains("died after its sign-in had started")),
+            "{point}: {row:#}"
+        );
+        // One bundle: the recovered one, and it verifies.
+        let evidence = w.state().join("glassdrill/evidence/bg1");
+        let bundles: Vec<_> = std::fs::read_dir(&evidence)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+            .collect();
+        assert_eq!(bundles.len(), 1, "{point}: no second sign-in: {bundles:?}");
+        w.verify(&bundles[0]).expect_exit(0);
+        w.assert_clean();
+    }
+}
+
+/// `glassdrill run` while the daemon runs the same drill: refused, naming
+/// the daemon's run; with `--wait`, it waits.
+#[test]
+fn run_beside_the_daemon_on_the_same_drill_is_refused_naming_the_running_drill() {
+    let w = World::new();
+    host_file(&w);
+    drill_file(
+        &w,
+        "bg1",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "tenant-a",
+    );
+    let daemon = daemon_paused_at(&w, "stage:alerts");
+    let r = w.run(["run", "bg1", "--progress", "none"]);
+    assert_eq!(r.code, Some(2), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr
+            .contains("drill bg1 not started: drill bg1 (daemon, pid")
+            && r.stderr.contains("holds group:tenant-a"),
+        "{}",
+        r.stderr
+    );
+    // A drill of another group is not held back (its file kept outside
+    // the drills directory, so the daemon does not run it too).
+    let other = World::new();
+    drill_file(
+        &other,
+        "other",
+        "breakglass2@rehearsal.onmicrosoft.com",
+        "tenant-b",
+    );
+    let file = other.path().join("drills/other.toml");
+    let r = w.run([
+        "run",
+        file.to_str().unwrap(),
+        "--progress",
+        "none",
+        "--alert-delay",
+        "200ms",
+    ]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = daemon.finish(PATIENCE);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    w.assert_clean();
+}
