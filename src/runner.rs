@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub witness: Option<String>,
     /// The key and its envelope's seals.
     pub custody: crate::drill::Custody,
+    /// Set-up findings for the report (keys not proven in time).
+    pub findings: Vec<String>,
     /// Rehearsal tenant faults.
     pub faults: Vec<Fault>,
     /// Rehearsal alert delay.
@@ -51,6 +53,7 @@ impl Default for RunOptions {
             operator: None,
             witness: None,
             custody: crate::drill::Custody::default(),
+            findings: Vec::new(),
             faults: Vec::new(),
             alert_delay: Duration::from_secs(2),
             alert_deadline: None,
@@ -443,6 +446,7 @@ async fn attach(
         operator: opts.operator.clone(),
         witness: opts.witness.clone(),
         custody: opts.custody.clone(),
+        findings: opts.findings.clone(),
     };
     let outcome = crate::drill::run(plan, &services.sinks(), progress, cancel).await;
     if let Some(t) = tenant {

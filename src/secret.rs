@@ -14,9 +14,12 @@ use secrecy::SecretString;
 pub enum SecretRef {
     /// An environment variable of the glassdrill process.
     Env(String),
-    /// A file (systemd credentials, a mounted secret); trailing newlines are
-    /// trimmed.
+    /// A file (a mounted secret); trailing newlines are trimmed.
     File(PathBuf),
+    /// A systemd credential (`LoadCredential=NAME:…` in the unit): the file
+    /// `$CREDENTIALS_DIRECTORY/NAME`, which systemd makes readable by the
+    /// service alone.
+    Credential(String),
 }
 
 /// Why a secret reference is unusable.
@@ -24,7 +27,7 @@ pub enum SecretRef {
 pub enum SecretError {
     /// The text is not `env:NAME` or `file:PATH`.
     #[error(
-        "secrets are given by reference, not inline: write `env:NAME` (an environment variable) or `file:PATH` (a file readable only by glassdrill)"
+        "secrets are given by reference, not inline: write `env:NAME` (an environment variable), `file:PATH` (a file readable only by glassdrill) or `credential:NAME` (a systemd credential)"
     )]
     NotAReference,
     /// `env:` with an empty or odd name.
@@ -35,6 +38,16 @@ pub enum SecretError {
     /// `file:` with an empty path.
     #[error("`file:` needs a path, like `file:/etc/glassdrill/client-secret`")]
     EmptyPath,
+    /// `credential:` with an empty or odd name.
+    #[error(
+        "`credential:` needs the name given to systemd's LoadCredential= (letters, digits, `_`, `-`, `.`), like `credential:smtp-password`"
+    )]
+    BadCredentialName,
+    /// No systemd credentials directory.
+    #[error(
+        "credential:{0} needs systemd's credentials ($CREDENTIALS_DIRECTORY is not set): add LoadCredential={0}:/path/to/file to the unit, or use a file: reference"
+    )]
+    NoCredentials(String),
     /// The variable is not set.
     #[error(
         "environment variable {0} is not set: export it for the glassdrill process (for systemd, use an EnvironmentFile or LoadCredential)"
@@ -120,6 +133,18 @@ impl SecretRef {
                 Err(SecretError::BadEnvName)
             };
         }
+        if let Some(name) = text.strip_prefix("credential:") {
+            let ok = !name.is_empty()
+                && !name.starts_with('.')
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+            return if ok {
+                Ok(Self::Credential(name.to_owned()))
+            } else {
+                Err(SecretError::BadCredentialName)
+            };
+        }
         if let Some(path) = text.strip_prefix("file:") {
             return if path.is_empty() {
                 Err(SecretError::EmptyPath)
@@ -136,9 +161,9 @@ impl SecretRef {
             Self::Env(name) => {
                 std::env::var(name).map_err(|_| SecretError::EnvUnset(name.clone()))?
             }
-            Self::File(path) => String::from_utf8(read_secret_file(path)?)
+            Self::File(_) | Self::Credential(_) => String::from_utf8(self.read_file()?)
                 .map_err(|_| SecretError::FileUnreadable {
-                    path: path.display().to_string(),
+                    path: self.to_string(),
                     reason: "not UTF-8 text".into(),
                 })?
                 .trim_end_matches(['\n', '\r'])
@@ -156,12 +181,29 @@ impl SecretRef {
             Self::Env(name) => std::env::var(name)
                 .map_err(|_| SecretError::EnvUnset(name.clone()))?
                 .into_bytes(),
-            Self::File(path) => read_secret_file(path)?,
+            Self::File(_) | Self::Credential(_) => self.read_file()?,
         };
         if bytes.is_empty() {
             return Err(SecretError::Empty(self.to_string()));
         }
         Ok(bytes.into())
+    }
+}
+
+impl SecretRef {
+    /// Reads a `file:` or `credential:` secret.
+    fn read_file(&self) -> Result<Vec<u8>, SecretError> {
+        match self {
+            Self::File(path) => read_secret_file(path, true),
+            Self::Credential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY")
+                    .ok_or_else(|| SecretError::NoCredentials(name.clone()))?;
+                // systemd owns the directory and the file (mode 0400, the
+                // service's user or root): ownership is systemd's to decide.
+                read_secret_file(&PathBuf::from(dir).join(name), false)
+            }
+            Self::Env(_) => Ok(Vec::new()),
+        }
     }
 }
 
@@ -171,6 +213,7 @@ impl fmt::Display for SecretRef {
         match self {
             Self::Env(name) => write!(f, "env:{name}"),
             Self::File(path) => write!(f, "file:{}", path.display()),
+            Self::Credential(name) => write!(f, "credential:{name}"),
         }
     }
 }
@@ -188,7 +231,7 @@ pub const MAX_SECRET_FILE: u64 = 16 * 1024;
 /// Reads a `file:` secret, refusing anything that is not a small regular
 /// file owned by this user and private to it. The file is checked after
 /// it is opened (on the open file), so it cannot be swapped in between.
-fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, SecretError> {
+fn read_secret_file(path: &std::path::Path, check_owner: bool) -> Result<Vec<u8>, SecretError> {
     use crate::support::fs::{OpenError, ReadCappedError, open_regular, read_to_cap};
     use std::os::unix::fs::MetadataExt as _;
     let shown = path.display().to_string();
@@ -201,14 +244,14 @@ fn read_secret_file(path: &std::path::Path) -> Result<Vec<u8>, SecretError> {
         OpenError::NotAFile => SecretError::NotAFile(shown.clone()),
     })?;
     let me = nix::unistd::geteuid().as_raw();
-    if meta.uid() != me {
+    if check_owner && meta.uid() != me {
         return Err(SecretError::WrongOwner {
             path: shown,
             owner: meta.uid(),
             me,
         });
     }
-    if meta.mode() & 0o077 != 0 {
+    if check_owner && meta.mode() & 0o077 != 0 {
         return Err(SecretError::TooOpen {
             path: shown,
             mode: meta.mode() & 0o7777,
@@ -262,6 +305,18 @@ mod tests {
         assert_eq!(SecretRef::parse("env:"), Err(SecretError::BadEnvName));
         assert_eq!(SecretRef::parse("env:A-B"), Err(SecretError::BadEnvName));
         assert_eq!(SecretRef::parse("file:"), Err(SecretError::EmptyPath));
+        assert_eq!(
+            SecretRef::parse("credential:smtp-password"),
+            Ok(SecretRef::Credential("smtp-password".into()))
+        );
+        assert_eq!(
+            SecretRef::parse("credential:../x"),
+            Err(SecretError::BadCredentialName)
+        );
+        assert_eq!(
+            SecretRef::parse("credential:"),
+            Err(SecretError::BadCredentialName)
+        );
     }
 
     fn private(path: &std::path::Path, content: &[u8]) {

@@ -149,6 +149,7 @@ impl DrillArgs {
                 seal_before: self.seal_before.clone(),
                 seal_after: self.seal_after.clone(),
             },
+            findings: Vec::new(),
         }
     }
 }

@@ -651,6 +651,14 @@ impl Daemon {
             if opts.operator.is_none() {
                 opts.operator = Some("glassdrill daemon".into());
             }
+            opts.custody.key_id.clone_from(&key);
+            opts.findings.extend(me.stale_keys(&d).await.into_iter().map(|k| {
+                format!(
+                    "key {k} of drill {} has not been proven within {} days: it is used in turn; check it is still registered and in custody",
+                    d.id,
+                    d.schedule.cadence.max.num_days()
+                )
+            }));
             let outcome =
                 crate::runner::run_with(&me.services, &me.host, &d, &opts, &progress, &cancel)
                     .await;
@@ -666,6 +674,22 @@ impl Daemon {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id, handle);
         Ok(true)
+    }
+
+    /// The drill's keys not proven within `max_days`.
+    async fn stale_keys(&self, d: &DrillConfig) -> Vec<String> {
+        let now = self.clock.now();
+        let proofs = self.store.key_proofs(&d.id).await.unwrap_or_default();
+        d.schedule
+            .keys
+            .iter()
+            .filter(|k| {
+                proofs
+                    .get(*k)
+                    .is_none_or(|t| now - *t > d.schedule.cadence.max)
+            })
+            .cloned()
+            .collect()
     }
 
     /// The least recently proven of the drill's keys (never proven first).

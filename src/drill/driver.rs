@@ -361,8 +361,11 @@ pub async fn run(
         // outcome is ERROR whatever the unsealed record said.
         match (&record, &bundle) {
             (Some(r), Ok(b)) => {
-                d.stage(Stage::Report, stages::report::run(sinks, r, &b.dir))
-                    .await
+                d.stage(
+                    Stage::Report,
+                    stages::report::run(sinks, r, &b.dir, &plan.findings),
+                )
+                .await
             }
             _ => d.skip(Stage::Report, "the evidence could not be written"),
         }

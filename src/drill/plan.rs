@@ -49,6 +49,9 @@ pub struct RunPlan<'a> {
     pub witness: Option<String>,
     /// Custody: the key used and the envelope's seals.
     pub custody: Custody,
+    /// Findings about the drill's set-up the report carries besides the
+    /// run's own (a key not proven within `max_days`).
+    pub findings: Vec<String>,
 }
 
 /// Custody evidence of one run: which key, and the seal numbers of its

@@ -563,3 +563,41 @@ fn wide_listeners_warn_alert_lists_are_bounded_and_rehearsals_honour_the_receive
     assert!(!run.stderr.contains("a-token-the-action-group-knows"));
     w.assert_clean();
 }
+
+/// Secrets from systemd credentials (`LoadCredential=` in the unit):
+/// `credential:NAME` reads `$CREDENTIALS_DIRECTORY/NAME`; without systemd's
+/// directory, the warning says how to provide it.
+#[test]
+fn systemd_credentials_are_secret_references() {
+    let w = World::new();
+    write(
+        &w,
+        "glassdrill.toml",
+        "[entra]\ntenant_id = \"t\"\nclient_id = \"c\"\nclient_secret = \"credential:entra-secret\"\n\
+         [notify.smtp]\nhost = \"127.0.0.1\"\nsecurity = \"plain\"\nusername = \"u\"\npassword = \"credential:smtp-password\"\n\
+         from = \"glassdrill@drillhost.localhost\"\nto = [\"soc@soc.localhost\"]\n",
+    );
+    std::fs::create_dir_all(w.path().join("drills")).unwrap();
+    let out = w.run(["check-config"]);
+    assert!(
+        out.stderr
+            .contains("credential:entra-secret needs systemd's credentials")
+            && out.stderr.contains("LoadCredential=entra-secret:"),
+        "{}",
+        out.stderr
+    );
+    let creds = w.path().join("creds");
+    std::fs::create_dir_all(&creds).unwrap();
+    for (name, value) in [("entra-secret", "s3cret-value"), ("smtp-password", "p4ss")] {
+        std::fs::write(creds.join(name), value).unwrap();
+    }
+    let out = w
+        .cmd()
+        .arg("check-config")
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("credential:"), "{stderr}");
+    assert!(!stderr.contains("s3cret-value") && !stderr.contains("p4ss"));
+}

@@ -260,6 +260,50 @@ async fn a_due_drill_runs_is_announced_and_reported_by_mail_and_the_next_is_draw
     );
     assert!(sample("glassdrill_alert_latency_seconds", None) > 0.0);
     m.shutdown().await;
+
+    // The same state, read by the CLI: status, plan, and a rebuild from
+    // the bundles.
+    let st = w.run(["status"]);
+    st.expect_exit(0);
+    let row = st
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("bg1"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        row.contains("PASS") && row.contains(&due.format("%Y-%m-%d %H:%M").to_string()),
+        "{}",
+        st.stdout
+    );
+    assert!(row.contains("bg1-key-b"), "the other key is next: {row}");
+    assert!(
+        st.stdout
+            .contains("finding: drill bg1: key(s) not proven within max_days: bg1-key-b"),
+        "{}",
+        st.stdout
+    );
+    let plan = w.run(["plan", "--days", "365"]);
+    plan.expect_exit(0);
+    let lines: Vec<&str> = plan.stdout.lines().collect();
+    assert!(lines[0].starts_with("bg1: due "), "{}", plan.stdout);
+    assert!(
+        lines.len() >= 6 && lines[1].starts_with("bg1: between "),
+        "{}",
+        plan.stdout
+    );
+    store.clear_runs().await.unwrap();
+    let rb = w.run(["state", "rebuild"]);
+    rb.expect_exit(0);
+    assert!(rb.stdout.contains("indexed 1 bundle(s)"), "{}", rb.stdout);
+    assert_eq!(
+        store
+            .last_pass("bg1")
+            .await
+            .unwrap()
+            .map(|p| p.timestamp_millis()),
+        Some(pass.timestamp_millis())
+    );
     w.assert_clean();
 }
 
@@ -482,4 +526,147 @@ fn run_beside_the_daemon_on_the_same_drill_is_refused_naming_the_running_drill()
     let out = daemon.finish(PATIENCE);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     w.assert_clean();
+}
+
+/// A secret reference to a private file holding `value`.
+fn secret_file(w: &World, name: &str, value: &str) -> glassdrill::secret::SecretRef {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = w.path().join(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, value.as_bytes()).unwrap();
+    glassdrill::secret::SecretRef::parse(&format!("file:{}", path.display())).unwrap()
+}
+
+/// Teams and Slack incoming webhooks get the announcement and the report;
+/// an SMTP relay that is down leaves its messages queued, retried and
+/// listed in `status`, and the drill's verdict is the drill's own.
+#[tokio::test]
+async fn chat_webhooks_get_the_messages_and_an_smtp_outage_changes_no_verdict() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let w = World::new();
+    drill_file(
+        &w,
+        "bg1",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "tenant-a",
+    );
+    let chat = MockServer::start().await;
+    for p in ["/teams/hook", "/slack/hook"] {
+        Mock::given(method("POST"))
+            .and(path(p))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&chat)
+            .await;
+    }
+    // A relay that is down: a port nobody listens on.
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut h = host(&w, down);
+    h.notify.webhooks = vec![
+        glassdrill::config::ChatHook {
+            url: secret_file(&w, "teams-url", &format!("{}/teams/hook", chat.uri())),
+            format: glassdrill::config::ChatFormat::Teams,
+        },
+        glassdrill::config::ChatHook {
+            url: secret_file(&w, "slack-url", &format!("{}/slack/hook", chat.uri())),
+            format: glassdrill::config::ChatFormat::Slack,
+        },
+    ];
+    let clock = Arc::new(ManualClock::new(t("2026-11-26T10:00:00Z")));
+    let d = Arc::new(
+        Daemon::start(h, clock.clone(), opts(&[]), CancellationToken::new())
+            .await
+            .expect("daemon"),
+    );
+    d.tick().await.unwrap();
+    d.idle().await;
+    let runs = d.store().runs("bg1", 1).await.unwrap();
+    assert_eq!(
+        runs[0].verdict,
+        Some(Verdict::Pass),
+        "a notification outage is no drill failure"
+    );
+    let got = chat.received_requests().await.unwrap();
+    for p in ["/teams/hook", "/slack/hook"] {
+        let bodies: Vec<serde_json::Value> = got
+            .iter()
+            .filter(|r| r.url.path() == p)
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect();
+        assert!(
+            bodies
+                .iter()
+                .any(|b| b["text"].as_str().is_some_and(|t| t.contains("starts now"))),
+            "{p}: {bodies:#?}"
+        );
+        assert!(
+            bodies.iter().any(|b| b["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("PASS drill bg1"))),
+            "{p}: {bodies:#?}"
+        );
+    }
+    let pending = d.store().undelivered().await.unwrap();
+    assert!(pending.len() >= 2, "{pending:#?}");
+    assert!(
+        pending
+            .iter()
+            .all(|n| n.channel == "smtp" && n.attempts >= 1 && n.last_error.is_some())
+    );
+    // Retried later: still down, attempts go up, nothing is lost.
+    clock.set(t("2026-11-26T11:00:00Z"));
+    d.tick().await.unwrap();
+    let again = d.store().undelivered().await.unwrap();
+    assert_eq!(again.len(), pending.len());
+    assert!(again.iter().all(|n| n.attempts >= 2), "{again:#?}");
+    w.assert_clean();
+}
+
+/// The heartbeat URL is requested after each tick (a dead man's switch for
+/// the drill host), and a stop ends the daemon.
+#[tokio::test]
+async fn the_heartbeat_is_requested_after_each_tick() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let w = World::new();
+    std::fs::create_dir_all(w.path().join("drills")).unwrap();
+    let hc = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/ping/abc"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&hc)
+        .await;
+    let mut h = w.host();
+    h.drills_dir = w.path().join("drills");
+    h.daemon.tick = "* * * * * *".into();
+    h.daemon.heartbeat_url = Some(secret_file(&w, "hc-url", &format!("{}/ping/abc", hc.uri())));
+    let cancel = CancellationToken::new();
+    let d = Arc::new(
+        Daemon::start(
+            h,
+            Arc::new(glassdrill::daemon::SystemClock),
+            opts(&[]),
+            cancel.clone(),
+        )
+        .await
+        .expect("daemon"),
+    );
+    let running = tokio::spawn(d.run());
+    // Two heartbeats: the first tick's and a scheduled one (polled, with
+    // a bound far above the one-second tick).
+    let t0 = std::time::Instant::now();
+    while hc.received_requests().await.unwrap_or_default().len() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "no heartbeat came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cancel.cancel();
+    running.await.unwrap().unwrap();
 }

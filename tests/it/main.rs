@@ -3,6 +3,7 @@
 
 mod config_cli;
 mod daemon;
+mod deploy;
 mod faults;
 mod graph;
 mod hardening;

@@ -534,6 +534,7 @@ impl Manual {
             operator: None,
             witness: None,
             custody: glassdrill::drill::Custody::default(),
+            findings: Vec::new(),
         }
     }
 

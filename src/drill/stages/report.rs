@@ -8,7 +8,7 @@ use crate::record::{DrillRecord, StageStatus};
 
 /// The report text (pure): verdict and reasons, each stage's time, the
 /// alerts' latencies, and where the signed evidence is.
-pub fn text(r: &DrillRecord, bundle: &Path) -> String {
+pub fn text(r: &DrillRecord, bundle: &Path, findings: &[String]) -> String {
     let mut t = format!(
         "glassdrill: {} drill {} ({}) run {}",
         r.verdict, r.drill.id, r.drill.account, r.run_id
@@ -40,6 +40,9 @@ pub fn text(r: &DrillRecord, bundle: &Path) -> String {
             (None, None) => t.push_str(&format!("\nalert {}: NOT RECEIVED", a.name)),
         }
     }
+    for f in findings {
+        t.push_str(&format!("\nfinding: {f}"));
+    }
     if let Some(o) = &r.operator {
         t.push_str(&format!("\noperator: {o}"));
     }
@@ -55,10 +58,19 @@ pub fn text(r: &DrillRecord, bundle: &Path) -> String {
 }
 
 /// Delivers the report.
-pub async fn run(sinks: &Sinks<'_>, record: &DrillRecord, bundle: &Path) -> Ended<()> {
+pub async fn run(
+    sinks: &Sinks<'_>,
+    record: &DrillRecord,
+    bundle: &Path,
+    findings: &[String],
+) -> Ended<()> {
     match sinks
         .notifier
-        .report(&record.drill.id, &record.run_id, &text(record, bundle))
+        .report(
+            &record.drill.id,
+            &record.run_id,
+            &text(record, bundle, findings),
+        )
         .await
     {
         Ok(detail) => Ended::new(StageStatus::Passed, detail, ()),
