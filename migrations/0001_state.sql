@@ -19,7 +19,16 @@ CREATE TABLE drills (
     -- When the last overdue notification went out (daily reminders).
     overdue_notified_ms BIGINT,
     -- Set while the drill file is broken: the drill is skipped.
-    disabled_reason TEXT
+    disabled_reason TEXT,
+    -- A summary of the drill's runs, kept up to date with them
+    -- (src/state/summaries.sql), so `status` reads one row per drill.
+    last_verdict TEXT,
+    last_pass_ms BIGINT,
+    last_latency_ms BIGINT,
+    n_pass INTEGER NOT NULL DEFAULT 0,
+    n_fail INTEGER NOT NULL DEFAULT 0,
+    n_error INTEGER NOT NULL DEFAULT 0,
+    n_interrupted INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE runs (
@@ -38,6 +47,7 @@ CREATE TABLE runs (
 );
 
 CREATE INDEX runs_by_drill ON runs (drill_id, started_ms);
+CREATE INDEX runs_unfinished ON runs (ended_ms);
 
 CREATE TABLE key_proofs (
     drill_id TEXT NOT NULL,

@@ -87,7 +87,7 @@ pub(crate) async fn run_command(
     locking: Locking,
     cancel: &CancellationToken,
 ) -> u8 {
-    let store = match crate::state::StateStore::open(&host.daemon.state_db).await {
+    let store = match crate::state::StateStore::open_quick(&host.daemon.state_db).await {
         Ok(s) => s,
         Err(e) => {
             errln!("error: {e}");

@@ -392,7 +392,7 @@ impl DrillConfig {
         let flow = match flow_reader(raw.flow.get_ref()) {
             Ok((fpath, ftext)) => {
                 digest = crate::support::hash::sha256_hex_all([text.as_bytes(), ftext.as_bytes()]);
-                match Flow::parse(&fpath, &ftext) {
+                match parse_flow_cached(&fpath, &ftext) {
                     Ok(f) => Some(f),
                     Err(ps) => {
                         problems.extend(ps.0);
@@ -439,6 +439,37 @@ impl DrillConfig {
     }
 }
 
+/// Parses a flow file, once per distinct (path, text): thousands of drill
+/// files usually share one or two flows. Pure, so caching is safe.
+fn parse_flow_cached(path: &Path, text: &str) -> Result<Flow, Problems> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    type Key = (PathBuf, String);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Result<Flow, Problems>>>> = OnceLock::new();
+    let key = (
+        path.to_path_buf(),
+        crate::support::hash::sha256_hex(text.as_bytes()),
+    );
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(hit) = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return hit.clone();
+    }
+    let parsed = Flow::parse(path, text);
+    let mut c = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Bounded: a long-lived daemon re-reads flows that may change.
+    if c.len() > 256 {
+        c.clear();
+    }
+    c.insert(key, parsed.clone());
+    parsed
+}
+
 /// Loads every `*.toml` drill file in `dir`, collecting all problems.
 pub(crate) fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
     let mut drills = Vec::new();
@@ -463,8 +494,38 @@ pub(crate) fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
-    for p in paths {
-        match DrillConfig::load(&p) {
+    // Thousands of drill files (a managed-service provider's) load on every
+    // core; results keep the sorted order.
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let chunk = paths.len().div_ceil(workers).max(64);
+    let loaded: Vec<Result<DrillConfig, Problems>> = std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    part.iter()
+                        .map(|p| DrillConfig::load(p))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    vec![Err(Problems(vec![Problem {
+                        file: dir.to_path_buf(),
+                        line: 0,
+                        column: 0,
+                        severity: Severity::Error,
+                        message: "glassdrill failed while loading some drill files (a bug); those drills are not loaded".into(),
+                    }]))]
+                })
+            })
+            .collect()
+    });
+    for r in loaded {
+        match r {
             Ok(d) => {
                 problems.extend(d.warnings.iter().cloned());
                 drills.push(d);

@@ -55,18 +55,11 @@ pub async fn collect(
     now: DateTime<Utc>,
 ) -> Result<Vec<DrillStatus>, StateError> {
     let summaries = store.summaries().await?;
-    let states: std::collections::HashMap<String, crate::state::DrillState> = store
-        .drills()
-        .await?
-        .into_iter()
-        .map(|s| (s.drill_id.clone(), s))
-        .collect();
     let proofs = store.all_key_proofs().await?;
     let empty = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(drills.len());
     for d in drills {
-        let sum = summaries.get(&d.id).cloned().unwrap_or_default();
-        let st = states.get(&d.id).cloned().unwrap_or_default();
+        let (st, sum) = summaries.get(&d.id).cloned().unwrap_or_default();
         let kp = proofs.get(&d.id).unwrap_or(&empty);
         let next_key = d
             .schedule

@@ -201,6 +201,17 @@ impl StateStore {
     /// to this version's schema. Refuses, changing nothing, a file that is
     /// not a glassdrill state database or one a newer glassdrill wrote.
     pub async fn open(path: &Path) -> Result<Self, StateError> {
+        Self::open_checked(path, true).await
+    }
+
+    /// [`open`](Self::open) for a short-lived command (`status`, `plan`,
+    /// `run`): the file is checked to be a database, not scanned page by
+    /// page (the daemon scans it at its start).
+    pub async fn open_quick(path: &Path) -> Result<Self, StateError> {
+        Self::open_checked(path, false).await
+    }
+
+    async fn open_checked(path: &Path, thorough: bool) -> Result<Self, StateError> {
         if let Some(dir) = path.parent() {
             crate::support::fs::create_private_dirs(dir).map_err(|source| StateError::Dir {
                 path: dir.to_path_buf(),
@@ -219,18 +230,25 @@ impl StateStore {
             .busy_timeout(std::time::Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(2)
             .connect_with(opts)
             .await
             .map_err(|e| unreadable(&e))?;
         // A corrupted file fails here, before any migration writes to it.
-        let check: Result<String, sqlx::Error> = sqlx::query_scalar("PRAGMA quick_check")
+        if thorough {
+            let check: Result<String, sqlx::Error> = sqlx::query_scalar("PRAGMA quick_check")
+                .fetch_one(&pool)
+                .await;
+            match check {
+                Ok(ok) if ok == "ok" => {}
+                Ok(other) => return Err(unreadable(&other)),
+                Err(e) => return Err(unreadable(&e)),
+            }
+        } else if let Err(e) = sqlx::query_scalar::<_, i64>("PRAGMA schema_version")
             .fetch_one(&pool)
-            .await;
-        match check {
-            Ok(ok) if ok == "ok" => {}
-            Ok(other) => return Err(unreadable(&other)),
-            Err(e) => return Err(unreadable(&e)),
+            .await
+        {
+            return Err(unreadable(&e));
         }
         match sqlx::migrate!("./migrations").run(&pool).await {
             Ok(()) => {}
@@ -441,7 +459,7 @@ impl StateStore {
         .bind(run.alert_latency_ms)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        self.refresh_summary(Some(&run.drill_id)).await
     }
 
     fn run_row(r: &sqlx::sqlite::SqliteRow) -> RunRow {
@@ -498,31 +516,22 @@ impl StateStore {
         Ok(rows.iter().map(Self::run_row).collect())
     }
 
-    /// Per drill: last verdict, last PASS, run count (one query, for
-    /// `status` over thousands of drills).
+    /// Every drill's schedule row with its run summary (the summary
+    /// columns kept with the runs) and runs in progress: two queries
+    /// whatever the number of runs.
     pub async fn summaries(
         &self,
-    ) -> Result<std::collections::HashMap<String, RunSummary>, StateError> {
-        let rows = sqlx::query(
-            "SELECT r.drill_id, \
-                    (SELECT verdict FROM runs x WHERE x.drill_id = r.drill_id AND x.verdict IS NOT NULL ORDER BY x.started_ms DESC LIMIT 1) AS last_verdict, \
-                    MAX(CASE WHEN r.verdict = 'PASS' THEN r.started_ms END) AS last_pass_ms, \
-                    MAX(CASE WHEN r.ended_ms IS NULL THEN r.started_ms END) AS running_ms, \
-                    (SELECT alert_latency_ms FROM runs x WHERE x.drill_id = r.drill_id AND x.alert_latency_ms IS NOT NULL ORDER BY x.started_ms DESC LIMIT 1) AS latency_ms, \
-                    SUM(CASE WHEN r.verdict = 'PASS' THEN 1 ELSE 0 END) AS n_pass, \
-                    SUM(CASE WHEN r.verdict = 'FAIL' THEN 1 ELSE 0 END) AS n_fail, \
-                    SUM(CASE WHEN r.verdict = 'ERROR' THEN 1 ELSE 0 END) AS n_error, \
-                    SUM(CASE WHEN r.verdict = 'INTERRUPTED' THEN 1 ELSE 0 END) AS n_interrupted, \
-                    COUNT(*) AS n \
-             FROM runs r GROUP BY r.drill_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
+    ) -> Result<std::collections::HashMap<String, (DrillState, RunSummary)>, StateError> {
+        let rows = sqlx::query("SELECT * FROM drills")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out: std::collections::HashMap<String, (DrillState, RunSummary)> = rows
             .iter()
             .map(|r| {
-                let id: String = r.try_get("drill_id").unwrap_or_default();
-                let s = RunSummary {
+                let n = |c: &str| r.try_get::<i64, _>(c).unwrap_or(0);
+                let by_verdict = [n("n_pass"), n("n_fail"), n("n_error"), n("n_interrupted")];
+                let state = Self::drill_row(r);
+                let summary = RunSummary {
                     last_verdict: r
                         .try_get::<Option<String>, _>("last_verdict")
                         .ok()
@@ -533,29 +542,57 @@ impl StateStore {
                         .ok()
                         .flatten()
                         .map(at),
-                    running_since: r
-                        .try_get::<Option<i64>, _>("running_ms")
+                    running_since: None,
+                    runs: by_verdict.iter().sum(),
+                    last_alert_latency_ms: r
+                        .try_get::<Option<i64>, _>("last_latency_ms")
                         .ok()
-                        .flatten()
-                        .map(at),
-                    runs: r.try_get::<i64, _>("n").unwrap_or(0),
-                    last_alert_latency_ms: r.try_get::<Option<i64>, _>("latency_ms").ok().flatten(),
-                    by_verdict: [
-                        r.try_get::<i64, _>("n_pass").unwrap_or(0),
-                        r.try_get::<i64, _>("n_fail").unwrap_or(0),
-                        r.try_get::<i64, _>("n_error").unwrap_or(0),
-                        r.try_get::<i64, _>("n_interrupted").unwrap_or(0),
-                    ],
+                        .flatten(),
+                    by_verdict,
                 };
-                (id, s)
+                (state.drill_id.clone(), (state, summary))
             })
-            .collect())
+            .collect();
+        let running = sqlx::query(
+            "SELECT drill_id, MAX(started_ms) AS since FROM runs WHERE ended_ms IS NULL GROUP BY drill_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for r in running {
+            let id: String = r.try_get("drill_id").unwrap_or_default();
+            out.entry(id).or_default().1.running_since =
+                r.try_get::<Option<i64>, _>("since").ok().flatten().map(at);
+        }
+        Ok(out)
     }
 
-    /// Forgets every run (before [`rebuild`](Self::rebuild)).
+    /// Recomputes a drill's run summary (`None`: every drill's).
+    async fn refresh_summary(&self, drill_id: Option<&str>) -> Result<(), StateError> {
+        const REFRESH: &str = include_str!("summaries.sql");
+        match drill_id {
+            Some(id) => {
+                self.ensure_drill(id).await?;
+                sqlx::query(&format!("{REFRESH} WHERE drill_id = $1"))
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO drills (drill_id) SELECT DISTINCT drill_id FROM runs ON CONFLICT (drill_id) DO NOTHING",
+                )
+                .execute(&self.pool)
+                .await?;
+                sqlx::query(REFRESH).execute(&self.pool).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets every run (before [`rebuild`]).
     pub async fn clear_runs(&self) -> Result<(), StateError> {
         sqlx::query("DELETE FROM runs").execute(&self.pool).await?;
-        Ok(())
+        self.refresh_summary(None).await
     }
 
     // ---- keys -----------------------------------------------------------
@@ -908,6 +945,7 @@ pub async fn rebuild(store: &StateStore, evidence_root: &Path) -> Result<Rebuilt
     for r in &runs {
         store.run_ended(r).await?;
     }
+    store.refresh_summary(None).await?;
     out.indexed = runs.len();
     Ok(out)
 }

@@ -84,9 +84,11 @@ async fn runs_give_the_last_pass_and_summaries() {
     );
     assert_eq!(s.last_pass("bg2").await.unwrap(), None);
     let sum = s.summaries().await.unwrap();
-    assert_eq!(sum["bg1"].last_verdict, Some(Verdict::Fail));
-    assert_eq!(sum["bg1"].runs, 2);
-    assert_eq!(sum["bg2"].running_since, Some(t("2026-02-02T10:00:00Z")));
+    assert_eq!(sum["bg1"].1.last_verdict, Some(Verdict::Fail));
+    assert_eq!(sum["bg1"].1.runs, 2);
+    assert_eq!(sum["bg1"].1.by_verdict, [1, 1, 0, 0]);
+    assert_eq!(sum["bg1"].1.last_pass, Some(t("2026-01-01T10:00:00Z")));
+    assert_eq!(sum["bg2"].1.running_since, Some(t("2026-02-02T10:00:00Z")));
     assert_eq!(s.unfinished().await.unwrap().len(), 1);
     let runs = s.runs("bg1", 10).await.unwrap();
     assert_eq!(runs[0].run_id, "r2", "newest first");
