@@ -578,8 +578,10 @@ impl StateStore {
                     .await?;
             }
             None => {
+                // `WHERE true`: SQLite needs it to tell the upsert from a
+                // join clause of the SELECT.
                 sqlx::query(
-                    "INSERT INTO drills (drill_id) SELECT DISTINCT drill_id FROM runs ON CONFLICT (drill_id) DO NOTHING",
+                    "INSERT INTO drills (drill_id) SELECT DISTINCT drill_id FROM runs WHERE true ON CONFLICT (drill_id) DO NOTHING",
                 )
                 .execute(&self.pool)
                 .await?;
