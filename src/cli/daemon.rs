@@ -60,20 +60,34 @@ fn drills(host: &HostConfig) -> Vec<DrillConfig> {
     drills
 }
 
-/// `glassdrill status`.
-pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
-    let store = match open(host).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
+/// What `status` and `plan` show: the database, the valid drills, their
+/// status, and when.
+type Current = (
+    StateStore,
+    Vec<DrillConfig>,
+    Vec<status::DrillStatus>,
+    chrono::DateTime<chrono::Utc>,
+);
+
+/// The state database, the valid drills and their status now.
+async fn current(host: &HostConfig) -> Result<Current, u8> {
+    let store = open(host).await?;
     let drills = drills(host);
     let now = crate::support::time::now();
-    let rows = match status::collect(&store, &drills, now).await {
-        Ok(r) => r,
+    match status::collect(&store, &drills, now).await {
+        Ok(rows) => Ok((store, drills, rows, now)),
         Err(e) => {
             errln!("error: {e}");
-            return Verdict::Error.exit_code();
+            Err(Verdict::Error.exit_code())
         }
+    }
+}
+
+/// `glassdrill status`.
+pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
+    let (store, _, rows, _) = match current(host).await {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let undelivered = store.undelivered().await.unwrap_or_default();
     let locks = store.locks().await.unwrap_or_default();
@@ -109,18 +123,9 @@ pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
 
 /// `glassdrill plan`.
 pub(crate) async fn plan(host: &HostConfig, a: PlanArgs) -> u8 {
-    let store = match open(host).await {
-        Ok(s) => s,
+    let (store, drills, rows, now) = match current(host).await {
+        Ok(c) => c,
         Err(code) => return code,
-    };
-    let drills = drills(host);
-    let now = crate::support::time::now();
-    let rows = match status::collect(&store, &drills, now).await {
-        Ok(r) => r,
-        Err(e) => {
-            errln!("error: {e}");
-            return Verdict::Error.exit_code();
-        }
     };
     let plan = status::plan(&drills, &rows, now, a.days);
     if a.json {

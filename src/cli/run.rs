@@ -19,14 +19,18 @@ pub(crate) async fn drill_command(
             print_outcome(drill, host, &outcome);
             outcome.verdict.exit_code()
         }
-        Err(e) => {
-            errln!("error: {e}");
-            if e.is_user_error() {
-                EXIT_USAGE
-            } else {
-                Verdict::Error.exit_code()
-            }
-        }
+        Err(e) => failed_to_start(&e),
+    }
+}
+
+/// A drill that could not start: a configuration mistake (64) or an
+/// outage (2).
+fn failed_to_start(e: &runner::RunError) -> u8 {
+    errln!("error: {e}");
+    if e.is_user_error() {
+        EXIT_USAGE
+    } else {
+        Verdict::Error.exit_code()
     }
 }
 
@@ -178,14 +182,7 @@ pub(crate) async fn run_command(
             }
             outcome.verdict.exit_code()
         }
-        Err(e) => {
-            errln!("error: {e}");
-            if e.is_user_error() {
-                EXIT_USAGE
-            } else {
-                Verdict::Error.exit_code()
-            }
-        }
+        Err(e) => failed_to_start(&e),
     };
     if let Err(e) = store.release(locks).await {
         errln!(
