@@ -38,6 +38,8 @@ CREATE TABLE runs (
     origin TEXT NOT NULL,
     started_ms BIGINT NOT NULL,
     ended_ms BIGINT,
+    -- The stage a run in progress has reached.
+    stage TEXT,
     verdict TEXT,
     sign_in_attempted INTEGER NOT NULL DEFAULT 0,
     key_id TEXT,

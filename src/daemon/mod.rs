@@ -103,14 +103,57 @@ pub enum DaemonError {
     Scheduler(String),
 }
 
-/// Progress of daemon runs: the log.
+/// Progress of daemon runs: the log, and the run's start and stage in
+/// the state store (written by a task, so the drill never waits on it).
 struct LogProgress {
     drill: String,
+    state: Option<tokio::sync::mpsc::UnboundedSender<StateEvent>>,
+    run_id: Mutex<Option<String>>,
+}
+
+/// What a run in progress tells the state store.
+enum StateEvent {
+    Started { run_id: String, drill: String },
+    Stage { run_id: String, stage: &'static str },
+}
+
+impl LogProgress {
+    fn log(drill: &str) -> Self {
+        Self {
+            drill: drill.to_owned(),
+            state: None,
+            run_id: Mutex::new(None),
+        }
+    }
 }
 
 impl Progress for LogProgress {
+    fn run_started(&self, run_id: &str) {
+        *self
+            .run_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(run_id.to_owned());
+        if let Some(tx) = &self.state {
+            let _ = tx.send(StateEvent::Started {
+                run_id: run_id.to_owned(),
+                drill: self.drill.clone(),
+            });
+        }
+    }
+
     fn stage_started(&self, stage: Stage) {
         tracing::info!(drill = %self.drill, stage = stage.name(), "stage started");
+        let run_id = self
+            .run_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let (Some(tx), Some(run_id)) = (&self.state, run_id) {
+            let _ = tx.send(StateEvent::Stage {
+                run_id,
+                stage: stage.name(),
+            });
+        }
     }
     fn stage_finished(&self, r: &StageRecord) {
         tracing::info!(drill = %self.drill, stage = r.stage.name(), status = r.status.name(), duration_ms = r.duration_ms, detail = %r.detail, "stage finished");
@@ -275,7 +318,7 @@ impl Daemon {
         };
         let channels = Arc::new(Channels::new(&host.notify)?);
         let outbox = Outbox::new(store.clone(), channels, clock.clone());
-        let progress = LogProgress { drill: "-".into() };
+        let progress = LogProgress::log("-");
         let services = Services::start(
             &host,
             WebhookSettings {
@@ -643,8 +686,36 @@ impl Daemon {
         let me = self.clone();
         let id = d.id.clone();
         let handle = tokio::spawn(async move {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let store = me.store.clone();
+            let run_key = key.clone();
+            let recorder = tokio::spawn(async move {
+                while let Some(ev) = rx.recv().await {
+                    let r = match ev {
+                        StateEvent::Started { run_id, drill } => {
+                            store
+                                .run_started(
+                                    &run_id,
+                                    &drill,
+                                    "daemon",
+                                    crate::support::time::now(),
+                                    run_key.as_deref(),
+                                )
+                                .await
+                        }
+                        StateEvent::Stage { run_id, stage } => {
+                            store.run_stage(&run_id, stage).await
+                        }
+                    };
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "could not record a run's progress");
+                    }
+                }
+            });
             let progress = LogProgress {
                 drill: d.id.clone(),
+                state: Some(tx),
+                run_id: Mutex::new(None),
             };
             let cancel = me.cancel.child_token();
             let mut opts = me.opts.run.clone();
@@ -662,6 +733,10 @@ impl Daemon {
             let outcome =
                 crate::runner::run_with(&me.services, &me.host, &d, &opts, &progress, &cancel)
                     .await;
+            // The recorder ends once the progress (its sender) is gone:
+            // every start and stage is written before the result.
+            drop(progress);
+            let _ = recorder.await;
             if let Err(e) = me.after_run(&d, key.as_deref(), outcome).await {
                 tracing::error!(drill = %d.id, error = %e, "could not record the run's result in the state store");
             }

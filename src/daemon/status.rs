@@ -42,6 +42,8 @@ pub struct DrillStatus {
     pub keys_not_proven: Vec<String>,
     /// A run in progress since.
     pub running_since: Option<DateTime<Utc>>,
+    /// The stage it has reached.
+    pub running_stage: Option<String>,
     /// The latest alert latency, sign-in to delivery.
     pub last_alert_latency_ms: Option<i64>,
     /// Runs by verdict: PASS, FAIL, ERROR, INTERRUPTED.
@@ -94,6 +96,7 @@ pub async fn collect(
             next_key,
             keys_not_proven,
             running_since: sum.running_since,
+            running_stage: sum.running_stage,
             last_alert_latency_ms: sum.last_alert_latency_ms,
             runs_by_verdict: sum.by_verdict,
         });
@@ -118,7 +121,14 @@ pub fn table(rows: &[DrillStatus], undelivered: usize) -> String {
         let now = if let Some(d) = &r.disabled {
             format!("DISABLED: {d}")
         } else if let Some(s) = r.running_since {
-            format!("running since {}", when(Some(s)))
+            format!(
+                "running since {}{}",
+                when(Some(s)),
+                r.running_stage
+                    .as_ref()
+                    .map(|st| format!(", in {st}"))
+                    .unwrap_or_default()
+            )
         } else if let Some(h) = &r.hold {
             format!("ON HOLD: {h}")
         } else {

@@ -17,6 +17,8 @@ use crate::record::{DrillRecord, JournalLine, Stage, StageRecord, StageStatus, V
 
 /// Receives drill progress (a live display, plain lines, or nothing).
 pub trait Progress: Send + Sync {
+    /// The run has its id (before its first stage).
+    fn run_started(&self, _run_id: &str) {}
     /// A stage begins.
     fn stage_started(&self, stage: Stage);
     /// A stage ended.
@@ -193,6 +195,7 @@ pub async fn run(
 ) -> DrillOutcome {
     let started = crate::support::time::now();
     let run_id = super::new_run_id(started);
+    progress.run_started(&run_id);
     let flow: &Flow = &plan.drill.flow;
     let vars = FlowVars {
         authority: plan.tenant.authority.clone(),

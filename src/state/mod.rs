@@ -445,7 +445,7 @@ impl StateStore {
         sqlx::query(
             "INSERT INTO runs (run_id, drill_id, origin, started_ms, ended_ms, verdict, sign_in_attempted, key_id, bundle, alert_latency_ms) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (run_id) DO UPDATE SET ended_ms = $5, verdict = $6, sign_in_attempted = $7, bundle = $9, alert_latency_ms = $10",
+             ON CONFLICT (run_id) DO UPDATE SET started_ms = $4, ended_ms = $5, verdict = $6, sign_in_attempted = $7, bundle = $9, alert_latency_ms = $10",
         )
         .bind(&run.run_id)
         .bind(&run.drill_id)
@@ -483,6 +483,16 @@ impl StateStore {
             bundle: r.try_get("bundle").ok().flatten(),
             alert_latency_ms: r.try_get("alert_latency_ms").ok().flatten(),
         }
+    }
+
+    /// A run in progress reached `stage`.
+    pub async fn run_stage(&self, run_id: &str, stage: &str) -> Result<(), StateError> {
+        sqlx::query("UPDATE runs SET stage = $2 WHERE run_id = $1")
+            .bind(run_id)
+            .bind(stage)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// A drill's last PASS.
@@ -543,6 +553,7 @@ impl StateStore {
                         .flatten()
                         .map(at),
                     running_since: None,
+                    running_stage: None,
                     runs: by_verdict.iter().sum(),
                     last_alert_latency_ms: r
                         .try_get::<Option<i64>, _>("last_latency_ms")
@@ -554,14 +565,19 @@ impl StateStore {
             })
             .collect();
         let running = sqlx::query(
-            "SELECT drill_id, MAX(started_ms) AS since FROM runs WHERE ended_ms IS NULL GROUP BY drill_id",
+            "SELECT drill_id, started_ms, stage FROM runs WHERE ended_ms IS NULL ORDER BY started_ms",
         )
         .fetch_all(&self.pool)
         .await?;
         for r in running {
             let id: String = r.try_get("drill_id").unwrap_or_default();
-            out.entry(id).or_default().1.running_since =
-                r.try_get::<Option<i64>, _>("since").ok().flatten().map(at);
+            let e = &mut out.entry(id).or_default().1;
+            e.running_since = r
+                .try_get::<Option<i64>, _>("started_ms")
+                .ok()
+                .flatten()
+                .map(at);
+            e.running_stage = r.try_get("stage").ok().flatten();
         }
         Ok(out)
     }
@@ -961,6 +977,8 @@ pub struct RunSummary {
     pub last_pass: Option<DateTime<Utc>>,
     /// A run started and not ended.
     pub running_since: Option<DateTime<Utc>>,
+    /// The stage it has reached.
+    pub running_stage: Option<String>,
     /// How many runs.
     pub runs: i64,
     /// The latest alert latency (sign-in to delivery).

@@ -494,6 +494,17 @@ fn run_beside_the_daemon_on_the_same_drill_is_refused_naming_the_running_drill()
         "tenant-a",
     );
     let daemon = daemon_paused_at(&w, "stage:alerts");
+    // status shows the daemon's run and the last stage it started (the
+    // pause point is before the alerts stage is reported).
+    let st = w.run(["status"]);
+    st.expect_exit(0);
+    assert!(
+        st.stdout.contains("running since")
+            && st.stdout.contains(", in confirm")
+            && st.stdout.contains("running: drill bg1 (daemon, pid"),
+        "{}",
+        st.stdout
+    );
     let r = w.run(["run", "bg1", "--progress", "none"]);
     assert_eq!(r.code, Some(2), "{}{}", r.stdout, r.stderr);
     assert!(
