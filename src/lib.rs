@@ -16,6 +16,10 @@
 //!   v1, JSON Schema in `schema/`). Pure data.
 //! - [`webauthn`]: WebAuthn data, pure: assertion verification (the
 //!   tenant's relying-party side) and P-256 credential keys.
+//! - [`ledger`]: the evidence ledger's pure building blocks: RFC 6962
+//!   Merkle hashes with inclusion and consistency proofs, C2SP signed
+//!   notes and checkpoints (Ed25519). No I/O yet: the log file and its use
+//!   by `evidence verify` build on it.
 //! - [`schedule`]: schedule arithmetic, pure: the next due time drawn in a
 //!   drill's cadence, fitted into its windows (time zones, DST) and kept
 //!   apart from its group. Reads no clock and no random source.
@@ -92,6 +96,8 @@ pub mod secret;
 pub mod record;
 
 pub mod webauthn;
+
+pub mod ledger;
 
 pub mod schedule;
 
