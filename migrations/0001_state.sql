@@ -1,7 +1,7 @@
 -- glassdrill's state: the schedule, runs, key proofs, locks and the
 -- notification outbox. Portable SQL (SQLite and PostgreSQL): times are
--- milliseconds since the Unix epoch (UTC) in BIGINT, flags are INTEGER
--- 0/1, ids are TEXT. The evidence bundles stay files; this only indexes
+-- milliseconds since the Unix epoch (UTC), counts and flags (0/1) are
+-- BIGINT, ids are TEXT. The evidence bundles stay files; this only indexes
 -- them (`glassdrill state rebuild` recreates the runs from them).
 
 CREATE TABLE drills (
@@ -15,9 +15,11 @@ CREATE TABLE drills (
     hold_reason TEXT,
     -- An ERROR before any sign-in attempt is retried, not before this.
     retry_ms BIGINT,
-    retries INTEGER NOT NULL DEFAULT 0,
+    retries BIGINT NOT NULL DEFAULT 0,
     -- When the last overdue notification went out (daily reminders).
     overdue_notified_ms BIGINT,
+    -- When custodians were last told a custodian drill is due.
+    custody_reminded_ms BIGINT,
     -- Set while the drill file is broken: the drill is skipped.
     disabled_reason TEXT,
     -- A summary of the drill's runs, kept up to date with them
@@ -25,10 +27,10 @@ CREATE TABLE drills (
     last_verdict TEXT,
     last_pass_ms BIGINT,
     last_latency_ms BIGINT,
-    n_pass INTEGER NOT NULL DEFAULT 0,
-    n_fail INTEGER NOT NULL DEFAULT 0,
-    n_error INTEGER NOT NULL DEFAULT 0,
-    n_interrupted INTEGER NOT NULL DEFAULT 0
+    n_pass BIGINT NOT NULL DEFAULT 0,
+    n_fail BIGINT NOT NULL DEFAULT 0,
+    n_error BIGINT NOT NULL DEFAULT 0,
+    n_interrupted BIGINT NOT NULL DEFAULT 0
 );
 
 CREATE TABLE runs (
@@ -41,7 +43,7 @@ CREATE TABLE runs (
     -- The stage a run in progress has reached.
     stage TEXT,
     verdict TEXT,
-    sign_in_attempted INTEGER NOT NULL DEFAULT 0,
+    sign_in_attempted BIGINT NOT NULL DEFAULT 0,
     key_id TEXT,
     bundle TEXT,
     -- Sign-in to the slowest counted alert's delivery.
@@ -75,7 +77,7 @@ CREATE TABLE notifications (
     kind TEXT NOT NULL,
     subject TEXT NOT NULL,
     body TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
+    attempts BIGINT NOT NULL DEFAULT 0,
     next_ms BIGINT NOT NULL,
     delivered_ms BIGINT,
     last_error TEXT

@@ -293,7 +293,10 @@ impl AlertCheck for WebhookCheck {
                 () = &mut notified => {}
                 () = tokio::time::sleep_until(target.late_until.max(target.deadline)) => return obs,
                 () = cancel.cancelled() => {
-                    obs.cancelled = true;
+                    // Past the deadline the finding is already made (no
+                    // alert in time): a stop during the late grace does
+                    // not turn it into an interruption.
+                    obs.cancelled = tokio::time::Instant::now() <= target.deadline;
                     return obs;
                 }
             }

@@ -304,7 +304,8 @@ pub(crate) fn progress_for(mode: ProgressMode) -> Box<dyn Progress> {
     }
 }
 
-/// Cancels on Ctrl-C or SIGTERM so a drill tears its browser down. The
+/// Cancels on Ctrl-C, SIGTERM or SIGHUP (a lost SSH session) so a drill
+/// tears its browser down and records what happened. The
 /// handlers are registered before this returns (not when a task first
 /// runs), so a signal that arrives at any moment after it is a stop, never
 /// the default "terminate at once".
@@ -314,6 +315,7 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
     let c = cancel.clone();
     let int = signal(SignalKind::interrupt());
     let term = signal(SignalKind::terminate());
+    let hup = signal(SignalKind::hangup());
     tokio::spawn(async move {
         let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
             match s {
@@ -326,6 +328,7 @@ pub(crate) fn cancel_on_signals() -> CancellationToken {
         tokio::select! {
             () = wait(int) => {}
             () = wait(term) => {}
+            () = wait(hup) => {}
         }
         errln!("interrupted: stopping the drill and cleaning up…");
         c.cancel();

@@ -160,7 +160,19 @@ pub(crate) async fn run_command(
         }
     };
     let progress = progress_for(mode);
-    let code = match runner::run_configured(host, drill, &opts, progress.as_ref(), cancel).await {
+    // The run's start and stages go to the state store as they happen: if
+    // this process dies, the daemon knows how far it got.
+    let (recording, writer) = crate::daemon::RecordingProgress::start(
+        progress.as_ref(),
+        store.clone(),
+        &drill.id,
+        "run",
+        key.clone(),
+    );
+    let result = runner::run_configured(host, drill, &opts, &recording, cancel).await;
+    drop(recording);
+    let _ = writer.await;
+    let code = match result {
         Ok(outcome) => {
             print_outcome(drill, host, &outcome);
             match crate::daemon::record_outcome(

@@ -103,63 +103,115 @@ pub enum DaemonError {
     Scheduler(String),
 }
 
-/// Progress of daemon runs: the log, and the run's start and stage in
-/// the state store (written by a task, so the drill never waits on it).
+/// Progress of daemon runs: the log.
 struct LogProgress {
     drill: String,
-    state: Option<tokio::sync::mpsc::UnboundedSender<StateEvent>>,
-    run_id: Mutex<Option<String>>,
-}
-
-/// What a run in progress tells the state store.
-enum StateEvent {
-    Started { run_id: String, drill: String },
-    Stage { run_id: String, stage: &'static str },
 }
 
 impl LogProgress {
     fn log(drill: &str) -> Self {
         Self {
             drill: drill.to_owned(),
-            state: None,
-            run_id: Mutex::new(None),
         }
     }
 }
 
 impl Progress for LogProgress {
-    fn run_started(&self, run_id: &str) {
-        *self
-            .run_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(run_id.to_owned());
-        if let Some(tx) = &self.state {
-            let _ = tx.send(StateEvent::Started {
-                run_id: run_id.to_owned(),
-                drill: self.drill.clone(),
-            });
-        }
-    }
-
     fn stage_started(&self, stage: Stage) {
         tracing::info!(drill = %self.drill, stage = stage.name(), "stage started");
-        let run_id = self
-            .run_id
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let (Some(tx), Some(run_id)) = (&self.state, run_id) {
-            let _ = tx.send(StateEvent::Stage {
-                run_id,
-                stage: stage.name(),
-            });
-        }
     }
     fn stage_finished(&self, r: &StageRecord) {
         tracing::info!(drill = %self.drill, stage = r.stage.name(), status = r.status.name(), duration_ms = r.duration_ms, detail = %r.detail, "stage finished");
     }
     fn note(&self, m: &str) {
         tracing::info!(drill = %self.drill, "{m}");
+    }
+}
+
+/// What a run in progress tells the state store.
+enum StateEvent {
+    Started(String),
+    Stage(String, &'static str),
+}
+
+/// Wraps a run's progress so its start and every stage it reaches are in
+/// the state store as they happen (a task writes them, so the drill never
+/// waits on the database). A run whose process dies is then known, with
+/// how far it got, to whoever looks next.
+pub struct RecordingProgress<'a> {
+    inner: &'a dyn Progress,
+    tx: tokio::sync::mpsc::UnboundedSender<StateEvent>,
+    run_id: Mutex<Option<String>>,
+}
+
+impl<'a> RecordingProgress<'a> {
+    /// Starts the writer; `finish` the returned handle after the run.
+    pub fn start(
+        inner: &'a dyn Progress,
+        store: StateStore,
+        drill: &str,
+        origin: &'static str,
+        key: Option<String>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let drill = drill.to_owned();
+        let writer = tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                let r = match ev {
+                    StateEvent::Started(run_id) => {
+                        store
+                            .run_started(
+                                &run_id,
+                                &drill,
+                                origin,
+                                crate::support::time::now(),
+                                key.as_deref(),
+                            )
+                            .await
+                    }
+                    StateEvent::Stage(run_id, stage) => store.run_stage(&run_id, stage).await,
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "could not record a run's progress");
+                }
+            }
+        });
+        (
+            Self {
+                inner,
+                tx,
+                run_id: Mutex::new(None),
+            },
+            writer,
+        )
+    }
+}
+
+impl Progress for RecordingProgress<'_> {
+    fn run_started(&self, run_id: &str) {
+        *self
+            .run_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(run_id.to_owned());
+        let _ = self.tx.send(StateEvent::Started(run_id.to_owned()));
+        self.inner.run_started(run_id);
+    }
+    fn stage_started(&self, stage: Stage) {
+        let run_id = self
+            .run_id
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(run_id) = run_id {
+            let _ = self.tx.send(StateEvent::Stage(run_id, stage.name()));
+        }
+        self.inner.stage_started(stage);
+    }
+    fn stage_finished(&self, r: &StageRecord) {
+        self.inner.stage_finished(r);
+    }
+    fn note(&self, m: &str) {
+        self.inner.note(m);
     }
 }
 
@@ -194,6 +246,8 @@ pub struct Daemon {
     random: Mutex<Box<dyn FnMut() -> u64 + Send>>,
     /// Why each drill waited at the last tick (logged when it changes).
     waiting: Mutex<HashMap<String, String>>,
+    /// Holds the state store could not record: no run until restart.
+    held: Mutex<HashMap<String, String>>,
 }
 
 fn os_random() -> u64 {
@@ -340,6 +394,7 @@ impl Daemon {
             running: Mutex::new(HashMap::new()),
             random: Mutex::new(Box::new(os_random)),
             waiting: Mutex::new(HashMap::new()),
+            held: Mutex::new(HashMap::new()),
         };
         d.reconcile_recovered().await?;
         Ok(d)
@@ -457,6 +512,21 @@ impl Daemon {
         Ok(drills)
     }
 
+    fn memory_hold(&self, id: &str) -> Option<String> {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    fn hold_in_memory(&self, id: &str, why: String) {
+        self.held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned(), why);
+    }
+
     fn is_running(&self, id: &str) -> bool {
         let mut running = self
             .running
@@ -466,12 +536,77 @@ impl Daemon {
         running.contains_key(id)
     }
 
+    /// Runs that started, never ended, and whose account nobody holds a
+    /// lock on any more: their process died (`kill -9` of a `glassdrill
+    /// run`, a lost SSH session, a crash) without recording a result. One
+    /// that had reached the sign-in holds its drill (a sign-in may have
+    /// happened) and is escalated; each is closed as INTERRUPTED.
+    async fn reconcile_dead_runs(&self, drills: &[DrillConfig]) -> Result<(), DaemonError> {
+        let unfinished = self.store.unfinished().await?;
+        if unfinished.is_empty() {
+            return Ok(());
+        }
+        let locked: Vec<String> = self
+            .store
+            .locks()
+            .await?
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        let now = self.clock.now();
+        for (mut run, stage) in unfinished {
+            let Some(d) = drills.iter().find(|d| d.id == run.drill_id) else {
+                continue;
+            };
+            if self.is_running(&d.id)
+                || lock_names(&d.group, &d.account, None)
+                    .iter()
+                    .any(|n| locked.contains(n))
+            {
+                continue;
+            }
+            let past_sign_in = stage.as_deref().is_some_and(|s| {
+                [
+                    "sign-in", "confirm", "alerts", "teardown", "record", "report",
+                ]
+                .contains(&s)
+            });
+            run.ended = Some(now);
+            run.verdict = Some(Verdict::Interrupted);
+            run.sign_in_attempted = past_sign_in;
+            self.store.run_ended(&run).await?;
+            if past_sign_in {
+                let why = format!(
+                    "run {} ({}) stopped in its {} stage without recording a result; a sign-in may have happened: check the sign-in log and its evidence, then run `glassdrill run {}`",
+                    run.run_id,
+                    run.origin,
+                    stage.as_deref().unwrap_or("?"),
+                    d.id
+                );
+                self.store.hold(&d.id, &why).await?;
+                self.outbox
+                    .notify(
+                        Some(&d.id),
+                        Kind::Escalation,
+                        &format!(
+                            "glassdrill: a run of drill {} stopped after its sign-in started",
+                            d.id
+                        ),
+                        &why,
+                    )
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
     /// One pass: draws missing due times, notifies overdue drills, starts
     /// the drills that are due, retries undelivered notifications.
     pub async fn tick(self: &Arc<Self>) -> Result<Tick, DaemonError> {
         let now = self.clock.now();
         let mut tick = Tick::default();
         let drills = self.load(&mut tick).await?;
+        self.reconcile_dead_runs(&drills).await?;
         let gap = chrono::Duration::from_std(self.host.daemon.group_gap)
             .unwrap_or(chrono::Duration::hours(24));
         for d in &drills {
@@ -503,15 +638,34 @@ impl Daemon {
                         gap,
                     };
                     match draw(&input, random) {
+                        Err(e) => {
+                            // Never silently: a drill that cannot be
+                            // scheduled is as good as overdue.
+                            if state
+                                .overdue_notified
+                                .is_none_or(|t| now - t >= chrono::Duration::hours(24))
+                            {
+                                self.outbox
+                                    .notify(
+                                        Some(&d.id),
+                                        Kind::Overdue,
+                                        &format!(
+                                            "glassdrill: break-glass drill {} cannot be scheduled",
+                                            d.id
+                                        ),
+                                        &format!("Drill {} ({}): {e}.", d.id, d.account),
+                                    )
+                                    .await;
+                                self.store.overdue_notified(&d.id, now).await?;
+                            }
+                            tick.waiting.push((d.id.clone(), e.to_string()));
+                            continue;
+                        }
                         Ok(drawn) => {
                             tracing::info!(drill = %d.id, due = %drawn.due, why = %drawn.why, "next drill drawn");
                             self.store
                                 .set_due_once(&d.id, drawn.due, &drawn.why, now)
                                 .await?
-                        }
-                        Err(e) => {
-                            tick.waiting.push((d.id.clone(), e.to_string()));
-                            continue;
                         }
                     }
                 }
@@ -555,7 +709,7 @@ impl Daemon {
             if due > now {
                 continue;
             }
-            if let Some(h) = &state.hold {
+            if let Some(h) = state.hold.clone().or_else(|| self.memory_hold(&d.id)) {
                 tick.waiting.push((d.id.clone(), format!("on hold: {h}")));
                 continue;
             }
@@ -591,7 +745,12 @@ impl Daemon {
             }
             if d.schedule.custody == Custody::Custodian {
                 // Announced now, and again daily until someone runs it.
-                self.announce_custody(d, due).await?;
+                if state
+                    .custody_reminded
+                    .is_none_or(|t| now - t >= chrono::Duration::hours(24))
+                {
+                    self.announce_custody(d, due).await?;
+                }
                 tick.waiting.push((
                     d.id.clone(),
                     "custodian: waiting for `glassdrill run` with the key".into(),
@@ -653,9 +812,7 @@ impl Daemon {
                 ),
             )
             .await;
-        self.store
-            .retry_later(&d.id, now + chrono::Duration::hours(24))
-            .await?;
+        self.store.custody_reminded(&d.id, now).await?;
         Ok(())
     }
 
@@ -683,41 +840,21 @@ impl Daemon {
                 return Ok(false);
             }
         };
+        // Between this tick's reading of the drill and the locks, a run
+        // (this daemon's, or a `glassdrill run`) may have finished and
+        // released them: read again, under the locks, before signing in.
+        let fresh = self.store.drill(&d.id).await?;
+        let still_due = fresh.hold.is_none()
+            && fresh.due.is_some_and(|due| due <= now)
+            && fresh.retry_at.is_none_or(|r| r <= now)
+            && self.memory_hold(&d.id).is_none();
+        if !still_due {
+            self.store.release(locks).await?;
+            return Ok(false);
+        }
         let me = self.clone();
         let id = d.id.clone();
         let handle = tokio::spawn(async move {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            let store = me.store.clone();
-            let run_key = key.clone();
-            let recorder = tokio::spawn(async move {
-                while let Some(ev) = rx.recv().await {
-                    let r = match ev {
-                        StateEvent::Started { run_id, drill } => {
-                            store
-                                .run_started(
-                                    &run_id,
-                                    &drill,
-                                    "daemon",
-                                    crate::support::time::now(),
-                                    run_key.as_deref(),
-                                )
-                                .await
-                        }
-                        StateEvent::Stage { run_id, stage } => {
-                            store.run_stage(&run_id, stage).await
-                        }
-                    };
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "could not record a run's progress");
-                    }
-                }
-            });
-            let progress = LogProgress {
-                drill: d.id.clone(),
-                state: Some(tx),
-                run_id: Mutex::new(None),
-            };
-            let cancel = me.cancel.child_token();
             let mut opts = me.opts.run.clone();
             if opts.operator.is_none() {
                 opts.operator = Some("glassdrill daemon".into());
@@ -730,18 +867,53 @@ impl Daemon {
                     d.schedule.cadence.max.num_days()
                 )
             }));
-            let outcome =
-                crate::runner::run_with(&me.services, &me.host, &d, &opts, &progress, &cancel)
+            // The run in a task of its own: a panic in it must not leave
+            // the locks held by this (live) process for ever.
+            let run = {
+                let me = me.clone();
+                let d = d.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let log = LogProgress::log(&d.id);
+                    let (progress, writer) =
+                        RecordingProgress::start(&log, me.store.clone(), &d.id, "daemon", key);
+                    let cancel = me.cancel.child_token();
+                    let outcome = crate::runner::run_with(
+                        &me.services,
+                        &me.host,
+                        &d,
+                        &opts,
+                        &progress,
+                        &cancel,
+                    )
                     .await;
-            // The recorder ends once the progress (its sender) is gone:
-            // every start and stage is written before the result.
-            drop(progress);
-            let _ = recorder.await;
-            if let Err(e) = me.after_run(&d, key.as_deref(), outcome).await {
-                tracing::error!(drill = %d.id, error = %e, "could not record the run's result in the state store");
+                    drop(progress);
+                    let _ = writer.await;
+                    outcome
+                })
+            };
+            match run.await {
+                Ok(outcome) => {
+                    if let Err(e) = me.after_run(&d, key.as_deref(), outcome).await {
+                        // Not recorded: never run again before a person
+                        // has looked (the run may have signed in).
+                        me.hold_in_memory(
+                            &d.id,
+                            format!("the result of the last run could not be recorded ({e}); check the evidence and run `glassdrill run {}`", d.id),
+                        );
+                        tracing::error!(drill = %d.id, error = %e, "could not record the run's result in the state store; the drill is held");
+                    }
+                }
+                Err(e) => {
+                    me.hold_in_memory(
+                        &d.id,
+                        format!("glassdrill failed during the last run (a bug: {e}); check the evidence and run `glassdrill run {}`", d.id),
+                    );
+                    tracing::error!(drill = %d.id, error = %e, "a drill run failed; the drill is held");
+                }
             }
             if let Err(e) = me.store.release(locks).await {
-                tracing::warn!(drill = %d.id, error = %e, "could not release the run's locks");
+                tracing::warn!(drill = %d.id, error = %e, "could not release the run's locks; they are taken over when this process exits");
             }
         });
         self.running
@@ -932,10 +1104,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// The drills and their state now (for `status`, `/metrics`).
+    /// The drills and their state now (for `/metrics`): read only, no
+    /// notification, whatever the drill files say.
     pub async fn status(&self) -> Result<Vec<status::DrillStatus>, DaemonError> {
-        let mut tick = Tick::default();
-        let drills = self.load(&mut tick).await?;
+        let (drills, _) = crate::config::drill::load_drills(&self.host.drills_dir);
         Ok(status::collect(&self.store, &drills, self.clock.now()).await?)
     }
 

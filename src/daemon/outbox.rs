@@ -75,6 +75,27 @@ impl Outbox {
         body: &str,
         attempts: u32,
     ) -> Result<String, NotifyError> {
+        // Claimed first: a tick retrying due notifications and this send
+        // never deliver the same one twice.
+        match self
+            .store
+            .claim(id, self.clock.now(), Duration::minutes(2))
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(NotifyError {
+                    channel: channel.to_owned(),
+                    reason: "being delivered by another task".into(),
+                });
+            }
+            Err(e) => {
+                return Err(NotifyError {
+                    channel: channel.to_owned(),
+                    reason: format!("outbox: {e}"),
+                });
+            }
+        }
         let sent = self.channels.send(channel, kind, subject, body).await;
         let now = self.clock.now();
         let recorded = match &sent {
@@ -101,7 +122,13 @@ impl Outbox {
                 return;
             }
         };
+        // Bounded, so a relay that swallows connections cannot stall the
+        // schedule: what is left waits for the next tick.
+        let started = std::time::Instant::now();
         for n in due {
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                break;
+            }
             let kind = Kind::from_name(&n.kind).unwrap_or(Kind::Report);
             let _ = self
                 .deliver(&n.id, &n.channel, kind, &n.subject, &n.body, n.attempts)

@@ -444,7 +444,9 @@ impl<'a> FlowRunner<'a> {
                         .unwrap_or(step);
                     run.outcome = FlowOutcome::Refused {
                         step: acted.name.clone(),
-                        message: redact_values(&message, &tokens),
+                        // Swept first, then shortened: a token cut in half
+                        // at the limit would no longer be found.
+                        message: redact_values(&message, &tokens).chars().take(500).collect(),
                     };
                     return run;
                 }
@@ -640,5 +642,11 @@ mod tests {
             "short values are not tokens: {out}"
         );
         assert_eq!(out.matches("[redacted]").count(), 5, "{out}");
+        // Lower-case percent escapes and JavaScript string escapes too.
+        let out = redact_values(
+            "a=AQABAAEAAAD%2btok%2fen%3d b=\"AQABAAEAAAD\\u002btok\\/en\\u003d\"",
+            &[tok],
+        );
+        assert!(!out.contains("AQABAAEAAAD"), "{out}");
     }
 }

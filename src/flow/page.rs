@@ -35,7 +35,7 @@ if (document.readyState !== 'loading') {
 let failure = null;
 for (const s of failSel) {
   const e = q(s);
-  if (visible(e) && e.innerText && e.innerText.trim()) { failure = e.innerText.trim().slice(0, 500); break; }
+  if (visible(e) && e.innerText && e.innerText.trim()) { failure = e.innerText.trim().slice(0, 4000); break; }
 }
 const cfg = window.$Config || {};
 return { matched, failure, pgid: cfg.pgid || null, correlationId: cfg.correlationId || null, url: location.href };
@@ -92,9 +92,11 @@ d.querySelectorAll('*').forEach((e) => {
     else if (URL_ATTR.test(a.name)) e.setAttribute(a.name, a.value.replace(PARAM, '$1[redacted]'));
   }
 });
-const KV = /(["']?)([A-Za-z_$][\w$]*)\1(\s*:\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')/g;
+// Inline scripts carry tokens under keys no list can foresee (Entra adds
+// new ones): their bodies are dropped; the page's structure is what drift
+// evidence needs.
 d.querySelectorAll('script').forEach((s) => {
-  s.textContent = s.textContent.replace(KV, (all, q, k, sep) => TOKEN_KEY.test(k) ? q + k + q + sep + '"[redacted]"' : all);
+  if (!s.hasAttribute('src')) s.textContent = '/* inline script removed by glassdrill: it may hold tokens */';
 });
 return { html: '<!doctype html>\n' + d.outerHTML, values: Array.from(values) };
 "#;
@@ -107,6 +109,20 @@ pub(super) struct PageHtml {
     pub(super) values: Vec<String>,
 }
 
+/// `%2B` → `%2b`: percent escapes in lower case.
+fn lower_percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let esc = rest.get(i..i + 3).unwrap_or(&rest[i..]);
+        out.push_str(&esc.to_ascii_lowercase());
+        rest = &rest[i + esc.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Replaces every occurrence of each token value in `text` (as is,
 /// percent-encoded, form-encoded and HTML-escaped) with `[redacted]`,
 /// longest first so no fragment of a longer token survives. Values under
@@ -116,7 +132,25 @@ pub(super) fn redact_values(text: &str, values: &[String]) -> String {
     for v in values.iter().filter(|v| v.len() >= 8) {
         let form: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
         let pct = form.replace('+', "%20");
-        for f in [v.clone(), form, pct, crate::support::html::esc(v)] {
+        // ASP.NET percent-encodes in lower case; scripts escape `/` and
+        // non-alphanumerics as `\/` and `\uXXXX`.
+        let lower = lower_percent(&pct);
+        let js: String = v
+            .chars()
+            .map(|c| match c {
+                '/' => "\\/".to_owned(),
+                c if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' => c.to_string(),
+                c => format!("\\u{:04x}", u32::from(c)),
+            })
+            .collect();
+        for f in [
+            v.clone(),
+            form,
+            pct,
+            lower,
+            js,
+            crate::support::html::esc(v),
+        ] {
             if !forms.contains(&f) {
                 forms.push(f);
             }

@@ -63,8 +63,11 @@ fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
+/// A stored time; one outside years 1970..=9999 (a hand-edited or
+/// damaged row) is clamped, so date arithmetic on it cannot overflow.
 fn at(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+    const MAX_MS: i64 = 253_402_300_799_000; // 9999-12-31T23:59:59Z
+    DateTime::from_timestamp_millis(ms.clamp(0, MAX_MS)).unwrap_or_default()
 }
 
 /// The schedule row of a drill.
@@ -84,6 +87,8 @@ pub struct DrillState {
     pub retries: u32,
     /// When the last overdue notification went out.
     pub overdue_notified: Option<DateTime<Utc>>,
+    /// When custodians were last told the drill is due.
+    pub custody_reminded: Option<DateTime<Utc>>,
     /// Why the drill is disabled (its file is broken).
     pub disabled: Option<String>,
 }
@@ -301,6 +306,7 @@ impl StateStore {
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
             overdue_notified: opt_at("overdue_notified_ms"),
+            custody_reminded: opt_at("custody_reminded_ms"),
             disabled: r.try_get("disabled_reason").ok().flatten(),
         }
     }
@@ -351,7 +357,7 @@ impl StateStore {
     pub async fn passed(&self, drill_id: &str) -> Result<(), StateError> {
         self.ensure_drill(drill_id).await?;
         sqlx::query(
-            "UPDATE drills SET due_ms = NULL, due_why = NULL, drawn_ms = NULL, hold_reason = NULL, retry_ms = NULL, retries = 0, overdue_notified_ms = NULL WHERE drill_id = $1",
+            "UPDATE drills SET due_ms = NULL, due_why = NULL, drawn_ms = NULL, hold_reason = NULL, retry_ms = NULL, retries = 0, overdue_notified_ms = NULL, custody_reminded_ms = NULL WHERE drill_id = $1",
         )
         .bind(drill_id)
         .execute(&self.pool)
@@ -380,6 +386,20 @@ impl StateStore {
         sqlx::query("UPDATE drills SET retry_ms = $2, retries = retries + 1 WHERE drill_id = $1")
             .bind(drill_id)
             .bind(ms(retry_at))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records that custodians were told at `now` that the drill is due.
+    pub async fn custody_reminded(
+        &self,
+        drill_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        sqlx::query("UPDATE drills SET custody_reminded_ms = $2 WHERE drill_id = $1")
+            .bind(drill_id)
+            .bind(ms(now))
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -518,12 +538,15 @@ impl StateStore {
     }
 
     /// Runs that started and never ended (their process died or is still
-    /// running).
-    pub async fn unfinished(&self) -> Result<Vec<RunRow>, StateError> {
+    /// running), with the stage each reached.
+    pub async fn unfinished(&self) -> Result<Vec<(RunRow, Option<String>)>, StateError> {
         let rows = sqlx::query("SELECT * FROM runs WHERE ended_ms IS NULL ORDER BY started_ms")
             .fetch_all(&self.pool)
             .await?;
-        Ok(rows.iter().map(Self::run_row).collect())
+        Ok(rows
+            .iter()
+            .map(|r| (Self::run_row(r), r.try_get("stage").ok().flatten()))
+            .collect())
     }
 
     /// Every drill's schedule row with its run summary (the summary
@@ -863,6 +886,27 @@ impl StateStore {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.as_ref().map(Self::outgoing_row))
+    }
+
+    /// Claims a notification for one delivery attempt: only one process
+    /// or task at a time sends it (the claim pushes its next attempt
+    /// `lease` ahead). `false`: someone else has it, or it is delivered.
+    pub async fn claim(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<bool, StateError> {
+        let n = sqlx::query(
+            "UPDATE notifications SET next_ms = $3 WHERE id = $1 AND delivered_ms IS NULL AND next_ms <= $2",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .bind(ms(now + lease))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
     }
 
     /// A delivery went through.

@@ -57,14 +57,12 @@ impl World {
         assert_cmd::Command::from_std(self.command(&[]))
     }
 
-    /// Runs `glassdrill ARGS` in this world to the end.
+    /// Runs `glassdrill ARGS` in this world to the end (killed, and the
+    /// test failed, if it takes more than 10 minutes).
     pub fn run<S: AsRef<std::ffi::OsStr>>(&self, args: impl IntoIterator<Item = S>) -> Run {
-        let out = self.cmd().args(args).output().expect("run glassdrill");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        let mut c = self.command(&[]);
+        c.args(args);
+        Spawned::start(c).finish(Duration::from_secs(600))
     }
 
     /// `glassdrill evidence verify BUNDLE`.
@@ -176,17 +174,30 @@ impl Spawned {
         let (tx, lines) = std::sync::mpsc::channel();
         let out = child.stdout.take().expect("piped stdout");
         let err = child.stderr.take().expect("piped stderr");
+        /// Forwards every line (bytes that are not UTF-8 shown lossily)
+        /// until the stream closes.
+        fn forward(
+            r: impl std::io::Read,
+            which: Stream,
+            tx: std::sync::mpsc::Sender<(Stream, String)>,
+        ) {
+            let mut r = std::io::BufReader::new(r);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf);
+                        let line = line.strip_suffix('\n').unwrap_or(&line);
+                        let _ = tx.send((which, line.to_owned()));
+                    }
+                }
+            }
+        }
         let t = tx.clone();
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = t.send((Stream::Stdout, l));
-            }
-        });
-        std::thread::spawn(move || {
-            for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send((Stream::Stderr, l));
-            }
-        });
+        std::thread::spawn(move || forward(out, Stream::Stdout, t));
+        std::thread::spawn(move || forward(err, Stream::Stderr, tx));
         Self {
             child,
             lines,
@@ -271,12 +282,16 @@ impl Spawned {
                         self.transcript()
                     );
                 }
-                None => {
-                    // Only the output channel is waited on, never a sleep.
-                    if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
-                        self.seen.push(l);
+                None => match self.lines.recv_timeout(Duration::from_millis(50)) {
+                    Ok(l) => self.seen.push(l),
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    // Both streams closed, the process not reaped yet:
+                    // poll its exit without spinning.
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                        #[allow(clippy::disallowed_methods)]
+                        std::thread::sleep(Duration::from_millis(20));
                     }
-                }
+                },
             }
         };
         self.drain(Duration::from_secs(5));
