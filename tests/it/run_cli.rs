@@ -158,10 +158,8 @@ fn the_next_run_cleans_up_after_a_glassdrill_that_was_killed_outright() {
         !left.is_empty(),
         "a killed glassdrill leaves its browser behind (nothing can run at SIGKILL)"
     );
-    assert!(
-        !w.browser_processes().is_empty(),
-        "the killed run's browser is still running"
-    );
+    // Its browser may already be gone: the guard process kills it when
+    // glassdrill dies, racing this test. Its directory is still there.
 
     // The next drill reaps the orphans before it starts its own browser.
     w.run(["rehearse", "--progress", "none", "--alert-delay", "0s"])
