@@ -10,13 +10,13 @@
 //! random number are passed in, so a year of schedule is computed in
 //! milliseconds in tests.
 //!
-//! Windows are local times: a window of 09:00–15:00 in `Europe/Oslo` is
-//! 08:00–14:00 UTC in winter and 07:00–13:00 UTC in summer. A window edge
-//! that does not exist on a spring-forward day starts at the first local
-//! time that does; on a fall-back day the repeated hour is inside the
-//! window once, not twice.
+//! Windows are local wall-clock times: a window of 09:00–15:00 in
+//! `Europe/Oslo` is 08:00–14:00 UTC in winter and 07:00–13:00 UTC in
+//! summer. On a spring-forward night the skipped hour is in no window; on
+//! a fall-back night the repeated hour is in the window in both of its
+//! passes where the window covers it, and nothing outside it is.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// Days between PASSes.
@@ -93,29 +93,6 @@ impl Interval {
     }
 }
 
-/// The UTC instant of a local time; a time that does not exist (inside a
-/// spring-forward gap) moves to the first one that does, and a repeated
-/// one (fall-back) takes its first occurrence for a start, its second for
-/// an end.
-fn to_utc(tz: Tz, local: NaiveDateTime, end: bool) -> DateTime<Utc> {
-    use chrono::LocalResult;
-    match tz.from_local_datetime(&local) {
-        LocalResult::Single(t) => t.with_timezone(&Utc),
-        LocalResult::Ambiguous(first, second) => {
-            if end { second } else { first }.with_timezone(&Utc)
-        }
-        LocalResult::None => {
-            // Gaps are at most a few hours (one hour in practice).
-            (1..=24 * 60)
-                .find_map(|m| {
-                    tz.from_local_datetime(&(local + Duration::minutes(m)))
-                        .earliest()
-                })
-                .map_or_else(|| local.and_utc(), |t| t.with_timezone(&Utc))
-        }
-    }
-}
-
 /// Sorts and merges touching or overlapping intervals, dropping empty ones.
 fn merge(mut v: Vec<Interval>) -> Vec<Interval> {
     v.retain(|i| i.start < i.end);
@@ -130,8 +107,15 @@ fn merge(mut v: Vec<Interval>) -> Vec<Interval> {
     out
 }
 
-/// The allowed time of `windows` inside `[lo, hi)`, sorted and merged.
+/// The allowed time of `windows` inside `[lo, hi)`, sorted and merged:
+/// every instant whose local wall time, on an allowed weekday, lies in a
+/// window. The time zone's offset is constant between its transitions, so
+/// the span is cut into pieces of one offset each (transitions fall on
+/// quarter hours in every zone), and in each piece a window is one UTC
+/// interval. A repeated hour is thus allowed in both of its passes where
+/// the window covers it, a skipped one in neither.
 pub fn allowed(windows: &Windows, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Vec<Interval> {
+    use chrono::Offset as _;
     if lo >= hi {
         return Vec::new();
     }
@@ -139,15 +123,38 @@ pub fn allowed(windows: &Windows, lo: DateTime<Utc>, hi: DateTime<Utc>) -> Vec<I
         return vec![Interval { start: lo, end: hi }];
     }
     let tz = windows.tz;
-    let first: NaiveDate = lo.with_timezone(&tz).date_naive() - Duration::days(1);
-    let last: NaiveDate = hi.with_timezone(&tz).date_naive() + Duration::days(1);
+    let offset = |t: DateTime<Utc>| {
+        Duration::seconds(i64::from(
+            tz.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        ))
+    };
+    // Pieces of constant offset, found on a quarter-hour grid.
+    let step = Duration::minutes(15);
+    let mut pieces: Vec<(DateTime<Utc>, DateTime<Utc>, Duration)> = Vec::new();
+    let mut t = lo;
+    while t < hi {
+        let next = (t + step).min(hi);
+        let off = offset(t);
+        match pieces.last_mut() {
+            Some((_, end, o)) if *o == off => *end = next,
+            _ => pieces.push((t, next, off)),
+        }
+        t = next;
+    }
     let mut found = Vec::new();
-    for date in first.iter_days().take_while(|d| *d <= last) {
-        let weekday = date.weekday().num_days_from_monday() as usize;
-        for w in windows.list.iter().filter(|w| w.days[weekday]) {
-            let start = to_utc(tz, date.and_time(w.from), false).max(lo);
-            let end = to_utc(tz, date.and_time(w.to), true).min(hi);
-            found.push(Interval { start, end });
+    for (a, b, off) in pieces {
+        let first: NaiveDate = (a + off).date_naive() - Duration::days(1);
+        let last: NaiveDate = (b + off).date_naive() + Duration::days(1);
+        for date in first.iter_days().take_while(|d| *d <= last) {
+            let weekday = date.weekday().num_days_from_monday() as usize;
+            for w in windows.list.iter().filter(|w| w.days[weekday]) {
+                // In this piece, local = UTC + off exactly.
+                let start = (date.and_time(w.from) - off).and_utc().max(a);
+                let end = (date.and_time(w.to) - off).and_utc().min(b);
+                found.push(Interval { start, end });
+            }
         }
     }
     merge(found)

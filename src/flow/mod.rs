@@ -306,6 +306,20 @@ impl<'a> FlowRunner<'a> {
         Some(file)
     }
 
+    /// The token values on the current page (as [`HTML_JS`] finds them).
+    async fn page_tokens(&self) -> Vec<String> {
+        let Ok(client) = self.browser.client() else {
+            return Vec::new();
+        };
+        client
+            .execute(HTML_JS, vec![])
+            .await
+            .ok()
+            .and_then(|v| serde_json::from_value::<PageHtml>(v).ok())
+            .map(|p| p.values)
+            .unwrap_or_default()
+    }
+
     /// Captures the page's HTML with its tokens taken out; returns the
     /// token values found, for sweeping other text taken from the page.
     async fn page_html(
@@ -589,7 +603,13 @@ impl<'a> FlowRunner<'a> {
             };
             match self.wait_for(&step, cancel).await {
                 Wait::Arrived(_) => {}
-                Wait::Refused(m) => return Err(SignOutError::Refused(m)),
+                Wait::Refused(m) => {
+                    // The sign-out page's message may quote a token too.
+                    let tokens = self.page_tokens().await;
+                    return Err(SignOutError::Refused(
+                        redact_values(&m, &tokens).chars().take(500).collect(),
+                    ));
+                }
                 Wait::Timeout(_) => return Err(SignOutError::NotConfirmed),
                 Wait::BrowserGone(reason) => {
                     return Err(SignOutError::Browser(

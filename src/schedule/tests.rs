@@ -120,16 +120,23 @@ fn windows_follow_daylight_saving_time() {
         }],
         "30 minutes of window on the short night"
     );
-    // It falls back on 2026-11-01 at 02:00 (to 01:00): 01:30 EDT to
-    // 02:30 EST, the repeated hour counted once.
+    // It falls back on 2026-11-01 at 02:00 (to 01:00): the wall clock
+    // shows 01:30-02:00 twice (EDT, then EST) and 02:00-02:30 once; the
+    // 01:00-01:30 of the second pass is outside the window.
     let fall = allowed(&ny, t("2026-11-01T00:00:00Z"), t("2026-11-02T00:00:00Z"));
     assert_eq!(
         fall,
-        vec![Interval {
-            start: t("2026-11-01T05:30:00Z"),
-            end: t("2026-11-01T07:30:00Z")
-        }],
-        "two hours of window on the long night"
+        vec![
+            Interval {
+                start: t("2026-11-01T05:30:00Z"),
+                end: t("2026-11-01T06:00:00Z")
+            },
+            Interval {
+                start: t("2026-11-01T06:30:00Z"),
+                end: t("2026-11-01T07:30:00Z")
+            }
+        ],
+        "both passes of the repeated half hour, and nothing outside the window"
     );
     // A window wholly inside Oslo's spring-forward gap (02:00-03:00 on
     // 2026-03-29) is empty that day, never a panic.
