@@ -25,6 +25,7 @@ CREATE TABLE drills (
     -- A summary of the drill's runs, kept up to date with them
     -- (src/state/summaries.sql), so `status` reads one row per drill.
     last_verdict TEXT,
+    last_run_ms BIGINT,
     last_pass_ms BIGINT,
     last_latency_ms BIGINT,
     n_pass BIGINT NOT NULL DEFAULT 0,

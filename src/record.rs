@@ -567,6 +567,14 @@ pub enum RecordError {
 }
 
 impl DrillRecord {
+    /// The slowest counted alert's sign-in-to-delivery latency.
+    pub fn alert_latency_ms(&self) -> Option<i64> {
+        self.alerts
+            .iter()
+            .filter_map(|a| a.latency.as_ref().map(|l| l.signin_to_received_ms))
+            .max()
+    }
+
     /// Reads a record (any version this build understands).
     pub fn from_json(bytes: &[u8]) -> Result<Self, RecordError> {
         let r: Self = serde_json::from_slice(bytes)?;

@@ -318,5 +318,29 @@ pub fn overdue(
     now > since + cadence.max
 }
 
+/// When each registered key was last proven.
+pub type KeyProofs = std::collections::HashMap<String, DateTime<Utc>>;
+
+/// The key a drill's next run uses: the least recently proven of `keys`
+/// (one never proven first, in the drill file's order), so the spare is
+/// proven too.
+pub fn next_key(keys: &[String], proofs: &KeyProofs) -> Option<String> {
+    keys.iter().min_by_key(|k| proofs.get(*k).copied()).cloned()
+}
+
+/// The keys not proven within `cadence.max` at `now` (a finding of their
+/// own).
+pub fn stale_keys(
+    keys: &[String],
+    proofs: &KeyProofs,
+    cadence: Cadence,
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    keys.iter()
+        .filter(|k| proofs.get(*k).is_none_or(|t| now - *t > cadence.max))
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

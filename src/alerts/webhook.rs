@@ -173,12 +173,7 @@ impl WebhookReceiver {
             .layer(DefaultBodyLimit::max(max_body))
             .with_state(shared.clone());
         let cancel = CancellationToken::new();
-        let c = cancel.clone();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { c.cancelled().await })
-                .await;
-        });
+        let task = crate::support::http::serve(listener, app, cancel.clone());
         Ok(Self {
             addr,
             shared,

@@ -108,15 +108,10 @@ pub(crate) async fn run_command(
             return EXIT_USAGE;
         }
         Some(k) => Some(k),
-        None => {
-            let proofs = store.key_proofs(&drill.id).await.unwrap_or_default();
-            drill
-                .schedule
-                .keys
-                .iter()
-                .min_by_key(|k| proofs.get(*k).copied())
-                .cloned()
-        }
+        None => crate::schedule::next_key(
+            &drill.schedule.keys,
+            &store.key_proofs(&drill.id).await.unwrap_or_default(),
+        ),
     };
     opts.custody.key_id.clone_from(&key);
     let names = crate::state::lock_names(&drill.group, &drill.account, key.as_deref());

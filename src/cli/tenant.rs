@@ -12,9 +12,7 @@ pub(crate) async fn tenant(host: &HostConfig, a: TenantArgs, cancel: Cancellatio
         let loopback = url::Url::parse(u)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
-            .is_some_and(|h| {
-                h == "127.0.0.1" || h == "localhost" || h.ends_with(".localhost") || h == "[::1]"
-            });
+            .is_some_and(|h| crate::support::http::is_loopback_host(&h));
         if !loopback {
             errln!("error: --webhook-url must point at loopback (127.0.0.1 or *.localhost)");
             return EXIT_USAGE;

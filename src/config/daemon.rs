@@ -161,14 +161,6 @@ pub struct NotifyConfig {
     pub webhooks: Vec<ChatHook>,
 }
 
-fn loopback_host(h: &str) -> bool {
-    let h = h.trim().to_ascii_lowercase();
-    h == "localhost"
-        || h.ends_with(".localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// Validates `[daemon]`.
 pub(super) fn parse_daemon(
     src: &Source<'_>,
@@ -238,7 +230,9 @@ pub(super) fn parse_notify(
         let security = match s.security.as_ref().map(|v| v.get_ref().as_str()) {
             None | Some("starttls") => Some(SmtpSecurity::StartTls),
             Some("tls") => Some(SmtpSecurity::Tls),
-            Some("plain") if loopback_host(s.host.get_ref()) => Some(SmtpSecurity::Plain),
+            Some("plain") if crate::support::http::is_loopback_host(s.host.get_ref()) => {
+                Some(SmtpSecurity::Plain)
+            }
             Some("plain") => {
                 problems.push(src.error(
                     s.host.span().start,

@@ -155,10 +155,7 @@ pub(crate) fn secure_endpoint(u: &url::Url) -> bool {
     match u.scheme() {
         "https" => u.host().is_some(),
         "http" => match u.host() {
-            Some(url::Host::Domain(d)) => {
-                let d = d.to_ascii_lowercase();
-                d == "localhost" || d.ends_with(".localhost")
-            }
+            Some(url::Host::Domain(d)) => crate::support::http::is_localhost_name(d),
             Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
             Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
             None => false,

@@ -160,12 +160,7 @@ pub async fn serve(addr: SocketAddr, daemon: Arc<Daemon>) -> Result<MetricsServe
         .route("/metrics", get(metrics))
         .with_state(daemon);
     let cancel = CancellationToken::new();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { c.cancelled().await })
-            .await;
-    });
+    let task = crate::support::http::serve(listener, app, cancel.clone());
     tracing::info!(%addr, "serving /metrics");
     Ok(MetricsServer { cancel, task, addr })
 }

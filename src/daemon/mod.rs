@@ -28,12 +28,12 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Custody, DrillConfig, HostConfig, TenantKind};
+use crate::config::{Custody, DrillConfig, HostConfig};
 use crate::drill::{DrillOutcome, Progress, StageRecord};
 use crate::notify::{Channels, Kind};
 use crate::record::{DrillRecord, Stage, Verdict};
 use crate::runner::{RunError, RunOptions};
-use crate::schedule::{DrawInput, draw, overdue};
+use crate::schedule::{DrawInput, draw, next_key, overdue, stale_keys};
 use crate::services::{ServiceError, Services, WebhookSettings};
 use crate::state::{RunRow, StateError, StateStore, lock_names};
 
@@ -297,12 +297,7 @@ pub async fn record_outcome(
     retry_after: std::time::Duration,
 ) -> Result<After, StateError> {
     let bundle = o.bundle.as_ref().ok().map(|b| b.dir.display().to_string());
-    let latency = o
-        .record
-        .iter()
-        .flat_map(|r| &r.alerts)
-        .filter_map(|a| a.latency.as_ref().map(|l| l.signin_to_received_ms))
-        .max();
+    let latency = o.record.as_ref().and_then(DrillRecord::alert_latency_ms);
     store
         .run_ended(&RunRow {
             run_id: o.run_id.clone(),
@@ -419,6 +414,23 @@ impl Daemon {
         &self.services
     }
 
+    /// Holds a drill whose run may have signed in without a result (no
+    /// automatic run until a person runs it) and tells the escalation
+    /// list.
+    async fn hold_and_escalate(
+        &self,
+        drill: &str,
+        why: &str,
+        subject: &str,
+        body: &str,
+    ) -> Result<(), StateError> {
+        self.store.hold(drill, why).await?;
+        self.outbox
+            .notify(Some(drill), Kind::Escalation, subject, body)
+            .await;
+        Ok(())
+    }
+
     /// Indexes the runs recovered at start; a drill whose dead run may have
     /// signed in is held (never re-run automatically) and escalated.
     async fn reconcile_recovered(&self) -> Result<(), DaemonError> {
@@ -449,18 +461,16 @@ impl Daemon {
                     "run {} died after its sign-in had started (recovered as {}); not re-run automatically: check the sign-in log and the evidence, then run `glassdrill run {}`",
                     r.run_id, r.verdict, r.drill.id
                 );
-                self.store.hold(&r.drill.id, &why).await?;
-                self.outbox
-                    .notify(
-                        Some(&r.drill.id),
-                        Kind::Escalation,
-                        &format!(
-                            "glassdrill: drill {} was interrupted after its sign-in started",
-                            r.drill.id
-                        ),
-                        &format!("{why}\n\nevidence: {}", dir.display()),
-                    )
-                    .await;
+                self.hold_and_escalate(
+                    &r.drill.id,
+                    &why,
+                    &format!(
+                        "glassdrill: drill {} was interrupted after its sign-in started",
+                        r.drill.id
+                    ),
+                    &format!("{why}\n\nevidence: {}", dir.display()),
+                )
+                .await?;
             }
         }
         Ok(())
@@ -483,10 +493,18 @@ impl Daemon {
                 .unwrap_or_default();
             broken.entry(id).or_default().push(p.to_string());
         }
+        // One read of every drill's row, not one per drill.
+        let disabled: HashMap<String, String> = self
+            .store
+            .drills()
+            .await?
+            .into_iter()
+            .filter_map(|s| s.disabled.map(|r| (s.drill_id, r)))
+            .collect();
         for (id, msgs) in &broken {
             let reason = msgs.join("; ");
-            let before = self.store.drill(id).await?.disabled;
-            if before.as_deref() != Some(reason.as_str()) {
+            let before = disabled.get(id);
+            if before != Some(&reason) {
                 self.store.set_disabled(id, Some(&reason)).await?;
                 self.outbox
                     .notify(
@@ -503,11 +521,8 @@ impl Daemon {
             .into_iter()
             .filter(|d| !broken.contains_key(&d.id))
             .collect();
-        for d in &drills {
-            let s = self.store.drill(&d.id).await?;
-            if s.disabled.is_some() {
-                self.store.set_disabled(&d.id, None).await?;
-            }
+        for d in drills.iter().filter(|d| disabled.contains_key(&d.id)) {
+            self.store.set_disabled(&d.id, None).await?;
         }
         Ok(drills)
     }
@@ -583,18 +598,16 @@ impl Daemon {
                     stage.as_deref().unwrap_or("?"),
                     d.id
                 );
-                self.store.hold(&d.id, &why).await?;
-                self.outbox
-                    .notify(
-                        Some(&d.id),
-                        Kind::Escalation,
-                        &format!(
-                            "glassdrill: a run of drill {} stopped after its sign-in started",
-                            d.id
-                        ),
-                        &why,
-                    )
-                    .await;
+                self.hold_and_escalate(
+                    &d.id,
+                    &why,
+                    &format!(
+                        "glassdrill: a run of drill {} stopped after its sign-in started",
+                        d.id
+                    ),
+                    &why,
+                )
+                .await?;
             }
         }
         Ok(())
@@ -609,18 +622,19 @@ impl Daemon {
         self.reconcile_dead_runs(&drills).await?;
         let gap = chrono::Duration::from_std(self.host.daemon.group_gap)
             .unwrap_or(chrono::Duration::hours(24));
+        // Every drill's state and run summary in one read; what this tick
+        // writes for one drill (a drawn due time) is re-read for the rest.
+        let mut snapshot = self.store.summaries().await?;
         for d in &drills {
-            let state = self.store.drill(&d.id).await?;
-            let last_pass = self.store.last_pass(&d.id).await?;
-            // Group: the other drills' due times and recent runs.
-            let mut group = Vec::new();
-            for other in drills.iter().filter(|o| o.group == d.group && o.id != d.id) {
-                let s = self.store.drill(&other.id).await?;
-                group.extend(s.due);
-                if let Some(r) = self.store.runs(&other.id, 1).await?.first() {
-                    group.push(r.started);
-                }
-            }
+            let (state, summary) = snapshot.get(&d.id).cloned().unwrap_or_default();
+            let last_pass = summary.last_pass;
+            // Group: the other drills' due times and latest runs.
+            let group: Vec<DateTime<Utc>> = drills
+                .iter()
+                .filter(|o| o.group == d.group && o.id != d.id)
+                .filter_map(|o| snapshot.get(&o.id))
+                .flat_map(|(s, r)| s.due.into_iter().chain(r.last_run))
+                .collect();
             let due = match state.due {
                 Some(due) => due,
                 None => {
@@ -663,9 +677,12 @@ impl Daemon {
                         }
                         Ok(drawn) => {
                             tracing::info!(drill = %d.id, due = %drawn.due, why = %drawn.why, "next drill drawn");
-                            self.store
+                            let due = self
+                                .store
                                 .set_due_once(&d.id, drawn.due, &drawn.why, now)
-                                .await?
+                                .await?;
+                            snapshot.entry(d.id.clone()).or_default().0.due = Some(due);
+                            due
                         }
                     }
                 }
@@ -823,7 +840,10 @@ impl Daemon {
         d: DrillConfig,
         now: DateTime<Utc>,
     ) -> Result<bool, DaemonError> {
-        let key = self.next_key(&d).await?;
+        // One read of the key proofs: which key, and which are stale.
+        let proofs = self.store.key_proofs(&d.id).await?;
+        let key = next_key(&d.schedule.keys, &proofs);
+        let stale = stale_keys(&d.schedule.keys, &proofs, d.schedule.cadence, now);
         let holder = format!("drill {} (daemon, pid {})", d.id, std::process::id());
         let locks = match self
             .store
@@ -860,7 +880,7 @@ impl Daemon {
                 opts.operator = Some("glassdrill daemon".into());
             }
             opts.custody.key_id.clone_from(&key);
-            opts.findings.extend(me.stale_keys(&d).await.into_iter().map(|k| {
+            opts.findings.extend(stale.into_iter().map(|k| {
                 format!(
                     "key {k} of drill {} has not been proven within {} days: it is used in turn; check it is still registered and in custody",
                     d.id,
@@ -921,32 +941,6 @@ impl Daemon {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(id, handle);
         Ok(true)
-    }
-
-    /// The drill's keys not proven within `max_days`.
-    async fn stale_keys(&self, d: &DrillConfig) -> Vec<String> {
-        let now = self.clock.now();
-        let proofs = self.store.key_proofs(&d.id).await.unwrap_or_default();
-        d.schedule
-            .keys
-            .iter()
-            .filter(|k| {
-                proofs
-                    .get(*k)
-                    .is_none_or(|t| now - *t > d.schedule.cadence.max)
-            })
-            .cloned()
-            .collect()
-    }
-
-    /// The least recently proven of the drill's keys (never proven first).
-    async fn next_key(&self, d: &DrillConfig) -> Result<Option<String>, DaemonError> {
-        let proofs = self.store.key_proofs(&d.id).await?;
-        Ok(d.schedule
-            .keys
-            .iter()
-            .min_by_key(|k| proofs.get(*k).copied())
-            .cloned())
     }
 
     /// Applies the verdict policy to a finished run and tells people.
@@ -1109,10 +1103,5 @@ impl Daemon {
     pub async fn status(&self) -> Result<Vec<status::DrillStatus>, DaemonError> {
         let (drills, _) = crate::config::drill::load_drills(&self.host.drills_dir);
         Ok(status::collect(&self.store, &drills, self.clock.now()).await?)
-    }
-
-    /// Whether a drill is a rehearsal (no real account behind it).
-    pub fn is_rehearsal(d: &DrillConfig) -> bool {
-        d.tenant == TenantKind::Rehearsal
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config::{Custody, DrillConfig};
 use crate::record::Verdict;
-use crate::schedule::overdue;
+use crate::schedule::{next_key, overdue, stale_keys};
 use crate::state::{StateError, StateStore};
 
 /// One drill's status.
@@ -63,19 +63,8 @@ pub async fn collect(
     for d in drills {
         let (st, sum) = summaries.get(&d.id).cloned().unwrap_or_default();
         let kp = proofs.get(&d.id).unwrap_or(&empty);
-        let next_key = d
-            .schedule
-            .keys
-            .iter()
-            .min_by_key(|k| kp.get(*k).copied())
-            .cloned();
-        let keys_not_proven = d
-            .schedule
-            .keys
-            .iter()
-            .filter(|k| kp.get(*k).is_none_or(|t| now - *t > d.schedule.cadence.max))
-            .cloned()
-            .collect();
+        let next_key = next_key(&d.schedule.keys, kp);
+        let keys_not_proven = stale_keys(&d.schedule.keys, kp, d.schedule.cadence, now);
         out.push(DrillStatus {
             drill: d.id.clone(),
             account: d.account.clone(),

@@ -308,16 +308,14 @@ impl<'a> FlowRunner<'a> {
 
     /// The token values on the current page (as [`HTML_JS`] finds them).
     async fn page_tokens(&self) -> Vec<String> {
-        let Ok(client) = self.browser.client() else {
-            return Vec::new();
-        };
-        client
-            .execute(HTML_JS, vec![])
-            .await
-            .ok()
-            .and_then(|v| serde_json::from_value::<PageHtml>(v).ok())
-            .map(|p| p.values)
-            .unwrap_or_default()
+        self.page().await.map(|p| p.values).unwrap_or_default()
+    }
+
+    /// The current page, cleaned, with the token values found on it.
+    async fn page(&self) -> Option<PageHtml> {
+        let client = self.browser.client().ok()?;
+        let v = client.execute(HTML_JS, vec![]).await.ok()?;
+        serde_json::from_value::<PageHtml>(v).ok()
     }
 
     /// Captures the page's HTML with its tokens taken out; returns the
@@ -328,15 +326,7 @@ impl<'a> FlowRunner<'a> {
         name: &str,
         captures: &mut Vec<Capture>,
     ) -> Vec<String> {
-        let Ok(client) = self.browser.client() else {
-            return Vec::new();
-        };
-        let Some(page) = client
-            .execute(HTML_JS, vec![])
-            .await
-            .ok()
-            .and_then(|v| serde_json::from_value::<PageHtml>(v).ok())
-        else {
+        let Some(page) = self.page().await else {
             return Vec::new();
         };
         captures.push(Capture {
@@ -458,9 +448,7 @@ impl<'a> FlowRunner<'a> {
                         .unwrap_or(step);
                     run.outcome = FlowOutcome::Refused {
                         step: acted.name.clone(),
-                        // Swept first, then shortened: a token cut in half
-                        // at the limit would no longer be found.
-                        message: redact_values(&message, &tokens).chars().take(500).collect(),
+                        message: page::sweep_message(&message, &tokens),
                     };
                     return run;
                 }
@@ -606,9 +594,7 @@ impl<'a> FlowRunner<'a> {
                 Wait::Refused(m) => {
                     // The sign-out page's message may quote a token too.
                     let tokens = self.page_tokens().await;
-                    return Err(SignOutError::Refused(
-                        redact_values(&m, &tokens).chars().take(500).collect(),
-                    ));
+                    return Err(SignOutError::Refused(page::sweep_message(&m, &tokens)));
                 }
                 Wait::Timeout(_) => return Err(SignOutError::NotConfirmed),
                 Wait::BrowserGone(reason) => {

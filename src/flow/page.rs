@@ -109,6 +109,13 @@ pub(super) struct PageHtml {
     pub(super) values: Vec<String>,
 }
 
+/// A message taken from a page, for the record: swept of the page's
+/// tokens first, then shortened to 500 characters (a token cut in half at
+/// the limit would no longer be found).
+pub(super) fn sweep_message(message: &str, values: &[String]) -> String {
+    redact_values(message, values).chars().take(500).collect()
+}
+
 /// `%2B` → `%2b`: percent escapes in lower case.
 fn lower_percent(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -70,6 +70,29 @@ fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms.clamp(0, MAX_MS)).unwrap_or_default()
 }
 
+type Row = sqlx::sqlite::SqliteRow;
+
+/// A nullable time column (milliseconds).
+fn time_col(r: &Row, c: &str) -> Option<DateTime<Utc>> {
+    r.try_get::<Option<i64>, _>(c).ok().flatten().map(at)
+}
+
+/// A nullable verdict column.
+fn verdict_col(r: &Row, c: &str) -> Option<Verdict> {
+    r.try_get::<Option<String>, _>(c)
+        .ok()
+        .flatten()
+        .and_then(|v| verdict_from(&v))
+}
+
+/// A count column.
+fn count_col(r: &Row, c: &str) -> u32 {
+    r.try_get::<i64, _>(c)
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
 /// The schedule row of a drill.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DrillState {
@@ -292,33 +315,35 @@ impl StateStore {
         Ok(())
     }
 
-    fn drill_row(r: &sqlx::sqlite::SqliteRow) -> DrillState {
-        let opt_at = |c: &str| r.try_get::<Option<i64>, _>(c).ok().flatten().map(at);
+    fn drill_row(r: &Row) -> DrillState {
         DrillState {
             drill_id: r.try_get("drill_id").unwrap_or_default(),
-            due: opt_at("due_ms"),
+            due: time_col(r, "due_ms"),
             due_why: r.try_get("due_why").ok().flatten(),
             hold: r.try_get("hold_reason").ok().flatten(),
-            retry_at: opt_at("retry_ms"),
-            retries: r
-                .try_get::<i64, _>("retries")
-                .ok()
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0),
-            overdue_notified: opt_at("overdue_notified_ms"),
-            custody_reminded: opt_at("custody_reminded_ms"),
+            retry_at: time_col(r, "retry_ms"),
+            retries: count_col(r, "retries"),
+            overdue_notified: time_col(r, "overdue_notified_ms"),
+            custody_reminded: time_col(r, "custody_reminded_ms"),
             disabled: r.try_get("disabled_reason").ok().flatten(),
         }
     }
 
     /// A drill's schedule row.
+    /// (A drill the store has never seen reads as an empty row; reading
+    /// writes nothing.)
     pub async fn drill(&self, drill_id: &str) -> Result<DrillState, StateError> {
-        self.ensure_drill(drill_id).await?;
         let r = sqlx::query("SELECT * FROM drills WHERE drill_id = $1")
             .bind(drill_id)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await?;
-        Ok(Self::drill_row(&r))
+        Ok(r.map_or_else(
+            || DrillState {
+                drill_id: drill_id.to_owned(),
+                ..DrillState::default()
+            },
+            |r| Self::drill_row(&r),
+        ))
     }
 
     /// Every drill's schedule row.
@@ -397,6 +422,7 @@ impl StateStore {
         drill_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
+        self.ensure_drill(drill_id).await?;
         sqlx::query("UPDATE drills SET custody_reminded_ms = $2 WHERE drill_id = $1")
             .bind(drill_id)
             .bind(ms(now))
@@ -411,6 +437,7 @@ impl StateStore {
         drill_id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
+        self.ensure_drill(drill_id).await?;
         sqlx::query("UPDATE drills SET overdue_notified_ms = $2 WHERE drill_id = $1")
             .bind(drill_id)
             .bind(ms(now))
@@ -482,22 +509,14 @@ impl StateStore {
         self.refresh_summary(Some(&run.drill_id)).await
     }
 
-    fn run_row(r: &sqlx::sqlite::SqliteRow) -> RunRow {
+    fn run_row(r: &Row) -> RunRow {
         RunRow {
             run_id: r.try_get("run_id").unwrap_or_default(),
             drill_id: r.try_get("drill_id").unwrap_or_default(),
             origin: r.try_get("origin").unwrap_or_default(),
             started: at(r.try_get("started_ms").unwrap_or_default()),
-            ended: r
-                .try_get::<Option<i64>, _>("ended_ms")
-                .ok()
-                .flatten()
-                .map(at),
-            verdict: r
-                .try_get::<Option<String>, _>("verdict")
-                .ok()
-                .flatten()
-                .and_then(|v| verdict_from(&v)),
+            ended: time_col(r, "ended_ms"),
+            verdict: verdict_col(r, "verdict"),
             sign_in_attempted: r.try_get::<i64, _>("sign_in_attempted").unwrap_or(0) != 0,
             key_id: r.try_get("key_id").ok().flatten(),
             bundle: r.try_get("bundle").ok().flatten(),
@@ -565,16 +584,9 @@ impl StateStore {
                 let by_verdict = [n("n_pass"), n("n_fail"), n("n_error"), n("n_interrupted")];
                 let state = Self::drill_row(r);
                 let summary = RunSummary {
-                    last_verdict: r
-                        .try_get::<Option<String>, _>("last_verdict")
-                        .ok()
-                        .flatten()
-                        .and_then(|v| verdict_from(&v)),
-                    last_pass: r
-                        .try_get::<Option<i64>, _>("last_pass_ms")
-                        .ok()
-                        .flatten()
-                        .map(at),
+                    last_verdict: verdict_col(r, "last_verdict"),
+                    last_run: time_col(r, "last_run_ms"),
+                    last_pass: time_col(r, "last_pass_ms"),
                     running_since: None,
                     running_stage: None,
                     runs: by_verdict.iter().sum(),
@@ -595,11 +607,7 @@ impl StateStore {
         for r in running {
             let id: String = r.try_get("drill_id").unwrap_or_default();
             let e = &mut out.entry(id).or_default().1;
-            e.running_since = r
-                .try_get::<Option<i64>, _>("started_ms")
-                .ok()
-                .flatten()
-                .map(at);
+            e.running_since = time_col(&r, "started_ms");
             e.running_stage = r.try_get("stage").ok().flatten();
         }
         Ok(out)
@@ -840,7 +848,7 @@ impl StateStore {
         Ok(id)
     }
 
-    fn outgoing_row(r: &sqlx::sqlite::SqliteRow) -> Outgoing {
+    fn outgoing_row(r: &Row) -> Outgoing {
         Outgoing {
             id: r.try_get("id").unwrap_or_default(),
             drill_id: r.try_get("drill_id").ok().flatten(),
@@ -848,11 +856,7 @@ impl StateStore {
             kind: r.try_get("kind").unwrap_or_default(),
             subject: r.try_get("subject").unwrap_or_default(),
             body: r.try_get("body").unwrap_or_default(),
-            attempts: r
-                .try_get::<i64, _>("attempts")
-                .ok()
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0),
+            attempts: count_col(r, "attempts"),
             last_error: r.try_get("last_error").ok().flatten(),
             created: at(r.try_get("created_ms").unwrap_or_default()),
         }
@@ -993,11 +997,7 @@ pub async fn rebuild(store: &StateStore, evidence_root: &Path) -> Result<Rebuilt
                         .map_or(r.sign_in.log_record.is_some(), |x| x.sign_in_attempted),
                     key_id: None,
                     bundle: Some(dir.display().to_string()),
-                    alert_latency_ms: r
-                        .alerts
-                        .iter()
-                        .filter_map(|a| a.latency.as_ref().map(|l| l.signin_to_received_ms))
-                        .max(),
+                    alert_latency_ms: r.alert_latency_ms(),
                 }),
                 Err(why) => out.skipped.push((dir, why)),
             }
@@ -1017,6 +1017,8 @@ pub async fn rebuild(store: &StateStore, evidence_root: &Path) -> Result<Rebuilt
 pub struct RunSummary {
     /// The most recent verdict.
     pub last_verdict: Option<Verdict>,
+    /// The latest run's start, whatever its verdict.
+    pub last_run: Option<DateTime<Utc>>,
     /// The last PASS.
     pub last_pass: Option<DateTime<Utc>>,
     /// A run started and not ended.

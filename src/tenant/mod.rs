@@ -368,11 +368,7 @@ impl RehearsalTenant {
             cancel: cancel.clone(),
         });
         let app = router(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { cancel.cancelled().await })
-                .await;
-        });
+        let task = crate::support::http::serve(listener, app, cancel);
         Ok(Self {
             shared,
             addr,
