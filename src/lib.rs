@@ -16,6 +16,10 @@
 //!   v1, JSON Schema in `schema/`). Pure data.
 //! - [`webauthn`]: WebAuthn data, pure: assertion verification (the
 //!   tenant's relying-party side) and P-256 credential keys.
+//! - [`fido`]: FIDO2 keys at the CTAP level: `hid` (a USB key through
+//!   `ctap-hid-fido2`), `soft` (a P-256 credential in a 0600 file, for CI),
+//!   key selection and the PIN-counter and sign-counter rules. Blocking
+//!   calls, run on threads of their own under deadlines.
 //! - [`ledger`]: the evidence ledger's pure building blocks: RFC 6962
 //!   Merkle hashes with inclusion and consistency proofs, C2SP signed
 //!   notes and checkpoints (Ed25519). No I/O yet: the log file and its use
@@ -30,9 +34,14 @@
 //!   WebDriver session; cleans them up on drop, and a guard process kills
 //!   them if glassdrill dies (`browser::processes`). Knows nothing of
 //!   drills.
+//! - [`bridge`]: the WebAuthn bridge: a shim injected before page scripts
+//!   replaces `navigator.credentials.get`; glassdrill polls it over
+//!   WebDriver, checks RP id and origin, builds `clientDataJSON` and
+//!   settles the page's promise. Knows no key.
 //! - [`authenticator`]: the `Authenticator` trait and its kinds (`virtual`:
-//!   the WebDriver virtual authenticator); attaches the credential to the
-//!   browser and detaches it after the ceremony. Never sees the flow.
+//!   the WebDriver virtual authenticator; `hid` and `soft`: a [`fido`] key
+//!   behind the [`bridge`]); attaches to the browser and detaches after
+//!   the ceremony. Never sees the flow.
 //! - [`flow`]: the runner that drives a flow file through a browser,
 //!   telling refusal, drift and breakage apart.
 //! - [`cloud`]: OAuth2 client-credential tokens cached per resource, and
@@ -97,6 +106,8 @@ pub mod record;
 
 pub mod webauthn;
 
+pub mod fido;
+
 pub mod ledger;
 
 pub mod schedule;
@@ -104,6 +115,8 @@ pub mod schedule;
 pub mod config;
 
 pub mod browser;
+
+pub mod bridge;
 
 pub mod authenticator;
 

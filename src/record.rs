@@ -78,6 +78,53 @@ pub struct DrillRecord {
     /// of a run that died (killed, crashed, powered off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<Recovery>,
+    /// The security key that was to present the credential (`hid`,
+    /// `soft`): its identity, PIN retries and signature counter before and
+    /// after, and its findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyEvidence>,
+}
+
+/// What a drill learnt about the key it used (never the PIN, never key
+/// material; the credential id only as a SHA-256).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct KeyEvidence {
+    /// `hid` or `soft`.
+    pub kind: String,
+    /// The key's name in the drill's `schedule.keys`.
+    pub name: Option<String>,
+    /// AAGUID, lower-case 8-4-4-4-12.
+    pub aaguid: Option<String>,
+    /// Model, where the AAGUID is a known one.
+    pub model: Option<String>,
+    /// Firmware version as the key reports it.
+    pub firmware: Option<String>,
+    /// SHA-256 of the credential id, hex.
+    pub credential_id_sha256: Option<String>,
+    /// PIN retries left before the drill.
+    pub pin_retries_before: Option<u32>,
+    /// PIN retries left after the drill.
+    pub pin_retries_after: Option<u32>,
+    /// The signature counter of the last recorded assertion with this
+    /// credential.
+    pub sign_count_before: Option<u32>,
+    /// The signature counter of this drill's assertion.
+    pub sign_count_after: Option<u32>,
+    /// Whether the assertion carried the user-present flag.
+    pub user_present: Option<bool>,
+    /// Whether the assertion carried the user-verified flag.
+    pub user_verified: Option<bool>,
+    /// The origin the assertion was made for.
+    pub origin: Option<String>,
+    /// From the touch-needed event to the key's answer, in milliseconds.
+    pub touch_wait_ms: Option<u64>,
+    /// Requests the bridge refused (another RP id, a second request).
+    #[serde(default)]
+    pub refused: Vec<String>,
+    /// Findings about the key (a lowered PIN counter, a wrong PIN, a
+    /// counter that did not increase): each needs a person.
+    #[serde(default)]
+    pub findings: Vec<String>,
 }
 
 /// How a record was recovered from a run that died.

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertCheck;
 use crate::authenticator::Credential;
-use crate::authenticator::{AuthenticatorError, VirtualAuthenticator};
+use crate::authenticator::{
+    Authenticator, AuthenticatorError, KeyAuthenticator, KeySettings, VirtualAuthenticator,
+};
 use crate::browser::BrowserOptions;
 use crate::cloud::{AppCredentials, GraphClient};
 use crate::config::{AlertKind, AuthenticatorConfig, DrillConfig, HostConfig, TenantKind};
@@ -45,6 +47,9 @@ pub struct RunOptions {
     pub alert_deadline: Option<Duration>,
     /// Overrides the flow step timeout.
     pub step_timeout: Option<Duration>,
+    /// The signature counter of the key's last recorded assertion (from
+    /// the state store), for the cloned-key check.
+    pub last_sign_count: Option<u32>,
 }
 
 impl Default for RunOptions {
@@ -58,6 +63,7 @@ impl Default for RunOptions {
             alert_delay: Duration::from_secs(2),
             alert_deadline: None,
             step_timeout: None,
+            last_sign_count: None,
         }
     }
 }
@@ -88,6 +94,14 @@ pub enum PlanProblem {
         source_file: String,
         /// Why.
         error: KeyError,
+    },
+    /// The drill's key cannot be used as configured.
+    #[error("{source_file}: authenticator: {reason}")]
+    Key {
+        /// The drill file.
+        source_file: String,
+        /// Why, and the fix.
+        reason: String,
     },
     /// An Entra drill on a host with no `[entra]`.
     #[error(
@@ -167,18 +181,154 @@ struct Inputs {
 
 /// What one run needs besides the process's services.
 struct RunInputs {
-    credential: Credential,
+    credential: Presenter,
     /// The Entra tenant; `None` means the built-in rehearsal tenant.
     entra: Option<(TenantEndpoints, AppCredentials)>,
 }
 
+/// What presents the credential.
+enum Presenter {
+    /// The virtual authenticator with this credential.
+    Virtual(Credential),
+    /// A key behind the bridge.
+    Key(KeyInputs),
+}
+
+/// A bridged key, resolved.
+struct KeyInputs {
+    name: Option<String>,
+    source: crate::authenticator::KeySource,
+    aaguid: Option<String>,
+    credential_id: Option<Vec<u8>>,
+    pin: SecretString,
+    cfg: crate::config::drill::KeyConfig,
+    /// A rehearsal's own soft key: its directory lives as long as the run.
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// A fresh soft key for a rehearsal: a temp dir, a random PIN, one
+/// credential for the rehearsal tenant's RP id.
+fn rehearsal_soft_key(
+    rp_id: &str,
+    upn: &str,
+) -> Result<(tempfile::TempDir, std::path::PathBuf, SecretString), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("glassdrill-softkey-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temp dir for the soft key: {e}"))?;
+    let path = dir.path().join("soft-key.json");
+    let pin = SecretString::from(random_token(12));
+    crate::fido::soft::SoftKey::create(
+        &path,
+        &crate::fido::soft::NewSoftKey {
+            rp_id,
+            user_handle: &crate::secret::random_bytes(16),
+            user_name: upn,
+            pin: &pin,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok((dir, path, pin))
+}
+
+/// Resolves `[authenticator]` of kind `hid`/`soft` for the chosen key.
+fn key_inputs(
+    drill: &DrillConfig,
+    k: &crate::config::drill::KeyConfig,
+    chosen: Option<&str>,
+    problems: &mut Vec<PlanProblem>,
+) -> Option<KeyInputs> {
+    use crate::authenticator::KeySource;
+    use crate::config::drill::KeyKind;
+    let src = drill.source.display().to_string();
+    if k.kind == KeyKind::Hid && drill.tenant == TenantKind::Rehearsal {
+        problems.push(PlanProblem::Key {
+            source_file: src,
+            reason: "a `hid` key cannot sign in to the rehearsal tenant (the tenant cannot know the key's credential); rehearse with `--authenticator soft`, and check the key with `glassdrill keys check`".into(),
+        });
+        return None;
+    }
+    if k.keys.is_empty() {
+        // A rehearsal's soft key, made for this run.
+        return match rehearsal_soft_key(&k.rp_id, &drill.account) {
+            Ok((dir, path, pin)) => Some(KeyInputs {
+                name: None,
+                source: KeySource::Soft(path),
+                aaguid: None,
+                credential_id: None,
+                pin,
+                cfg: k.clone(),
+                _temp: Some(dir),
+            }),
+            Err(reason) => {
+                problems.push(PlanProblem::Key {
+                    source_file: src,
+                    reason,
+                });
+                None
+            }
+        };
+    }
+    let Some(entry) = k.entry(chosen) else {
+        problems.push(PlanProblem::Key {
+            source_file: src,
+            reason: format!(
+                "no key chosen among {}: pass --key NAME",
+                k.keys.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        });
+        return None;
+    };
+    let pin = match entry.pin.as_ref().map(crate::secret::SecretRef::resolve) {
+        Some(Ok(p)) => p,
+        Some(Err(error)) => {
+            problems.push(PlanProblem::Secret {
+                field: format!("{src}: PIN of key {}", entry.name),
+                error,
+            });
+            return None;
+        }
+        None => {
+            problems.push(PlanProblem::Key {
+                source_file: src,
+                reason: format!("key {} has no PIN reference", entry.name),
+            });
+            return None;
+        }
+    };
+    let source = match (k.kind, &entry.state) {
+        (KeyKind::Soft, Some(p)) => KeySource::Soft(p.clone()),
+        _ => KeySource::Hid(crate::fido::Selector {
+            aaguid: entry.aaguid.clone(),
+            credential_id: entry.credential_id.clone(),
+            device: entry.device.clone(),
+        }),
+    };
+    Some(KeyInputs {
+        name: Some(entry.name.clone()),
+        source,
+        aaguid: entry.aaguid.clone(),
+        credential_id: entry.credential_id.clone(),
+        pin,
+        cfg: k.clone(),
+        _temp: None,
+    })
+}
+
 /// Resolves every secret and setting the run needs, reporting every
 /// problem at once before anything is started or created.
-fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, PlanProblems> {
+fn resolve_inputs(
+    host: &HostConfig,
+    drill: &DrillConfig,
+    chosen_key: Option<&str>,
+) -> Result<Inputs, PlanProblems> {
     let mut problems = Vec::new();
     let src = drill.source.display().to_string();
     let rehearsal_rp_id = format!("ceremony.{}", crate::tenant::DOMAIN);
     let credential = match &drill.authenticator {
+        AuthenticatorConfig::Key(k) => {
+            key_inputs(drill, k, chosen_key, &mut problems).map(Presenter::Key)
+        }
         AuthenticatorConfig::Virtual(Some(c)) => {
             if drill.tenant == TenantKind::Rehearsal && c.rp_id != rehearsal_rp_id {
                 problems.push(PlanProblem::RehearsalRpId {
@@ -187,12 +337,12 @@ fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, Plan
                 });
             }
             match c.private_key.resolve_bytes() {
-                Ok(pkcs8) => Some(Credential {
+                Ok(pkcs8) => Some(Presenter::Virtual(Credential {
                     id: c.credential_id.clone(),
                     pkcs8,
                     rp_id: c.rp_id.clone(),
                     user_handle: c.user_handle.clone(),
-                }),
+                })),
                 Err(error) => {
                     problems.push(PlanProblem::Secret {
                         field: format!("{src}: authenticator.private_key"),
@@ -203,7 +353,7 @@ fn resolve_inputs(host: &HostConfig, drill: &DrillConfig) -> Result<Inputs, Plan
             }
         }
         AuthenticatorConfig::Virtual(None) => match Credential::generate(&rehearsal_rp_id) {
-            Ok(c) => Some(c),
+            Ok(c) => Some(Presenter::Virtual(c)),
             Err(error) => {
                 problems.push(PlanProblem::CredentialKey {
                     source_file: src.clone(),
@@ -308,7 +458,7 @@ fn prepare(
             a.deadline = d;
         }
     }
-    let inputs = resolve_inputs(host, &drill)?;
+    let inputs = resolve_inputs(host, &drill, opts.custody.key_id.as_deref())?;
     Ok((drill, inputs))
 }
 
@@ -362,16 +512,14 @@ async fn attach(
         })
         .collect();
     let mut tenant = None;
+    let mut key_temp = None;
     let (endpoints, creds) = match entra {
         Some(e) => e,
         None => {
             let client_secret = SecretString::from(random_token(32));
-            let account = rehearsal_account(&drill.account, &credential).map_err(|error| {
-                PlanProblems(vec![PlanProblem::CredentialKey {
-                    source_file: drill.source.display().to_string(),
-                    error,
-                }])
-            })?;
+            let mut account = tenant_account(drill, &credential)?;
+            // The tenant remembers the counter as Entra does across sign-ins.
+            account.credential.sign_count = opts.last_sign_count.unwrap_or(0);
             let longest = drill
                 .alerts
                 .iter()
@@ -423,19 +571,39 @@ async fn attach(
         services.receiver().url_redacted()
     ));
 
-    let authenticator = VirtualAuthenticator::new(
-        credential.id,
-        credential.pkcs8,
-        credential.rp_id,
-        credential.user_handle,
-    )?;
+    let authenticator: Box<dyn Authenticator> = match credential {
+        Presenter::Virtual(c) => Box::new(VirtualAuthenticator::new(
+            c.id,
+            c.pkcs8,
+            c.rp_id,
+            c.user_handle,
+        )?),
+        Presenter::Key(k) => {
+            let settings = KeySettings {
+                name: k.name,
+                source: k.source,
+                aaguid: k.aaguid,
+                rp_id: k.cfg.rp_id.clone(),
+                user_handle: k.cfg.user_handle.clone(),
+                credential_id: k.credential_id,
+                pin: k.pin,
+                max_pin_retries: k.cfg.max_pin_retries,
+                touch_timeout: k.cfg.touch_timeout,
+                touch_command: k.cfg.touch_command.clone(),
+                last_sign_count: opts.last_sign_count,
+                drill_id: drill.id.clone(),
+            };
+            key_temp = k._temp;
+            Box::new(KeyAuthenticator::new(settings, Some(services.notifier())))
+        }
+    };
     let graph = GraphClient::new(&endpoints.graph, services.tokens(creds)?);
     let plan = RunPlan {
         drill,
         host_digest: host.digest.clone(),
         tenant: endpoints,
         graph,
-        authenticator: &authenticator,
+        authenticator: authenticator.as_ref(),
         alert_checks,
         browser: BrowserOptions {
             chromium: host.browser.chromium.clone(),
@@ -449,6 +617,8 @@ async fn attach(
         findings: opts.findings.clone(),
     };
     let outcome = crate::drill::run(plan, &services.sinks(), progress, cancel).await;
+    drop(authenticator);
+    drop(key_temp);
     if let Some(t) = tenant {
         let seen = t.stats();
         progress.note(&format!(
@@ -458,6 +628,46 @@ async fn attach(
         t.shutdown().await;
     }
     Ok(outcome)
+}
+
+/// The rehearsal tenant's account for what presents the credential.
+fn tenant_account(
+    drill: &DrillConfig,
+    p: &Presenter,
+) -> Result<crate::tenant::Account, PlanProblems> {
+    let problem = |reason: String| {
+        PlanProblems(vec![PlanProblem::Key {
+            source_file: drill.source.display().to_string(),
+            reason,
+        }])
+    };
+    match p {
+        Presenter::Virtual(c) => rehearsal_account(&drill.account, c).map_err(|error| {
+            PlanProblems(vec![PlanProblem::CredentialKey {
+                source_file: drill.source.display().to_string(),
+                error,
+            }])
+        }),
+        Presenter::Key(k) => match &k.source {
+            crate::authenticator::KeySource::Soft(path) => {
+                let (id, user_handle, public_key) = crate::fido::soft::SoftKey::open(path)
+                    .registered(&k.cfg.rp_id)
+                    .map_err(|e| problem(e.to_string()))?;
+                Ok(crate::tenant::account_with(
+                    &drill.account,
+                    crate::webauthn::StoredCredential {
+                        id,
+                        public_key,
+                        sign_count: 0,
+                        user_handle,
+                    },
+                ))
+            }
+            crate::authenticator::KeySource::Hid(_) => Err(problem(
+                "a `hid` key cannot sign in to the rehearsal tenant".into(),
+            )),
+        },
+    }
 }
 
 fn fault_list(f: &[Fault]) -> String {

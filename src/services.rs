@@ -48,7 +48,7 @@ pub struct Services {
     signing_key: SigningKey,
     signer: String,
     evidence_dir: PathBuf,
-    notifier: Box<dyn Notifier>,
+    notifier: Arc<dyn Notifier>,
     tokens: Mutex<HashMap<(String, String, String), Arc<TokenCache>>>,
     recovered: Vec<PathBuf>,
 }
@@ -117,7 +117,7 @@ impl Services {
             signing_key,
             signer: host.evidence.signer.clone(),
             evidence_dir: host.evidence_dir(),
-            notifier: Box::new(Console),
+            notifier: Arc::new(Console),
             tokens: Mutex::new(HashMap::new()),
             recovered,
         })
@@ -125,8 +125,14 @@ impl Services {
 
     /// Replaces the notifier (the daemon's outbox).
     pub fn with_notifier(mut self, notifier: Box<dyn Notifier>) -> Self {
-        self.notifier = notifier;
+        self.notifier = Arc::from(notifier);
         self
+    }
+
+    /// The notifier, for parts that outlive a borrow (the key's touch
+    /// events).
+    pub fn notifier(&self) -> Arc<dyn Notifier> {
+        self.notifier.clone()
     }
 
     /// The bundles of runs that died, recovered when the services started.

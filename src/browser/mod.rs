@@ -503,7 +503,7 @@ impl Browser {
     }
 
     /// A Chrome DevTools command through chromedriver's `goog/cdp/execute`.
-    async fn cdp(&self, cmd: &str, params: Value) -> Result<Value, BrowserError> {
+    pub(crate) async fn cdp(&self, cmd: &str, params: Value) -> Result<Value, BrowserError> {
         self.session_command(
             http::Method::POST,
             "goog/cdp/execute",

@@ -150,6 +150,7 @@ impl DrillArgs {
                 seal_after: self.seal_after.clone(),
             },
             findings: Vec::new(),
+            last_sign_count: None,
         }
     }
 }
@@ -168,6 +169,15 @@ pub struct TenantBehaviour {
     pub alert_delay: Duration,
 }
 
+/// What presents the credential in a rehearsal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RehearsalAuthenticator {
+    /// The WebDriver virtual authenticator.
+    Virtual,
+    /// A software key behind the WebAuthn bridge.
+    Soft,
+}
+
 /// `rehearse` options.
 #[derive(Debug, Args)]
 pub struct RehearseArgs {
@@ -177,6 +187,11 @@ pub struct RehearseArgs {
     /// Override the alert deadline of the rehearsal drill (30s; at most 24h).
     #[arg(long, value_parser = parse_deadline)]
     pub alert_deadline: Option<Duration>,
+    /// What presents the credential: `virtual` (Chromium's WebDriver
+    /// virtual authenticator) or `soft` (a software FIDO2 key made for the
+    /// run, through the same WebAuthn bridge a security key uses).
+    #[arg(long, value_enum, default_value_t = RehearsalAuthenticator::Virtual)]
+    pub authenticator: RehearsalAuthenticator,
     /// Common drill options.
     #[command(flatten)]
     pub drill: DrillArgs,
@@ -361,13 +376,18 @@ pub async fn execute(cli: Cli) -> u8 {
     };
     match cli.command {
         Command::Rehearse(a) => {
-            let drill = match DrillConfig::rehearsal() {
+            let mut drill = match DrillConfig::rehearsal() {
                 Ok(d) => d,
                 Err(p) => {
                     print_problems(&p);
                     return EXIT_USAGE;
                 }
             };
+            if a.authenticator == RehearsalAuthenticator::Soft {
+                drill.authenticator = crate::config::drill::AuthenticatorConfig::Key(
+                    crate::config::drill::KeyConfig::rehearsal_soft(),
+                );
+            }
             let opts = a.drill.run_options(a.tenant, a.alert_deadline);
             drill_command(&host, &drill, &opts, a.drill.progress, &cancel).await
         }

@@ -38,6 +38,22 @@ struct RawAuthenticator {
     credential_id: Option<Spanned<String>>,
     rp_id: Option<String>,
     user_handle: Option<Spanned<String>>,
+    pin: Option<Spanned<String>>,
+    touch_timeout: Option<Spanned<String>>,
+    touch_command: Option<Vec<String>>,
+    max_pin_retries: Option<u32>,
+    #[serde(default)]
+    keys: Vec<RawKey>,
+}
+
+#[derive(Deserialize)]
+struct RawKey {
+    name: Spanned<String>,
+    aaguid: Option<Spanned<String>>,
+    credential_id: Option<Spanned<String>>,
+    device: Option<String>,
+    state: Option<String>,
+    pin: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -54,6 +70,77 @@ pub enum AuthenticatorConfig {
     /// WebDriver virtual authenticator. Without `private_key` (rehearsal
     /// only) a fresh credential is made and registered for the run.
     Virtual(Option<VirtualCredential>),
+    /// A FIDO2 key behind the WebAuthn bridge (`hid` or `soft`).
+    Key(KeyConfig),
+}
+
+/// `hid` or `soft`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A USB security key.
+    Hid,
+    /// The software key (CI, rehearsals).
+    Soft,
+}
+
+/// A drill's keys behind the bridge.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// `hid` or `soft`.
+    pub kind: KeyKind,
+    /// RP id (Entra: `login.microsoft.com`).
+    pub rp_id: String,
+    /// The account's user handle, when known.
+    pub user_handle: Option<Vec<u8>>,
+    /// How long the key may wait for its touch.
+    pub touch_timeout: Duration,
+    /// An actuator run when a touch is needed.
+    pub touch_command: Option<Vec<String>>,
+    /// The keys' maximum PIN retries.
+    pub max_pin_retries: u32,
+    /// The registered keys (none: a rehearsal makes a soft key per run).
+    pub keys: Vec<KeyEntry>,
+}
+
+/// One registered key.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    /// Its name (as in `schedule.keys`).
+    pub name: String,
+    /// AAGUID (lower-case 8-4-4-4-12).
+    pub aaguid: Option<String>,
+    /// Its credential id for the account.
+    pub credential_id: Option<Vec<u8>>,
+    /// A fixed device path (`hid`).
+    pub device: Option<String>,
+    /// The state file (`soft`).
+    pub state: Option<PathBuf>,
+    /// Its PIN, by reference.
+    pub pin: Option<SecretRef>,
+}
+
+impl KeyConfig {
+    /// A rehearsal's soft key, made for each run.
+    pub fn rehearsal_soft() -> Self {
+        Self {
+            kind: KeyKind::Soft,
+            rp_id: format!("ceremony.{}", crate::tenant::DOMAIN),
+            user_handle: None,
+            touch_timeout: Duration::from_secs(30),
+            touch_command: None,
+            max_pin_retries: crate::fido::DEFAULT_MAX_PIN_RETRIES,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The entry for `name`, or the only one.
+    pub fn entry(&self, name: Option<&str>) -> Option<&KeyEntry> {
+        match name {
+            Some(n) => self.keys.iter().find(|k| k.name == n),
+            None if self.keys.len() == 1 => self.keys.first(),
+            None => None,
+        }
+    }
 }
 
 /// A credential loaded into the virtual authenticator.
@@ -146,6 +233,124 @@ fn base64url(src: &Source<'_>, field: &str, v: &Spanned<String>) -> Result<Vec<u
         })
 }
 
+/// Validates `[authenticator]` of kind `hid` or `soft`.
+fn key_config(
+    src: &Source<'_>,
+    kind: KeyKind,
+    a: &RawAuthenticator,
+    tenant: TenantKind,
+    problems: &mut Vec<Problem>,
+) -> AuthenticatorConfig {
+    let kind_name = if kind == KeyKind::Hid { "hid" } else { "soft" };
+    let at = a.kind.span().start;
+    if a.private_key.is_some() || a.credential_id.is_some() {
+        problems.push(src.error(
+            at,
+            format!("authenticator kind `{kind_name}` takes its credential from the key: name it in [[authenticator.keys]] (credential_id there), not private_key/credential_id"),
+        ));
+    }
+    let rp_id = match (&a.rp_id, tenant) {
+        (Some(r), _) => r.trim().to_ascii_lowercase(),
+        (None, TenantKind::Entra) => "login.microsoft.com".to_owned(),
+        (None, TenantKind::Rehearsal) => format!("ceremony.{}", crate::tenant::DOMAIN),
+    };
+    let user_handle = a
+        .user_handle
+        .as_ref()
+        .and_then(|u| base64url(src, "authenticator.user_handle", u).map_err(|p| problems.push(p)).ok());
+    let touch_timeout = match &a.touch_timeout {
+        None => Duration::from_secs(30),
+        Some(t) => super::parse_duration(src, "authenticator.touch_timeout", t, Duration::from_secs(300))
+            .unwrap_or_else(|p| {
+                problems.push(p);
+                Duration::from_secs(30)
+            }),
+    };
+    if let Some(cmd) = &a.touch_command
+        && cmd.first().is_none_or(|p| !Path::new(p).is_absolute())
+    {
+        problems.push(src.error(
+            at,
+            "authenticator.touch_command must be a list whose first element is an absolute path, like [\"/usr/local/bin/press-key\", \"--hold\"]",
+        ));
+    }
+    let max_pin_retries = a.max_pin_retries.unwrap_or(crate::fido::DEFAULT_MAX_PIN_RETRIES);
+    if !(1..=255).contains(&max_pin_retries) {
+        problems.push(src.error(at, "authenticator.max_pin_retries must be between 1 and 255 (CTAP2 keys: 8)"));
+    }
+    let shared_pin = a
+        .pin
+        .as_ref()
+        .and_then(|p| super::secret_ref(src, "authenticator.pin", p, false, problems));
+    let mut keys = Vec::new();
+    for (i, k) in a.keys.iter().enumerate() {
+        let field = |f: &str| format!("authenticator.keys[{i}].{f}");
+        let name = k.name.get_ref().trim().to_owned();
+        if let Err(why) = crate::support::ids::check(&name) {
+            problems.push(src.error(k.name.span().start, format!("{}: `{name}` {why}", field("name"))));
+        }
+        if keys.iter().any(|e: &KeyEntry| e.name == name) {
+            problems.push(src.error(k.name.span().start, format!("{}: `{name}` is named twice", field("name"))));
+        }
+        let aaguid = k.aaguid.as_ref().and_then(|g| match crate::fido::parse_aaguid(g.get_ref()) {
+            Some(b) => Some(crate::fido::format_aaguid(&b)),
+            None => {
+                problems.push(src.error(g.span().start, format!("{} must be an AAGUID like `2fc0579f-8113-47ea-b116-bb5a8db9202a` (`glassdrill keys list` shows it)", field("aaguid"))));
+                None
+            }
+        });
+        let credential_id = k
+            .credential_id
+            .as_ref()
+            .and_then(|c| base64url(src, &field("credential_id"), c).map_err(|p| problems.push(p)).ok());
+        let pin = match &k.pin {
+            Some(p) => super::secret_ref(src, &field("pin"), p, false, problems),
+            None => shared_pin.clone(),
+        };
+        if pin.is_none() && k.pin.is_none() && a.pin.is_none() {
+            problems.push(src.error(k.name.span().start, format!("key `{name}` has no PIN: set authenticator.pin or {} to a secret reference like `credential:{name}-pin`", field("pin"))));
+        }
+        match kind {
+            KeyKind::Hid => {
+                if aaguid.is_none() && k.device.is_none() {
+                    problems.push(src.error(k.name.span().start, format!("key `{name}`: set {} (from `glassdrill keys list`) or {}, so glassdrill never takes whichever key is attached", field("aaguid"), field("device"))));
+                }
+                if k.state.is_some() {
+                    problems.push(src.error(k.name.span().start, format!("{} is for `soft` keys only", field("state"))));
+                }
+            }
+            KeyKind::Soft => {
+                if k.state.is_none() {
+                    problems.push(src.error(k.name.span().start, format!("key `{name}`: a soft key needs {} (its state file; create one with `glassdrill keys soft-new`)", field("state"))));
+                }
+            }
+        }
+        keys.push(KeyEntry {
+            name,
+            aaguid,
+            credential_id,
+            device: k.device.clone(),
+            state: k.state.as_ref().map(PathBuf::from),
+            pin,
+        });
+    }
+    if keys.is_empty() && !(kind == KeyKind::Soft && tenant == TenantKind::Rehearsal) {
+        problems.push(src.error(
+            at,
+            format!("authenticator kind `{kind_name}` needs at least one [[authenticator.keys]] entry (name, aaguid or device, pin)"),
+        ));
+    }
+    AuthenticatorConfig::Key(KeyConfig {
+        kind,
+        rp_id,
+        user_handle,
+        touch_timeout,
+        touch_command: a.touch_command.clone(),
+        max_pin_retries,
+        keys,
+    })
+}
+
 /// Reads a flow file relative to the drill file; the built-in Entra flow is
 /// used when `name` is the built-in's file name and no such file exists.
 ///
@@ -210,6 +415,9 @@ impl DrillConfig {
             .parse(&|p: &[Seg]| match p {
                 [] => Some(fields_of::<RawDrill>()),
                 [Seg::Key(k)] if k == "authenticator" => Some(fields_of::<RawAuthenticator>()),
+                [Seg::Key(k), Seg::Key(s), Seg::Index(_)] if k == "authenticator" && s == "keys" => {
+                    Some(fields_of::<RawKey>())
+                }
                 [Seg::Key(k), Seg::Index(_)] if k == "alerts" => Some(fields_of::<RawAlert>()),
                 [Seg::Key(k)] if k == "schedule" => {
                     Some(fields_of::<super::schedule::RawSchedule>())
@@ -308,17 +516,19 @@ impl DrillConfig {
                     AuthenticatorConfig::Virtual(None)
                 }
             }
-            "hid" | "native" => {
+            "hid" => key_config(&src, KeyKind::Hid, a, tenant, &mut problems),
+            "soft" => key_config(&src, KeyKind::Soft, a, tenant, &mut problems),
+            "native" => {
                 problems.push(src.error(
                     a.kind.span().start,
-                    format!("authenticator kind `{}` is not available in this version yet; use `virtual`", a.kind.get_ref()),
+                    "authenticator kind `native` is not available in this version yet; use `hid` (the key through glassdrill's bridge)",
                 ));
                 AuthenticatorConfig::Virtual(None)
             }
             other => {
                 problems.push(src.error(
                     a.kind.span().start,
-                    format!("authenticator kind `{other}` is not known; use `virtual`"),
+                    format!("authenticator kind `{other}` is not known; use `hid` (a security key), `soft` (the software key) or `virtual`"),
                 ));
                 AuthenticatorConfig::Virtual(None)
             }
@@ -386,7 +596,27 @@ impl DrillConfig {
             problems.push(src.error(0, "a drill needs at least one [[alerts]] entry: a sign-in nobody is told about proves nothing"));
         }
 
-        let schedule = super::schedule::parse(&src, raw.schedule, &mut problems);
+        let mut schedule = super::schedule::parse(&src, raw.schedule, &mut problems);
+        if let AuthenticatorConfig::Key(k) = &authenticator
+            && !k.keys.is_empty()
+        {
+            // The keys the schedule rotates are the registered ones.
+            let names: Vec<String> = k.keys.iter().map(|e| e.name.clone()).collect();
+            if schedule.keys.is_empty() {
+                schedule.keys = names;
+            } else if schedule.keys.iter().any(|s| !names.contains(s))
+                || names.iter().any(|n| !schedule.keys.contains(n))
+            {
+                problems.push(src.error(
+                    0,
+                    format!(
+                        "schedule.keys ({}) and the names in [[authenticator.keys]] ({}) must be the same keys; leave schedule.keys out to use every registered key",
+                        schedule.keys.join(", "),
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
 
         let mut digest = crate::support::hash::sha256_hex(text.as_bytes());
         let flow = match flow_reader(raw.flow.get_ref()) {

@@ -182,6 +182,12 @@ impl Notifier for Outbox {
             .to_owned();
         Self::summary(self.notify(Some(drill), Kind::Report, &subject, text).await)
     }
+
+    async fn touch_needed(&self, drill: &str, text: &str) -> Result<String, NotifyError> {
+        tracing::warn!(target: "glassdrill::touch", drill, "{text}");
+        let subject = format!("glassdrill: drill {drill}: touch the security key now");
+        Self::summary(self.notify(Some(drill), Kind::Touch, &subject, text).await)
+    }
 }
 
 #[cfg(test)]

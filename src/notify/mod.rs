@@ -24,6 +24,11 @@ pub trait Notifier: Send + Sync {
     fn delivers_reports(&self) -> bool;
     /// Delivers a report; returns what was done.
     async fn report(&self, drill: &str, run_id: &str, text: &str) -> Result<String, NotifyError>;
+    /// A security key waits for a touch (the custodian channel).
+    async fn touch_needed(&self, drill: &str, text: &str) -> Result<String, NotifyError> {
+        tracing::warn!(target: "glassdrill::touch", drill, "{text}");
+        Ok("on the log and console".into())
+    }
 }
 
 /// The log and console only.

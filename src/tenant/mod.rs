@@ -191,17 +191,26 @@ pub fn rehearsal_account(
     upn: &str,
     credential: &crate::authenticator::Credential,
 ) -> Result<Account, webauthn::KeyError> {
-    Ok(Account {
-        upn: upn.to_owned(),
-        display_name: "Break Glass 1 (rehearsal)".to_owned(),
-        id: "00000000-0000-0000-0000-0000000b6e01".to_owned(),
-        credential: StoredCredential {
+    Ok(account_with(
+        upn,
+        StoredCredential {
             id: credential.id.clone(),
             public_key: webauthn::public_key_from_pkcs8(credential.pkcs8.expose_secret())?,
             sign_count: 0,
             user_handle: credential.user_handle.clone(),
         },
-    })
+    ))
+}
+
+/// The rehearsal tenant's account with a registered credential (a soft
+/// key's, whose private key the tenant never sees).
+pub fn account_with(upn: &str, credential: StoredCredential) -> Account {
+    Account {
+        upn: upn.to_owned(),
+        display_name: "Break Glass 1 (rehearsal)".to_owned(),
+        id: "00000000-0000-0000-0000-0000000b6e01".to_owned(),
+        credential,
+    }
 }
 
 /// The tenant's public URLs.

@@ -128,6 +128,7 @@ pub(crate) fn build(
         },
         alerts,
         recovery: None,
+        key: plan.authenticator.key_evidence(),
     };
     (record, files)
 }

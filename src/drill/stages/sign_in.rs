@@ -94,7 +94,16 @@ pub(crate) async fn run(
         .with_authenticator(plan.authenticator)
         .before_ceremony(&mark);
     let run = runner.run(&plan.drill.start_url, cancel).await;
-    let (status, mut detail) = judge(&run.outcome, &plan.drill.account);
+    let (status, mut detail) = match plan.authenticator.ceremony_failure() {
+        // The key's own failure decides, whatever page followed it.
+        Some(f) if !matches!(run.outcome, FlowOutcome::Cancelled { .. }) => (
+            StageStatus::Errored,
+            format!(
+                "the security key failed during the ceremony: {f}; this was the run's one sign-in attempt (never retried automatically)"
+            ),
+        ),
+        _ => judge(&run.outcome, &plan.drill.account),
+    };
     if let Some(Err(e)) = &run.credential_removed {
         detail.push_str(&format!(
             "; the credential could not be removed from the browser: {e}"

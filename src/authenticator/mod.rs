@@ -14,6 +14,9 @@ use serde_json::json;
 use crate::browser::{Browser, BrowserError};
 use crate::webauthn;
 
+pub mod key;
+pub use key::{KeyAuthenticator, KeySettings, KeySource};
+
 pub use crate::record::AuthenticatorIdentity;
 
 /// A credential for the virtual authenticator: from a drill file's
@@ -68,6 +71,16 @@ pub trait Authenticator: Send + Sync {
     /// Takes the credential out of the browser again, as soon as the
     /// ceremony is over: nothing else may use it through this session.
     async fn detach(&self, browser: &Browser) -> Result<(), AuthenticatorError>;
+    /// What the run learnt about its key, for the record (`None`: no key,
+    /// as for `virtual`).
+    fn key_evidence(&self) -> Option<crate::record::KeyEvidence> {
+        None
+    }
+    /// A key failure during the ceremony (a wrong PIN, no touch in time),
+    /// which decides the sign-in stage whatever the page then showed.
+    fn ceremony_failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The W3C WebDriver virtual authenticator with one resident credential.
