@@ -30,6 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         chromium: "/usr/bin/chromium".into(),
         chromedriver: "/usr/bin/chromedriver".into(),
         temp_dir: None,
+        public_address_space: Vec::new(),
     })
     .await?;
     let url = format!(

@@ -206,6 +206,54 @@ struct KeyInputs {
     _temp: Option<tempfile::TempDir>,
 }
 
+impl KeyInputs {
+    fn settings(
+        self,
+        drill: &DrillConfig,
+        last_sign_count: Option<u32>,
+    ) -> (KeySettings, Option<tempfile::TempDir>) {
+        (
+            KeySettings {
+                name: self.name,
+                source: self.source,
+                aaguid: self.aaguid,
+                rp_id: self.cfg.rp_id.clone(),
+                user_handle: self.cfg.user_handle.clone(),
+                credential_id: self.credential_id,
+                pin: self.pin,
+                max_pin_retries: self.cfg.max_pin_retries,
+                touch_timeout: self.cfg.touch_timeout,
+                touch_command: self.cfg.touch_command.clone(),
+                last_sign_count,
+                drill_id: drill.id.clone(),
+            },
+            self._temp,
+        )
+    }
+}
+
+/// The authenticator of key `name` of a `hid`/`soft` drill, for `glassdrill
+/// keys check` (its preflight is the check).
+pub fn key_authenticator(
+    drill: &DrillConfig,
+    name: &str,
+) -> Result<KeyAuthenticator, PlanProblems> {
+    let mut problems = Vec::new();
+    let AuthenticatorConfig::Key(k) = &drill.authenticator else {
+        return Err(PlanProblems(vec![PlanProblem::Key {
+            source_file: drill.source.display().to_string(),
+            reason: "this drill has no security key (authenticator kind `hid` or `soft`)".into(),
+        }]));
+    };
+    match key_inputs(drill, k, Some(name), &mut problems) {
+        Some(inputs) if problems.is_empty() => {
+            let (settings, _) = inputs.settings(drill, None);
+            Ok(KeyAuthenticator::new(settings, None))
+        }
+        _ => Err(PlanProblems(problems)),
+    }
+}
+
 /// A fresh soft key for a rehearsal: a temp dir, a random PIN, one
 /// credential for the rehearsal tenant's RP id.
 fn rehearsal_soft_key(
@@ -513,6 +561,8 @@ async fn attach(
         .collect();
     let mut tenant = None;
     let mut key_temp = None;
+    // The rehearsal tenant stands for login.microsoft.com: a public site.
+    let mut public_space = Vec::new();
     let (endpoints, creds) = match entra {
         Some(e) => e,
         None => {
@@ -562,6 +612,7 @@ async fn attach(
                 client_id: "glassdrill-rehearsal".into(),
                 client_secret,
             };
+            public_space.push(t.addr());
             tenant = Some(t);
             (endpoints, creds)
         }
@@ -579,21 +630,8 @@ async fn attach(
             c.user_handle,
         )?),
         Presenter::Key(k) => {
-            let settings = KeySettings {
-                name: k.name,
-                source: k.source,
-                aaguid: k.aaguid,
-                rp_id: k.cfg.rp_id.clone(),
-                user_handle: k.cfg.user_handle.clone(),
-                credential_id: k.credential_id,
-                pin: k.pin,
-                max_pin_retries: k.cfg.max_pin_retries,
-                touch_timeout: k.cfg.touch_timeout,
-                touch_command: k.cfg.touch_command.clone(),
-                last_sign_count: opts.last_sign_count,
-                drill_id: drill.id.clone(),
-            };
-            key_temp = k._temp;
+            let (settings, temp) = k.settings(drill, opts.last_sign_count);
+            key_temp = temp;
             Box::new(KeyAuthenticator::new(settings, Some(services.notifier())))
         }
     };
@@ -609,6 +647,7 @@ async fn attach(
             chromium: host.browser.chromium.clone(),
             chromedriver: host.browser.chromedriver.clone(),
             temp_dir: host.browser.temp_dir.clone(),
+            public_address_space: public_space,
         },
         step_timeout: opts.step_timeout.unwrap_or(host.browser.step_timeout),
         operator: opts.operator.clone(),

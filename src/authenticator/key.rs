@@ -69,6 +69,8 @@ struct Shared {
     /// A key failure during the ceremony, which decides the sign-in stage.
     failure: Option<String>,
     served: bool,
+    /// The credential found in preflight.
+    credential_id: Option<Vec<u8>>,
     stop: Option<CancellationToken>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -120,6 +122,7 @@ impl KeyAuthenticator {
                 evidence,
                 failure: None,
                 served: false,
+                credential_id: None,
                 stop: None,
                 task: None,
             })),
@@ -226,8 +229,11 @@ impl KeyAuthenticator {
                 self.settings.rp_id
             )));
         };
-        lock(&self.shared).evidence.credential_id_sha256 =
-            Some(crate::support::hash::sha256_hex(&found.id));
+        {
+            let mut s = lock(&self.shared);
+            s.evidence.credential_id_sha256 = Some(crate::support::hash::sha256_hex(&found.id));
+            s.credential_id = Some(found.id.clone());
+        }
         Ok(vec![format!(
             "{} key {} ({}) at {}: PIN retries {}/{}, holds the account's credential for {}",
             match self.settings.source {
@@ -302,12 +308,19 @@ async fn serve_one(
     } else {
         checked.allow.clone()
     };
-    let kind_hid = matches!(settings.source, KeySource::Hid(_));
+    let needs_touch = {
+        let k = key.clone();
+        fido::blocking(KEY_OP, KeyError::Device("no answer".into()), move || {
+            Ok(k.needs_touch())
+        })
+        .await
+        .unwrap_or(true)
+    };
     let wait = settings
         .touch_timeout
         .min(Duration::from_millis(req.timeout));
     let mut actuator = None;
-    if kind_hid {
+    if needs_touch {
         let text = format!(
             "drill {}: touch the security key now (waiting up to {} s)",
             settings.drill_id,
@@ -421,14 +434,15 @@ fn spawn_touch_command(cmd: &[String], path: String) -> Option<tokio::process::C
 impl Authenticator for KeyAuthenticator {
     fn identity(&self) -> AuthenticatorIdentity {
         let s = lock(&self.shared);
+        let credential_id = s
+            .credential_id
+            .as_ref()
+            .or(self.settings.credential_id.as_ref())
+            .map(|c| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, c))
+            .unwrap_or_default();
         AuthenticatorIdentity {
             kind: s.evidence.kind.clone(),
-            credential_id: self
-                .settings
-                .credential_id
-                .as_ref()
-                .map(|c| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, c))
-                .unwrap_or_default(),
+            credential_id,
             rp_id: self.settings.rp_id.clone(),
             public_key_sha256: None,
             aaguid: s.evidence.aaguid.clone().or_else(|| self.settings.aaguid.clone()),

@@ -168,18 +168,20 @@ pub fn check(
                 .map_err(|_| not_allowed("a credential id is not base64url".into()))?,
         );
     }
-    // The members and order Chromium writes (WebAuthn §5.8.1.1).
-    let mut client_data = json!({
-        "type": "webauthn.get",
-        "challenge": B64.encode(&challenge),
-        "origin": req.origin,
-        "crossOrigin": req.cross_origin,
-    });
+    // The members, in the order Chromium writes them (WebAuthn §5.8.1.1,
+    // the limited verification algorithm's prefix): a JSON map would sort.
+    let quote = |s: &str| Value::String(s.to_owned()).to_string();
+    let mut client_data = format!(
+        "{{\"type\":\"webauthn.get\",\"challenge\":{},\"origin\":{},\"crossOrigin\":{}",
+        quote(&B64.encode(&challenge)),
+        quote(&req.origin),
+        req.cross_origin
+    );
     if req.cross_origin {
-        client_data["topOrigin"] = Value::String(req.top_origin.clone());
+        client_data.push_str(&format!(",\"topOrigin\":{}", quote(&req.top_origin)));
     }
-    let client_data_json = serde_json::to_vec(&client_data)
-        .map_err(|e| not_allowed(format!("clientDataJSON: {e}")))?;
+    client_data.push('}');
+    let client_data_json = client_data.into_bytes();
     Ok(Checked {
         rp_id,
         client_data_json,

@@ -84,6 +84,11 @@ pub struct BrowserOptions {
     /// Where the profile and the browser's temp files go (the system temp
     /// dir when `None`); removed after the drill either way.
     pub temp_dir: Option<PathBuf>,
+    /// Loopback servers Chromium is to treat as public
+    /// (`--ip-address-space-overrides`), so a page of the rehearsal tenant
+    /// meets Local Network Access as a page of login.microsoft.com would
+    /// (D4: a bridge that fetched loopback would fail here too).
+    pub public_address_space: Vec<std::net::SocketAddr>,
 }
 
 /// Flags for an unattended, offline Chromium. Background networking, sync
@@ -395,6 +400,14 @@ impl Browser {
             "--user-data-dir={}",
             dir.path().join("profile").display()
         ));
+        if !opts.public_address_space.is_empty() {
+            let list: Vec<String> = opts
+                .public_address_space
+                .iter()
+                .map(|a| format!("{a}=public"))
+                .collect();
+            args.push(format!("--ip-address-space-overrides={}", list.join(",")));
+        }
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),

@@ -18,6 +18,7 @@ use crate::tenant::Fault;
 mod check;
 mod daemon;
 mod evidence;
+mod keys;
 mod progress;
 mod run;
 mod tenant;
@@ -109,6 +110,9 @@ pub enum Command {
     /// The state database.
     #[command(subcommand)]
     State(StateCommand),
+    /// Security keys: list the attached ones, check a drill's keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// Options shared by `rehearse` and `run`.
@@ -417,6 +421,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Status(a) => daemon::status(&host, a).await,
         Command::Plan(a) => daemon::plan(&host, a).await,
         Command::State(StateCommand::Rebuild) => daemon::rebuild(&host).await,
+        Command::Keys(k) => keys::keys(&host, k).await,
         Command::CheckConfig => check_config(&host),
         Command::Keygen(a) => keygen(&host, a),
         Command::Evidence(EvidenceCommand::Verify(a)) => verify(a), // handled above

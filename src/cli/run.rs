@@ -114,6 +114,9 @@ pub(crate) async fn run_command(
         ),
     };
     opts.custody.key_id.clone_from(&key);
+    if let Some(k) = &key {
+        opts.last_sign_count = store.key_counter(&drill.id, k).await.ok().flatten();
+    }
     let names = crate::state::lock_names(&drill.group, &drill.account, key.as_deref());
     let holder = format!(
         "drill {} (glassdrill run, pid {})",

@@ -312,6 +312,27 @@ pub async fn record_outcome(
             alert_latency_ms: latency,
         })
         .await?;
+    let key_evidence = o.record.as_ref().and_then(|r| r.key.as_ref());
+    if let (Some(k), Some(n)) = (key, key_evidence.and_then(|e| e.sign_count_after)) {
+        store.set_key_counter(&d.id, k, n, now).await?;
+    }
+    // A key finding (a lowered PIN counter, a wrong PIN, a counter that did
+    // not increase) needs a person whatever the verdict: each automatic
+    // try could burn a PIN retry or use a cloned key.
+    let key_findings: Vec<String> = key_evidence.map(|e| e.findings.clone()).unwrap_or_default();
+    if !key_findings.is_empty() && o.verdict != Verdict::Pass {
+        let why = format!(
+            "{} at {} (run {}, {origin}): the key needs a person: {}; no automatic run until a custodian has checked the key (`glassdrill keys check {}`) and run `glassdrill run {}`",
+            o.verdict,
+            crate::support::time::rfc3339_ms(now),
+            o.run_id,
+            key_findings.join("; "),
+            d.id,
+            d.id
+        );
+        store.hold(&d.id, &why).await?;
+        return Ok(After::Held(why));
+    }
     Ok(match (o.verdict, o.sign_in_attempted) {
         (Verdict::Pass, _) => {
             store.passed(&d.id).await?;
@@ -880,6 +901,9 @@ impl Daemon {
                 opts.operator = Some("glassdrill daemon".into());
             }
             opts.custody.key_id.clone_from(&key);
+            if let Some(k) = &key {
+                opts.last_sign_count = me.store.key_counter(&d.id, k).await.ok().flatten();
+            }
             opts.findings.extend(stale.into_iter().map(|k| {
                 format!(
                     "key {k} of drill {} has not been proven within {} days: it is used in turn; check it is still registered and in custody",

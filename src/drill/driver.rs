@@ -202,7 +202,7 @@ pub async fn run(
         tenant_id: plan.tenant.tenant_id.clone(),
         upn: plan.drill.account.clone(),
     };
-    let mut gathered = stages::Gathered::new(&plan, &run_id, started);
+    let mut gathered = stages::Gathered::new(&run_id, started);
     // Evidence first: a drill that could not record a sign-in must not
     // make one.
     let writer = BundleWriter::create(&sinks.evidence_dir, &plan.drill.id, &run_id);

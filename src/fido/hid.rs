@@ -105,6 +105,10 @@ fn classify(e: &anyhow::Error, retries: impl FnOnce() -> Option<u32>) -> KeyErro
 }
 
 impl Fido2Key for HidKey {
+    fn needs_touch(&self) -> bool {
+        true
+    }
+
     fn info(&self) -> Result<KeyInfo, KeyError> {
         let key = self.open(false)?;
         let info = key.get_info().map_err(|e| classify(&e, || None))?;

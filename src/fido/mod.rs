@@ -181,6 +181,8 @@ impl KeyError {
 
 /// A FIDO2 key. Every method blocks; see [`blocking`].
 pub trait Fido2Key: Send + Sync {
+    /// Whether an assertion waits for a person's touch (user presence).
+    fn needs_touch(&self) -> bool;
     /// authenticatorGetInfo plus the PIN retry counter.
     fn info(&self) -> Result<KeyInfo, KeyError>;
     /// The discoverable credentials for `rp_id` (credential management,

@@ -43,6 +43,11 @@ struct State {
     /// show the tenant refusing a sign-in without UV).
     #[serde(default = "yes")]
     performs_uv: bool,
+    /// Whether an assertion waits for a "touch": the file `<state>.touch`
+    /// appearing (what a `touch_command` actuator makes), as a USB key
+    /// waits for its button.
+    #[serde(default)]
+    wait_for_touch: bool,
     credentials: Vec<StoredCredential>,
 }
 
@@ -119,6 +124,7 @@ impl SoftKey {
             pin_hash: pin_hash(new.pin),
             pin_retries: DEFAULT_MAX_PIN_RETRIES,
             performs_uv: true,
+            wait_for_touch: false,
             credentials: vec![StoredCredential {
                 rp_id: new.rp_id.into(),
                 id: B64.encode(&id),
@@ -217,6 +223,28 @@ impl SoftKey {
         }
     }
 
+    /// The path whose appearance is the soft key's "touch".
+    pub fn touch_path(&self) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(".touch");
+        PathBuf::from(p)
+    }
+
+    /// Waits for the touch file (taken away again once seen), up to five
+    /// minutes; the caller's own deadline is usually shorter.
+    fn wait_for_touch(&self) -> Result<(), KeyError> {
+        let touch = self.touch_path();
+        let limit = std::time::Duration::from_secs(300);
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if std::fs::remove_file(&touch).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(KeyError::NoTouch(limit))
+    }
+
     /// The public side of its credential for `rp_id` (id, user handle,
     /// public key): what a registration gives the relying party.
     pub fn registered(
@@ -269,6 +297,10 @@ impl SoftKeyKnobs<'_> {
     pub fn set_performs_uv(&mut self, uv: bool) {
         self.state.performs_uv = uv;
     }
+    /// Makes assertions wait for `<state>.touch` to appear.
+    pub fn set_wait_for_touch(&mut self, wait: bool) {
+        self.state.wait_for_touch = wait;
+    }
     /// Sets every credential's signature counter.
     pub fn set_sign_count(&mut self, n: u32) {
         for c in &mut self.state.credentials {
@@ -285,6 +317,11 @@ fn soft_err(path: &Path, reason: &str) -> KeyError {
 }
 
 impl Fido2Key for SoftKey {
+    fn needs_touch(&self) -> bool {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.load().is_ok_and(|s| s.wait_for_touch)
+    }
+
     fn info(&self) -> Result<KeyInfo, KeyError> {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let state = self.load()?;
@@ -341,6 +378,9 @@ impl Fido2Key for SoftKey {
             }
             _ => false,
         };
+        if state.wait_for_touch {
+            self.wait_for_touch()?;
+        }
         let allowed = |id: &[u8]| req.allow.is_empty() || req.allow.iter().any(|a| a == id);
         let Some(cred) = state.credentials.iter_mut().find(|c| {
             c.rp_id == req.rp_id && B64.decode(&c.id).is_ok_and(|id| allowed(&id))

@@ -685,6 +685,43 @@ impl StateStore {
             .collect())
     }
 
+    /// The signature counter a drill's key last showed.
+    pub async fn key_counter(
+        &self,
+        drill_id: &str,
+        key_id: &str,
+    ) -> Result<Option<u32>, StateError> {
+        let v: Option<i64> = sqlx::query_scalar(
+            "SELECT sign_count FROM key_counters WHERE drill_id = $1 AND key_id = $2",
+        )
+        .bind(drill_id)
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(v.and_then(|n| u32::try_from(n).ok()))
+    }
+
+    /// Keeps the signature counter a drill's key showed.
+    pub async fn set_key_counter(
+        &self,
+        drill_id: &str,
+        key_id: &str,
+        sign_count: u32,
+        seen: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        sqlx::query(
+            "INSERT INTO key_counters (drill_id, key_id, sign_count, seen_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (drill_id, key_id) DO UPDATE SET sign_count = $3, seen_ms = $4",
+        )
+        .bind(drill_id)
+        .bind(key_id)
+        .bind(i64::from(sign_count))
+        .bind(ms(seen))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Every drill's key proofs (one query).
     pub async fn all_key_proofs(
         &self,

@@ -542,6 +542,7 @@ impl Manual {
                 chromium: self.host.browser.chromium.clone(),
                 chromedriver: self.host.browser.chromedriver.clone(),
                 temp_dir: self.host.browser.temp_dir.clone(),
+                public_address_space: Vec::new(),
             },
             // Long enough for a page on a loaded CI machine, short enough
             // that a drift (found when the wait runs out) is quick.

@@ -15,9 +15,8 @@ pub mod teardown;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use super::plan::RunPlan;
 use crate::flow::Capture;
-use crate::record::{AuthenticatorIdentity, SignInStep, StageStatus};
+use crate::record::{SignInStep, StageStatus};
 
 /// How a stage ended, and what it hands on.
 pub struct Ended<T> {
@@ -57,7 +56,6 @@ impl Journal {
 pub(crate) struct Gathered {
     pub(crate) run_id: String,
     pub(crate) started: DateTime<Utc>,
-    pub(crate) identity: AuthenticatorIdentity,
     pub(crate) announcement: String,
     pub(crate) steps: Vec<SignInStep>,
     pub(crate) captures: Vec<Capture>,
@@ -67,11 +65,10 @@ pub(crate) struct Gathered {
 }
 
 impl Gathered {
-    pub(crate) fn new(plan: &RunPlan<'_>, run_id: &str, started: DateTime<Utc>) -> Self {
+    pub(crate) fn new(run_id: &str, started: DateTime<Utc>) -> Self {
         Self {
             run_id: run_id.to_owned(),
             started,
-            identity: plan.authenticator.identity(),
             announcement: String::new(),
             steps: Vec::new(),
             captures: Vec::new(),

@@ -119,7 +119,8 @@ pub(crate) fn build(
         verdict,
         reasons,
         stages: stages.to_vec(),
-        authenticator: g.identity.clone(),
+        // Asked again: a key's identity is known once preflight found it.
+        authenticator: plan.authenticator.identity(),
         announcement: g.announcement.clone(),
         sign_in: SignInRecord {
             correlation_id: g.correlation_id.clone(),

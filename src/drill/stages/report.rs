@@ -40,7 +40,22 @@ pub fn text(r: &DrillRecord, bundle: &Path, findings: &[String]) -> String {
             (None, None) => t.push_str(&format!("\nalert {}: NOT RECEIVED", a.name)),
         }
     }
-    for f in findings {
+    if let Some(k) = &r.key {
+        t.push_str(&format!(
+            "\nkey: {} {} ({}), PIN retries {} before and {} after, signature counter {} before and {} after",
+            k.kind,
+            k.name.as_deref().unwrap_or("(unnamed)"),
+            k.model.as_deref().or(k.aaguid.as_deref()).unwrap_or("not found"),
+            opt(k.pin_retries_before),
+            opt(k.pin_retries_after),
+            opt(k.sign_count_before),
+            opt(k.sign_count_after)
+        ));
+    }
+    for f in findings
+        .iter()
+        .chain(r.key.iter().flat_map(|k| k.findings.iter()))
+    {
         t.push_str(&format!("\nfinding: {f}"));
     }
     if let Some(o) = &r.operator {
@@ -55,6 +70,10 @@ pub fn text(r: &DrillRecord, bundle: &Path, findings: &[String]) -> String {
         bundle.display()
     ));
     t
+}
+
+fn opt(v: Option<u32>) -> String {
+    v.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
 }
 
 /// Delivers the report.
