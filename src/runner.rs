@@ -322,7 +322,11 @@ fn key_inputs(
             source_file: src,
             reason: format!(
                 "no key chosen among {}: pass --key NAME",
-                k.keys.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ")
+                k.keys
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         });
         return None;

@@ -157,7 +157,9 @@ impl KeyAuthenticator {
                             .collect::<Result<Vec<_>, _>>()?;
                         let i = fido::select(&infos, &sel, |i| {
                             let held = keys[i].credentials(&rp_id, &pin)?;
-                            Ok(cred.as_ref().is_some_and(|c| held.iter().any(|h| &h.id == c)))
+                            Ok(cred
+                                .as_ref()
+                                .is_some_and(|c| held.iter().any(|h| &h.id == c)))
                         })?;
                         Ok(Arc::new(keys[i].clone()) as Arc<dyn Fido2Key>)
                     },
@@ -241,7 +243,9 @@ impl KeyAuthenticator {
                 KeySource::Soft(_) => "soft",
             },
             info.aaguid,
-            info.model.as_deref().unwrap_or("model not in glassdrill's table"),
+            info.model
+                .as_deref()
+                .unwrap_or("model not in glassdrill's table"),
             info.path,
             info.pin_retries.unwrap_or(0),
             self.settings.max_pin_retries,
@@ -366,9 +370,7 @@ async fn serve_one(
                 s.evidence.origin = Some(checked.origin.clone());
                 s.evidence.credential_id_sha256 =
                     Some(crate::support::hash::sha256_hex(&a.credential_id));
-                if let Some(f) =
-                    fido::counter_rule(s.evidence.sign_count_before, a.sign_count())
-                {
+                if let Some(f) = fido::counter_rule(s.evidence.sign_count_before, a.sign_count()) {
                     s.evidence.findings.push(f);
                 }
             }
@@ -445,7 +447,11 @@ impl Authenticator for KeyAuthenticator {
             credential_id,
             rp_id: self.settings.rp_id.clone(),
             public_key_sha256: None,
-            aaguid: s.evidence.aaguid.clone().or_else(|| self.settings.aaguid.clone()),
+            aaguid: s
+                .evidence
+                .aaguid
+                .clone()
+                .or_else(|| self.settings.aaguid.clone()),
         }
     }
 
@@ -481,8 +487,16 @@ impl Authenticator for KeyAuthenticator {
                 }
                 match bridge.take().await {
                     Ok(Some((req, origin))) => {
-                        serve_one(&bridge, req, &origin, &settings, notifier.as_ref(), &shared, &st)
-                            .await;
+                        serve_one(
+                            &bridge,
+                            req,
+                            &origin,
+                            &settings,
+                            notifier.as_ref(),
+                            &shared,
+                            &st,
+                        )
+                        .await;
                     }
                     Ok(None) => {}
                     // Mid-navigation the script may fail: the next poll tries again.

@@ -248,7 +248,11 @@ impl Bridge {
     }
 
     /// Settles request `id` with an assertion or a refusal.
-    pub async fn settle(&self, id: &str, outcome: Result<&Signed, &Refusal>) -> Result<bool, String> {
+    pub async fn settle(
+        &self,
+        id: &str,
+        outcome: Result<&Signed, &Refusal>,
+    ) -> Result<bool, String> {
         let outcome = match outcome {
             Ok(s) => json!({"ok": {
                 "id": B64.encode(&s.credential_id),

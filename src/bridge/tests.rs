@@ -25,7 +25,10 @@ fn client_data_is_what_chromium_writes() {
     );
     assert!(c.user_verification);
     // A cross-origin frame names the top origin too.
-    let mut r = req("https://sub.login.microsoft.com", Some("login.microsoft.com"));
+    let mut r = req(
+        "https://sub.login.microsoft.com",
+        Some("login.microsoft.com"),
+    );
     r.cross_origin = true;
     r.top_origin = "https://top.example.localhost".into();
     let c = check(&r, "login.microsoft.com", "https://top.example.localhost").unwrap();
@@ -55,7 +58,9 @@ fn a_page_can_never_make_glassdrill_sign_for_another_rp_id() {
     );
     // Plain HTTP only on loopback names.
     assert_eq!(
-        at("http://login.microsoft.com", Some(drill)).unwrap_err().name,
+        at("http://login.microsoft.com", Some(drill))
+            .unwrap_err()
+            .name,
         "SecurityError"
     );
     assert!(

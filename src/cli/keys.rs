@@ -193,8 +193,7 @@ fn soft_new(a: &SoftNewArgs) -> u8 {
         None => crate::secret::random_bytes(16),
         Some(u) => {
             use base64::Engine as _;
-            match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(u.trim_end_matches('='))
-            {
+            match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(u.trim_end_matches('=')) {
                 Ok(b) => b,
                 Err(_) => {
                     errln!("error: --user-handle must be base64url");

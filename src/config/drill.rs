@@ -254,17 +254,23 @@ fn key_config(
         (None, TenantKind::Entra) => "login.microsoft.com".to_owned(),
         (None, TenantKind::Rehearsal) => format!("ceremony.{}", crate::tenant::DOMAIN),
     };
-    let user_handle = a
-        .user_handle
-        .as_ref()
-        .and_then(|u| base64url(src, "authenticator.user_handle", u).map_err(|p| problems.push(p)).ok());
+    let user_handle = a.user_handle.as_ref().and_then(|u| {
+        base64url(src, "authenticator.user_handle", u)
+            .map_err(|p| problems.push(p))
+            .ok()
+    });
     let touch_timeout = match &a.touch_timeout {
         None => Duration::from_secs(30),
-        Some(t) => super::parse_duration(src, "authenticator.touch_timeout", t, Duration::from_secs(300))
-            .unwrap_or_else(|p| {
-                problems.push(p);
-                Duration::from_secs(30)
-            }),
+        Some(t) => super::parse_duration(
+            src,
+            "authenticator.touch_timeout",
+            t,
+            Duration::from_secs(300),
+        )
+        .unwrap_or_else(|p| {
+            problems.push(p);
+            Duration::from_secs(30)
+        }),
     };
     if let Some(cmd) = &a.touch_command
         && cmd.first().is_none_or(|p| !Path::new(p).is_absolute())
@@ -274,9 +280,14 @@ fn key_config(
             "authenticator.touch_command must be a list whose first element is an absolute path, like [\"/usr/local/bin/press-key\", \"--hold\"]",
         ));
     }
-    let max_pin_retries = a.max_pin_retries.unwrap_or(crate::fido::DEFAULT_MAX_PIN_RETRIES);
+    let max_pin_retries = a
+        .max_pin_retries
+        .unwrap_or(crate::fido::DEFAULT_MAX_PIN_RETRIES);
     if !(1..=255).contains(&max_pin_retries) {
-        problems.push(src.error(at, "authenticator.max_pin_retries must be between 1 and 255 (CTAP2 keys: 8)"));
+        problems.push(src.error(
+            at,
+            "authenticator.max_pin_retries must be between 1 and 255 (CTAP2 keys: 8)",
+        ));
     }
     let shared_pin = a
         .pin
@@ -287,10 +298,16 @@ fn key_config(
         let field = |f: &str| format!("authenticator.keys[{i}].{f}");
         let name = k.name.get_ref().trim().to_owned();
         if let Err(why) = crate::support::ids::check(&name) {
-            problems.push(src.error(k.name.span().start, format!("{}: `{name}` {why}", field("name"))));
+            problems.push(src.error(
+                k.name.span().start,
+                format!("{}: `{name}` {why}", field("name")),
+            ));
         }
         if keys.iter().any(|e: &KeyEntry| e.name == name) {
-            problems.push(src.error(k.name.span().start, format!("{}: `{name}` is named twice", field("name"))));
+            problems.push(src.error(
+                k.name.span().start,
+                format!("{}: `{name}` is named twice", field("name")),
+            ));
         }
         let aaguid = k.aaguid.as_ref().and_then(|g| match crate::fido::parse_aaguid(g.get_ref()) {
             Some(b) => Some(crate::fido::format_aaguid(&b)),
@@ -299,10 +316,11 @@ fn key_config(
                 None
             }
         });
-        let credential_id = k
-            .credential_id
-            .as_ref()
-            .and_then(|c| base64url(src, &field("credential_id"), c).map_err(|p| problems.push(p)).ok());
+        let credential_id = k.credential_id.as_ref().and_then(|c| {
+            base64url(src, &field("credential_id"), c)
+                .map_err(|p| problems.push(p))
+                .ok()
+        });
         let pin = match &k.pin {
             Some(p) => super::secret_ref(src, &field("pin"), p, false, problems),
             None => shared_pin.clone(),
@@ -316,7 +334,10 @@ fn key_config(
                     problems.push(src.error(k.name.span().start, format!("key `{name}`: set {} (from `glassdrill keys list`) or {}, so glassdrill never takes whichever key is attached", field("aaguid"), field("device"))));
                 }
                 if k.state.is_some() {
-                    problems.push(src.error(k.name.span().start, format!("{} is for `soft` keys only", field("state"))));
+                    problems.push(src.error(
+                        k.name.span().start,
+                        format!("{} is for `soft` keys only", field("state")),
+                    ));
                 }
             }
             KeyKind::Soft => {
@@ -415,7 +436,9 @@ impl DrillConfig {
             .parse(&|p: &[Seg]| match p {
                 [] => Some(fields_of::<RawDrill>()),
                 [Seg::Key(k)] if k == "authenticator" => Some(fields_of::<RawAuthenticator>()),
-                [Seg::Key(k), Seg::Key(s), Seg::Index(_)] if k == "authenticator" && s == "keys" => {
+                [Seg::Key(k), Seg::Key(s), Seg::Index(_)]
+                    if k == "authenticator" && s == "keys" =>
+                {
                     Some(fields_of::<RawKey>())
                 }
                 [Seg::Key(k), Seg::Index(_)] if k == "alerts" => Some(fields_of::<RawAlert>()),

@@ -112,13 +112,12 @@ impl Fido2Key for HidKey {
     fn info(&self) -> Result<KeyInfo, KeyError> {
         let key = self.open(false)?;
         let info = key.get_info().map_err(|e| classify(&e, || None))?;
-        let aaguid_bytes: [u8; 16] = info.aaguid.as_slice().try_into().map_err(|_| {
-            KeyError::Device(format!("AAGUID of {} bytes", info.aaguid.len()))
-        })?;
-        let client_pin = info
-            .options
-            .iter()
-            .any(|(n, v)| n == "clientPin" && *v);
+        let aaguid_bytes: [u8; 16] = info
+            .aaguid
+            .as_slice()
+            .try_into()
+            .map_err(|_| KeyError::Device(format!("AAGUID of {} bytes", info.aaguid.len())))?;
+        let client_pin = info.options.iter().any(|(n, v)| n == "clientPin" && *v);
         let pin_retries = if client_pin {
             key.get_pin_retries()
                 .ok()
@@ -163,8 +162,7 @@ impl Fido2Key for HidKey {
                 .ok()
                 .and_then(|n| u32::try_from(n).ok())
         };
-        match key.credential_management_enumerate_credentials(Some(pin.expose_secret()), &rp_hash)
-        {
+        match key.credential_management_enumerate_credentials(Some(pin.expose_secret()), &rp_hash) {
             Ok(list) => Ok(list
                 .into_iter()
                 .filter(|c| !c.public_key_credential_descriptor.id.is_empty())

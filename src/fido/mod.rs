@@ -53,7 +53,10 @@ pub struct KeyInfo {
 impl KeyInfo {
     /// An option's value (`None`: not reported, i.e. not supported).
     pub fn option(&self, name: &str) -> Option<bool> {
-        self.options.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
+        self.options
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -216,7 +219,9 @@ pub async fn blocking<T: Send + 'static>(
     }
     match tokio::time::timeout(deadline, rx).await {
         Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err(KeyError::Device("the FIDO thread ended without answer".into())),
+        Ok(Err(_)) => Err(KeyError::Device(
+            "the FIDO thread ended without answer".into(),
+        )),
         Err(_) => Err(on_timeout),
     }
 }

@@ -196,7 +196,7 @@ impl SoftKey {
             0o600,
             crate::support::fs::Existing::Replace,
         )
-            .map_err(|e| soft_err(&self.path, &format!("cannot be written ({e})")))
+        .map_err(|e| soft_err(&self.path, &format!("cannot be written ({e})")))
     }
 
     /// Checks the PIN as a CTAP2 key does: a wrong one costs a retry.
@@ -382,9 +382,11 @@ impl Fido2Key for SoftKey {
             self.wait_for_touch()?;
         }
         let allowed = |id: &[u8]| req.allow.is_empty() || req.allow.iter().any(|a| a == id);
-        let Some(cred) = state.credentials.iter_mut().find(|c| {
-            c.rp_id == req.rp_id && B64.decode(&c.id).is_ok_and(|id| allowed(&id))
-        }) else {
+        let Some(cred) = state
+            .credentials
+            .iter_mut()
+            .find(|c| c.rp_id == req.rp_id && B64.decode(&c.id).is_ok_and(|id| allowed(&id)))
+        else {
             return Err(KeyError::NoCredential(req.rp_id.to_owned()));
         };
         let pkcs8 = B64

@@ -21,7 +21,11 @@ const B: &str = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
 
 #[test]
 fn selection_never_takes_the_first_of_several() {
-    let found = vec![info("/dev/hidraw1", A), info("/dev/hidraw2", A), info("/dev/hidraw3", B)];
+    let found = vec![
+        info("/dev/hidraw1", A),
+        info("/dev/hidraw2", A),
+        info("/dev/hidraw3", B),
+    ];
     let by_model = |a: &str| Selector {
         aaguid: Some(a.into()),
         ..Selector::default()
@@ -65,7 +69,9 @@ fn selection_never_takes_the_first_of_several() {
     );
     // A wrong PIN while telling keys apart stops the selection.
     assert!(matches!(
-        select(&found, &sel, |_| Err(KeyError::PinInvalid { retries_left: Some(7) })),
+        select(&found, &sel, |_| Err(KeyError::PinInvalid {
+            retries_left: Some(7)
+        })),
         Err(KeyError::PinInvalid { .. })
     ));
 }
@@ -93,13 +99,24 @@ fn a_counter_that_does_not_increase_is_a_finding() {
 
 #[test]
 fn failures_that_need_a_person_are_never_retried() {
-    assert!(KeyError::PinInvalid { retries_left: Some(7) }.needs_person());
+    assert!(
+        KeyError::PinInvalid {
+            retries_left: Some(7)
+        }
+        .needs_person()
+    );
     assert!(KeyError::PinBlocked.needs_person());
     assert!(KeyError::PinAuthBlocked.needs_person());
     assert!(!KeyError::NoTouch(std::time::Duration::from_secs(30)).needs_person());
     assert!(!KeyError::Unplugged("x".into()).needs_person());
-    let m = KeyError::PinInvalid { retries_left: Some(7) }.to_string();
-    assert!(m.contains("7 retries left") && m.contains("not tried again"), "{m}");
+    let m = KeyError::PinInvalid {
+        retries_left: Some(7),
+    }
+    .to_string();
+    assert!(
+        m.contains("7 retries left") && m.contains("not tried again"),
+        "{m}"
+    );
 }
 
 fn soft(dir: &tempfile::TempDir, pin: &str) -> (SoftKey, Vec<u8>, p256::ecdsa::VerifyingKey) {
@@ -140,7 +157,9 @@ fn the_soft_key_keeps_its_secrets_in_a_private_file_and_never_overwrites_one() {
     // Readable by others: refused, naming the fix.
     std::fs::set_permissions(key.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     match key.info() {
-        Err(KeyError::SoftState { reason, .. }) => assert!(reason.contains("chmod 600"), "{reason}"),
+        Err(KeyError::SoftState { reason, .. }) => {
+            assert!(reason.contains("chmod 600"), "{reason}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -197,7 +216,10 @@ fn the_soft_key_signs_as_a_ctap2_key_does() {
         rp_id: "evil.localhost",
         ..req
     };
-    assert!(matches!(key.get_assertion(&other), Err(KeyError::NoCredential(_))));
+    assert!(matches!(
+        key.get_assertion(&other),
+        Err(KeyError::NoCredential(_))
+    ));
     // Without UV the flag is clear.
     key.tamper(|k| k.set_performs_uv(false)).unwrap();
     assert_eq!(key.get_assertion(&req).unwrap().flags(), (true, false));
@@ -226,8 +248,14 @@ fn a_wrong_pin_costs_one_retry_and_the_key_blocks_at_zero() {
     key.get_assertion(&req(&right)).unwrap();
     assert_eq!(key.info().unwrap().pin_retries, Some(8));
     key.tamper(|k| k.set_pin_retries(1)).unwrap();
-    assert_eq!(key.get_assertion(&req(&wrong)).unwrap_err(), KeyError::PinBlocked);
-    assert_eq!(key.get_assertion(&req(&right)).unwrap_err(), KeyError::PinBlocked);
+    assert_eq!(
+        key.get_assertion(&req(&wrong)).unwrap_err(),
+        KeyError::PinBlocked
+    );
+    assert_eq!(
+        key.get_assertion(&req(&right)).unwrap_err(),
+        KeyError::PinBlocked
+    );
 }
 
 #[tokio::test]
@@ -241,7 +269,10 @@ async fn blocking_calls_end_at_their_deadline_and_survive_a_panic() {
         },
     )
     .await;
-    assert_eq!(slow, Err(KeyError::NoTouch(std::time::Duration::from_secs(1))));
+    assert_eq!(
+        slow,
+        Err(KeyError::NoTouch(std::time::Duration::from_secs(1)))
+    );
     let panicked: Result<(), KeyError> = blocking(
         std::time::Duration::from_secs(5),
         KeyError::Device("timeout".into()),

@@ -1,6 +1,7 @@
 //! The integration tests, one binary (one link): real Chromium through real
 //! chromedriver, real HTTP servers on loopback, the real binary.
 
+mod bridge;
 mod config_cli;
 mod daemon;
 mod deploy;
