@@ -191,7 +191,7 @@ enum Presenter {
     /// The virtual authenticator with this credential.
     Virtual(Credential),
     /// A key behind the bridge.
-    Key(KeyInputs),
+    Key(Box<KeyInputs>),
 }
 
 /// A bridged key, resolved.
@@ -379,7 +379,7 @@ fn resolve_inputs(
     let rehearsal_rp_id = format!("ceremony.{}", crate::tenant::DOMAIN);
     let credential = match &drill.authenticator {
         AuthenticatorConfig::Key(k) => {
-            key_inputs(drill, k, chosen_key, &mut problems).map(Presenter::Key)
+            key_inputs(drill, k, chosen_key, &mut problems).map(|k| Presenter::Key(Box::new(k)))
         }
         AuthenticatorConfig::Virtual(Some(c)) => {
             if drill.tenant == TenantKind::Rehearsal && c.rp_id != rehearsal_rp_id {

@@ -525,7 +525,7 @@ impl Authenticator for KeyAuthenticator {
         let key = lock(&self.shared).key.clone();
         if let Some(k) = key {
             let after = fido::blocking(
-                KEY_OP,
+                Duration::from_secs(5),
                 KeyError::Device("the key did not answer".into()),
                 move || k.info(),
             )

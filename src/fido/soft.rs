@@ -240,6 +240,8 @@ impl SoftKey {
             if std::fs::remove_file(&touch).is_ok() {
                 return Ok(());
             }
+            // On the key's own thread (see `fido::blocking`), never the runtime.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Err(KeyError::NoTouch(limit))
@@ -369,7 +371,7 @@ impl Fido2Key for SoftKey {
     }
 
     fn get_assertion(&self, req: &AssertionRequest<'_>) -> Result<KeyAssertion, KeyError> {
-        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut state = self.load()?;
         let uv = match req.pin {
             Some(pin) if state.performs_uv => {
@@ -378,9 +380,17 @@ impl Fido2Key for SoftKey {
             }
             _ => false,
         };
-        if state.wait_for_touch {
+        let _guard = if state.wait_for_touch {
+            // Waiting for the touch holds no lock: the key still answers
+            // getInfo meanwhile, as a USB key does.
+            drop(guard);
             self.wait_for_touch()?;
-        }
+            let g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+            state = self.load()?;
+            g
+        } else {
+            guard
+        };
         let allowed = |id: &[u8]| req.allow.is_empty() || req.allow.iter().any(|a| a == id);
         let Some(cred) = state
             .credentials

@@ -264,6 +264,7 @@ async fn blocking_calls_end_at_their_deadline_and_survive_a_panic() {
         std::time::Duration::from_millis(50),
         KeyError::NoTouch(std::time::Duration::from_secs(1)),
         || {
+            #[allow(clippy::disallowed_methods)] // on blocking()'s own thread
             std::thread::sleep(std::time::Duration::from_millis(500));
             Ok(())
         },

@@ -368,11 +368,16 @@ impl RehearsalTenant {
                 reason: e.to_string(),
             })?;
         let cancel = CancellationToken::new();
+        // The counter the directory already holds for the credential.
+        let inner = Inner {
+            sign_count: opts.account.credential.sign_count,
+            ..Inner::default()
+        };
         let shared = Arc::new(Shared {
             started: tokio::time::Instant::now(),
             urls: TenantUrls::new(addr.port()),
             opts,
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(inner),
             http,
             cancel: cancel.clone(),
         });

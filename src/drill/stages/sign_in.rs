@@ -94,7 +94,7 @@ pub(crate) async fn run(
         .with_authenticator(plan.authenticator)
         .before_ceremony(&mark);
     let run = runner.run(&plan.drill.start_url, cancel).await;
-    let (status, mut detail) = match plan.authenticator.ceremony_failure() {
+    let (status, detail) = match plan.authenticator.ceremony_failure() {
         // The key's own failure decides, whatever page followed it.
         Some(f) if !matches!(run.outcome, FlowOutcome::Cancelled { .. }) => (
             StageStatus::Errored,
@@ -103,6 +103,21 @@ pub(crate) async fn run(
             ),
         ),
         _ => judge(&run.outcome, &plan.drill.account),
+    };
+    // A finding about the key (its counter did not increase: a cloned
+    // credential) fails the drill even where the tenant let it sign in.
+    let key_findings = plan
+        .authenticator
+        .key_evidence()
+        .map(|e| e.findings)
+        .unwrap_or_default();
+    let (status, mut detail) = if status == StageStatus::Passed && !key_findings.is_empty() {
+        (
+            StageStatus::Failed,
+            format!("{detail}, but: {}", key_findings.join("; ")),
+        )
+    } else {
+        (status, detail)
     };
     if let Some(Err(e)) = &run.credential_removed {
         detail.push_str(&format!(
