@@ -156,7 +156,7 @@ impl SecretRef {
     }
 
     /// Reads the secret now.
-    pub(crate) fn resolve(&self) -> Result<SecretString, SecretError> {
+    pub fn resolve(&self) -> Result<SecretString, SecretError> {
         let value = match self {
             Self::Env(name) => {
                 std::env::var(name).map_err(|_| SecretError::EnvUnset(name.clone()))?

@@ -237,7 +237,7 @@ impl KeyAuthenticator {
             s.credential_id = Some(found.id.clone());
         }
         Ok(vec![format!(
-            "{} key {} ({}) at {}: PIN retries {}/{}, holds the account's credential for {}",
+            "{} key {} ({}) at {}: PIN retries {}/{}, holds the account's credential {} for {}",
             match self.settings.source {
                 KeySource::Hid(_) => "security",
                 KeySource::Soft(_) => "soft",
@@ -249,6 +249,7 @@ impl KeyAuthenticator {
             info.path,
             info.pin_retries.unwrap_or(0),
             self.settings.max_pin_retries,
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &found.id),
             self.settings.rp_id
         )])
     }

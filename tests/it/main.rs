@@ -8,6 +8,7 @@ mod deploy;
 mod faults;
 mod graph;
 mod hardening;
+mod hw;
 mod keys;
 mod paths;
 mod preflight;
