@@ -326,3 +326,82 @@ mod props {
         }
     }
 }
+
+fn drill_with(auth: &str) -> Result<DrillConfig, Problems> {
+    let text = format!(
+        "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n{auth}\n\
+         [[alerts]]\nkind = \"webhook\"\nname = \"a\"\nrule = \"r\"\ndeadline = \"5m\"\n"
+    );
+    DrillConfig::parse(Path::new("drills/bg1.toml"), &text, |_| {
+        Ok((
+            PathBuf::from("flows/entra-security-key.toml"),
+            ENTRA_FLOW.to_owned(),
+        ))
+    })
+}
+
+fn messages(p: Problems) -> String {
+    p.0.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn hid_keys_are_named_exactly_and_their_pin_is_a_reference() {
+    let d = drill_with(
+        "[authenticator]\nkind = \"hid\"\npin = \"env:BG1_PIN\"\n\
+         [[authenticator.keys]]\nname = \"bg1-a\"\naaguid = \"A25342C0-3CDC-4414-8E46-F4807FCA511C\"\ncredential_id = \"AAEC\"\n\
+         [[authenticator.keys]]\nname = \"bg1-b\"\ndevice = \"/dev/hidraw3\"\n",
+    )
+    .unwrap();
+    let AuthenticatorConfig::Key(k) = &d.authenticator else {
+        panic!("a key authenticator");
+    };
+    assert_eq!(k.kind, drill::KeyKind::Hid);
+    assert_eq!(k.rp_id, "login.microsoft.com");
+    assert_eq!(
+        k.keys[0].aaguid.as_deref(),
+        Some("a25342c0-3cdc-4414-8e46-f4807fca511c")
+    );
+    assert_eq!(k.keys[0].credential_id.as_deref(), Some(&[0u8, 1, 2][..]));
+    assert_eq!(k.keys[1].device.as_deref(), Some("/dev/hidraw3"));
+    // The schedule rotates the registered keys.
+    assert_eq!(d.schedule.keys, vec!["bg1-a", "bg1-b"]);
+
+    // A key glassdrill could not tell from any other attached key.
+    let m = messages(
+        drill_with("[authenticator]\nkind = \"hid\"\npin = \"env:P\"\n[[authenticator.keys]]\nname = \"k\"\n")
+            .unwrap_err(),
+    );
+    assert!(m.contains("never takes whichever key is attached"), "{m}");
+    // No PIN, an inline PIN, a bad AAGUID, no keys at all.
+    let m = messages(
+        drill_with("[authenticator]\nkind = \"hid\"\n[[authenticator.keys]]\nname = \"k\"\naaguid = \"nope\"\n")
+            .unwrap_err(),
+    );
+    assert!(
+        m.contains("has no PIN") && m.contains("must be an AAGUID"),
+        "{m}"
+    );
+    let m = messages(
+        drill_with("[authenticator]\nkind = \"hid\"\npin = \"123456\"\n[[authenticator.keys]]\nname = \"k\"\ndevice = \"/dev/hidraw0\"\n")
+            .unwrap_err(),
+    );
+    assert!(m.contains("by reference"), "{m}");
+    assert!(
+        !m.contains("123456"),
+        "the inline PIN is never repeated: {m}"
+    );
+    let m = messages(drill_with("[authenticator]\nkind = \"hid\"\npin = \"env:P\"\n").unwrap_err());
+    assert!(m.contains("at least one [[authenticator.keys]]"), "{m}");
+    // A soft key needs its state file; schedule.keys must match the keys.
+    let m = messages(
+        drill_with("[authenticator]\nkind = \"soft\"\npin = \"env:P\"\n[[authenticator.keys]]\nname = \"k\"\n[schedule]\nkeys = [\"other\"]\n")
+            .unwrap_err(),
+    );
+    assert!(
+        m.contains("needs authenticator.keys[0].state") && m.contains("must be the same keys"),
+        "{m}"
+    );
+}

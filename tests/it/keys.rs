@@ -276,3 +276,18 @@ fn no_touch_in_time_is_an_error_that_counts_as_the_sign_in_and_the_actuator_touc
     w.assert_clean();
     w2.assert_clean();
 }
+
+#[test]
+fn keys_list_without_a_key_says_so_and_succeeds() {
+    let w = World::new();
+    let out = w.run(["keys", "list"]);
+    out.expect_exit(0);
+    assert!(
+        out.stdout.contains("no FIDO security key is attached"),
+        "{}",
+        out.stdout
+    );
+    let json = w.run(["keys", "list", "--json"]);
+    json.expect_exit(0);
+    assert_eq!(json.stdout.trim(), "[]");
+}
