@@ -626,6 +626,12 @@ async fn attach(
         services.receiver().url_redacted()
     ));
 
+    // The page after the ceremony may wait for a person's touch: a flow
+    // step never gives up before the key does.
+    let mut step_timeout = opts.step_timeout.unwrap_or(host.browser.step_timeout);
+    if let Presenter::Key(k) = &credential {
+        step_timeout = step_timeout.max(k.cfg.touch_timeout + Duration::from_secs(15));
+    }
     let authenticator: Box<dyn Authenticator> = match credential {
         Presenter::Virtual(c) => Box::new(VirtualAuthenticator::new(
             c.id,
@@ -653,7 +659,7 @@ async fn attach(
             temp_dir: host.browser.temp_dir.clone(),
             public_address_space: public_space,
         },
-        step_timeout: opts.step_timeout.unwrap_or(host.browser.step_timeout),
+        step_timeout,
         operator: opts.operator.clone(),
         witness: opts.witness.clone(),
         custody: opts.custody.clone(),

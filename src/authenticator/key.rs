@@ -255,6 +255,38 @@ impl KeyAuthenticator {
     }
 }
 
+/// The names of a drill's keys attached now (blocking: USB I/O): a soft
+/// key's state file exists; a USB key is attached at its configured device
+/// path, or one attached reports its AAGUID. For a custodian drill, which
+/// starts when its key is plugged in.
+pub fn attached_keys(cfg: &crate::config::drill::KeyConfig) -> Vec<String> {
+    use crate::config::drill::KeyKind;
+    let mut hid: Option<Vec<fido::KeyInfo>> = None;
+    let mut out = Vec::new();
+    for e in &cfg.keys {
+        let present = match cfg.kind {
+            KeyKind::Soft => e.state.as_ref().is_some_and(|p| p.is_file()),
+            KeyKind::Hid => {
+                let infos = hid.get_or_insert_with(|| {
+                    fido::hid::devices()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|d| fido::hid::HidKey::new(d).info().ok())
+                        .collect()
+                });
+                infos.iter().any(|i| {
+                    e.device.as_deref().is_none_or(|d| d == i.path)
+                        && e.aaguid.as_deref().is_none_or(|a| a == i.aaguid)
+                })
+            }
+        };
+        if present {
+            out.push(e.name.clone());
+        }
+    }
+    out
+}
+
 /// One served request: check, touch, sign, settle. Returns whether an
 /// assertion was handed to the page.
 async fn serve_one(

@@ -782,6 +782,16 @@ impl Daemon {
                 continue;
             }
             if d.schedule.custody == Custody::Custodian {
+                // The key plugged in within the window starts the drill.
+                if let Some(k) = self.attached_key(d).await {
+                    if self.start_run_with(d.clone(), now, Some(k)).await? {
+                        tick.started.push(d.id.clone());
+                    } else {
+                        tick.waiting
+                            .push((d.id.clone(), "locked by another process".into()));
+                    }
+                    continue;
+                }
                 // Announced now, and again daily until someone runs it.
                 if state
                     .custody_reminded
@@ -791,11 +801,12 @@ impl Daemon {
                 }
                 tick.waiting.push((
                     d.id.clone(),
-                    "custodian: waiting for `glassdrill run` with the key".into(),
+                    "custodian: waiting for its key to be plugged in, or for `glassdrill run`"
+                        .into(),
                 ));
                 continue;
             }
-            if self.start_run(d.clone(), now).await? {
+            if self.start_run_with(d.clone(), now, None).await? {
                 tick.started.push(d.id.clone());
             } else {
                 tick.waiting
@@ -840,13 +851,13 @@ impl Daemon {
                 Kind::Touch,
                 &format!("glassdrill: break-glass drill {} is due: bring its key", d.id),
                 &format!(
-                    "Drill {} ({}) is due since {}. A custodian brings the key to the drill host and runs `glassdrill run {} --operator NAME --witness NAME --seal-before N --seal-after N` inside a window ({} {}).",
+                    "Drill {} ({}) is due since {}. A custodian brings the key to the drill host inside a window ({} {}): plugged in, the drill starts by itself within a minute; or run `glassdrill run {} --operator NAME --witness NAME --seal-before N --seal-after N` to record who was present and the envelope's seals.",
                     d.id,
                     d.account,
                     crate::support::time::rfc3339_ms(due),
-                    d.id,
                     if windows.is_empty() { "any time".to_owned() } else { windows.join(", ") },
-                    d.schedule.windows.tz
+                    d.schedule.windows.tz,
+                    d.id
                 ),
             )
             .await;
@@ -854,16 +865,42 @@ impl Daemon {
         Ok(())
     }
 
-    /// Takes the locks and starts the run in the background; `false` when
-    /// another process holds a lock.
-    async fn start_run(
+    /// The key of a custodian drill that is plugged in now, if any (the
+    /// least recently proven of those attached).
+    async fn attached_key(&self, d: &DrillConfig) -> Option<String> {
+        let crate::config::drill::AuthenticatorConfig::Key(cfg) = &d.authenticator else {
+            return None;
+        };
+        let cfg = cfg.clone();
+        let attached = crate::fido::blocking(
+            std::time::Duration::from_secs(20),
+            crate::fido::KeyError::Device("the keys did not answer".into()),
+            move || Ok(crate::authenticator::key::attached_keys(&cfg)),
+        )
+        .await
+        .unwrap_or_default();
+        if attached.is_empty() {
+            return None;
+        }
+        let proofs = self.store.key_proofs(&d.id).await.unwrap_or_default();
+        next_key(&attached, &proofs)
+    }
+
+    /// Takes the locks and starts the run in the background, with `key`
+    /// (or the next key in turn); `false` when another process holds a
+    /// lock.
+    async fn start_run_with(
         self: &Arc<Self>,
         d: DrillConfig,
         now: DateTime<Utc>,
+        key: Option<String>,
     ) -> Result<bool, DaemonError> {
+        // A custodian's key, plugged in: the run says so (who brought it is
+        // only known when they run `glassdrill run --operator`).
+        let plugged = key.is_some();
         // One read of the key proofs: which key, and which are stale.
         let proofs = self.store.key_proofs(&d.id).await?;
-        let key = next_key(&d.schedule.keys, &proofs);
+        let key = key.or_else(|| next_key(&d.schedule.keys, &proofs));
         let stale = stale_keys(&d.schedule.keys, &proofs, d.schedule.cadence, now);
         let holder = format!("drill {} (daemon, pid {})", d.id, std::process::id());
         let locks = match self
@@ -897,7 +934,10 @@ impl Daemon {
         let id = d.id.clone();
         let handle = tokio::spawn(async move {
             let mut opts = me.opts.run.clone();
-            if opts.operator.is_none() {
+            if plugged {
+                opts.operator =
+                    Some("glassdrill daemon: the custodian plugged the key in (not named)".into());
+            } else if opts.operator.is_none() {
                 opts.operator = Some("glassdrill daemon".into());
             }
             opts.custody.key_id.clone_from(&key);

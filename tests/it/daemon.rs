@@ -368,6 +368,106 @@ async fn a_fail_is_escalated_and_held_never_signed_in_again_automatically() {
     w.assert_clean();
 }
 
+/// A custodian drill waits for its key: announced while it is away, and
+/// started by the next tick once it is plugged in; the touch it waits for
+/// goes to the custodians' channel.
+#[tokio::test]
+async fn a_custodian_drill_starts_when_its_key_is_plugged_in_and_asks_for_the_touch() {
+    use glassdrill::fido::soft::{NewSoftKey, SoftKey};
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let w = World::new();
+    let (smtp, mails) = smtp_server();
+    let pin_file = w.path().join("pin");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&pin_file)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"246810").unwrap();
+    std::fs::create_dir_all(w.path().join("keys")).unwrap();
+    let key_path = w.path().join("keys/bg-c-key.json");
+    std::fs::create_dir_all(w.path().join("drills")).unwrap();
+    std::fs::write(
+        w.path().join("drills/bg-c.toml"),
+        format!(
+            "id = \"bg-c\"\naccount = \"breakglass1@rehearsal.onmicrosoft.com\"\ntenant = \"rehearsal\"\n\
+             flow = \"flows/entra-security-key.toml\"\nconfirm_deadline = \"20s\"\n\
+             [authenticator]\nkind = \"soft\"\npin = \"file:{}\"\ntouch_timeout = \"20s\"\n\
+             touch_command = [\"/bin/sh\", \"-c\", \"sleep 0.2; : > \\\"$0.touch\\\"\"]\n\
+             [[authenticator.keys]]\nname = \"bg-c-key\"\nstate = \"{}\"\n\
+             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\nrule = \"Break-glass account sign-in\"\ndeadline = \"20s\"\n\
+             [schedule]\ncustody = \"custodian\"\n",
+            pin_file.display(),
+            key_path.display()
+        ),
+    )
+    .unwrap();
+    let clock = Arc::new(ManualClock::new(t("2026-11-26T10:00:00Z")));
+    let d = Arc::new(
+        Daemon::start(
+            host(&w, smtp),
+            clock.clone(),
+            opts(&[]),
+            CancellationToken::new(),
+        )
+        .await
+        .expect("daemon"),
+    );
+    // Due, but the key is away: announced, not started.
+    let tick = d.tick().await.unwrap();
+    assert!(tick.started.is_empty(), "{tick:?}");
+    assert!(
+        tick.waiting
+            .iter()
+            .any(|(id, why)| id == "bg-c" && why.contains("plugged in")),
+        "{tick:?}"
+    );
+    // The custodian plugs the key in.
+    let (key, _, _) = SoftKey::create(
+        &key_path,
+        &NewSoftKey {
+            rp_id: "ceremony.rehearsal.localhost",
+            user_handle: b"custodian-user",
+            user_name: "breakglass1@rehearsal.onmicrosoft.com",
+            pin: &secrecy::SecretString::from("246810".to_owned()),
+        },
+    )
+    .unwrap();
+    key.tamper(|k| k.set_wait_for_touch(true)).unwrap();
+    clock.set(t("2026-11-26T10:01:00Z"));
+    let tick = d.tick().await.unwrap();
+    assert_eq!(tick.started, vec!["bg-c".to_owned()], "{tick:?}");
+    d.idle().await;
+    let runs = d.store().runs("bg-c", 10).await.unwrap();
+    assert_eq!(runs[0].verdict, Some(Verdict::Pass), "{runs:?}");
+    assert_eq!(runs[0].key_id.as_deref(), Some("bg-c-key"));
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(std::path::Path::new(runs[0].bundle.as_ref().unwrap()).join("drill.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        record["operator"]
+            .as_str()
+            .unwrap()
+            .contains("plugged the key in"),
+        "{}",
+        record["operator"]
+    );
+    let got = mails.lock().unwrap().clone();
+    assert!(
+        got.iter().any(|m| m.data.contains("bring its key")),
+        "the custodians were told: {got:#?}"
+    );
+    let touch = got
+        .iter()
+        .find(|m| m.data.contains("touch the security key now"))
+        .unwrap_or_else(|| panic!("no touch-needed message in {got:#?}"));
+    assert!(!touch.data.contains("246810"), "{}", touch.data);
+    w.assert_clean();
+}
+
 /// A broken drill file disables that drill (and says so), never the
 /// daemon: the other drill still runs.
 #[tokio::test]
