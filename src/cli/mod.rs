@@ -220,6 +220,10 @@ pub struct RunArgs {
     /// (the daemon's, or another `run`), wait for it instead of refusing.
     #[arg(long)]
     pub wait: bool,
+    /// Run in this process even while the daemon runs (by default the
+    /// daemon runs it: its webhook receiver, its secrets).
+    #[arg(long)]
+    pub local: bool,
 }
 
 /// `status` options.
@@ -412,6 +416,7 @@ pub async fn execute(cli: Cli) -> u8 {
                 run::Locking {
                     key: a.key,
                     wait: a.wait,
+                    local: a.local,
                 },
                 &cancel,
             )

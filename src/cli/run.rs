@@ -2,6 +2,8 @@
 //! verify commands on stdout.
 
 use super::*;
+use crate::daemon::control;
+use crate::daemon::ondemand::{self, Refusal, Summary};
 use crate::drill::DrillOutcome;
 use crate::evidence;
 use crate::runner;
@@ -35,7 +37,12 @@ fn failed_to_start(e: &runner::RunError) -> u8 {
 }
 
 fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
-    out!("{}  drill {}  run {}", o.verdict, drill.id, o.run_id);
+    let summary = Summary::of(o);
+    print_summary(&drill.id, host, &summary);
+}
+
+fn print_summary(drill_id: &str, host: &HostConfig, o: &Summary) {
+    out!("{}  drill {}  run {}", o.verdict, drill_id, o.run_id);
     for r in &o.reasons {
         out!("  reason: {r}");
     }
@@ -47,18 +54,11 @@ fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
             s.duration_ms as f64 / 1000.0
         );
     }
-    let alerts = o.record.iter().flat_map(|r| &r.alerts);
-    for l in alerts.filter_map(|a| a.latency.as_ref()) {
-        out!(
-            "  alert {}: fired {} ms and delivered {} ms after the sign-in",
-            l.name,
-            l.signin_to_fired_ms,
-            l.signin_to_received_ms
-        );
+    for (name, fired, received) in &o.latencies {
+        out!("  alert {name}: fired {fired} ms and delivered {received} ms after the sign-in");
     }
     match &o.bundle {
-        Ok(b) => {
-            let d = b.dir.display();
+        Ok(d) => {
             out!("evidence: {d}");
             out!("verify it:");
             out!(
@@ -70,6 +70,14 @@ fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {
         }
         Err(e) => out!("evidence: NOT WRITTEN: {e}"),
     }
+    if let Some(why) = &o.held {
+        errln!("the daemon holds this drill: {why}");
+    }
+    if let Some(e) = &o.unrecorded {
+        errln!(
+            "warning: the result is not in the state database ({e}); the evidence is kept; `glassdrill state rebuild` indexes it"
+        );
+    }
 }
 
 /// How `run` takes its locks.
@@ -78,19 +86,35 @@ pub(crate) struct Locking {
     pub key: Option<String>,
     /// `--wait`.
     pub wait: bool,
+    /// `--local`: in this process even while the daemon runs.
+    pub local: bool,
 }
 
 /// `glassdrill run`: the drill under the state store's locks (no two
 /// drills on one group, account or key at once, across processes), and
-/// its result recorded so the daemon's schedule counts it.
+/// its result recorded so the daemon's schedule counts it. While the
+/// daemon runs, the daemon runs it (its webhook receiver, its secrets),
+/// and this process shows the progress; Ctrl-C stops it there too.
 pub(crate) async fn run_command(
     host: &HostConfig,
     drill: &DrillConfig,
-    mut opts: RunOptions,
+    opts: RunOptions,
     mode: ProgressMode,
     locking: Locking,
     cancel: &CancellationToken,
 ) -> u8 {
+    if !locking.local {
+        match control::connect(&host.daemon.state_db).await {
+            Ok(Some(stream)) => {
+                return through_daemon(host, drill, opts, mode, locking, stream, cancel).await;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                errln!("error: {e}");
+                return Verdict::Error.exit_code();
+            }
+        }
+    }
     let store = match crate::state::StateStore::open_quick(&host.daemon.state_db).await {
         Ok(s) => s,
         Err(e) => {
@@ -98,107 +122,108 @@ pub(crate) async fn run_command(
             return Verdict::Error.exit_code();
         }
     };
-    let key = match locking.key {
-        Some(k) if !drill.schedule.keys.contains(&k) => {
-            errln!(
-                "error: --key {k} is not one of drill {}'s schedule.keys ({})",
+    let progress = progress_for(mode);
+    let result = ondemand::run(
+        ondemand::Host::Own(host),
+        &store,
+        drill,
+        ondemand::Request {
+            opts,
+            key: locking.key,
+            wait: locking.wait,
+            holder: format!(
+                "drill {} (glassdrill run, pid {})",
                 drill.id,
-                drill.schedule.keys.join(", ")
-            );
-            return EXIT_USAGE;
+                std::process::id()
+            ),
+        },
+        progress.as_ref(),
+        &|t: &str| errln!("{t}"),
+        cancel,
+    )
+    .await;
+    store.close().await;
+    finish(&drill.id, host, result)
+}
+
+fn finish(drill_id: &str, host: &HostConfig, result: Result<Summary, Refusal>) -> u8 {
+    match result {
+        Ok(s) => {
+            print_summary(drill_id, host, &s);
+            s.exit_code()
         }
-        Some(k) => Some(k),
-        None => crate::schedule::next_key(
-            &drill.schedule.keys,
-            &store.key_proofs(&drill.id).await.unwrap_or_default(),
-        ),
-    };
-    opts.custody.key_id.clone_from(&key);
-    if let Some(k) = &key {
-        opts.last_sign_count = store.key_counter(&drill.id, k).await.ok().flatten();
+        Err(r) => {
+            errln!("error: {}", r.message);
+            r.code
+        }
     }
-    let names = crate::state::lock_names(&drill.group, &drill.account, key.as_deref());
-    let holder = format!(
-        "drill {} (glassdrill run, pid {})",
-        drill.id,
-        std::process::id()
-    );
-    let locks = loop {
-        match store
-            .try_lock(&names, &holder, crate::support::time::now())
-            .await
-        {
-            Ok(Ok(l)) => break l,
-            Ok(Err(h)) if locking.wait => {
-                errln!(
-                    "waiting: {} holds {} since {}",
-                    h.holder,
-                    h.name,
-                    crate::support::time::rfc3339_ms(h.since)
-                );
-                tokio::select! {
-                    () = cancel.cancelled() => return Verdict::Interrupted.exit_code(),
-                    () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-                }
-            }
-            Ok(Err(h)) => {
-                errln!(
-                    "error: drill {} not started: {} holds {} (since {}); drills of one group, account or key never run at once. Wait for it, or pass --wait",
-                    drill.id,
-                    h.holder,
-                    h.name,
-                    crate::support::time::rfc3339_ms(h.since)
-                );
-                return Verdict::Error.exit_code();
-            }
-            Err(e) => {
-                errln!("error: {e}");
-                return Verdict::Error.exit_code();
-            }
-        }
+}
+
+async fn through_daemon(
+    host: &HostConfig,
+    drill: &DrillConfig,
+    opts: RunOptions,
+    mode: ProgressMode,
+    locking: Locking,
+    stream: tokio::net::UnixStream,
+    cancel: &CancellationToken,
+) -> u8 {
+    // The daemon reads the drill file itself: by id when it is one of its
+    // drills, else by the (absolute) path given.
+    let drill_ref = if crate::config::find_drill(&host.drills_dir, &drill.id)
+        .is_ok_and(|d| d.source == drill.source)
+    {
+        drill.id.clone()
+    } else {
+        std::fs::canonicalize(&drill.source)
+            .unwrap_or_else(|_| drill.source.clone())
+            .display()
+            .to_string()
+    };
+    let req = control::RunRequest {
+        drill: drill_ref,
+        key: locking.key,
+        wait: locking.wait,
+        operator: opts.operator,
+        witness: opts.witness,
+        seal_before: opts.custody.seal_before,
+        seal_after: opts.custody.seal_after,
+        faults: opts.faults.iter().map(|f| f.name().to_owned()).collect(),
+        alert_delay_ms: u64::try_from(opts.alert_delay.as_millis()).unwrap_or(u64::MAX),
+        step_timeout_ms: opts
+            .step_timeout
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
     };
     let progress = progress_for(mode);
-    // The run's start and stages go to the state store as they happen: if
-    // this process dies, the daemon knows how far it got.
-    let (recording, writer) = crate::daemon::RecordingProgress::start(
-        progress.as_ref(),
-        store.clone(),
-        &drill.id,
-        "run",
-        key.clone(),
-    );
-    let result = runner::run_configured(host, drill, &opts, &recording, cancel).await;
-    drop(recording);
-    let _ = writer.await;
-    let code = match result {
-        Ok(outcome) => {
-            print_outcome(drill, host, &outcome);
-            match crate::daemon::record_outcome(
-                &store,
-                drill,
-                key.as_deref(),
-                "run",
-                &outcome,
-                crate::support::time::now(),
-                host.daemon.retry_after,
-            )
-            .await
-            {
-                Ok(crate::daemon::After::Held(why)) => errln!("the daemon holds this drill: {why}"),
-                Ok(_) => {}
-                Err(e) => errln!(
-                    "warning: the result is not in the state database ({e}); the evidence is kept; `glassdrill state rebuild` indexes it"
-                ),
-            }
-            outcome.verdict.exit_code()
+    let asked = control::request(stream, &req, |ev| match ev {
+        control::Event::Accepted { pid } => {
+            progress.note(&format!(
+                "the glassdrill daemon (pid {pid}) runs this drill"
+            ));
         }
-        Err(e) => failed_to_start(&e),
+        control::Event::RunStarted { run_id } => progress.run_started(run_id),
+        control::Event::StageStarted { stage } => progress.stage_started(*stage),
+        control::Event::StageFinished { record } => progress.stage_finished(record),
+        control::Event::Note { text } => progress.note(text),
+        control::Event::Waiting { text } => errln!("{text}"),
+        control::Event::Done(_) | control::Event::Refused(_) => {}
+    });
+    // Ctrl-C drops the request, closing the socket: the daemon stops the
+    // run, tears it down and records it INTERRUPTED.
+    let ended = tokio::select! {
+        r = asked => r,
+        () = cancel.cancelled() => {
+            errln!("stopped: the daemon tears the run down and records it INTERRUPTED; `glassdrill status` shows it");
+            return Verdict::Interrupted.exit_code();
+        }
     };
-    if let Err(e) = store.release(locks).await {
-        errln!(
-            "warning: could not release the drill's locks ({e}); they are taken over once this process has exited"
-        );
+    match ended {
+        Ok(control::Event::Done(s)) => finish(&drill.id, host, Ok(*s)),
+        Ok(control::Event::Refused(r)) => finish(&drill.id, host, Err(r)),
+        Ok(_) => Verdict::Error.exit_code(),
+        Err(e) => {
+            errln!("error: {e}");
+            Verdict::Error.exit_code()
+        }
     }
-    store.close().await;
-    code
 }

@@ -18,7 +18,9 @@
 //!
 //! Time comes from a [`Clock`], so tests run months of schedule at once.
 
+pub mod control;
 pub mod metrics;
+pub mod ondemand;
 pub mod outbox;
 pub mod status;
 
@@ -1127,6 +1129,9 @@ impl Daemon {
         };
         let http =
             crate::support::http::client().map_err(|e| DaemonError::Config(e.to_string()))?;
+        let control = control::serve(self.clone(), self.cancel.clone())
+            .await
+            .map_err(|e| DaemonError::Config(format!("control socket: {e}")))?;
         tracing::info!(tick = %self.host.daemon.tick, state = %self.store.path().display(), "glassdrill daemon started");
         // A first tick at once, then on schedule.
         let mut first = true;
@@ -1152,6 +1157,7 @@ impl Daemon {
             }
         }
         tracing::info!("stopping: waiting for runs in progress to tear down and record");
+        control.shutdown().await;
         self.idle().await;
         let mut sched = sched;
         let _ = sched.shutdown().await;

@@ -615,7 +615,8 @@ fn run_beside_the_daemon_on_the_same_drill_is_refused_naming_the_running_drill()
         r.stderr
     );
     // A drill of another group is not held back (its file kept outside
-    // the drills directory, so the daemon does not run it too).
+    // the drills directory, so the daemon does not run it too; `--local`,
+    // as the paused daemon would pause it too).
     let other = World::new();
     drill_file(
         &other,
@@ -627,12 +628,101 @@ fn run_beside_the_daemon_on_the_same_drill_is_refused_naming_the_running_drill()
     let r = w.run([
         "run",
         file.to_str().unwrap(),
+        "--local",
         "--progress",
         "none",
         "--alert-delay",
         "200ms",
     ]);
     assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = daemon.finish(PATIENCE);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    w.assert_clean();
+}
+
+/// `glassdrill run` while the daemon is up: the daemon runs the drill (its
+/// receiver, its secrets) and the command shows the progress and the
+/// verdict; the PASS counts for the schedule. Ctrl-C on the command stops
+/// the run in the daemon: torn down and recorded INTERRUPTED.
+#[test]
+fn run_while_the_daemon_is_up_goes_through_the_daemon_and_ctrl_c_stops_it_there() {
+    let w = World::new();
+    host_file(&w);
+    drill_file(
+        &w,
+        "bg1",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "tenant-a",
+    );
+    // A custodian drill with no key to watch: the daemon never starts it
+    // by itself.
+    let path = w.path().join("drills/bg1.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("[schedule]\n", "[schedule]\ncustody = \"custodian\"\n"),
+    )
+    .unwrap();
+    let mut daemon = w.spawn(&["daemon", "-v"]);
+    daemon.line(
+        |st, l| st == Stream::Stderr && l.contains("control socket listening"),
+        PATIENCE,
+    );
+    let r = w.run([
+        "run",
+        "bg1",
+        "--operator",
+        "Alice Custodian",
+        "--progress",
+        "plain",
+        "--alert-delay",
+        "200ms",
+    ]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.starts_with("PASS  drill bg1"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("the glassdrill daemon (pid") && r.stderr.contains("[sign-in] ok"),
+        "{}",
+        r.stderr
+    );
+    let bundle = crate::util::bundle_from_stdout(&r.stdout);
+    w.verify(&bundle).expect_exit(0);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("drill.json")).unwrap()).unwrap();
+    assert_eq!(record["operator"], "Alice Custodian");
+    let st = w.run(["status", "--json"]);
+    assert!(st.stdout.contains("\"PASS\""), "{}", st.stdout);
+
+    // Ctrl-C on the command, mid-drill.
+    let mut run = w.spawn(&[
+        "run",
+        "bg1",
+        "--progress",
+        "plain",
+        "--alert-delay",
+        "60s",
+        "--step-timeout",
+        "60s",
+    ]);
+    run.line(
+        |s, l| s == Stream::Stderr && l.starts_with("[alerts] started"),
+        PATIENCE,
+    );
+    run.signal(nix::sys::signal::Signal::SIGINT);
+    let out = run.finish(PATIENCE);
+    assert_eq!(out.code, Some(2), "{}{}", out.stdout, out.stderr);
+    // The daemon tears the run down and records it.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        let st = w.run(["status", "--json"]);
+        if st.stdout.contains("INTERRUPTED") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", st.stdout);
+        #[allow(clippy::disallowed_methods)] // a plain #[test], no runtime
+        std::thread::sleep(Duration::from_millis(200));
+    }
     daemon.signal(nix::sys::signal::Signal::SIGTERM);
     let out = daemon.finish(PATIENCE);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
