@@ -45,7 +45,13 @@ async fn open(host: &HostConfig) -> Result<StateStore, u8> {
 
 /// The valid drills; problems of the others are summed up on stderr.
 fn drills(host: &HostConfig) -> Vec<DrillConfig> {
-    let (drills, problems) = crate::config::drill::load_drills(&host.drills_dir);
+    summed_up(host, crate::config::drill::load_drills(&host.drills_dir))
+}
+
+fn summed_up(
+    host: &HostConfig,
+    (drills, problems): (Vec<DrillConfig>, crate::config::Problems),
+) -> Vec<DrillConfig> {
     let errors = problems
         .0
         .iter()
@@ -71,11 +77,21 @@ type Current = (
 
 /// The state database, the valid drills and their status now.
 async fn current(host: &HostConfig) -> Result<Current, u8> {
+    // The drill files and the database are read at once.
+    let dir = host.drills_dir.clone();
+    let loading = tokio::task::spawn_blocking(move || crate::config::drill::load_drills(&dir));
     let store = open(host).await?;
-    let drills = drills(host);
+    let snap = status::Snapshot::read(&store).await;
+    let drills = match loading.await {
+        Ok(loaded) => summed_up(host, loaded),
+        Err(_) => drills(host),
+    };
     let now = crate::support::time::now();
-    match status::collect(&store, &drills, now).await {
-        Ok(rows) => Ok((store, drills, rows, now)),
+    match snap {
+        Ok(snap) => {
+            let rows = status::rows(&snap, &drills, now);
+            Ok((store, drills, rows, now))
+        }
         Err(e) => {
             errln!("error: {e}");
             Err(Verdict::Error.exit_code())

@@ -187,6 +187,44 @@ impl AlertKind {
     }
 }
 
+/// SHA-256 over a drill file's bytes followed by its flow file's, computed
+/// on first use: `status` and the daemon's ticks read thousands of drill
+/// files and never need it. The flow text is shared by every drill that
+/// names the flow.
+#[derive(Clone)]
+pub struct DrillDigest(std::sync::Arc<DigestInner>);
+
+struct DigestInner {
+    drill: String,
+    flow: Option<std::sync::Arc<str>>,
+    done: std::sync::OnceLock<String>,
+}
+
+impl DrillDigest {
+    fn new(drill: &str, flow: Option<std::sync::Arc<str>>) -> Self {
+        Self(std::sync::Arc::new(DigestInner {
+            drill: drill.to_owned(),
+            flow,
+            done: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// The lower-case hex SHA-256.
+    pub fn sha256(&self) -> &str {
+        let i = &*self.0;
+        i.done.get_or_init(|| match &i.flow {
+            Some(f) => crate::support::hash::sha256_hex_all([i.drill.as_bytes(), f.as_bytes()]),
+            None => crate::support::hash::sha256_hex(i.drill.as_bytes()),
+        })
+    }
+}
+
+impl std::fmt::Debug for DrillDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.sha256())
+    }
+}
+
 /// A validated drill.
 #[derive(Debug, Clone)]
 pub struct DrillConfig {
@@ -201,7 +239,7 @@ pub struct DrillConfig {
     /// Which tenant.
     pub tenant: TenantKind,
     /// The sign-in flow.
-    pub flow: Flow,
+    pub flow: std::sync::Arc<Flow>,
     /// Start URL template (`{authority}`, `{tenant_id}`, `{upn}`); the
     /// flow's own when unset.
     pub start_url: String,
@@ -215,8 +253,9 @@ pub struct DrillConfig {
     pub schedule: super::ScheduleConfig,
     /// The drill file.
     pub source: PathBuf,
-    /// SHA-256 over the drill file and flow file bytes.
-    pub digest: String,
+    /// SHA-256 over the drill file and flow file bytes (computed when a
+    /// run records it, not for every scan of the drills).
+    pub digest: DrillDigest,
     /// Problems that do not stop loading (shown by `check-config`).
     pub warnings: Vec<Problem>,
 }
@@ -415,6 +454,12 @@ impl DrillConfig {
         Self::parse(path, &text, |name| read_flow(path, name))
     }
 
+    /// Loads a drill file, its flow file read through `flows`.
+    fn load_with(path: &Path, flows: &FlowFiles) -> Result<Self, Problems> {
+        let text = super::diag::read_config(path, "drill file", "")?;
+        Self::parse(path, &text, |name| flows.read(path, name))
+    }
+
     /// The built-in rehearsal drill.
     pub fn rehearsal() -> Result<Self, Problems> {
         Self::parse(Path::new("drills/rehearsal.toml"), REHEARSAL_DRILL, |_| {
@@ -426,10 +471,10 @@ impl DrillConfig {
     }
 
     /// Parses and validates drill text; `flow_reader` fetches the flow file.
-    pub fn parse(
+    pub fn parse<T: Into<std::sync::Arc<str>>>(
         path: &Path,
         text: &str,
-        flow_reader: impl FnOnce(&str) -> Result<(PathBuf, String), String>,
+        flow_reader: impl FnOnce(&str) -> Result<(PathBuf, T), String>,
     ) -> Result<Self, Problems> {
         let src = Source::new(path, text);
         let raw: RawDrill = src
@@ -641,10 +686,11 @@ impl DrillConfig {
             }
         }
 
-        let mut digest = crate::support::hash::sha256_hex(text.as_bytes());
+        let mut digest = DrillDigest::new(text, None);
         let flow = match flow_reader(raw.flow.get_ref()) {
             Ok((fpath, ftext)) => {
-                digest = crate::support::hash::sha256_hex_all([text.as_bytes(), ftext.as_bytes()]);
+                let ftext: std::sync::Arc<str> = ftext.into();
+                digest = DrillDigest::new(text, Some(ftext.clone()));
                 match parse_flow_cached(&fpath, &ftext) {
                     Ok(f) => Some(f),
                     Err(ps) => {
@@ -694,24 +740,23 @@ impl DrillConfig {
 
 /// Parses a flow file, once per distinct (path, text): thousands of drill
 /// files usually share one or two flows. Pure, so caching is safe.
-fn parse_flow_cached(path: &Path, text: &str) -> Result<Flow, Problems> {
+fn parse_flow_cached(path: &Path, text: &str) -> Result<std::sync::Arc<Flow>, Problems> {
     use std::collections::HashMap;
     use std::sync::{Mutex, OnceLock};
-    type Key = (PathBuf, String);
-    static CACHE: OnceLock<Mutex<HashMap<Key, Result<Flow, Problems>>>> = OnceLock::new();
-    let key = (
-        path.to_path_buf(),
-        crate::support::hash::sha256_hex(text.as_bytes()),
-    );
+    type Cached = (std::sync::Arc<str>, Result<std::sync::Arc<Flow>, Problems>);
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Cached>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(hit) = cache
+    // A hit is the same file with the same text (compared whole: cheaper
+    // than hashing it for every drill that names it).
+    if let Some((t, hit)) = cache
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&key)
+        .get(path)
+        && **t == *text
     {
         return hit.clone();
     }
-    let parsed = Flow::parse(path, text);
+    let parsed = Flow::parse(path, text).map(std::sync::Arc::new);
     let mut c = cache
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -719,8 +764,36 @@ fn parse_flow_cached(path: &Path, text: &str) -> Result<Flow, Problems> {
     if c.len() > 256 {
         c.clear();
     }
-    c.insert(key, parsed.clone());
+    c.insert(path.to_path_buf(), (std::sync::Arc::from(text), parsed.clone()));
     parsed
+}
+
+/// Flow files read once per directory scan: every drill of a directory
+/// naming the same flow shares one read (and one path resolution).
+#[derive(Default)]
+struct FlowFiles(std::sync::Mutex<std::collections::HashMap<String, FlowRead>>);
+
+type FlowRead = Result<(PathBuf, std::sync::Arc<str>), String>;
+
+impl FlowFiles {
+    fn read(&self, drill_path: &Path, name: &str) -> FlowRead {
+        let dir = drill_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let key = format!("{}\0{name}", dir.display());
+        if let Some(hit) = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return hit.clone();
+        }
+        let got = read_flow(drill_path, name).map(|(p, t)| (p, std::sync::Arc::from(t)));
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, got.clone());
+        got
+    }
 }
 
 /// Loads every `*.toml` drill file in `dir`, collecting all problems.
@@ -742,22 +815,32 @@ pub(crate) fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
             return (drills, Problems(problems));
         }
     };
+    // The directory entry's own type (no stat per file); a symlink is
+    // followed.
     let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "toml"))
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.path().extension().is_some_and(|x| x == "toml")
+                && e.file_type().is_ok_and(|t| {
+                    t.is_file() || (t.is_symlink() && e.path().is_file())
+                })
+        })
+        .map(|e| e.path())
         .collect();
     paths.sort();
     // Thousands of drill files (a managed-service provider's) load on every
     // core; results keep the sorted order.
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let chunk = paths.len().div_ceil(workers).max(64);
+    let flows = FlowFiles::default();
     let loaded: Vec<Result<DrillConfig, Problems>> = std::thread::scope(|s| {
         let handles: Vec<_> = paths
             .chunks(chunk)
             .map(|part| {
+                let flows = &flows;
                 s.spawn(move || {
                     part.iter()
-                        .map(|p| DrillConfig::load(p))
+                        .map(|p| DrillConfig::load_with(p, flows))
                         .collect::<Vec<_>>()
                 })
             })

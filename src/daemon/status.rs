@@ -50,14 +50,35 @@ pub struct DrillStatus {
     pub runs_by_verdict: [i64; 4],
 }
 
+/// What the state store says of every drill (two queries), read apart
+/// from the drill files so both can be read at once.
+pub struct Snapshot {
+    summaries: std::collections::HashMap<String, (crate::state::DrillState, crate::state::RunSummary)>,
+    proofs: std::collections::HashMap<String, std::collections::HashMap<String, DateTime<Utc>>>,
+}
+
+impl Snapshot {
+    /// Reads it.
+    pub async fn read(store: &StateStore) -> Result<Self, StateError> {
+        Ok(Self {
+            summaries: store.summaries().await?,
+            proofs: store.all_key_proofs().await?,
+        })
+    }
+}
+
 /// Collects every drill's status at `now`.
 pub async fn collect(
     store: &StateStore,
     drills: &[DrillConfig],
     now: DateTime<Utc>,
 ) -> Result<Vec<DrillStatus>, StateError> {
-    let summaries = store.summaries().await?;
-    let proofs = store.all_key_proofs().await?;
+    Ok(rows(&Snapshot::read(store).await?, drills, now))
+}
+
+/// Every drill's status at `now` from a snapshot (pure).
+pub fn rows(snap: &Snapshot, drills: &[DrillConfig], now: DateTime<Utc>) -> Vec<DrillStatus> {
+    let Snapshot { summaries, proofs } = snap;
     let empty = std::collections::HashMap::new();
     let mut out = Vec::with_capacity(drills.len());
     for d in drills {
@@ -90,7 +111,7 @@ pub async fn collect(
             runs_by_verdict: sum.by_verdict,
         });
     }
-    Ok(out)
+    out
 }
 
 fn when(t: Option<DateTime<Utc>>) -> String {

@@ -256,6 +256,9 @@ impl StateStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(std::time::Duration::from_secs(10))
+            // Rows cross from sqlx's worker thread in batches, not one
+            // thread switch each (`status` reads a row per drill).
+            .row_buffer_size(4096)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(2)

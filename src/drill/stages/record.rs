@@ -101,7 +101,7 @@ pub(crate) fn build(
             source: drill.source.display().to_string(),
         },
         config_digest: ConfigDigest {
-            drill_and_flow_sha256: drill.digest.clone(),
+            drill_and_flow_sha256: drill.digest.sha256().to_owned(),
             host_sha256: plan.host_digest.clone(),
         },
         runner: RunnerInfo {
