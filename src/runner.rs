@@ -226,6 +226,7 @@ impl KeyInputs {
                 touch_command: self.cfg.touch_command.clone(),
                 last_sign_count,
                 drill_id: drill.id.clone(),
+                account: drill.account.clone(),
             },
             self._temp,
         )

@@ -61,6 +61,9 @@ pub struct KeySettings {
     pub last_sign_count: Option<u32>,
     /// The drill, for touch-needed notifications.
     pub drill_id: String,
+    /// The account (UPN): a credential whose stored account name differs
+    /// is another account's.
+    pub account: String,
 }
 
 struct Shared {
@@ -211,12 +214,17 @@ impl KeyAuthenticator {
         .await?;
         let want_id = self.settings.credential_id.as_ref();
         let want_user = self.settings.user_handle.as_ref();
+        let account = &self.settings.account;
         let found = held.iter().find(|h| {
-            want_id.is_none_or(|id| &h.id == id) && want_user.is_none_or(|u| &h.user_handle == u)
+            want_id.is_none_or(|id| &h.id == id)
+                && want_user.is_none_or(|u| &h.user_handle == u)
+                && h.user_name
+                    .as_deref()
+                    .is_none_or(|n| n.eq_ignore_ascii_case(account))
         });
         let Some(found) = found else {
             let f = format!(
-                "the key holds {} credential(s) for {} but none for this account{}",
+                "the key holds {} credential(s) for {} but none for {account}{}",
                 held.len(),
                 self.settings.rp_id,
                 if want_id.is_some() {

@@ -764,7 +764,10 @@ fn parse_flow_cached(path: &Path, text: &str) -> Result<std::sync::Arc<Flow>, Pr
     if c.len() > 256 {
         c.clear();
     }
-    c.insert(path.to_path_buf(), (std::sync::Arc::from(text), parsed.clone()));
+    c.insert(
+        path.to_path_buf(),
+        (std::sync::Arc::from(text), parsed.clone()),
+    );
     parsed
 }
 
@@ -777,7 +780,10 @@ type FlowRead = Result<(PathBuf, std::sync::Arc<str>), String>;
 
 impl FlowFiles {
     fn read(&self, drill_path: &Path, name: &str) -> FlowRead {
-        let dir = drill_path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = drill_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let key = format!("{}\0{name}", dir.display());
         if let Some(hit) = self
             .0
@@ -821,9 +827,8 @@ pub(crate) fn load_drills(dir: &Path) -> (Vec<DrillConfig>, Problems) {
         .filter_map(Result::ok)
         .filter(|e| {
             e.path().extension().is_some_and(|x| x == "toml")
-                && e.file_type().is_ok_and(|t| {
-                    t.is_file() || (t.is_symlink() && e.path().is_file())
-                })
+                && e.file_type()
+                    .is_ok_and(|t| t.is_file() || (t.is_symlink() && e.path().is_file()))
         })
         .map(|e| e.path())
         .collect();

@@ -53,7 +53,8 @@ pub struct DrillStatus {
 /// What the state store says of every drill (two queries), read apart
 /// from the drill files so both can be read at once.
 pub struct Snapshot {
-    summaries: std::collections::HashMap<String, (crate::state::DrillState, crate::state::RunSummary)>,
+    summaries:
+        std::collections::HashMap<String, (crate::state::DrillState, crate::state::RunSummary)>,
     proofs: std::collections::HashMap<String, std::collections::HashMap<String, DateTime<Utc>>>,
 }
 

@@ -157,6 +157,7 @@ impl Rig {
                 touch_command: None,
                 last_sign_count: None,
                 drill_id: "bridge".into(),
+                account: "bg1@bridge.localhost".into(),
             },
             None,
         );

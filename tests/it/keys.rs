@@ -291,3 +291,33 @@ fn keys_list_without_a_key_says_so_and_succeeds() {
     json.expect_exit(0);
     assert_eq!(json.stdout.trim(), "[]");
 }
+
+#[test]
+fn keys_check_names_a_key_without_the_accounts_credential() {
+    let w = World::new();
+    let d = setup(&w, "");
+    // Another key file: a credential for another account only.
+    std::fs::remove_file(&d.key).unwrap();
+    let made = w.run([
+        "keys",
+        "soft-new",
+        d.key.to_str().unwrap(),
+        "--rp-id",
+        "ceremony.rehearsal.localhost",
+        "--user-name",
+        "someone.else@rehearsal.onmicrosoft.com",
+        "--pin",
+        &format!("file:{}", d.pin_file.display()),
+    ]);
+    made.expect_exit(0);
+    let check = w.run(["keys", "check", "bg-soft"]);
+    check.expect_exit(1);
+    assert!(
+        check
+            .stdout
+            .contains("none for breakglass1@rehearsal.onmicrosoft.com"),
+        "{}",
+        check.stdout
+    );
+    assert!(!check.stdout.contains(PIN) && !check.stderr.contains(PIN));
+}
