@@ -74,10 +74,14 @@
 //!   drills started through the runner under state-store locks, the
 //!   verdict policy (hold on FAIL, retry an ERROR before the sign-in),
 //!   the notification outbox (`daemon::outbox`), `status`/`plan`
-//!   (`daemon::status`) and `/metrics` (`daemon::metrics`). Time from a
-//!   `Clock`.
+//!   (`daemon::status`), `/metrics` (`daemon::metrics`), the control
+//!   socket through which `glassdrill run` asks a running daemon
+//!   (`daemon::control`), and the one on-demand run path both use
+//!   (`daemon::ondemand`). Time from a `Clock`.
 //! - [`cli`]: clap definitions and one file per command group; the only
-//!   module that prints results to stdout. Never holds drill logic.
+//!   module that prints results to stdout; man pages and completions
+//!   generated from the definitions (`cli::docs`). Never holds drill
+//!   logic.
 #![forbid(unsafe_code)]
 
 /// `println!` that never panics: a closed stdout (`glassdrill run … | head`)

@@ -17,6 +17,7 @@ use crate::tenant::Fault;
 
 mod check;
 mod daemon;
+mod docs;
 mod evidence;
 mod keys;
 mod progress;
@@ -29,7 +30,15 @@ use run::drill_command;
 use tenant::tenant;
 
 /// Exit code for usage and configuration errors (BSD `EX_USAGE`).
-pub const EXIT_USAGE: u8 = 64;
+pub const EXIT_USAGE: u8 = crate::daemon::ondemand::EXIT_USAGE;
+
+/// `--version`: the release and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("GLASSDRILL_COMMIT"),
+    ")"
+);
 
 /// glassdrill proves that break-glass accounts still work and are still
 /// watched: a real sign-in with the security key through a real browser,
@@ -37,7 +46,7 @@ pub const EXIT_USAGE: u8 = 64;
 #[derive(Debug, Parser)]
 #[command(
     name = "glassdrill",
-    version,
+    version = VERSION,
     propagate_version = true,
     after_help = "Exit codes: 0 PASS, 1 FAIL (a finding), 2 ERROR or INTERRUPTED (retry), 64 usage or configuration error.\nStart with `glassdrill rehearse`."
 )]
@@ -53,9 +62,39 @@ pub struct Cli {
     /// More log detail (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Colour in the log on stderr: auto (a terminal, and NO_COLOR unset),
+    /// always, never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour stderr.
+    pub fn ansi(self) -> bool {
+        use std::io::IsTerminal as _;
+        match self {
+            Self::Always => true,
+            Self::Never => false,
+            Self::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stderr().is_terminal()
+            }
+        }
+    }
 }
 
 /// Log formats.
@@ -113,6 +152,19 @@ pub enum Command {
     /// Security keys: list the attached ones, check a drill's keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (glassdrill(1), one per command,
+    /// glassdrill.toml(5)) into a directory (for packaging).
+    #[command(hide = true)]
+    Manpages {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 /// Options shared by `rehearse` and `run`.
@@ -366,6 +418,29 @@ pub async fn execute(cli: Cli) -> u8 {
     if let Command::Evidence(EvidenceCommand::Verify(a)) = cli.command {
         return verify(a);
     }
+    // Documentation commands need no configuration either.
+    match &cli.command {
+        Command::Completions { shell } => {
+            docs::completions(*shell);
+            return 0;
+        }
+        Command::Manpages { dir } => {
+            return match docs::write_man_pages(dir) {
+                Ok(files) => {
+                    out!("{} man pages in {}", files.len(), dir.display());
+                    0
+                }
+                Err(e) => {
+                    errln!(
+                        "error: cannot write the man pages to {}: {e}",
+                        dir.display()
+                    );
+                    1
+                }
+            };
+        }
+        _ => {}
+    }
     // Commands that start a drill or a server take over Ctrl-C and SIGTERM
     // first of all, before any configuration is read.
     let cancel = matches!(
@@ -427,6 +502,8 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Plan(a) => daemon::plan(&host, a).await,
         Command::State(StateCommand::Rebuild) => daemon::rebuild(&host).await,
         Command::Keys(k) => keys::keys(&host, k).await,
+        // Answered above, before the configuration is read.
+        Command::Completions { .. } | Command::Manpages { .. } => 0,
         Command::CheckConfig => check_config(&host),
         Command::Keygen(a) => keygen(&host, a),
         Command::Evidence(EvidenceCommand::Verify(a)) => verify(a), // handled above

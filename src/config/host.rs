@@ -164,6 +164,63 @@ pub(crate) fn secure_endpoint(u: &url::Url) -> bool {
     }
 }
 
+/// The keys each table of the host config accepts (the parser's schema,
+/// also walked by [`accepted_keys`]).
+fn host_schema(p: &[Seg]) -> Option<&'static [&'static str]> {
+    match p {
+        [] => Some(fields_of::<RawHost>()),
+        [Seg::Key(k)] if k == "evidence" => Some(fields_of::<RawEvidence>()),
+        [Seg::Key(k)] if k == "webhook" => Some(fields_of::<RawWebhook>()),
+        [Seg::Key(k)] if k == "entra" => Some(fields_of::<RawEntra>()),
+        [Seg::Key(k)] if k == "browser" => Some(fields_of::<RawBrowser>()),
+        [Seg::Key(k)] if k == "daemon" => Some(fields_of::<super::daemon::RawDaemon>()),
+        [Seg::Key(k)] if k == "notify" => Some(fields_of::<super::daemon::RawNotify>()),
+        [Seg::Key(k), Seg::Key(s)] if k == "notify" && s == "smtp" => {
+            Some(fields_of::<super::daemon::RawSmtp>())
+        }
+        [Seg::Key(k), Seg::Key(w), Seg::Index(_)] if k == "notify" && w == "webhook" => {
+            Some(fields_of::<super::daemon::RawChatHook>())
+        }
+        _ => None,
+    }
+}
+
+/// Every key the host config accepts, as `table.key` (`key` at the top,
+/// `table[].key` in an array of tables): for `glassdrill.toml(5)` and the
+/// test that keeps it complete.
+pub fn accepted_keys() -> Vec<String> {
+    fn walk(path: &mut Vec<Seg>, name: &str, out: &mut Vec<String>) {
+        let Some(fields) = host_schema(path) else {
+            return;
+        };
+        for f in fields {
+            path.push(Seg::Key((*f).to_owned()));
+            let table = host_schema(path).is_some();
+            path.push(Seg::Index(0));
+            let array = !table && host_schema(path).is_some();
+            path.pop();
+            let full = if name.is_empty() {
+                (*f).to_owned()
+            } else {
+                format!("{name}.{f}")
+            };
+            if table {
+                walk(path, &full, out);
+            } else if array {
+                path.push(Seg::Index(0));
+                walk(path, &format!("{full}[]"), out);
+                path.pop();
+            } else {
+                out.push(full);
+            }
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(&mut Vec::new(), "", &mut out);
+    out
+}
+
 impl HostConfig {
     /// Built-in defaults (no config file).
     pub fn defaults(env: &Environment) -> Self {
@@ -214,24 +271,7 @@ impl HostConfig {
     /// Parses and validates host config text.
     pub fn parse(path: &Path, text: &str, env: &Environment) -> Result<Self, Problems> {
         let src = Source::new(path, text);
-        let raw: RawHost = src
-            .parse(&|p: &[Seg]| match p {
-                [] => Some(fields_of::<RawHost>()),
-                [Seg::Key(k)] if k == "evidence" => Some(fields_of::<RawEvidence>()),
-                [Seg::Key(k)] if k == "webhook" => Some(fields_of::<RawWebhook>()),
-                [Seg::Key(k)] if k == "entra" => Some(fields_of::<RawEntra>()),
-                [Seg::Key(k)] if k == "browser" => Some(fields_of::<RawBrowser>()),
-                [Seg::Key(k)] if k == "daemon" => Some(fields_of::<super::daemon::RawDaemon>()),
-                [Seg::Key(k)] if k == "notify" => Some(fields_of::<super::daemon::RawNotify>()),
-                [Seg::Key(k), Seg::Key(s)] if k == "notify" && s == "smtp" => {
-                    Some(fields_of::<super::daemon::RawSmtp>())
-                }
-                [Seg::Key(k), Seg::Key(w), Seg::Index(_)] if k == "notify" && w == "webhook" => {
-                    Some(fields_of::<super::daemon::RawChatHook>())
-                }
-                _ => None,
-            })
-            .map_err(Problems)?;
+        let raw: RawHost = src.parse(&host_schema).map_err(Problems)?;
         let base = path
             .parent()
             .map(Path::to_path_buf)

@@ -2,6 +2,7 @@
 //! chromedriver, real HTTP servers on loopback, the real binary.
 
 mod bridge;
+mod cli_conventions;
 mod config_cli;
 mod daemon;
 mod deploy;
