@@ -21,6 +21,6 @@ gzip -9n target/assets/man/*
 "$bin" completions zsh > target/assets/completions/_glassdrill
 "$bin" completions fish > target/assets/completions/glassdrill.fish
 extra=()
-[ "$profile" = dev ] && extra=(--no-strip --fast)
+[ "$profile" = dev ] && extra=(--fast)
 cargo deb --no-build --profile "$profile" "${extra[@]}" -q
 ls -t target/debian/glassdrill_*.deb | head -1
