@@ -109,6 +109,22 @@ impl Services {
                 )),
             }
         }
+        // Sealed bundles the evidence log does not hold yet (a run that
+        // died between sealing and appending, or evidence from before the
+        // log) are appended now, in time order.
+        match crate::evidence::log::catch_up(
+            &host.evidence_dir(),
+            &signing_key,
+            &host.evidence.signer,
+        ) {
+            Ok(0) => {}
+            Ok(n) => progress.note(&format!(
+                "appended {n} sealed bundle(s) to the evidence log"
+            )),
+            Err(e) => progress.note(&format!(
+                "the evidence log could not be brought up to date: {e}"
+            )),
+        }
         let receiver =
             WebhookReceiver::start(webhook.listen, webhook.token, host.webhook.max_body_bytes)
                 .await?;

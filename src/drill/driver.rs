@@ -366,7 +366,7 @@ pub async fn run(
             (Some(r), Ok(b)) => {
                 d.stage(
                     Stage::Report,
-                    stages::report::run(sinks, r, &b.dir, &plan.findings),
+                    stages::report::run(sinks, r, b, &plan.findings),
                 )
                 .await
             }

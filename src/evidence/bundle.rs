@@ -291,6 +291,7 @@ impl BundleWriter {
             dir: self.final_dir,
             manifest_sha256: sha256_hex(&manifest),
             files: std::mem::take(&mut self.files).into_keys().collect(),
+            log: None,
         })
     }
 
@@ -328,6 +329,9 @@ pub struct SealedBundle {
     /// Every file listed in `SHA256SUMS`, in its (bytewise sorted) order,
     /// including `allowed_signers`.
     pub files: Vec<String>,
+    /// Its entry in the evidence log and the checkpoint signed after it
+    /// (`None`: not appended by whoever sealed it).
+    pub log: Option<Result<super::log::Appended, String>>,
 }
 
 #[cfg(test)]

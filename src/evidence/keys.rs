@@ -189,6 +189,38 @@ impl SigningKey {
     /// the armored signature (`-----BEGIN SSH SIGNATURE-----`, LF line
     /// endings, trailing newline): byte-for-byte what `ssh-keygen -Y sign`
     /// writes for the same key and message, since Ed25519 is deterministic.
+    /// The same Ed25519 key as a signed-note signer named `name` (the
+    /// evidence log's checkpoints).
+    pub fn note_signer(
+        &self,
+        name: &str,
+    ) -> Result<crate::ledger::note::NoteSigner, EvidenceError> {
+        let crypto = |why: String| EvidenceError::Crypto {
+            action: "preparing the log checkpoint key",
+            why,
+        };
+        let pair = self
+            .key
+            .key_data()
+            .ed25519()
+            .ok_or_else(|| crypto("the evidence key is not Ed25519".into()))?;
+        crate::ledger::note::NoteSigner::new(name, &pair.private.to_bytes())
+            .map_err(|e| crypto(e.to_string()))
+    }
+
+    /// The signed-note verifier of this key under `name`.
+    pub fn note_verifier(
+        &self,
+        name: &str,
+    ) -> Result<crate::ledger::note::NoteVerifier, EvidenceError> {
+        self.note_signer(name)?.verifier_key().parse().map_err(
+            |e: crate::ledger::note::NoteError| EvidenceError::Crypto {
+                action: "preparing the log checkpoint key",
+                why: e.to_string(),
+            },
+        )
+    }
+
     pub fn sign(&self, msg: &[u8]) -> Result<String, EvidenceError> {
         let sig = self
             .key

@@ -428,6 +428,7 @@ pub(crate) fn validate_signer(signer: &str) -> Result<(), EvidenceError> {
 mod allowed_signers;
 mod bundle;
 mod keys;
+pub mod log;
 mod manifest;
 pub mod recover;
 pub mod report;

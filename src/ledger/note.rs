@@ -189,6 +189,19 @@ impl std::str::FromStr for NoteVerifier {
 }
 
 impl NoteVerifier {
+    /// The verifier of the Ed25519 public key `public` named `name` (an
+    /// `ssh-ed25519` key from `allowed_signers`).
+    pub fn from_ed25519(name: &str, public: &[u8; 32]) -> Result<Self, NoteError> {
+        check_name(name)?;
+        let key = VerifyingKey::from_bytes(public)
+            .map_err(|_| NoteError::Key("not a valid Ed25519 public key"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            id: key_id(name, &key),
+            key,
+        })
+    }
+
     /// Checks the note's signature by this key; returns its text.
     pub fn open<'a>(&self, note: &'a str) -> Result<&'a str, NoteError> {
         let split = note

@@ -191,10 +191,39 @@ pub(crate) async fn run(
         }
         Err(e) => Err(e),
     };
+    let bundle = bundle.map(|mut b| {
+        // Into the evidence log at once; one that fails is appended at
+        // glassdrill's next start (`evidence::log::catch_up`).
+        b.log = Some(
+            crate::evidence::log::EvidenceLog::at(&sinks.evidence_dir)
+                .append(
+                    &record.drill.id,
+                    &record.run_id,
+                    &b.manifest_sha256,
+                    sinks.signing_key,
+                    sinks.signer,
+                )
+                .map_err(|e| e.to_string()),
+        );
+        b
+    });
     match &bundle {
         Ok(b) => Ended::new(
             StageStatus::Passed,
-            format!("{} ({} files)", b.dir.display(), b.files.len()),
+            match &b.log {
+                Some(Ok(a)) => format!(
+                    "{} ({} files); evidence log entry {}",
+                    b.dir.display(),
+                    b.files.len(),
+                    a.index
+                ),
+                Some(Err(e)) => format!(
+                    "{} ({} files); not yet in the evidence log ({e}): appended at the next start",
+                    b.dir.display(),
+                    b.files.len()
+                ),
+                None => format!("{} ({} files)", b.dir.display(), b.files.len()),
+            },
             (Some(record), bundle),
         ),
         Err(e) => {

@@ -1,6 +1,6 @@
 //! `report`: the verdict to the notification channel.
 
-use std::path::Path;
+use crate::evidence::SealedBundle;
 
 use super::Ended;
 use crate::drill::plan::Sinks;
@@ -8,7 +8,8 @@ use crate::record::{DrillRecord, StageStatus};
 
 /// The report text (pure): verdict and reasons, each stage's time, the
 /// alerts' latencies, and where the signed evidence is.
-pub fn text(r: &DrillRecord, bundle: &Path, findings: &[String]) -> String {
+pub fn text(r: &DrillRecord, sealed: &SealedBundle, findings: &[String]) -> String {
+    let bundle = sealed.dir.as_path();
     let mut t = format!(
         "glassdrill: {} drill {} ({}) run {}",
         r.verdict, r.drill.id, r.drill.account, r.run_id
@@ -69,6 +70,18 @@ pub fn text(r: &DrillRecord, bundle: &Path, findings: &[String]) -> String {
         bundle.display(),
         bundle.display()
     ));
+    match &sealed.log {
+        // Everyone who receives a report keeps a witness copy of the log.
+        Some(Ok(a)) => t.push_str(&format!(
+            "\nevidence log: entry {}; checkpoint (keep it: `glassdrill evidence verify --since-checkpoint FILE` proves the log only grew since):\n{}",
+            a.index,
+            a.checkpoint.trim_end()
+        )),
+        Some(Err(e)) => t.push_str(&format!(
+            "\nevidence log: not yet appended ({e}); appended at glassdrill's next start"
+        )),
+        None => {}
+    }
     t
 }
 
@@ -80,7 +93,7 @@ fn opt(v: Option<u32>) -> String {
 pub async fn run(
     sinks: &Sinks<'_>,
     record: &DrillRecord,
-    bundle: &Path,
+    bundle: &SealedBundle,
     findings: &[String],
 ) -> Ended<()> {
     match sinks

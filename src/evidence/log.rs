@@ -1,0 +1,533 @@
+//! The evidence log (D8): every sealed bundle's `SHA256SUMS` digest
+//! appended in order, as an RFC 6962 leaf, with a checkpoint signed after
+//! each append in the C2SP `tlog-checkpoint` / `signed-note` format. A
+//! deleted, altered, added or reordered bundle no longer matches it.
+//!
+//! Layout, `<evidence>/.log/` (a drill id never starts with a dot):
+//! - `entries.jsonl`: one JSON object per line; the leaf is the exact bytes
+//!   of the line without its newline, so anyone can recompute the tree
+//!   from the file (the export's `verify_log.py` does, in plain Python);
+//! - `checkpoint`: the latest signed checkpoint;
+//! - `checkpoint.<size>`: every checkpoint ever signed (witness copies).
+//!
+//! Appends are serialised across processes with `flock` on `.log/lock`.
+//! The note key is the evidence signing key (Ed25519) under the signer's
+//! principal; the origin names the log: `glassdrill-evidence-log/<signer>`.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::evidence::allowed_signers;
+use crate::ledger::merkle::{self, Hash};
+use crate::ledger::note::{Checkpoint, NoteVerifier};
+
+/// The log's directory under the evidence root.
+pub const LOG_DIR: &str = ".log";
+const ENTRIES: &str = "entries.jsonl";
+const CHECKPOINT: &str = "checkpoint";
+/// Largest log read (a line is ~200 bytes: millions of drills).
+const MAX_LOG: u64 = 1 << 30;
+
+/// One log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// `bundle`.
+    pub kind: String,
+    /// Drill id.
+    pub drill: String,
+    /// Run id.
+    pub run: String,
+    /// SHA-256 of the bundle's `SHA256SUMS`, hex.
+    pub manifest_sha256: String,
+    /// When it was appended (RFC 3339, UTC).
+    pub appended: String,
+}
+
+/// What an append gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The entry's index (0-based).
+    pub index: u64,
+    /// The signed checkpoint over the log including it.
+    pub checkpoint: String,
+}
+
+/// The log's origin line for `signer`.
+pub fn origin(signer: &str) -> String {
+    format!("glassdrill-evidence-log/{signer}")
+}
+
+/// The log of an evidence root.
+#[derive(Debug, Clone)]
+pub struct EvidenceLog {
+    dir: PathBuf,
+}
+
+/// The log as read: its lines and their leaf hashes.
+#[derive(Debug, Default)]
+pub struct LogContents {
+    /// Parsed entries (a line that does not parse is a finding and `None`).
+    pub entries: Vec<Option<Entry>>,
+    /// Leaf hashes, one per line.
+    pub leaves: Vec<Hash>,
+    /// Bytes after the last newline (a torn append).
+    pub torn_tail: usize,
+}
+
+impl EvidenceLog {
+    /// The log of `evidence_root`.
+    pub fn at(evidence_root: &Path) -> Self {
+        Self {
+            dir: evidence_root.join(LOG_DIR),
+        }
+    }
+
+    /// Its directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads the entries (an absent log is empty).
+    pub fn read(&self) -> Result<LogContents, EvidenceError> {
+        let path = self.dir.join(ENTRIES);
+        let bytes = match read_capped(&path, MAX_LOG) {
+            Ok(b) => b,
+            Err(ReadCappedError::Io(e)) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(ReadCappedError::Io(e)) => return Err(io_err("read", &path)(e)),
+            Err(ReadCappedError::TooLarge) => {
+                return Err(EvidenceError::Serialize {
+                    what: "the evidence log",
+                    why: format!("{} is larger than 1 GiB", path.display()),
+                });
+            }
+        };
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let mut out = LogContents {
+            torn_tail: bytes.len() - complete,
+            ..LogContents::default()
+        };
+        if complete > 0 {
+            // Without the final newline: exactly one piece per line.
+            for line in bytes[..complete - 1].split(|b| *b == b'\n') {
+                out.leaves.push(merkle::leaf_hash(line));
+                out.entries.push(serde_json::from_slice(line).ok());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes the log's lock (across processes), held until dropped.
+    fn lock(&self) -> Result<nix::fcntl::Flock<fs::File>, EvidenceError> {
+        crate::support::fs::create_private_dirs(&self.dir).map_err(io_err("create", &self.dir))?;
+        let lock_path = self.dir.join("lock");
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, e)| io_err("lock", &lock_path)(io::Error::from(e)))
+    }
+
+    /// Appends `bundle` and signs a new checkpoint; serialised across
+    /// processes. Returns the entry's index and the checkpoint.
+    pub fn append(
+        &self,
+        drill: &str,
+        run: &str,
+        manifest_sha256: &str,
+        key: &SigningKey,
+        signer: &str,
+    ) -> Result<Appended, EvidenceError> {
+        let _lock = self.lock()?;
+        self.append_locked(drill, run, manifest_sha256, key, signer)
+    }
+
+    fn append_locked(
+        &self,
+        drill: &str,
+        run: &str,
+        manifest_sha256: &str,
+        key: &SigningKey,
+        signer: &str,
+    ) -> Result<Appended, EvidenceError> {
+        let path = self.dir.join(ENTRIES);
+        let before = self.read()?;
+        if before.torn_tail > 0 {
+            // An append that died half-written: never covered by a
+            // checkpoint; cut so the log stays one entry per line.
+            let len = fs::metadata(&path).map_err(io_err("inspect", &path))?.len();
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(io_err("open", &path))?;
+            f.set_len(len - before.torn_tail as u64)
+                .map_err(io_err("truncate", &path))?;
+            tracing::warn!(log = %path.display(), bytes = before.torn_tail, "cut a half-written entry from the evidence log");
+        }
+        let entry = Entry {
+            kind: "bundle".into(),
+            drill: drill.to_owned(),
+            run: run.to_owned(),
+            manifest_sha256: manifest_sha256.to_owned(),
+            appended: crate::support::time::rfc3339_ms(crate::support::time::now()),
+        };
+        let line = serde_json::to_vec(&entry).map_err(|e| EvidenceError::Serialize {
+            what: "a log entry",
+            why: e.to_string(),
+        })?;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err("open", &path))?;
+        let mut buf = line.clone();
+        buf.push(b'\n');
+        f.write_all(&buf).map_err(io_err("append to", &path))?;
+        f.sync_all().map_err(io_err("sync", &path))?;
+        let mut leaves = before.leaves;
+        leaves.push(merkle::leaf_hash(&line));
+        let index = leaves.len() as u64 - 1;
+        let checkpoint = Checkpoint {
+            origin: origin(signer),
+            size: leaves.len() as u64,
+            root: merkle::root(&leaves),
+        };
+        let note = key
+            .note_signer(signer)?
+            .sign(&checkpoint.body())
+            .map_err(|e| EvidenceError::Crypto {
+                action: "signing the log checkpoint",
+                why: e.to_string(),
+            })?;
+        crate::support::fs::write_atomic(
+            &self.dir.join(format!("{CHECKPOINT}.{}", checkpoint.size)),
+            note.as_bytes(),
+            0o600,
+            crate::support::fs::Existing::Replace,
+        )
+        .map_err(io_err("write", &self.dir))?;
+        crate::support::fs::write_atomic(
+            &self.dir.join(CHECKPOINT),
+            note.as_bytes(),
+            0o600,
+            crate::support::fs::Existing::Replace,
+        )
+        .map_err(io_err("write", &self.dir))?;
+        Ok(Appended {
+            index,
+            checkpoint: note,
+        })
+    }
+
+    /// The latest checkpoint's text, if any.
+    pub fn latest_checkpoint(&self) -> Option<String> {
+        fs::read_to_string(self.dir.join(CHECKPOINT)).ok()
+    }
+}
+
+/// A sealed bundle found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnDisk {
+    /// Drill id.
+    pub drill: String,
+    /// Run id.
+    pub run: String,
+    /// SHA-256 of its `SHA256SUMS` (`None`: no manifest).
+    pub manifest_sha256: Option<String>,
+}
+
+/// Every sealed bundle under `root` (`<drill>/<run>/SHA256SUMS`), sorted
+/// by run id (time order).
+pub fn bundles_on_disk(root: &Path) -> Vec<OnDisk> {
+    let mut out = Vec::new();
+    for d in fs::read_dir(root).into_iter().flatten().flatten() {
+        let Some(drill) = d.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if crate::support::ids::check(&drill).is_err() || !d.path().is_dir() {
+            continue;
+        }
+        for r in fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            let Some(run) = r.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if run.starts_with('.') || !r.path().is_dir() {
+                continue;
+            }
+            let manifest_sha256 = read_capped(&r.path().join(MANIFEST), MAX_MANIFEST_FILE)
+                .ok()
+                .map(|b| sha256_hex(&b));
+            out.push(OnDisk {
+                drill: drill.clone(),
+                run,
+                manifest_sha256,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.run.cmp(&b.run).then(a.drill.cmp(&b.drill)));
+    out
+}
+
+/// Appends every sealed bundle the log does not hold yet (a run that died
+/// between sealing and appending), in time order; returns how many.
+pub fn catch_up(root: &Path, key: &SigningKey, signer: &str) -> Result<usize, EvidenceError> {
+    let log = EvidenceLog::at(root);
+    // One lock for the whole pass: two processes starting at once never
+    // append the same bundle twice.
+    let _lock = log.lock()?;
+    let have: std::collections::HashSet<(String, String)> = log
+        .read()?
+        .entries
+        .into_iter()
+        .flatten()
+        .map(|e| (e.drill, e.run))
+        .collect();
+    let mut n = 0;
+    for b in bundles_on_disk(root) {
+        if have.contains(&(b.drill.clone(), b.run.clone())) {
+            continue;
+        }
+        let Some(digest) = &b.manifest_sha256 else {
+            continue;
+        };
+        // Only what verifies with this host's key enters its log.
+        let dir = root.join(&b.drill).join(&b.run);
+        if verify_bundle_all(&dir, None).is_err() {
+            tracing::warn!(bundle = %dir.display(), "not appended to the evidence log: it does not verify");
+            continue;
+        }
+        log.append_locked(&b.drill, &b.run, digest, key, signer)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// What verifying the log against the bundles found.
+#[derive(Debug, Default)]
+pub struct LogReport {
+    /// Entries in the log.
+    pub size: u64,
+    /// The size the latest checkpoint covers (`None`: no valid checkpoint).
+    pub checkpoint_size: Option<u64>,
+    /// Problems, each naming the entry or bundle.
+    pub findings: Vec<String>,
+}
+
+/// Verifies the log of `root`: the latest checkpoint is signed by
+/// `verifier` and matches the entries; every bundle on disk is in the log
+/// with the same manifest digest; every entry has its bundle; no entry is
+/// duplicated. With `since`, an older checkpoint: the log only grew since.
+pub fn verify_log(
+    root: &Path,
+    verifier: &NoteVerifier,
+    signer: &str,
+    since: Option<&str>,
+) -> LogReport {
+    let log = EvidenceLog::at(root);
+    let mut r = LogReport::default();
+    let contents = match log.read() {
+        Ok(c) => c,
+        Err(e) => {
+            r.findings
+                .push(format!("the evidence log cannot be read: {e}"));
+            return r;
+        }
+    };
+    r.size = contents.leaves.len() as u64;
+    if contents.torn_tail > 0 {
+        r.findings.push(format!(
+            "the log ends in {} bytes of a half-written entry (an append that died, or a truncated log)",
+            contents.torn_tail
+        ));
+    }
+    for (i, e) in contents.entries.iter().enumerate() {
+        if e.is_none() {
+            r.findings
+                .push(format!("log entry {i} is not a valid entry (altered?)"));
+        }
+    }
+    let check = |note: &str, what: &str, findings: &mut Vec<String>| -> Option<Checkpoint> {
+        let text = match verifier.open(note) {
+            Ok(t) => t,
+            Err(e) => {
+                findings.push(format!("{what} is not signed by {signer}'s key: {e}"));
+                return None;
+            }
+        };
+        match Checkpoint::parse(text) {
+            Ok(c) if c.origin != origin(signer) => {
+                findings.push(format!(
+                    "{what} is for log {:?}, not {:?} (a checkpoint of another log)",
+                    c.origin,
+                    origin(signer)
+                ));
+                None
+            }
+            Ok(c) => Some(c),
+            Err(e) => {
+                findings.push(format!("{what} is not a checkpoint: {e}"));
+                None
+            }
+        }
+    };
+    match log.latest_checkpoint() {
+        None if r.size > 0 => r
+            .findings
+            .push("the log has entries but no checkpoint".into()),
+        None => {}
+        Some(note) => {
+            if let Some(c) = check(&note, "the latest checkpoint", &mut r.findings) {
+                if c.size > r.size {
+                    r.findings.push(format!(
+                        "the latest checkpoint covers {} entries but the log has {}: entries were removed (truncated log)",
+                        c.size, r.size
+                    ));
+                } else if merkle::root(&contents.leaves[..c.size as usize]) != c.root {
+                    r.findings.push(format!(
+                        "the first {} log entries do not match the latest checkpoint: entries were altered, reordered or replaced",
+                        c.size
+                    ));
+                } else {
+                    r.checkpoint_size = Some(c.size);
+                    if c.size < r.size {
+                        r.findings.push(format!(
+                            "log entries {}..{} are not covered by a checkpoint (an append that died before signing)",
+                            c.size,
+                            r.size - 1
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(old) = since
+        && let Some(c) = check(old, "the given checkpoint", &mut r.findings)
+    {
+        if c.size > r.size {
+            r.findings.push(format!(
+                "the given checkpoint covers {} entries but the log now has {}: the log was cut",
+                c.size, r.size
+            ));
+        } else {
+            let proof = merkle::consistency_proof(c.size as usize, &contents.leaves);
+            let new_root = merkle::root(&contents.leaves);
+            let ok = proof.is_some_and(|p| {
+                merkle::verify_consistency(c.size, r.size, &p, &c.root, &new_root).is_ok()
+            });
+            if !ok {
+                r.findings.push(format!(
+                    "the log is not an extension of the given checkpoint (size {}): its history was rewritten",
+                    c.size
+                ));
+            }
+        }
+    }
+    // Bundles against entries.
+    let mut seen: std::collections::HashMap<(String, String), (usize, String)> =
+        std::collections::HashMap::new();
+    for (i, e) in contents.entries.iter().enumerate() {
+        let Some(e) = e else { continue };
+        let key = (e.drill.clone(), e.run.clone());
+        if let Some((first, _)) = seen.get(&key) {
+            r.findings.push(format!(
+                "log entries {first} and {i} both record bundle {}/{}",
+                e.drill, e.run
+            ));
+            continue;
+        }
+        seen.insert(key, (i, e.manifest_sha256.clone()));
+    }
+    let mut on_disk = std::collections::HashSet::new();
+    for b in bundles_on_disk(root) {
+        let key = (b.drill.clone(), b.run.clone());
+        match (seen.get(&key), &b.manifest_sha256) {
+            (None, _) => r.findings.push(format!(
+                "bundle {}/{} is not in the evidence log (added afterwards?)",
+                b.drill, b.run
+            )),
+            (Some((i, want)), Some(got)) if want != got => r.findings.push(format!(
+                "bundle {}/{}: its SHA256SUMS is not the one log entry {i} recorded (altered after sealing)",
+                b.drill, b.run
+            )),
+            _ => {}
+        }
+        on_disk.insert(key);
+    }
+    let mut missing: Vec<(&(String, String), &(usize, String))> =
+        seen.iter().filter(|(k, _)| !on_disk.contains(*k)).collect();
+    missing.sort_by_key(|(_, (i, _))| *i);
+    for ((drill, run), (i, _)) in missing {
+        r.findings.push(format!(
+            "log entry {i}: bundle {drill}/{run} is missing (deleted?)"
+        ));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests;
+
+/// What `glassdrill evidence verify` (no bundle named) found.
+#[derive(Debug, Default)]
+pub struct AllReport {
+    /// Bundles verified.
+    pub bundles: usize,
+    /// Bundles that did not verify, with every problem.
+    pub failed: Vec<(PathBuf, Vec<String>)>,
+    /// The log's verification.
+    pub log: LogReport,
+}
+
+/// Verifies every bundle under `root` against the pinned `allowed_signers`
+/// (never a bundle's own copy), and the evidence log against the key
+/// `allowed_signers` lists for `signer`; with `since`, that the log only
+/// grew since that checkpoint.
+pub fn verify_all(
+    root: &Path,
+    allowed_signers: &Path,
+    signer: &str,
+    since: Option<&str>,
+) -> Result<AllReport, String> {
+    let text = fs::read_to_string(allowed_signers)
+        .map_err(|e| format!("cannot read {}: {e}", allowed_signers.display()))?;
+    let (entries, errs) = allowed_signers::parse_allowed_signers(&text, allowed_signers);
+    if let Some(e) = errs.first() {
+        return Err(e.to_string());
+    }
+    let key = entries
+        .iter()
+        .filter(|e| {
+            allowed_signers::match_pattern_list(signer, &e.principals)
+                && e.namespaces
+                    .as_deref()
+                    .is_none_or(|n| allowed_signers::match_pattern_list(NAMESPACE, n))
+        })
+        .find_map(|e| e.key.key_data().ed25519().map(|k| k.0))
+        .ok_or_else(|| {
+            format!(
+                "{} lists no Ed25519 key for signer {signer} in namespace {NAMESPACE}",
+                allowed_signers.display()
+            )
+        })?;
+    let verifier = crate::ledger::note::NoteVerifier::from_ed25519(signer, &key)
+        .map_err(|e| format!("signer {signer}: {e}"))?;
+    let mut report = AllReport::default();
+    for b in bundles_on_disk(root) {
+        let dir = root.join(&b.drill).join(&b.run);
+        report.bundles += 1;
+        if let Err(errs) = verify_bundle_all(&dir, Some(allowed_signers)) {
+            report
+                .failed
+                .push((dir, errs.iter().map(ToString::to_string).collect()));
+        }
+    }
+    report.log = verify_log(root, &verifier, signer, since);
+    Ok(report)
+}
