@@ -460,10 +460,13 @@ pub fn verify_log(
         }
         on_disk.insert(key);
     }
-    let mut missing: Vec<(&(String, String), &(usize, String))> =
-        seen.iter().filter(|(k, _)| !on_disk.contains(*k)).collect();
-    missing.sort_by_key(|(_, (i, _))| *i);
-    for ((drill, run), (i, _)) in missing {
+    let mut missing: Vec<(usize, &String, &String)> = seen
+        .iter()
+        .filter(|(k, _)| !on_disk.contains(*k))
+        .map(|((drill, run), (i, _))| (*i, drill, run))
+        .collect();
+    missing.sort();
+    for (i, drill, run) in missing {
         r.findings.push(format!(
             "log entry {i}: bundle {drill}/{run} is missing (deleted?)"
         ));

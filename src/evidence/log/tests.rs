@@ -102,7 +102,7 @@ fn deleted_added_altered_bundles_and_a_truncated_log_are_named() {
     }
     // A bundle deleted.
     let deleted = make_bundle(f.root.parent().unwrap(), &f.key, "run-x");
-    fs::remove_dir_all(&f.root.join("bg-1/run-1")).unwrap();
+    fs::remove_dir_all(f.root.join("bg-1/run-1")).unwrap();
     let r = verify(&f, None);
     assert!(
         r.findings
