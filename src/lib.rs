@@ -16,10 +16,11 @@
 //!   v1, JSON Schema in `schema/`). Pure data.
 //! - [`webauthn`]: WebAuthn data, pure: assertion verification (the
 //!   tenant's relying-party side) and P-256 credential keys.
-//! - [`fido`]: FIDO2 keys at the CTAP level: `hid` (a USB key through
-//!   `ctap-hid-fido2`), `soft` (a P-256 credential in a 0600 file, for CI),
-//!   key selection and the PIN-counter and sign-counter rules. Blocking
-//!   calls, run on threads of their own under deadlines.
+//! - [`fido`]: FIDO2 keys at the CTAP level (USB and file I/O, not pure):
+//!   `hid` (a USB key through `ctap-hid-fido2`), `soft` (a P-256 credential
+//!   in a 0600 file, for CI); pure key selection (a key told apart without
+//!   its PIN) and the PIN-counter and sign-counter rules. Blocking calls,
+//!   run on threads of their own under deadlines.
 //! - [`ledger`]: the evidence ledger's pure building blocks: RFC 6962
 //!   Merkle hashes with inclusion and consistency proofs, C2SP signed
 //!   notes and checkpoints (Ed25519). No I/O yet: the log file and its use

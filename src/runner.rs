@@ -227,6 +227,7 @@ impl KeyInputs {
                 last_sign_count,
                 drill_id: drill.id.clone(),
                 account: drill.account.clone(),
+                attended: false,
             },
             self._temp,
         )
@@ -248,7 +249,8 @@ pub fn key_authenticator(
     };
     match key_inputs(drill, k, Some(name), &mut problems) {
         Some(inputs) if problems.is_empty() => {
-            let (settings, _) = inputs.settings(drill, None);
+            let (mut settings, _) = inputs.settings(drill, None);
+            settings.attended = true;
             Ok(KeyAuthenticator::new(settings, None))
         }
         _ => Err(PlanProblems(problems)),

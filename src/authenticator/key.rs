@@ -64,6 +64,9 @@ pub struct KeySettings {
     /// The account (UPN): a credential whose stored account name differs
     /// is another account's.
     pub account: String,
+    /// A person is at the key (`keys check`): the PIN may be tried on the
+    /// one key of the configured model even without a credential id.
+    pub attended: bool,
 }
 
 struct Shared {
@@ -74,6 +77,8 @@ struct Shared {
     served: bool,
     /// The credential found in preflight.
     credential_id: Option<Vec<u8>>,
+    /// Where the key found in preflight is (for `touch_command`).
+    key_path: Option<String>,
     stop: Option<CancellationToken>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -126,6 +131,7 @@ impl KeyAuthenticator {
                 failure: None,
                 served: false,
                 credential_id: None,
+                key_path: None,
                 stop: None,
                 task: None,
             })),
@@ -144,7 +150,6 @@ impl KeyAuthenticator {
             KeySource::Hid(sel) => {
                 let sel = sel.clone();
                 let rp_id = self.settings.rp_id.clone();
-                let pin = self.settings.pin.clone();
                 let cred = self.settings.credential_id.clone();
                 fido::blocking(
                     KEY_OP,
@@ -158,11 +163,11 @@ impl KeyAuthenticator {
                             .iter()
                             .map(Fido2Key::info)
                             .collect::<Result<Vec<_>, _>>()?;
-                        let i = fido::select(&infos, &sel, |i| {
-                            let held = keys[i].credentials(&rp_id, &pin)?;
-                            Ok(cred
-                                .as_ref()
-                                .is_some_and(|c| held.iter().any(|h| &h.id == c)))
+                        // Told apart without the PIN: it goes to one key only,
+                        // the one proven to hold the drill's credential.
+                        let i = fido::select(&infos, &sel, |i| match &cred {
+                            Some(c) => keys[i].holds(&rp_id, c),
+                            None => Ok(false),
                         })?;
                         Ok(Arc::new(keys[i].clone()) as Arc<dyn Fido2Key>)
                     },
@@ -188,6 +193,7 @@ impl KeyAuthenticator {
             s.evidence.firmware = info.firmware.map(|f| f.to_string());
             s.evidence.pin_retries_before = info.pin_retries;
             s.key = Some(key.clone());
+            s.key_path = Some(info.path.clone());
         }
         if let Some(want) = &self.settings.aaguid
             && *want != info.aaguid
@@ -202,6 +208,39 @@ impl KeyAuthenticator {
         if let Some(f) = fido::pin_rule(info.pin_retries, self.settings.max_pin_retries) {
             self.finding(f.clone());
             return Err(KeyError::Device(f));
+        }
+        // The PIN goes only to a key proven, without it, to hold the
+        // drill's credential: never to another account's key of the same
+        // model (each wrong PIN costs that key a retry).
+        if let KeySource::Hid(sel) = &self.settings.source {
+            match &self.settings.credential_id {
+                Some(id) => {
+                    let (k, rp, id) = (key.clone(), self.settings.rp_id.clone(), id.clone());
+                    let held = fido::blocking(
+                        KEY_OP,
+                        KeyError::Device("the key did not answer".into()),
+                        move || k.holds(&rp, &id),
+                    )
+                    .await?;
+                    if !held {
+                        let f = format!(
+                            "the key at {} does not hold the drill's credential for {}: another account's key? Its PIN was not tried",
+                            info.path, self.settings.rp_id
+                        );
+                        self.finding(f);
+                        return Err(KeyError::NoCredential(self.settings.rp_id.clone()));
+                    }
+                }
+                None if sel.device.is_none() && !self.settings.attended => {
+                    return Err(KeyError::Device(format!(
+                        "key {} names no credential_id: glassdrill cannot tell it from another account's {} without trying the PIN; run `glassdrill keys check {}` (attended) and put the credential id it prints into the drill file",
+                        self.settings.name.as_deref().unwrap_or("(unnamed)"),
+                        info.model.as_deref().unwrap_or("key"),
+                        self.settings.drill_id
+                    )));
+                }
+                None => {}
+            }
         }
         let k = key.clone();
         let rp = self.settings.rp_id.clone();
@@ -285,6 +324,15 @@ pub fn attached_keys(cfg: &crate::config::drill::KeyConfig) -> Vec<String> {
                 infos.iter().any(|i| {
                     e.device.as_deref().is_none_or(|d| d == i.path)
                         && e.aaguid.as_deref().is_none_or(|a| a == i.aaguid)
+                        && e.credential_id.as_ref().is_none_or(|id| {
+                            fido::hid::HidKey::new(fido::hid::Device {
+                                path: i.path.clone(),
+                                vid_pid: (0, 0),
+                                product: String::new(),
+                            })
+                            .holds(&cfg.rp_id, id)
+                            .unwrap_or(false)
+                        })
                 })
             }
         };
@@ -348,10 +396,29 @@ async fn serve_one(
     };
     lock(shared).served = true;
     // The page's list, or the configured credential when it names none.
-    let allow = if checked.allow.is_empty() {
-        settings.credential_id.iter().cloned().collect()
-    } else {
-        checked.allow.clone()
+    // The credential preflight found (or the configured one): the page's
+    // list may narrow it, never widen it to another credential on the key.
+    let found = lock(shared)
+        .credential_id
+        .clone()
+        .or_else(|| settings.credential_id.clone());
+    let allow: Vec<Vec<u8>> = match (&found, checked.allow.is_empty()) {
+        (Some(f), true) => vec![f.clone()],
+        (Some(f), false) if checked.allow.contains(f) => vec![f.clone()],
+        (Some(_), false) => {
+            let r = Refusal {
+                name: "NotAllowedError",
+                message: "the page does not allow the account's credential on this key".into(),
+            };
+            lock(shared)
+                .evidence
+                .refused
+                .push(format!("{}: {}", req.origin, r.message));
+            lock(shared).served = false;
+            refuse(r).await;
+            return;
+        }
+        (None, _) => checked.allow.clone(),
     };
     let needs_touch = {
         let k = key.clone();
@@ -372,11 +439,17 @@ async fn serve_one(
             wait.as_secs()
         );
         tracing::warn!(target: "glassdrill::touch", "{text}");
-        if let Some(n) = notifier {
-            let _ = n.touch_needed(&settings.drill_id, &text).await;
+        // Told in the background: a slow mail relay never eats the
+        // person's time to touch the key.
+        if let Some(n) = notifier.cloned() {
+            let drill = settings.drill_id.clone();
+            tokio::spawn(async move {
+                let _ = n.touch_needed(&drill, &text).await;
+            });
         }
         if let Some(cmd) = &settings.touch_command {
-            actuator = spawn_touch_command(cmd, key_path(settings));
+            let path = lock(shared).key_path.clone();
+            actuator = spawn_touch_command(cmd, path.unwrap_or_else(|| key_path(settings)));
         }
     }
     let started = std::time::Instant::now();
@@ -422,10 +495,18 @@ async fn serve_one(
                 signature: a.signature,
                 user_handle: a.user_handle,
             };
-            if let Err(e) = bridge.settle(&req.id, Ok(&signed)).await {
-                lock(shared).failure = Some(format!(
-                    "the key signed, but the assertion could not be handed to the page: {e}"
-                ));
+            match bridge.settle(&req.id, Ok(&signed)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    lock(shared).failure = Some(
+                        "the key signed, but the page's request had ended (timed out, aborted or navigated away): the assertion was not used".into(),
+                    );
+                }
+                Err(e) => {
+                    lock(shared).failure = Some(format!(
+                        "the key signed, but the assertion could not be handed to the page: {e}"
+                    ));
+                }
             }
         }
         Err(e) => {
@@ -459,6 +540,10 @@ fn spawn_touch_command(cmd: &[String], path: String) -> Option<tokio::process::C
     match tokio::process::Command::new(prog)
         .args(args)
         .arg(path)
+        // Nothing of glassdrill's environment (secrets by `env:`, the
+        // systemd credentials directory) reaches the actuator.
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -498,10 +583,12 @@ impl Authenticator for KeyAuthenticator {
 
     async fn preflight(&self) -> Result<Vec<String>, AuthenticatorError> {
         self.check_key().await.map_err(|e| {
-            if e.needs_person() && !matches!(e, KeyError::Device(_)) {
-                self.finding(e.to_string());
+            let text = e.to_string();
+            let recorded = lock(&self.shared).evidence.findings.contains(&text);
+            if e.needs_person() && !matches!(e, KeyError::Device(_)) && !recorded {
+                self.finding(text.clone());
             }
-            AuthenticatorError::Key(e.to_string())
+            AuthenticatorError::SecurityKey(text)
         })
     }
 

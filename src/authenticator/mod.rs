@@ -50,9 +50,12 @@ pub enum AuthenticatorError {
     /// The credential key cannot be used.
     #[error("credential private key is unusable: {0}")]
     Key(String),
-    /// The browser refused the virtual authenticator.
-    #[error("virtual authenticator could not be set up: {0}")]
+    /// The browser refused the authenticator's set-up.
+    #[error("the authenticator could not be set up in the browser: {0}")]
     Browser(#[from] BrowserError),
+    /// The security key (`hid`, `soft`) is not ready or failed.
+    #[error("security key: {0}")]
+    SecurityKey(String),
 }
 
 /// Presents a credential during a drill.

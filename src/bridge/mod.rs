@@ -25,7 +25,7 @@ use crate::browser::{Browser, BrowserError};
 const SHIM: &str = include_str!("shim.js");
 const HOOK_PLACEHOLDER: &str = "__GLASSDRILL_BRIDGE__";
 
-/// A fresh hook name: pages cannot guess it before they run.
+/// A fresh hook name per run (not a secret: see `shim.js`).
 pub fn hook_name() -> String {
     format!("__glassdrill_{}", crate::secret::random_token(12))
 }
@@ -46,7 +46,7 @@ pub async fn install(browser: &Browser, hook: &str) -> Result<(), BrowserError> 
     Ok(())
 }
 
-/// A request as the shim queued it.
+/// A request as the shim queued it (a JSON string the shim made).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PageRequest {
@@ -63,15 +63,9 @@ pub struct PageRequest {
     pub user_verification: String,
     /// Milliseconds (clamped by the shim).
     pub timeout: u64,
-    /// The calling document's origin (the browser's for frames; checked
-    /// against WebDriver's URL for the top document).
+    /// The top document's origin as the shim saw it at install (checked
+    /// against WebDriver's).
     pub origin: String,
-    /// Whether the caller is a cross-origin frame.
-    pub cross_origin: bool,
-    /// The top document's origin.
-    pub top_origin: String,
-    /// `top` or `frame`.
-    pub frame: String,
 }
 
 /// A request that passed [`check`].
@@ -131,16 +125,13 @@ pub fn check(
             req.origin
         )));
     }
-    if !req.cross_origin && req.origin != webdriver_origin {
+    // Only the top document is served, and its origin is the one WebDriver
+    // reports: a page cannot claim another (a frame's would be only the
+    // page's word).
+    if req.origin != webdriver_origin {
         return Err(security(format!(
             "the request says it comes from {} but the browser is at {webdriver_origin}",
             req.origin
-        )));
-    }
-    if req.cross_origin && req.top_origin != webdriver_origin {
-        return Err(security(format!(
-            "the request's top origin {} is not the browser's ({webdriver_origin})",
-            req.top_origin
         )));
     }
     let rp_id = req.rp_id.clone().unwrap_or_else(|| host.clone());
@@ -170,24 +161,20 @@ pub fn check(
     }
     // The members, in the order Chromium writes them (WebAuthn §5.8.1.1,
     // the limited verification algorithm's prefix): a JSON map would sort.
+    // The origin is WebDriver's; the request is never cross-origin.
     let quote = |s: &str| Value::String(s.to_owned()).to_string();
-    let mut client_data = format!(
-        "{{\"type\":\"webauthn.get\",\"challenge\":{},\"origin\":{},\"crossOrigin\":{}",
+    let client_data_json = format!(
+        "{{\"type\":\"webauthn.get\",\"challenge\":{},\"origin\":{},\"crossOrigin\":false}}",
         quote(&B64.encode(&challenge)),
-        quote(&req.origin),
-        req.cross_origin
-    );
-    if req.cross_origin {
-        client_data.push_str(&format!(",\"topOrigin\":{}", quote(&req.top_origin)));
-    }
-    client_data.push('}');
-    let client_data_json = client_data.into_bytes();
+        quote(webdriver_origin)
+    )
+    .into_bytes();
     Ok(Checked {
         rp_id,
         client_data_json,
         allow,
         user_verification: req.user_verification != "discouraged",
-        origin: req.origin.clone(),
+        origin: webdriver_origin.to_owned(),
     })
 }
 
@@ -236,12 +223,12 @@ impl Bridge {
             .execute(&script, vec![])
             .await
             .map_err(|e| e.to_string())?;
-        if v.is_null() {
+        let Some(text) = v.as_str() else {
             return Ok(None);
-        }
+        };
         let url = self.client.current_url().await.map_err(|e| e.to_string())?;
         let origin = url.origin().ascii_serialization();
-        match serde_json::from_value::<PageRequest>(v) {
+        match serde_json::from_str::<PageRequest>(text) {
             Ok(r) => Ok(Some((r, origin))),
             Err(e) => Err(format!("the page queued a malformed request ({e})")),
         }

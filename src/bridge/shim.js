@@ -6,7 +6,9 @@
 // page), checks it, asks the security key, and settles the promise through
 // `settle`. `create` fails as a browser with no usable authenticator would.
 // Everything the shim relies on is captured here, before any page script
-// runs; the hook object is non-enumerable, frozen, and named per drill.
+// runs. The hook object is non-enumerable and frozen; its name is per run
+// but not secret (a page can list window's properties): nothing a page can
+// do through it makes glassdrill sign for another RP id or origin.
 (() => {
   'use strict';
   const KEY = '__GLASSDRILL_BRIDGE__';
@@ -36,16 +38,6 @@
   const P = Promise;
   const myOrigin = w.location.origin;
   const isTop = w === w.top;
-  // The permissions policy of this document, read before page scripts ran.
-  const policyAllows = (() => {
-    try {
-      const fp = document.featurePolicy;
-      return !fp || fp.allowsFeature('publickey-credentials-get');
-    } catch (e) {
-      return false;
-    }
-  })();
-
   const notAllowed = () =>
     new DOMEx('The operation either timed out or was not allowed.', 'NotAllowedError');
   const b64 = (u8) => {
@@ -139,98 +131,34 @@
     return new DOMEx(msg || 'The operation either timed out or was not allowed.', name);
   };
 
-  // ---- the top document: the queue glassdrill polls ----------------------
-  const queue = [];
-  const waiting = {};
+  // ---- the top document: the one request glassdrill polls ---------------
+  // One slot, not a queue: a document has one ceremony at a time (`busy`).
+  // The request goes to glassdrill as a string made here, with the origin
+  // this document had when the shim was installed; glassdrill still
+  // compares it with the origin WebDriver reports.
+  const stringify = JSON.stringify;
+  let slot = null;
+  let settleSlot = null;
   let seq = 0;
-  const enqueue = (req, settle) => {
-    seq += 1;
-    const id = seq + '.' + now();
-    req.id = id;
-    req.queuedAt = now();
-    queue[queue.length] = req;
-    waiting[id] = settle;
-    return id;
-  };
-  const drop = (id) => {
-    delete waiting[id];
-    for (let i = 0; i < queue.length; i++) {
-      if (queue[i].id === id) {
-        for (let j = i; j < queue.length - 1; j++) queue[j] = queue[j + 1];
-        queue.length -= 1;
-        break;
-      }
-    }
-  };
   const hook = freeze({
-    // The oldest request glassdrill has not taken yet (or null).
+    // The request waiting to be taken (a JSON string), or null.
     take() {
-      if (!queue.length) return null;
-      const r = queue[0];
-      for (let j = 0; j < queue.length - 1; j++) queue[j] = queue[j + 1];
-      queue.length -= 1;
+      if (slot === null) return null;
+      const r = slot;
+      slot = null;
       return r;
     },
     // Settles request `id`: {ok: {...}} or {err: {name, message}}.
     settle(id, outcome) {
-      const s = waiting[id];
-      if (!s) return false;
-      delete waiting[id];
+      if (settleSlot === null || settleSlot.id !== id) return false;
+      const s = settleSlot.finish;
+      settleSlot = null;
       s(outcome);
       return true;
     },
-    // Requests still waiting to be taken or settled.
-    pending() {
-      let n = 0;
-      for (const k in waiting) if (k) n += 1;
-      return n;
-    },
   });
-
   if (isTop) {
     define(w, KEY, { value: hook, enumerable: false, configurable: false, writable: false });
-    // Requests from cross-origin frames arrive as messages; the browser
-    // stamps their origin. Only a direct child iframe whose `allow` names
-    // publickey-credentials-get may ask (the browser's permissions policy).
-    w.addEventListener('message', (ev) => {
-      const data = ev.data;
-      if (!ev.isTrusted || !data || typeof data !== 'object' || !data[KEY]) return;
-      const src = ev.source;
-      if (!src) return;
-      const frames = document.getElementsByTagName('iframe');
-      // Same origin: the default policy ('self'). Cross-origin: only a
-      // direct child iframe whose `allow` delegates the feature.
-      let allowed = ev.origin === myOrigin;
-      for (let i = 0; i < frames.length; i++) {
-        const f = frames[i];
-        if (f.contentWindow === src) {
-          const a = String(f.getAttribute('allow') || '');
-          allowed = allowed || a.indexOf('publickey-credentials-get') >= 0;
-        }
-      }
-      const reply = (outcome) => {
-        const msg = {};
-        msg[KEY + ':reply'] = { nonce: data[KEY].nonce, outcome: outcome };
-        src.postMessage(msg, ev.origin);
-      };
-      if (!allowed) {
-        reply({ err: { name: 'NotAllowedError', message: "The 'publickey-credentials-get' feature is not enabled in this document." } });
-        return;
-      }
-      const req = data[KEY].request;
-      req.origin = ev.origin;
-      req.crossOrigin = ev.origin !== myOrigin;
-      req.topOrigin = myOrigin;
-      req.frame = 'frame';
-      const id = enqueue(req, reply);
-      const ms = req.timeout;
-      setTimeout_(() => {
-        if (waiting[id]) {
-          drop(id);
-          reply({ err: { name: 'NotAllowedError', message: '' } });
-        }
-      }, ms);
-    });
   }
 
   // ---- every document: the replaced API ----------------------------------
@@ -253,21 +181,26 @@
         if (signal) signal.addEventListener('abort', () => reject(signal.reason || new DOMEx('', 'AbortError')));
       });
     }
-    if (busy) return P.reject(new DOMEx('A request is already pending.', 'NotAllowedError'));
-    if (!isTop && !policyAllows) {
-      return P.reject(new DOMEx("The 'publickey-credentials-get' feature is not enabled in this document.", 'NotAllowedError'));
+    if (!isTop) {
+      // A frame's origin is only what the page says it is: glassdrill signs
+      // for the top document, whose origin WebDriver confirms, and nothing else.
+      return P.reject(new DOMEx("The 'publickey-credentials-get' feature is not enabled in this document (glassdrill's bridge serves the top document only).", 'NotAllowedError'));
     }
+    if (busy) return P.reject(new DOMEx('A request is already pending.', 'NotAllowedError'));
     req.timeout = clampTimeout(req.timeout);
     busy = true;
     return new P((resolve, reject) => {
       let done = false;
       let timer = null;
-      let cancel = () => {};
+      seq += 1;
+      const id = String(seq) + '.' + String(now());
       const finish = (outcome) => {
         if (done) return;
         done = true;
         busy = false;
         if (timer !== null) clearTimeout_(timer);
+        if (slot !== null) slot = null;
+        if (settleSlot !== null && settleSlot.id === id) settleSlot = null;
         if (outcome && outcome.ok) {
           try {
             resolve(credential(outcome.ok));
@@ -278,38 +211,19 @@
           reject(failure(outcome && outcome.err));
         }
       };
-      if (isTop) {
-        req.origin = myOrigin;
-        req.crossOrigin = false;
-        req.topOrigin = myOrigin;
-        req.frame = 'top';
-        const id = enqueue(req, finish);
-        cancel = () => drop(id);
-      } else {
-        const nonce = String(now()) + '.' + String(Math.random()).slice(2);
-        const onReply = (ev) => {
-          const d = ev.data;
-          if (!ev.isTrusted || ev.source !== w.top || !d || typeof d !== 'object') return;
-          const r = d[KEY + ':reply'];
-          if (!r || r.nonce !== nonce) return;
-          w.removeEventListener('message', onReply);
-          finish(r.outcome);
-        };
-        w.addEventListener('message', onReply);
-        const msg = {};
-        msg[KEY] = { nonce: nonce, request: req };
-        w.top.postMessage(msg, '*');
-        cancel = () => w.removeEventListener('message', onReply);
-      }
-      timer = setTimeout_(() => {
-        cancel();
-        finish({ err: { name: 'NotAllowedError', message: '' } });
-      }, req.timeout);
+      slot = stringify({
+        id: id,
+        challenge: req.challenge,
+        rpId: req.rpId,
+        allowCredentials: req.allowCredentials,
+        userVerification: req.userVerification,
+        timeout: req.timeout,
+        origin: myOrigin,
+      });
+      settleSlot = { id: id, finish: finish };
+      timer = setTimeout_(() => finish({ err: { name: 'NotAllowedError', message: '' } }), req.timeout);
       if (signal) {
-        signal.addEventListener('abort', () => {
-          cancel();
-          finish({ err: { name: 'AbortError', message: 'The operation was aborted.' } });
-        });
+        signal.addEventListener('abort', () => finish({ err: { name: 'AbortError', message: 'The operation was aborted.' } }));
       }
     });
   };

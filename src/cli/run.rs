@@ -103,7 +103,11 @@ pub(crate) async fn run_command(
     locking: Locking,
     cancel: &CancellationToken,
 ) -> u8 {
-    if !locking.local {
+    // The daemon runs the drills of its drills directory; a drill file
+    // elsewhere runs here.
+    let daemons = crate::config::find_drill(&host.drills_dir, &drill.id)
+        .is_ok_and(|d| d.source == drill.source);
+    if !locking.local && daemons {
         match control::connect(&host.daemon.state_db).await {
             Ok(Some(stream)) => {
                 return through_daemon(host, drill, opts, mode, locking, stream, cancel).await;
@@ -168,20 +172,8 @@ async fn through_daemon(
     stream: tokio::net::UnixStream,
     cancel: &CancellationToken,
 ) -> u8 {
-    // The daemon reads the drill file itself: by id when it is one of its
-    // drills, else by the (absolute) path given.
-    let drill_ref = if crate::config::find_drill(&host.drills_dir, &drill.id)
-        .is_ok_and(|d| d.source == drill.source)
-    {
-        drill.id.clone()
-    } else {
-        std::fs::canonicalize(&drill.source)
-            .unwrap_or_else(|_| drill.source.clone())
-            .display()
-            .to_string()
-    };
     let req = control::RunRequest {
-        drill: drill_ref,
+        drill: drill.id.clone(),
         key: locking.key,
         wait: locking.wait,
         operator: opts.operator,

@@ -198,7 +198,10 @@ pub async fn serve(
 async fn send(w: &mut tokio::net::unix::OwnedWriteHalf, ev: &Event) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(ev).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    w.write_all(&line).await
+    // A client that stops reading never holds the daemon up.
+    tokio::time::timeout(Duration::from_secs(10), w.write_all(&line))
+        .await
+        .map_err(|_| std::io::Error::other("the client stopped reading"))?
 }
 
 async fn handle(daemon: Arc<Daemon>, stream: UnixStream, stop: CancellationToken) {
@@ -296,6 +299,18 @@ async fn run_request(
     cancel: &CancellationToken,
 ) -> Result<Summary, Refusal> {
     let host = &daemon.host;
+    // Only the daemon's own drills, by id: a peer can never make the
+    // daemon read a drill file of its choosing (whose touch_command would
+    // run inside the unit, next to its credentials).
+    if let Err(why) = crate::support::ids::check(&req.drill) {
+        return Err(Refusal {
+            message: format!(
+                "drill `{}` {why}: the daemon runs the drills of its drills directory, by id (use `glassdrill run --local` for a drill file elsewhere)",
+                req.drill
+            ),
+            code: ondemand::EXIT_USAGE,
+        });
+    }
     let drill = crate::config::find_drill(&host.drills_dir, &req.drill).map_err(|p| Refusal {
         message: p.to_string(),
         code: ondemand::EXIT_USAGE,

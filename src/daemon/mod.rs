@@ -250,6 +250,8 @@ pub struct Daemon {
     waiting: Mutex<HashMap<String, String>>,
     /// Holds the state store could not record: no run until restart.
     held: Mutex<HashMap<String, String>>,
+    /// When each custodian drill's key was first seen plugged in.
+    key_seen: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 fn os_random() -> u64 {
@@ -316,7 +318,10 @@ pub async fn record_outcome(
         .await?;
     let key_evidence = o.record.as_ref().and_then(|r| r.key.as_ref());
     if let (Some(k), Some(n)) = (key, key_evidence.and_then(|e| e.sign_count_after)) {
-        store.set_key_counter(&d.id, k, n, now).await?;
+        // The highest counter seen stays the baseline: a clone that went
+        // back is caught again next time, not taken as the new normal.
+        let before = key_evidence.and_then(|e| e.sign_count_before).unwrap_or(0);
+        store.set_key_counter(&d.id, k, n.max(before), now).await?;
     }
     // A key finding (a lowered PIN counter, a wrong PIN, a counter that did
     // not increase) needs a person whatever the verdict: each automatic
@@ -363,6 +368,10 @@ pub async fn record_outcome(
         }
     })
 }
+
+/// How long a custodian's key is plugged in before the daemon starts the
+/// drill by itself (time for the custodian's own `glassdrill run`).
+const CUSTODIAN_GRACE: chrono::Duration = chrono::Duration::minutes(2);
 
 /// The retry time of an ERROR before any sign-in: `retry_after` doubling
 /// per retry, at most 4 h.
@@ -413,6 +422,7 @@ impl Daemon {
             random: Mutex::new(Box::new(os_random)),
             waiting: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
+            key_seen: Mutex::new(HashMap::new()),
         };
         d.reconcile_recovered().await?;
         Ok(d)
@@ -784,8 +794,32 @@ impl Daemon {
                 continue;
             }
             if d.schedule.custody == Custody::Custodian {
-                // The key plugged in within the window starts the drill.
+                // The key plugged in within the window starts the drill,
+                // after a grace period: a custodian who plugged it in to
+                // run `glassdrill run --operator … --witness …` (which
+                // records who was present) goes first.
                 if let Some(k) = self.attached_key(d).await {
+                    let first = *self
+                        .key_seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .entry(d.id.clone())
+                        .or_insert(now);
+                    if now - first < CUSTODIAN_GRACE {
+                        tick.waiting.push((
+                            d.id.clone(),
+                            format!(
+                                "custodian: key {k} plugged in at {}; the drill starts by itself at {} unless a custodian runs it first",
+                                crate::support::time::rfc3339_ms(first),
+                                crate::support::time::rfc3339_ms(first + CUSTODIAN_GRACE)
+                            ),
+                        ));
+                        continue;
+                    }
+                    self.key_seen
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&d.id);
                     if self.start_run_with(d.clone(), now, Some(k)).await? {
                         tick.started.push(d.id.clone());
                     } else {
@@ -794,6 +828,10 @@ impl Daemon {
                     }
                     continue;
                 }
+                self.key_seen
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .remove(&d.id);
                 // Announced now, and again daily until someone runs it.
                 if state
                     .custody_reminded

@@ -119,9 +119,13 @@ impl Fido2Key for HidKey {
             .map_err(|_| KeyError::Device(format!("AAGUID of {} bytes", info.aaguid.len())))?;
         let client_pin = info.options.iter().any(|(n, v)| n == "clientPin" && *v);
         let pin_retries = if client_pin {
-            key.get_pin_retries()
-                .ok()
-                .and_then(|n| u32::try_from(n).ok())
+            // A key that would not say is an error, not "no PIN": the
+            // latter is a finding that holds the drill.
+            let n = key.get_pin_retries().map_err(|e| classify(&e, || None))?;
+            Some(
+                u32::try_from(n)
+                    .map_err(|_| KeyError::Device(format!("the key reports {n} PIN retries")))?,
+            )
         } else {
             None
         };
@@ -135,6 +139,25 @@ impl Fido2Key for HidKey {
             options: info.options,
             pin_retries,
         })
+    }
+
+    fn holds(&self, rp_id: &str, id: &[u8]) -> Result<bool, KeyError> {
+        let key = self.open(false)?;
+        // A silent probe: no PIN, no touch; the client data hash is of a
+        // fixed text (the assertion is thrown away).
+        let args =
+            GetAssertionArgsBuilder::new(rp_id, b"glassdrill: does this key hold the credential?")
+                .credential_id(id)
+                .without_pin_and_uv()
+                .without_up()
+                .build();
+        match key.get_assertion_with_args(&args) {
+            Ok(list) => Ok(list.iter().any(|a| a.credential_id == id)),
+            Err(e) => match classify(&e, || None) {
+                KeyError::NoCredential(_) => Ok(false),
+                other => Err(other),
+            },
+        }
     }
 
     fn credentials(

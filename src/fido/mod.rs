@@ -188,6 +188,12 @@ pub trait Fido2Key: Send + Sync {
     fn needs_touch(&self) -> bool;
     /// authenticatorGetInfo plus the PIN retry counter.
     fn info(&self) -> Result<KeyInfo, KeyError>;
+    /// Whether the key holds credential `id` for `rp_id`, asked without the
+    /// PIN and without a touch (a CTAP2 getAssertion with `up=false`, no
+    /// user verification, and the id as the allow list): how a key is told
+    /// from another account's key of the same model before its PIN goes
+    /// anywhere.
+    fn holds(&self, rp_id: &str, id: &[u8]) -> Result<bool, KeyError>;
     /// The discoverable credentials for `rp_id` (credential management,
     /// which needs the PIN).
     fn credentials(&self, rp_id: &str, pin: &SecretString)

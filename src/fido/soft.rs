@@ -175,7 +175,8 @@ impl SoftKey {
         let text = std::fs::read(&self.path)
             .map_err(|e| soft_err(&self.path, &format!("cannot be read ({e})")))?;
         let state: State = serde_json::from_slice(&text).map_err(|e| {
-            // serde's message names the line and column, never the value.
+            // serde's message names the line and column (and may quote a
+            // value of the wrong type: this file is a secret only its owner reads).
             soft_err(&self.path, &format!("is not a soft key state file ({e})"))
         })?;
         if state.format != FORMAT {
@@ -342,6 +343,15 @@ impl Fido2Key for SoftKey {
             ],
             pin_retries: Some(state.pin_retries),
         })
+    }
+
+    fn holds(&self, rp_id: &str, id: &[u8]) -> Result<bool, KeyError> {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let state = self.load()?;
+        Ok(state
+            .credentials
+            .iter()
+            .any(|c| c.rp_id == rp_id && B64.decode(&c.id).is_ok_and(|x| x == id)))
     }
 
     fn credentials(

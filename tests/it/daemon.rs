@@ -435,7 +435,17 @@ async fn a_custodian_drill_starts_when_its_key_is_plugged_in_and_asks_for_the_to
     )
     .unwrap();
     key.tamper(|k| k.set_wait_for_touch(true)).unwrap();
+    // Seen, not started at once: the custodian may run it themselves.
     clock.set(t("2026-11-26T10:01:00Z"));
+    let tick = d.tick().await.unwrap();
+    assert!(tick.started.is_empty(), "{tick:?}");
+    assert!(
+        tick.waiting
+            .iter()
+            .any(|(id, why)| id == "bg-c" && why.contains("starts by itself at")),
+        "{tick:?}"
+    );
+    clock.set(t("2026-11-26T10:03:30Z"));
     let tick = d.tick().await.unwrap();
     assert_eq!(tick.started, vec!["bg-c".to_owned()], "{tick:?}");
     d.idle().await;

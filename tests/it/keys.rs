@@ -168,8 +168,8 @@ fn a_wrong_pin_is_a_finding_and_never_tried_again() {
     let d = setup(&w, "");
     set_pin(&d, "000000");
     let first = run(&w);
-    assert_eq!(first.code, Some(2), "{}\n{}", first.stdout, first.stderr);
-    assert!(first.stdout.starts_with("ERROR"), "{}", first.stdout);
+    assert_eq!(first.code, Some(1), "{}\n{}", first.stdout, first.stderr);
+    assert!(first.stdout.starts_with("FAIL"), "{}", first.stdout);
     assert!(first.stdout.contains("7 retries left"), "{}", first.stdout);
     let r = record(&first);
     assert!(
@@ -184,7 +184,7 @@ fn a_wrong_pin_is_a_finding_and_never_tried_again() {
     // The next run does not try the PIN at all: the counter is below its
     // maximum, a tamper signal.
     let second = run(&w);
-    assert!(second.stdout.starts_with("ERROR"), "{}", second.stdout);
+    assert!(second.stdout.starts_with("FAIL"), "{}", second.stdout);
     assert!(second.stdout.contains("7 of 8"), "{}", second.stdout);
     assert_eq!(soft(&d).info().unwrap().pin_retries, Some(7));
     let check = w.run(["keys", "check", "bg-soft"]);

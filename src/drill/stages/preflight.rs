@@ -56,6 +56,16 @@ pub async fn run(plan: &RunPlan<'_>, cancel: &CancellationToken) -> Ended<Option
             "stopped during preflight, before the sign-in",
             None,
         ),
+        // A finding about the key (a lowered PIN counter, a wrong PIN,
+        // another account's key) is a FAIL: a person must look at it.
+        Err(e)
+            if plan
+                .authenticator
+                .key_evidence()
+                .is_some_and(|k| !k.findings.is_empty()) =>
+        {
+            Ended::new(StageStatus::Failed, e.to_string(), None)
+        }
         Err(e) => Ended::new(StageStatus::Errored, e.to_string(), None),
     }
 }
