@@ -1,10 +1,103 @@
-//! `evidence verify`.
+//! `evidence verify`: one bundle, or every bundle and the evidence log,
+//! against signer keys the verifier trusts (never only a bundle's own copy
+//! when better is at hand).
 
 use super::*;
 use crate::evidence;
 
-pub(crate) fn verify(a: VerifyArgs) -> u8 {
-    match evidence::verify_bundle_all(&a.bundle, a.allowed_signers.as_deref()) {
+/// Where trust comes from.
+enum Anchor {
+    /// A file the person passed.
+    Pinned(PathBuf),
+    /// The host's configured keys, written to a private temp file.
+    Host(tempfile::NamedTempFile, String),
+}
+
+impl Anchor {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Self::Pinned(p) => p,
+            Self::Host(f, _) => f.path(),
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            Self::Pinned(p) => format!("the pinned {}", p.display()),
+            Self::Host(_, from) => format!("the host's signer keys ({from})"),
+        }
+    }
+}
+
+/// The host's trusted signers: `[evidence] allowed_signers` when set (a
+/// key history with validity windows), else the current signing key's
+/// public half under the configured principal.
+fn host_anchor(host: &HostConfig) -> Option<Anchor> {
+    use std::io::Write as _;
+    let (text, from) = match &host.evidence.allowed_signers {
+        Some(p) => (std::fs::read_to_string(p).ok()?, p.display().to_string()),
+        None => {
+            let mut pub_path = host.evidence.signing_key.clone().into_os_string();
+            pub_path.push(".pub");
+            let pub_path = PathBuf::from(pub_path);
+            let line = std::fs::read_to_string(&pub_path).ok()?;
+            let mut parts = line.split_whitespace();
+            let (kind, key) = (parts.next()?, parts.next()?);
+            (
+                format!(
+                    "{} namespaces=\"{}\" {kind} {key}\n",
+                    host.evidence.signer,
+                    evidence::NAMESPACE
+                ),
+                pub_path.display().to_string(),
+            )
+        }
+    };
+    let mut f = tempfile::Builder::new()
+        .prefix(".glassdrill-allowed-signers-")
+        .tempfile()
+        .ok()?;
+    f.write_all(text.as_bytes()).ok()?;
+    Some(Anchor::Host(f, from))
+}
+
+/// `glassdrill evidence verify [BUNDLE]`.
+pub(crate) fn verify_command(a: VerifyArgs, host: Option<&HostConfig>) -> u8 {
+    let anchor = match (&a.allowed_signers, host) {
+        (Some(p), _) => Some(Anchor::Pinned(p.clone())),
+        (None, Some(h)) => host_anchor(h),
+        (None, None) => None,
+    };
+    match a.bundle {
+        Some(b) => verify_one(&b, anchor.as_ref()),
+        None => {
+            let Some(dir) = a
+                .evidence_dir
+                .clone()
+                .or_else(|| host.map(HostConfig::evidence_dir))
+            else {
+                errln!("error: no evidence directory: pass --evidence-dir DIR (or a bundle)");
+                return EXIT_USAGE;
+            };
+            let Some(anchor) = anchor else {
+                errln!(
+                    "error: no signer keys to trust: pass --allowed-signers FILE (an auditor's pinned file), or run on the drill host whose config names its signing key"
+                );
+                return EXIT_USAGE;
+            };
+            verify_every(
+                &dir,
+                &anchor,
+                a.signer
+                    .as_deref()
+                    .or(host.map(|h| h.evidence.signer.as_str())),
+                a.since_checkpoint.as_deref(),
+            )
+        }
+    }
+}
+
+fn verify_one(bundle: &std::path::Path, anchor: Option<&Anchor>) -> u8 {
+    match evidence::verify_bundle_all(bundle, anchor.map(Anchor::path)) {
         Ok(v) => {
             out!(
                 "OK: {} files verified; signed by {} ({})",
@@ -27,10 +120,11 @@ pub(crate) fn verify(a: VerifyArgs) -> u8 {
                     return 1;
                 }
             }
-            if a.allowed_signers.is_none() {
-                out!(
-                    "note: checked against the bundle's own allowed_signers; pass --allowed-signers with a key you trust to prove who signed"
-                );
+            match anchor {
+                Some(a) => out!("trust: checked against {}", a.describe()),
+                None => out!(
+                    "note: checked against the bundle's own allowed_signers only (no signer keys of a host here); pass --allowed-signers with a key you trust to prove who signed"
+                ),
             }
             0
         }
@@ -40,5 +134,84 @@ pub(crate) fn verify(a: VerifyArgs) -> u8 {
             }
             1
         }
+    }
+}
+
+fn verify_every(
+    dir: &std::path::Path,
+    anchor: &Anchor,
+    signer: Option<&str>,
+    since: Option<&std::path::Path>,
+) -> u8 {
+    let signer = match signer {
+        Some(s) => s.to_owned(),
+        None => match only_principal(anchor.path()) {
+            Some(s) => s,
+            None => {
+                errln!(
+                    "error: pass --signer NAME: the allowed_signers file names several principals"
+                );
+                return EXIT_USAGE;
+            }
+        },
+    };
+    let since_text = match since.map(std::fs::read_to_string) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            errln!("error: --since-checkpoint: cannot read it ({e})");
+            return EXIT_USAGE;
+        }
+        None => None,
+    };
+    match evidence::log::verify_all(dir, anchor.path(), &signer, since_text.as_deref()) {
+        Ok(r) => {
+            for (b, errs) in &r.failed {
+                for e in errs {
+                    errln!("FAILED: {}: {e}", b.display());
+                }
+            }
+            for f in &r.log.findings {
+                errln!("FAILED: evidence log: {f}");
+            }
+            let ok = r.failed.is_empty() && r.log.findings.is_empty();
+            out!(
+                "{}: {} bundle(s) verified against {} ({} failed); evidence log: {} entries, latest checkpoint covers {}{}",
+                if ok { "OK" } else { "FAILED" },
+                r.bundles,
+                anchor.describe(),
+                r.failed.len(),
+                r.log.size,
+                r.log
+                    .checkpoint_size
+                    .map_or_else(|| "none".to_owned(), |n| n.to_string()),
+                if since.is_some() && ok {
+                    "; the log only grew since the given checkpoint"
+                } else {
+                    ""
+                }
+            );
+            u8::from(!ok)
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// The one principal an allowed_signers file names, if only one.
+fn only_principal(path: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut names: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.as_slice() {
+        [one] if !one.contains(',') && !one.contains('*') => Some(one.trim_matches('"').to_owned()),
+        _ => None,
     }
 }

@@ -25,7 +25,6 @@ mod run;
 mod tenant;
 
 use check::{check_config, keygen};
-use evidence::verify;
 use run::drill_command;
 use tenant::tenant;
 
@@ -327,12 +326,25 @@ pub enum EvidenceCommand {
 /// `evidence verify` options.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The bundle directory.
-    pub bundle: PathBuf,
-    /// An allowed_signers file you trust [default: the bundle's own, which
-    /// proves integrity but not who signed].
+    /// The bundle directory [default: every bundle under the evidence
+    /// directory, and the evidence log].
+    pub bundle: Option<PathBuf>,
+    /// An allowed_signers file you trust [default: the host's configured
+    /// signer keys; for a lone bundle on a machine without them, the
+    /// bundle's own copy, which proves integrity but not who signed].
     #[arg(long)]
     pub allowed_signers: Option<PathBuf>,
+    /// The evidence directory (every bundle and the log) [default: the
+    /// host config's].
+    #[arg(long, value_name = "DIR")]
+    pub evidence_dir: Option<PathBuf>,
+    /// The signer principal whose key signs the log [default: the host
+    /// config's, or the only one in --allowed-signers].
+    #[arg(long)]
+    pub signer: Option<String>,
+    /// A checkpoint you kept (from a report): prove the log only grew since.
+    #[arg(long, value_name = "FILE")]
+    pub since_checkpoint: Option<PathBuf>,
 }
 
 /// `tenant` options.
@@ -416,7 +428,15 @@ pub async fn execute(cli: Cli) -> u8 {
     // Auditor-side commands never need the drill host's configuration and
     // never read its secrets: an auditor runs them on their own machine.
     if let Command::Evidence(EvidenceCommand::Verify(a)) = cli.command {
-        return verify(a);
+        // An auditor with a bundle and a pinned file needs nothing of the
+        // host; otherwise the host config (if any) names the evidence
+        // directory and the signer keys.
+        let host = if a.bundle.is_some() && a.allowed_signers.is_some() {
+            None
+        } else {
+            HostConfig::locate(cli.config.as_deref(), &Environment::from_process()).ok()
+        };
+        return evidence::verify_command(a, host.as_ref());
     }
     // Documentation commands need no configuration either.
     match &cli.command {
@@ -506,7 +526,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Completions { .. } | Command::Manpages { .. } => 0,
         Command::CheckConfig => check_config(&host),
         Command::Keygen(a) => keygen(&host, a),
-        Command::Evidence(EvidenceCommand::Verify(a)) => verify(a), // handled above
+        Command::Evidence(EvidenceCommand::Verify(_)) => 0, // answered above
         Command::Tenant(a) => tenant(&host, a, cancel).await,
     }
 }

@@ -70,6 +70,18 @@ fn print_summary(drill_id: &str, host: &HostConfig, o: &Summary) {
         }
         Err(e) => out!("evidence: NOT WRITTEN: {e}"),
     }
+    match &o.log {
+        Some(Ok((index, checkpoint))) => {
+            out!(
+                "evidence log: entry {index}; checkpoint (keep it; `glassdrill evidence verify --since-checkpoint FILE` proves the log only grew since):"
+            );
+            out!("{}", checkpoint.trim_end());
+        }
+        Some(Err(e)) => {
+            errln!("warning: not yet in the evidence log ({e}); appended at the next start")
+        }
+        None => {}
+    }
     if let Some(why) = &o.held {
         errln!("the daemon holds this drill: {why}");
     }

@@ -33,6 +33,7 @@ struct RawHost {
 struct RawEvidence {
     signing_key: Option<String>,
     signer: Option<String>,
+    allowed_signers: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -93,6 +94,10 @@ pub struct EvidenceConfig {
     pub signing_key: PathBuf,
     /// The principal written to `allowed_signers`.
     pub signer: String,
+    /// The signer keys `evidence verify` trusts (an OpenSSH allowed_signers
+    /// file: the current key and retired ones with `valid-before`); `None`:
+    /// the current key's `.pub`.
+    pub allowed_signers: Option<PathBuf>,
 }
 
 /// Webhook receiver settings.
@@ -231,6 +236,7 @@ impl HostConfig {
             evidence: EvidenceConfig {
                 signing_key: data_dir.join("keys/evidence_ed25519"),
                 signer: default_signer(),
+                allowed_signers: None,
             },
             data_dir,
             drills_dir: env.cwd.join("drills"),
@@ -295,6 +301,9 @@ impl HostConfig {
         }
         if let Some(k) = raw.evidence.signing_key {
             cfg.evidence.signing_key = base.join(k);
+        }
+        if let Some(a) = raw.evidence.allowed_signers {
+            cfg.evidence.allowed_signers = Some(base.join(a));
         }
         if let Some(s) = raw.evidence.signer {
             cfg.evidence.signer = s;

@@ -47,6 +47,9 @@ pub struct Summary {
     pub held: Option<String>,
     /// Set when the result is not in the state store.
     pub unrecorded: Option<String>,
+    /// The bundle's evidence log entry and the checkpoint signed after it.
+    #[serde(default)]
+    pub log: Option<Result<(u64, String), String>>,
 }
 
 impl Summary {
@@ -77,6 +80,11 @@ impl Summary {
                 .map_err(ToString::to_string),
             held: None,
             unrecorded: None,
+            log: o
+                .bundle
+                .as_ref()
+                .ok()
+                .and_then(|b| b.log.clone().map(|r| r.map(|a| (a.index, a.checkpoint)))),
         }
     }
 }

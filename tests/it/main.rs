@@ -11,6 +11,7 @@ mod graph;
 mod hardening;
 mod hw;
 mod keys;
+mod ledger;
 mod paths;
 mod preflight;
 mod record;

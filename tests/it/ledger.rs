@@ -1,0 +1,179 @@
+//! The evidence log through the real binary: every drill appended and
+//! checkpointed; `evidence verify` (no bundle) checks every bundle against
+//! the host's keys and the log; a deleted, altered or re-signed bundle and
+//! a rewritten log are named; a kept checkpoint proves the log only grew.
+
+use std::path::Path;
+
+use crate::util::{World, bundle_from_stdout};
+
+fn rehearse(w: &World) -> String {
+    let out = w.run(["rehearse", "--progress", "none", "--alert-delay", "200ms"]);
+    out.expect_exit(0);
+    out.stdout
+}
+
+/// The checkpoint a run printed (the lines after "evidence log: entry").
+fn checkpoint_of(stdout: &str) -> String {
+    let mut lines = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("evidence log: entry"));
+    lines.next().expect("the run names its log entry");
+    let mut text: String = lines.map(|l| format!("{l}\n")).collect();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
+fn verify(w: &World, extra: &[&str]) -> crate::util::Run {
+    let mut args = vec!["evidence", "verify"];
+    args.extend_from_slice(extra);
+    w.run(args)
+}
+
+#[test]
+fn every_drill_is_in_the_log_and_tampering_is_named() {
+    let w = World::new();
+    let first = rehearse(&w);
+    let kept = w.path().join("kept-checkpoint");
+    std::fs::write(&kept, checkpoint_of(&first)).unwrap();
+    let second = rehearse(&w);
+    let ok = verify(&w, &["--since-checkpoint", kept.to_str().unwrap()]);
+    ok.expect_exit(0);
+    assert!(
+        ok.stdout
+            .contains("OK: 2 bundle(s) verified against the host's signer keys")
+            && ok
+                .stdout
+                .contains("evidence log: 2 entries, latest checkpoint covers 2")
+            && ok.stdout.contains("only grew since"),
+        "{}",
+        ok.stdout
+    );
+
+    // A byte flipped in a bundle: evidence verify, and sha256sum itself.
+    let b2 = bundle_from_stdout(&second);
+    let record = b2.join("drill.json");
+    let original = std::fs::read(&record).unwrap();
+    let mut bytes = original.clone();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 1;
+    std::fs::write(&record, &bytes).unwrap();
+    let bad = verify(&w, &[]);
+    assert_eq!(bad.code, Some(1), "{}{}", bad.stdout, bad.stderr);
+    assert!(bad.stderr.contains("drill.json"), "{}", bad.stderr);
+    let sums = std::process::Command::new("sha256sum")
+        .args(["-c", "--strict", "--quiet", "SHA256SUMS"])
+        .current_dir(&b2)
+        .output()
+        .unwrap();
+    assert!(!sums.status.success());
+    std::fs::write(&record, &original).unwrap();
+    verify(&w, &[]).expect_exit(0);
+
+    // A bundle deleted.
+    let b1 = bundle_from_stdout(&first);
+    let moved = w.path().join("moved-away");
+    std::fs::rename(&b1, &moved).unwrap();
+    let bad = verify(&w, &[]);
+    assert_eq!(bad.code, Some(1));
+    assert!(
+        bad.stderr.contains("is missing (deleted?)"),
+        "{}",
+        bad.stderr
+    );
+    std::fs::rename(&moved, &b1).unwrap();
+
+    // A bundle re-signed with another key, its allowed_signers replaced to
+    // match: the bundle alone agrees with itself, the host's keys do not.
+    resign(&w, &b1);
+    let alone = w.run([
+        "evidence",
+        "verify",
+        b1.to_str().unwrap(),
+        "--allowed-signers",
+        b1.join("allowed_signers").to_str().unwrap(),
+    ]);
+    alone.expect_exit(0);
+    let bad = verify(&w, &[]);
+    assert_eq!(bad.code, Some(1), "{}{}", bad.stdout, bad.stderr);
+    assert!(
+        bad.stderr
+            .contains(b1.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        bad.stderr
+    );
+
+    // The log rewritten (entries swapped): the checkpoint no longer matches.
+    let entries = w.state().join("glassdrill/evidence/.log/entries.jsonl");
+    let text = std::fs::read_to_string(&entries).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(&entries, format!("{}\n{}\n", lines[1], lines[0])).unwrap();
+    let bad = verify(&w, &["--since-checkpoint", kept.to_str().unwrap()]);
+    assert!(
+        bad.stderr.contains("do not match the latest checkpoint")
+            && bad.stderr.contains("history was rewritten"),
+        "{}",
+        bad.stderr
+    );
+    w.assert_clean();
+}
+
+/// Re-signs `bundle` with a fresh key and writes that key into its
+/// allowed_signers (what a forger would do).
+fn resign(w: &World, bundle: &Path) {
+    let key = w.path().join("forger");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "forger", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let mut parts = pubkey.split_whitespace();
+    let line = format!(
+        "glassdrill@forged namespaces=\"glassdrill-evidence-v1\" {} {}\n",
+        parts.next().unwrap(),
+        parts.next().unwrap()
+    );
+    std::fs::write(bundle.join("allowed_signers"), line).unwrap();
+    // The manifest lists allowed_signers' hash: recompute it.
+    let manifest = std::fs::read_to_string(bundle.join("SHA256SUMS")).unwrap();
+    let new_hash = glassdrill_sha256(&bundle.join("allowed_signers"));
+    let manifest: String = manifest
+        .lines()
+        .map(|l| {
+            if l.ends_with("  allowed_signers") {
+                format!("{new_hash}  allowed_signers\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(bundle.join("SHA256SUMS"), manifest).unwrap();
+    std::fs::remove_file(bundle.join("SHA256SUMS.sig")).unwrap();
+    let signed = std::process::Command::new("ssh-keygen")
+        .args(["-Y", "sign", "-n", "glassdrill-evidence-v1", "-f"])
+        .arg(&key)
+        .arg(bundle.join("SHA256SUMS"))
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+}
+
+fn glassdrill_sha256(path: &Path) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}
