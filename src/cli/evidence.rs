@@ -215,3 +215,66 @@ fn only_principal(path: &std::path::Path) -> Option<String> {
         _ => None,
     }
 }
+
+/// `glassdrill evidence export`.
+pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
+    if a.to < a.from {
+        errln!("error: --to {} is before --from {}", a.to, a.from);
+        return EXIT_USAGE;
+    }
+    let Some(anchor) = host_anchor(host) else {
+        errln!(
+            "error: no signer keys: {}.pub is missing (and no [evidence] allowed_signers): the export pins the keys auditors verify with",
+            host.evidence.signing_key.display()
+        );
+        return EXIT_USAGE;
+    };
+    let key = match evidence::SigningKey::load(&host.evidence.signing_key) {
+        Ok(k) => k,
+        Err(e) => {
+            errln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let (drills, _) = crate::config::drill::load_drills(&host.drills_dir);
+    let max_days = drills
+        .iter()
+        .map(|d| (d.id.clone(), d.schedule.cadence.max.num_days()))
+        .collect();
+    let keys = drills
+        .iter()
+        .map(|d| (d.id.clone(), d.schedule.keys.clone()))
+        .collect();
+    let day = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
+    let req = evidence::export::ExportRequest {
+        root: &host.evidence_dir(),
+        from: day(a.from),
+        to: day(a.to) + chrono::Duration::days(1),
+        drill: a.drill.as_deref(),
+        out: &a.out,
+        allowed_signers: anchor.path(),
+        signer: &host.evidence.signer,
+        max_days: &max_days,
+        keys: &keys,
+    };
+    match evidence::export::export(&req, &key) {
+        Ok(done) => {
+            for f in &done.findings {
+                out!("finding: {f}");
+            }
+            out!(
+                "exported {} bundle(s) to {} ({} finding(s)); manifest SHA-256 {}; verify it with the commands in {}/VERIFY.txt",
+                done.bundles,
+                a.out.display(),
+                done.findings.len(),
+                done.manifest_sha256,
+                a.out.display()
+            );
+            0
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            1
+        }
+    }
+}

@@ -319,8 +319,30 @@ pub struct KeygenArgs {
 #[derive(Debug, Subcommand)]
 pub enum EvidenceCommand {
     /// Check a bundle's signature and every file hash, and that no file was
-    /// added or removed; names the file that is wrong.
+    /// added or removed; names the file that is wrong. Without a bundle:
+    /// every bundle and the evidence log.
     Verify(VerifyArgs),
+    /// Export a period's bundles, the evidence log and its checkpoint, an
+    /// index, a CSV summary, the cadence findings and the commands an
+    /// auditor runs to verify it all without glassdrill.
+    Export(ExportArgs),
+}
+
+/// `evidence export` options.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// First day (YYYY-MM-DD, UTC, inclusive).
+    #[arg(long)]
+    pub from: chrono::NaiveDate,
+    /// Last day (YYYY-MM-DD, UTC, inclusive).
+    #[arg(long)]
+    pub to: chrono::NaiveDate,
+    /// Only this drill.
+    #[arg(long)]
+    pub drill: Option<String>,
+    /// The directory to create.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `evidence verify` options.
@@ -527,6 +549,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::CheckConfig => check_config(&host),
         Command::Keygen(a) => keygen(&host, a),
         Command::Evidence(EvidenceCommand::Verify(_)) => 0, // answered above
+        Command::Evidence(EvidenceCommand::Export(a)) => evidence::export_command(&host, &a),
         Command::Tenant(a) => tenant(&host, a, cancel).await,
     }
 }

@@ -34,14 +34,19 @@ const MAX_LOG: u64 = 1 << 30;
 /// One log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// `bundle`.
+    /// `bundle`, or a custody event such as `export`.
     pub kind: String,
-    /// Drill id.
+    /// Drill id (bundles).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub drill: String,
-    /// Run id.
+    /// Run id (bundles).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub run: String,
-    /// SHA-256 of the bundle's `SHA256SUMS`, hex.
+    /// SHA-256 of the bundle's (or the export's) `SHA256SUMS`, hex.
     pub manifest_sha256: String,
+    /// What a custody event did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// When it was appended (RFC 3339, UTC).
     pub appended: String,
 }
@@ -148,11 +153,55 @@ impl EvidenceLog {
         self.append_locked(drill, run, manifest_sha256, key, signer)
     }
 
+    /// Appends a custody event (`kind`: `export`, …) with what it did.
+    pub fn append_event(
+        &self,
+        kind: &str,
+        note: &str,
+        manifest_sha256: &str,
+        key: &SigningKey,
+        signer: &str,
+    ) -> Result<Appended, EvidenceError> {
+        let _lock = self.lock()?;
+        self.write_entry(
+            Entry {
+                kind: kind.to_owned(),
+                drill: String::new(),
+                run: String::new(),
+                manifest_sha256: manifest_sha256.to_owned(),
+                note: Some(note.to_owned()),
+                appended: crate::support::time::rfc3339_ms(crate::support::time::now()),
+            },
+            key,
+            signer,
+        )
+    }
+
     fn append_locked(
         &self,
         drill: &str,
         run: &str,
         manifest_sha256: &str,
+        key: &SigningKey,
+        signer: &str,
+    ) -> Result<Appended, EvidenceError> {
+        self.write_entry(
+            Entry {
+                kind: "bundle".into(),
+                drill: drill.to_owned(),
+                run: run.to_owned(),
+                manifest_sha256: manifest_sha256.to_owned(),
+                note: None,
+                appended: crate::support::time::rfc3339_ms(crate::support::time::now()),
+            },
+            key,
+            signer,
+        )
+    }
+
+    fn write_entry(
+        &self,
+        entry: Entry,
         key: &SigningKey,
         signer: &str,
     ) -> Result<Appended, EvidenceError> {
@@ -170,13 +219,6 @@ impl EvidenceLog {
                 .map_err(io_err("truncate", &path))?;
             tracing::warn!(log = %path.display(), bytes = before.torn_tail, "cut a half-written entry from the evidence log");
         }
-        let entry = Entry {
-            kind: "bundle".into(),
-            drill: drill.to_owned(),
-            run: run.to_owned(),
-            manifest_sha256: manifest_sha256.to_owned(),
-            appended: crate::support::time::rfc3339_ms(crate::support::time::now()),
-        };
         let line = serde_json::to_vec(&entry).map_err(|e| EvidenceError::Serialize {
             what: "a log entry",
             why: e.to_string(),
@@ -287,6 +329,7 @@ pub fn catch_up(root: &Path, key: &SigningKey, signer: &str) -> Result<usize, Ev
         .entries
         .into_iter()
         .flatten()
+        .filter(|e| e.kind == "bundle")
         .map(|e| (e.drill, e.run))
         .collect();
     let mut n = 0;
@@ -434,6 +477,9 @@ pub fn verify_log(
         std::collections::HashMap::new();
     for (i, e) in contents.entries.iter().enumerate() {
         let Some(e) = e else { continue };
+        if e.kind != "bundle" {
+            continue;
+        }
         let key = (e.drill.clone(), e.run.clone());
         if let Some((first, _)) = seen.get(&key) {
             r.findings.push(format!(

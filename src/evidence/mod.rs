@@ -427,6 +427,7 @@ pub(crate) fn validate_signer(signer: &str) -> Result<(), EvidenceError> {
 
 mod allowed_signers;
 mod bundle;
+pub mod export;
 mod keys;
 pub mod log;
 mod manifest;
