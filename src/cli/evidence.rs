@@ -278,3 +278,81 @@ pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
         }
     }
 }
+
+fn append(host: &HostConfig, entry: evidence::log::Entry, what: &str) -> u8 {
+    let key = match evidence::SigningKey::load(&host.evidence.signing_key) {
+        Ok(k) => k,
+        Err(e) => {
+            errln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match evidence::log::EvidenceLog::at(&host.evidence_dir()).append_entry(
+        entry,
+        &key,
+        &host.evidence.signer,
+    ) {
+        Ok(a) => {
+            out!(
+                "{what} recorded as evidence log entry {}; checkpoint:",
+                a.index
+            );
+            out!("{}", a.checkpoint.trim_end());
+            0
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            1
+        }
+    }
+}
+
+/// `glassdrill evidence review RUN`.
+pub(crate) fn review_command(host: &HostConfig, a: &ReviewArgs) -> u8 {
+    let root = host.evidence_dir();
+    let found = evidence::log::bundles_on_disk(&root)
+        .into_iter()
+        .find(|b| b.run == a.run);
+    let Some(b) = found else {
+        errln!(
+            "error: no bundle of run {} under {}: name a run id as `glassdrill run` printed it",
+            a.run,
+            root.display()
+        );
+        return EXIT_USAGE;
+    };
+    let entry = evidence::log::Entry {
+        drill: b.drill,
+        run: b.run,
+        manifest_sha256: b.manifest_sha256.unwrap_or_default(),
+        by: Some(a.by.clone()),
+        outcome: Some(a.outcome.clone()),
+        note: Some(a.note.clone()),
+        ..evidence::log::Entry::new("review")
+    };
+    append(
+        host,
+        entry,
+        &format!("review of run {} ({})", a.run, a.outcome),
+    )
+}
+
+/// `glassdrill evidence classify`.
+pub(crate) fn classify_command(host: &HostConfig, a: &ClassifyArgs) -> u8 {
+    let entry = evidence::log::Entry {
+        signin: Some(a.signin.clone()),
+        account: Some(a.account.clone()),
+        class: Some(a.class.clone()),
+        by: Some(a.by.clone()),
+        note: Some(a.note.clone()),
+        ..evidence::log::Entry::new("classification")
+    };
+    append(
+        host,
+        entry,
+        &format!(
+            "sign-in {} of {} classified as {}",
+            a.signin, a.account, a.class
+        ),
+    )
+}

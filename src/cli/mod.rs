@@ -326,6 +326,49 @@ pub enum EvidenceCommand {
     /// index, a CSV summary, the cadence findings and the commands an
     /// auditor runs to verify it all without glassdrill.
     Export(ExportArgs),
+    /// Record a signed post-drill review of a run in the evidence log (the
+    /// bundle is never changed).
+    Review(ReviewArgs),
+    /// Classify a sign-in of a break-glass account that was not a drill
+    /// (Microsoft's post-use review: drill, emergency or misuse), in the
+    /// evidence log.
+    Classify(ClassifyArgs),
+}
+
+/// `evidence review` options.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// The run id.
+    pub run: String,
+    /// Who reviewed.
+    #[arg(long)]
+    pub by: String,
+    /// The outcome.
+    #[arg(long, value_parser = ["accepted", "follow-up"])]
+    pub outcome: String,
+    /// What the reviewer found.
+    #[arg(long)]
+    pub note: String,
+}
+
+/// `evidence classify` options.
+#[derive(Debug, Args)]
+pub struct ClassifyArgs {
+    /// The sign-in's id in the Entra sign-in log.
+    #[arg(long)]
+    pub signin: String,
+    /// The break-glass account (UPN).
+    #[arg(long)]
+    pub account: String,
+    /// What it was.
+    #[arg(long = "as", value_parser = ["drill", "emergency", "misuse"])]
+    pub class: String,
+    /// Who classified it.
+    #[arg(long)]
+    pub by: String,
+    /// Why.
+    #[arg(long)]
+    pub note: String,
 }
 
 /// `evidence export` options.
@@ -550,6 +593,8 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Keygen(a) => keygen(&host, a),
         Command::Evidence(EvidenceCommand::Verify(_)) => 0, // answered above
         Command::Evidence(EvidenceCommand::Export(a)) => evidence::export_command(&host, &a),
+        Command::Evidence(EvidenceCommand::Review(a)) => evidence::review_command(&host, &a),
+        Command::Evidence(EvidenceCommand::Classify(a)) => evidence::classify_command(&host, &a),
         Command::Tenant(a) => tenant(&host, a, cancel).await,
     }
 }

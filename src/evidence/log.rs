@@ -44,11 +44,45 @@ pub struct Entry {
     pub run: String,
     /// SHA-256 of the bundle's (or the export's) `SHA256SUMS`, hex.
     pub manifest_sha256: String,
-    /// What a custody event did.
+    /// What a custody event did, or a review's note.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Who reviewed or classified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// A review's outcome: `accepted` or `follow-up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// A classification: `drill`, `emergency` or `misuse`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// The sign-in a classification is about (its sign-in log id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signin: Option<String>,
+    /// The account a classification is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     /// When it was appended (RFC 3339, UTC).
     pub appended: String,
+}
+
+impl Entry {
+    /// An entry of `kind`, appended now, every other field empty.
+    pub fn new(kind: &str) -> Self {
+        Self {
+            kind: kind.to_owned(),
+            drill: String::new(),
+            run: String::new(),
+            manifest_sha256: String::new(),
+            note: None,
+            by: None,
+            outcome: None,
+            class: None,
+            signin: None,
+            account: None,
+            appended: crate::support::time::rfc3339_ms(crate::support::time::now()),
+        }
+    }
 }
 
 /// What an append gave.
@@ -170,11 +204,22 @@ impl EvidenceLog {
                 run: String::new(),
                 manifest_sha256: manifest_sha256.to_owned(),
                 note: Some(note.to_owned()),
-                appended: crate::support::time::rfc3339_ms(crate::support::time::now()),
+                ..Entry::new(kind)
             },
             key,
             signer,
         )
+    }
+
+    /// Appends `entry` (a review, a classification) under the lock.
+    pub fn append_entry(
+        &self,
+        entry: Entry,
+        key: &SigningKey,
+        signer: &str,
+    ) -> Result<Appended, EvidenceError> {
+        let _lock = self.lock()?;
+        self.write_entry(entry, key, signer)
     }
 
     fn append_locked(
@@ -191,8 +236,7 @@ impl EvidenceLog {
                 drill: drill.to_owned(),
                 run: run.to_owned(),
                 manifest_sha256: manifest_sha256.to_owned(),
-                note: None,
-                appended: crate::support::time::rfc3339_ms(crate::support::time::now()),
+                ..Entry::new("bundle")
             },
             key,
             signer,
@@ -489,6 +533,19 @@ pub fn verify_log(
             continue;
         }
         seen.insert(key, (i, e.manifest_sha256.clone()));
+    }
+    for (i, e) in contents.entries.iter().enumerate() {
+        if let Some(e) = e
+            && e.kind == "review"
+            && seen
+                .get(&(e.drill.clone(), e.run.clone()))
+                .is_none_or(|(b, _)| *b >= i)
+        {
+            r.findings.push(format!(
+                "log entry {i}: a review of {}/{}, which no earlier entry records",
+                e.drill, e.run
+            ));
+        }
     }
     let mut on_disk = std::collections::HashSet::new();
     for b in bundles_on_disk(root) {

@@ -177,3 +177,121 @@ fn glassdrill_sha256(path: &Path) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_classifications_and_an_export_an_auditor_can_open() {
+    let w = World::new();
+    let out = rehearse(&w);
+    let bundle = bundle_from_stdout(&out);
+    let run = bundle.file_name().unwrap().to_str().unwrap().to_owned();
+    let r = w.run([
+        "evidence",
+        "review",
+        &run,
+        "--by",
+        "Carol Auditor",
+        "--outcome",
+        "accepted",
+        "--note",
+        "alert arrived in 2 s",
+    ]);
+    r.expect_exit(0);
+    assert!(r.stdout.contains("evidence log entry 1"), "{}", r.stdout);
+    let c = w.run([
+        "evidence",
+        "classify",
+        "--signin",
+        "b7c2-…",
+        "--account",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "--as",
+        "emergency",
+        "--by",
+        "Dana SOC",
+        "--note",
+        "tenant-wide CA outage",
+    ]);
+    c.expect_exit(0);
+    let missing = w.run([
+        "evidence",
+        "review",
+        "no-such-run",
+        "--by",
+        "x",
+        "--outcome",
+        "accepted",
+        "--note",
+        "x",
+    ]);
+    missing.expect_exit(64);
+    verify(&w, &[]).expect_exit(0);
+
+    let export = w.path().join("export");
+    let e = w.run([
+        "evidence",
+        "export",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2099-12-31",
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    e.expect_exit(0);
+    assert!(e.stdout.contains("exported 1 bundle(s)"), "{}", e.stdout);
+    let py = std::process::Command::new("python3")
+        .arg("verify_log.py")
+        .arg(".")
+        .current_dir(&export)
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stdout)
+    );
+
+    // index.html and a bundle's report.html in headless Chromium: the
+    // verdict, latency and review are in the page, and nothing is fetched.
+    let host = w.host();
+    let browser = glassdrill::browser::Browser::launch(&glassdrill::browser::BrowserOptions {
+        chromium: host.browser.chromium.clone(),
+        chromedriver: host.browser.chromedriver.clone(),
+        temp_dir: host.browser.temp_dir.clone(),
+        public_address_space: Vec::new(),
+    })
+    .await
+    .expect("browser");
+    let client = browser.client().unwrap();
+    for page in [
+        "index.html".to_owned(),
+        format!("bundles/rehearsal/{run}/report.html"),
+    ] {
+        client
+            .goto(&format!("file://{}", export.join(&page).display()))
+            .await
+            .unwrap();
+        let text: serde_json::Value = client
+            .execute(
+                "return [document.body.innerText, performance.getEntriesByType('resource').length];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let body = text[0].as_str().unwrap_or_default();
+        assert!(body.contains("PASS"), "{page}: {body}");
+        assert_eq!(text[1], 0, "{page} fetched something");
+        if page == "index.html" {
+            assert!(
+                body.contains("accepted by Carol Auditor")
+                    && body.contains("emergency")
+                    && body.contains(" ms"),
+                "{body}"
+            );
+        }
+        let shot = client.screenshot().await.unwrap();
+        assert!(shot.len() > 1000, "{page}: a screenshot");
+    }
+    browser.close().await.unwrap();
+    w.assert_clean();
+}

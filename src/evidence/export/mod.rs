@@ -139,6 +139,10 @@ pub fn export(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
     fs::copy(req.allowed_signers, req.out.join("allowed_signers"))
         .map_err(io_err("copy", req.allowed_signers))?;
     let findings = cadence_findings(&rows, req);
+    let entries: Vec<super::log::Entry> = log
+        .read()
+        .map(|c| c.entries.into_iter().flatten().collect())
+        .unwrap_or_default();
     let meta = serde_json::json!({
         "signer": req.signer,
         "from": crate::support::time::rfc3339_ms(req.from),
@@ -159,7 +163,10 @@ pub fn export(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
             .as_bytes(),
     )?;
     write("summary.csv", summary_csv(&rows).as_bytes())?;
-    write("index.html", index_html(&rows, &findings, req).as_bytes())?;
+    write(
+        "index.html",
+        index_html(&rows, &findings, &entries, req).as_bytes(),
+    )?;
     write("verify_log.py", VERIFY_PY.as_bytes())?;
     write("VERIFY.txt", verify_txt(req.signer).as_bytes())?;
     // The export's own manifest, signed like a bundle's.
@@ -339,7 +346,27 @@ fn chart(points: &[(DateTime<Utc>, i64)]) -> String {
     )
 }
 
-fn index_html(rows: &[Row], findings: &[String], req: &ExportRequest<'_>) -> String {
+fn index_html(
+    rows: &[Row],
+    findings: &[String],
+    entries: &[super::log::Entry],
+    req: &ExportRequest<'_>,
+) -> String {
+    let reviews_of = |run: &str| -> String {
+        entries
+            .iter()
+            .filter(|e| e.kind == "review" && e.run == run)
+            .map(|e| {
+                format!(
+                    "{} by {}: {}",
+                    e.outcome.as_deref().unwrap_or("?"),
+                    e.by.as_deref().unwrap_or("?"),
+                    e.note.as_deref().unwrap_or("")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     let mut by_account: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
     for r in rows {
         let account = r.record.as_ref().map_or_else(
@@ -352,7 +379,7 @@ fn index_html(rows: &[Row], findings: &[String], req: &ExportRequest<'_>) -> Str
     for (account, runs) in &by_account {
         let _ = write!(
             body,
-            "<h2>{}</h2><table><tr><th>run</th><th>drill</th><th>started</th><th>verdict</th><th>operator</th><th>witness</th><th>key</th><th>seals</th><th>alert latency</th><th>report</th></tr>",
+            "<h2>{}</h2><table><tr><th>run</th><th>drill</th><th>started</th><th>verdict</th><th>operator</th><th>witness</th><th>key</th><th>seals</th><th>alert latency</th><th>review</th><th>report</th></tr>",
             esc(account)
         );
         let mut points = Vec::new();
@@ -371,7 +398,7 @@ fn index_html(rows: &[Row], findings: &[String], req: &ExportRequest<'_>) -> Str
             }
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"v{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td><a href=\"bundles/{}/{}/report.html\">report</a></td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"v{}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td>{}</td><td><a href=\"bundles/{}/{}/report.html\">report</a></td></tr>",
                 esc(&r.run),
                 esc(&r.drill),
                 esc(&crate::support::time::rfc3339_ms(rec.started)),
@@ -383,6 +410,7 @@ fn index_html(rows: &[Row], findings: &[String], req: &ExportRequest<'_>) -> Str
                 esc(rec.seal_before.as_deref().unwrap_or("-")),
                 esc(rec.seal_after.as_deref().unwrap_or("-")),
                 latency(rec).map_or_else(|| "-".to_owned(), |l| format!("{l} ms")),
+                esc(&reviews_of(&r.run)),
                 esc(&r.drill),
                 esc(&r.run),
             );
@@ -406,6 +434,28 @@ fn index_html(rows: &[Row], findings: &[String], req: &ExportRequest<'_>) -> Str
         .iter()
         .map(|c| format!("<li>{}</li>", esc(c)))
         .collect();
+    let classified: String = entries
+        .iter()
+        .filter(|e| e.kind == "classification")
+        .map(|e| {
+            format!(
+                "<li>{} sign-in {} of {}: {} (by {}, {})</li>",
+                esc(&e.appended),
+                esc(e.signin.as_deref().unwrap_or("?")),
+                esc(e.account.as_deref().unwrap_or("?")),
+                esc(e.class.as_deref().unwrap_or("?")),
+                esc(e.by.as_deref().unwrap_or("?")),
+                esc(e.note.as_deref().unwrap_or(""))
+            )
+        })
+        .collect();
+    let body = if classified.is_empty() {
+        body
+    } else {
+        format!(
+            "{body}<h2>Sign-ins that were not drills</h2><ul id=\"classified\">{classified}</ul>"
+        )
+    };
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>glassdrill evidence export</title><style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}.vPASS{{color:#107c10}}.vFAIL{{color:#d13438}}.vERROR,.vINTERRUPTED{{color:#ca5010}}</style></head><body><h1>Break-glass drill evidence, {} to {}</h1><p>Signer: {}. {} run(s). Verify with the commands in VERIFY.txt.</p><h2>Findings</h2>{}{}<h2>Controls evidenced</h2><ul>{}</ul></body></html>",
         esc(&req.from.date_naive().to_string()),
