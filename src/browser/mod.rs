@@ -470,7 +470,7 @@ impl Browser {
     /// `Page.captureScreenshot`, about half the time of WebDriver's PNG);
     /// falls back to WebDriver's PNG. Returns the bytes and the file
     /// extension.
-    pub(crate) async fn screenshot(&self) -> Result<(Vec<u8>, &'static str), BrowserError> {
+    pub async fn screenshot(&self) -> Result<(Vec<u8>, &'static str), BrowserError> {
         use base64::Engine as _;
         let params = json!({"format": "jpeg", "quality": 85, "optimizeForSpeed": true});
         if let Ok(v) = self.cdp("Page.captureScreenshot", params).await

@@ -289,7 +289,7 @@ async fn reviews_classifications_and_an_export_an_auditor_can_open() {
                 "{body}"
             );
         }
-        let shot = client.screenshot().await.unwrap();
+        let (shot, _) = browser.screenshot().await.unwrap();
         assert!(shot.len() > 1000, "{page}: a screenshot");
     }
     browser.close().await.unwrap();
