@@ -212,7 +212,17 @@ fn recover_one(
         why: e.to_string(),
     })?;
     w.add("drill.json", &json)?;
-    w.add("report.html", super::report::html(&record).as_bytes())?;
+    let staged = w.staging_dir().to_path_buf();
+    let image = |name: &str| {
+        // Only a plain relative name inside the staging directory.
+        (!name.contains("..") && !name.starts_with('/'))
+            .then(|| read_capped(&staged.join(name), MAX_MANIFEST_FILE).ok())
+            .flatten()
+    };
+    w.add(
+        "report.html",
+        super::report::html(&record, &image).as_bytes(),
+    )?;
     let bundle = w.finish(key, signer)?;
     if skipped.is_empty() {
         fs::remove_dir_all(&aside).map_err(io_err("remove", &aside))?;

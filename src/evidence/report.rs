@@ -1,100 +1,140 @@
 //! `report.html`: a human-readable page of one drill record, written into
 //! the bundle (and so covered by its signature). Built from the typed
-//! record only; every string is escaped.
+//! record with the `maud` template engine (every value escaped by it);
+//! self-contained: screenshots inline as data URIs, the stage timeline as
+//! inline SVG, no external URL.
+
+use base64::Engine as _;
+use maud::{DOCTYPE, Markup, PreEscaped, html as page};
 
 use crate::record::{DrillRecord, Verdict};
-use crate::support::html::esc;
 use crate::support::time::rfc3339_ms;
 
-fn opt(v: Option<&str>) -> String {
-    v.map_or_else(|| "—".to_owned(), esc)
-}
-
-/// Renders the record.
-pub fn html(r: &DrillRecord) -> String {
-    let colour = match r.verdict {
+fn colour(v: Verdict) -> &'static str {
+    match v {
         Verdict::Pass => "#107c10",
         Verdict::Fail => "#d13438",
         Verdict::Error | Verdict::Interrupted => "#ca5010",
-    };
-    let stages: String = r
+    }
+}
+
+fn or_dash(v: Option<&str>) -> &str {
+    v.unwrap_or("—")
+}
+
+/// The stage timeline: a bar per stage, offset from the run's start.
+fn timeline(r: &DrillRecord) -> Markup {
+    let total: i64 = r
         .stages
         .iter()
-        .map(|st| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
-                st.stage.name(),
-                st.status.name(),
-                rfc3339_ms(st.started),
-                st.duration_ms,
-                esc(&st.detail)
-            )
-        })
-        .collect();
-    let alerts: String = r
-        .alerts
-        .iter()
-        .map(|a| {
-            let ms = |f: fn(&crate::record::AlertLatency) -> i64| {
-                a.latency
-                    .as_ref()
-                    .map_or_else(|| "—".to_owned(), |l| f(l).to_string())
-            };
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&a.name),
-                opt(a.matched.as_ref().map(|m| m.alert_id.as_str())),
-                ms(|l| l.signin_to_fired_ms),
-                ms(|l| l.signin_to_received_ms),
-                a.ignored.len()
-            )
-        })
-        .collect();
-    let shots: String = r
-        .sign_in
-        .steps
-        .iter()
-        .filter_map(|st| {
-            st.screenshot.as_ref().map(|f| {
-                format!(
-                    "<figure><img src=\"{}\" width=\"480\"><figcaption>{}</figcaption></figure>",
-                    esc(f),
-                    esc(&st.name)
-                )
-            })
-        })
-        .collect();
-    let reasons: String = r
-        .reasons
-        .iter()
-        .map(|x| format!("<li>{}</li>", esc(x)))
-        .collect();
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>glassdrill {id} {run}</title>\
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}\
-.v{{font-size:2em;font-weight:bold;color:{colour}}}figure{{display:inline-block}}</style></head><body>\
-<h1>Break-glass drill {id}</h1><p class=\"v\">{verdict}</p><ul>{reasons}</ul>\
-<table><tr><th>run</th><td>{run}</td></tr><tr><th>account</th><td>{acct}</td></tr><tr><th>tenant</th><td>{tenant}</td></tr>\
-<tr><th>started</th><td>{started}</td></tr><tr><th>operator</th><td>{op}</td></tr><tr><th>witness</th><td>{wit}</td></tr>\
-<tr><th>authenticator</th><td>{auth} {cred}</td></tr><tr><th>runner</th><td>glassdrill {ver}</td></tr></table>\
-<h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>started</th><th>took</th><th>detail</th></tr>{stages}</table>\
-<h2>Alerts</h2><table><tr><th>expected</th><th>alert</th><th>sign-in → fired (ms)</th><th>sign-in → delivered (ms)</th><th>ignored</th></tr>{alerts}</table>\
-<h2>Screenshots</h2>{shots}\
-<p>Verify: <code>ssh-keygen -Y verify -f allowed_signers -I SIGNER -n glassdrill-evidence-v1 -s SHA256SUMS.sig &lt; SHA256SUMS</code> and <code>sha256sum -c --strict SHA256SUMS</code>.</p>\
-</body></html>\n",
-        id = esc(&r.drill.id),
-        run = esc(&r.run_id),
-        verdict = r.verdict,
-        acct = esc(&r.drill.account),
-        tenant = match r.drill.tenant {
-            crate::record::TenantKind::Rehearsal => "rehearsal",
-            crate::record::TenantKind::Entra => "entra",
-        },
-        started = rfc3339_ms(r.started),
-        op = opt(r.operator.as_deref()),
-        wit = opt(r.witness.as_deref()),
-        auth = esc(&r.authenticator.kind),
-        cred = esc(&r.authenticator.credential_id),
-        ver = esc(&r.runner.version),
-    )
+        .map(|s| (s.finished - r.started).num_milliseconds())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let x = |ms: i64| 120.0 + 460.0 * ms as f64 / total as f64;
+    page! {
+        svg viewBox={"0 0 600 " (20 * r.stages.len() + 20)} width="600" role="img" aria-label="stage timeline" {
+            @for (i, s) in r.stages.iter().enumerate() {
+                @let start = (s.started - r.started).num_milliseconds().max(0);
+                @let y = 20 * i + 4;
+                text x="0" y=(y + 12) font-size="11" { (s.stage.name()) }
+                rect x=(format!("{:.1}", x(start))) y=(y) height="14"
+                    width=(format!("{:.1}", (x(start + i64::try_from(s.duration_ms).unwrap_or(i64::MAX)) - x(start)).max(1.0)))
+                    fill=(match s.status.name() { "passed" => "#107c10", "failed" => "#d13438", "skipped" => "#999", _ => "#ca5010" }) {
+                    title { (s.stage.name()) ": " (s.status.name()) ", " (s.duration_ms) " ms" }
+                }
+            }
+        }
+    }
+}
+
+/// Renders the record; `image` gives a bundle file's bytes (screenshots
+/// are inlined).
+pub fn html(r: &DrillRecord, image: &dyn Fn(&str) -> Option<Vec<u8>>) -> String {
+    let style = format!(
+        "body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}.v{{font-size:2em;font-weight:bold;color:{}}}figure{{display:inline-block;margin:0 1em 1em 0}}",
+        colour(r.verdict)
+    );
+    let markup = page! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "glassdrill " (r.drill.id) " " (r.run_id) }
+                style { (PreEscaped(style)) }
+            }
+            body {
+                h1 { "Break-glass drill " (r.drill.id) }
+                p.v id="verdict" { (r.verdict) }
+                @if !r.reasons.is_empty() {
+                    ul id="reasons" { @for x in &r.reasons { li { (x) } } }
+                }
+                table {
+                    tr { th { "run" } td { (r.run_id) } }
+                    tr { th { "account" } td { (r.drill.account) } }
+                    tr { th { "tenant" } td { (match r.drill.tenant { crate::record::TenantKind::Rehearsal => "rehearsal", crate::record::TenantKind::Entra => "entra" }) } }
+                    tr { th { "started" } td { (rfc3339_ms(r.started)) } }
+                    tr { th { "operator" } td { (or_dash(r.operator.as_deref())) } }
+                    tr { th { "witness" } td { (or_dash(r.witness.as_deref())) } }
+                    tr { th { "key" } td { (or_dash(r.key_id.as_deref())) } }
+                    tr { th { "envelope seals" } td { (or_dash(r.seal_before.as_deref())) " → " (or_dash(r.seal_after.as_deref())) } }
+                    tr { th { "authenticator" } td { (r.authenticator.kind) " " (r.authenticator.credential_id) } }
+                    tr { th { "runner" } td { "glassdrill " (r.runner.version) ", signer " (r.runner.signer) } }
+                }
+                @if let Some(k) = &r.key {
+                    h2 { "Security key" }
+                    table id="key" {
+                        tr { th { "model" } td { (or_dash(k.model.as_deref())) " (" (or_dash(k.aaguid.as_deref())) ")" } }
+                        tr { th { "PIN retries" } td { (k.pin_retries_before.map_or("—".into(), |n| n.to_string())) " before, " (k.pin_retries_after.map_or("—".into(), |n| n.to_string())) " after" } }
+                        tr { th { "signature counter" } td { (k.sign_count_before.map_or("—".into(), |n| n.to_string())) " before, " (k.sign_count_after.map_or("—".into(), |n| n.to_string())) " after" } }
+                        @for f in &k.findings { tr { th { "finding" } td { (f) } } }
+                    }
+                }
+                h2 { "Stages" }
+                (timeline(r))
+                table id="stages" {
+                    tr { th { "stage" } th { "status" } th { "started" } th { "took" } th { "detail" } }
+                    @for st in &r.stages {
+                        tr { td { (st.stage.name()) } td { (st.status.name()) } td { (rfc3339_ms(st.started)) } td { (st.duration_ms) " ms" } td { (st.detail) } }
+                    }
+                }
+                h2 { "Sign-in" }
+                p { "Correlation id " (or_dash(r.sign_in.correlation_id.as_deref())) "; the sign-in log record is " (or_dash(r.sign_in.log_record.as_deref())) " in this bundle." }
+                h2 { "Alerts" }
+                table id="alerts" {
+                    tr { th { "expected" } th { "rule" } th { "matched alert" } th { "sign-in → fired" } th { "fired → delivered" } th { "sign-in → delivered" } th { "deadline" } th { "ignored" } }
+                    @for a in &r.alerts {
+                        tr {
+                            td { (a.name) }
+                            td { (or_dash(a.rule.as_deref())) }
+                            td { @if let Some(m) = &a.matched { (m.alert_id) " (" (m.file) ")" } @else if a.late.is_some() { "LATE" } @else { "NOT RECEIVED" } }
+                            td { @if let Some(l) = &a.latency { (l.signin_to_fired_ms) " ms" } @else { "—" } }
+                            td { @if let Some(l) = &a.latency { (l.fired_to_received_ms) " ms" } @else { "—" } }
+                            td { @if let Some(l) = &a.latency { (l.signin_to_received_ms) " ms" } @else { "—" } }
+                            td { (a.deadline_ms) " ms" }
+                            td { (a.ignored.len()) }
+                        }
+                    }
+                }
+                h2 { "Screenshots" }
+                @for st in &r.sign_in.steps {
+                    @if let Some(f) = &st.screenshot {
+                        figure {
+                            @if let Some(bytes) = image(f) {
+                                img width="480" alt=(st.name) src=(format!("data:image/{};base64,{}", if f.ends_with(".png") { "png" } else { "jpeg" }, base64::engine::general_purpose::STANDARD.encode(bytes)));
+                            }
+                            figcaption { (st.name) " (" (f) ")" }
+                        }
+                    }
+                }
+                p {
+                    "Verify: " code { "ssh-keygen -Y verify -f allowed_signers -I SIGNER -n glassdrill-evidence-v1 -s SHA256SUMS.sig < SHA256SUMS" }
+                    " and " code { "sha256sum -c --strict SHA256SUMS" } "."
+                }
+            }
+        }
+    };
+    let mut out = markup.into_string();
+    out.push('\n');
+    out
 }

@@ -273,7 +273,7 @@ async fn reviews_classifications_and_an_export_an_auditor_can_open() {
             .unwrap();
         let text: serde_json::Value = client
             .execute(
-                "return [document.body.innerText, performance.getEntriesByType('resource').length];",
+                "return [document.body.innerText, performance.getEntriesByType('resource').length, Array.from(document.images).filter((i) => i.complete && i.naturalWidth > 0).length, document.querySelectorAll('svg rect').length];",
                 vec![],
             )
             .await
@@ -281,6 +281,16 @@ async fn reviews_classifications_and_an_export_an_auditor_can_open() {
         let body = text[0].as_str().unwrap_or_default();
         assert!(body.contains("PASS"), "{page}: {body}");
         assert_eq!(text[1], 0, "{page} fetched something");
+        if page != "index.html" {
+            // The screenshots are inline and load; the timeline has a bar
+            // per stage.
+            assert!(text[2].as_u64().unwrap_or(0) >= 3, "{page}: {text}");
+            assert!(text[3].as_u64().unwrap_or(0) >= 6, "{page}: {text}");
+            assert!(
+                body.contains("sign-in → delivered") || body.contains("delivered"),
+                "{body}"
+            );
+        }
         if page == "index.html" {
             assert!(
                 body.contains("accepted by Carol Auditor")

@@ -160,9 +160,23 @@ fn stage_files(
     for c in &g.captures {
         w.add(&c.name, &c.bytes)?;
     }
+    let staged = w.staging_dir().to_path_buf();
     w.add(
         "report.html",
-        crate::evidence::report::html(record).as_bytes(),
+        crate::evidence::report::html(record, &|name| {
+            // Screenshots were written into the staged bundle as they were
+            // taken (the rest are still in memory).
+            g.captures
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.bytes.clone())
+                .or_else(|| {
+                    (!name.contains("..") && !name.starts_with('/'))
+                        .then(|| std::fs::read(staged.join(name)).ok())
+                        .flatten()
+                })
+        })
+        .as_bytes(),
     )?;
     Ok(w)
 }
