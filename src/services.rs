@@ -49,6 +49,7 @@ pub struct Services {
     signer: String,
     evidence_dir: PathBuf,
     notifier: Arc<dyn Notifier>,
+    controls: Vec<String>,
     tokens: Mutex<HashMap<(String, String, String), Arc<TokenCache>>>,
     recovered: Vec<PathBuf>,
 }
@@ -134,6 +135,7 @@ impl Services {
             signer: host.evidence.signer.clone(),
             evidence_dir: host.evidence_dir(),
             notifier: Arc::new(Console),
+            controls: host.evidence.controls.clone(),
             tokens: Mutex::new(HashMap::new()),
             recovered,
         })
@@ -188,6 +190,7 @@ impl Services {
             signing_key: &self.signing_key,
             signer: &self.signer,
             notifier: self.notifier.as_ref(),
+            controls: &self.controls,
         }
     }
 

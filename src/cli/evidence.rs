@@ -256,6 +256,7 @@ pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
         signer: &host.evidence.signer,
         max_days: &max_days,
         keys: &keys,
+        controls: &host.evidence.controls,
     };
     match evidence::export::export(&req, &key) {
         Ok(done) => {
@@ -355,4 +356,42 @@ pub(crate) fn classify_command(host: &HostConfig, a: &ClassifyArgs) -> u8 {
             a.signin, a.account, a.class
         ),
     )
+}
+
+/// `glassdrill evidence prune`.
+pub(crate) fn prune_command(host: &HostConfig, a: &PruneArgs) -> u8 {
+    if a.older_than < host.evidence.audit_window && !a.force {
+        errln!(
+            "error: --older-than {} days is inside the audit window ({} days, [evidence] audit_window): evidence that young is kept; pass --force to delete it anyway",
+            a.older_than.as_secs() / 86_400,
+            host.evidence.audit_window.as_secs() / 86_400
+        );
+        return EXIT_USAGE;
+    }
+    let key = match evidence::SigningKey::load(&host.evidence.signing_key) {
+        Ok(k) => k,
+        Err(e) => {
+            errln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let cutoff = crate::support::time::now()
+        - chrono::Duration::from_std(a.older_than).unwrap_or(chrono::Duration::MAX);
+    match evidence::log::prune(&host.evidence_dir(), cutoff, &key, &host.evidence.signer) {
+        Ok(gone) => {
+            for (d, r) in &gone {
+                out!("pruned {d}/{r}");
+            }
+            out!(
+                "{} bundle(s) older than {} pruned, each recorded in the evidence log",
+                gone.len(),
+                crate::support::time::rfc3339_ms(cutoff)
+            );
+            0
+        }
+        Err(e) => {
+            errln!("error: {e}");
+            1
+        }
+    }
 }

@@ -329,10 +329,24 @@ pub enum EvidenceCommand {
     /// Record a signed post-drill review of a run in the evidence log (the
     /// bundle is never changed).
     Review(ReviewArgs),
+    /// Delete bundles older than a duration, recording each in the evidence
+    /// log first (verification then knows them as pruned, not missing).
+    Prune(PruneArgs),
     /// Classify a sign-in of a break-glass account that was not a drill
     /// (Microsoft's post-use review: drill, emergency or misuse), in the
     /// evidence log.
     Classify(ClassifyArgs),
+}
+
+/// `evidence prune` options.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete bundles of runs that started longer ago than this (`400d`).
+    #[arg(long, value_parser = |s: &str| bounded(s, Duration::from_secs(100 * 365 * 86_400), false))]
+    pub older_than: Duration,
+    /// Also inside the configured audit window.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `evidence review` options.
@@ -594,6 +608,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Evidence(EvidenceCommand::Verify(_)) => 0, // answered above
         Command::Evidence(EvidenceCommand::Export(a)) => evidence::export_command(&host, &a),
         Command::Evidence(EvidenceCommand::Review(a)) => evidence::review_command(&host, &a),
+        Command::Evidence(EvidenceCommand::Prune(a)) => evidence::prune_command(&host, &a),
         Command::Evidence(EvidenceCommand::Classify(a)) => evidence::classify_command(&host, &a),
         Command::Tenant(a) => tenant(&host, a, cancel).await,
     }

@@ -34,6 +34,8 @@ struct RawEvidence {
     signing_key: Option<String>,
     signer: Option<String>,
     allowed_signers: Option<String>,
+    audit_window: Option<Spanned<String>>,
+    controls: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -98,6 +100,10 @@ pub struct EvidenceConfig {
     /// file: the current key and retired ones with `valid-before`); `None`:
     /// the current key's `.pub`.
     pub allowed_signers: Option<PathBuf>,
+    /// Bundles younger than this are never pruned without `--force`.
+    pub audit_window: Duration,
+    /// The controls a drill evidences, named in reports and exports.
+    pub controls: Vec<String>,
 }
 
 /// Webhook receiver settings.
@@ -237,6 +243,11 @@ impl HostConfig {
                 signing_key: data_dir.join("keys/evidence_ed25519"),
                 signer: default_signer(),
                 allowed_signers: None,
+                audit_window: Duration::from_secs(400 * 86_400),
+                controls: crate::evidence::DEFAULT_CONTROLS
+                    .iter()
+                    .map(|c| (*c).to_owned())
+                    .collect(),
             },
             data_dir,
             drills_dir: env.cwd.join("drills"),
@@ -304,6 +315,20 @@ impl HostConfig {
         }
         if let Some(a) = raw.evidence.allowed_signers {
             cfg.evidence.allowed_signers = Some(base.join(a));
+        }
+        if let Some(c) = raw.evidence.controls {
+            cfg.evidence.controls = c;
+        }
+        if let Some(w) = &raw.evidence.audit_window {
+            match parse_duration(
+                &src,
+                "evidence.audit_window",
+                w,
+                Duration::from_secs(100 * 365 * 86_400),
+            ) {
+                Ok(d) => cfg.evidence.audit_window = d,
+                Err(p) => problems.push(p),
+            }
         }
         if let Some(s) = raw.evidence.signer {
             cfg.evidence.signer = s;

@@ -77,4 +77,6 @@ pub struct Sinks<'a> {
     pub signer: &'a str,
     /// Announcements and reports.
     pub notifier: &'a dyn Notifier,
+    /// The controls a drill evidences (named in the report).
+    pub controls: &'a [String],
 }

@@ -396,6 +396,58 @@ pub fn catch_up(root: &Path, key: &SigningKey, signer: &str) -> Result<usize, Ev
     Ok(n)
 }
 
+/// When a bundle's run started: its record's time, else the run id's
+/// (`YYYYMMDDTHHMMSSZ-…`).
+fn bundle_time(root: &Path, b: &OnDisk) -> Option<chrono::DateTime<chrono::Utc>> {
+    let dir = root.join(&b.drill).join(&b.run);
+    read_capped(&dir.join("drill.json"), MAX_MANIFEST_FILE)
+        .ok()
+        .and_then(|t| crate::record::DrillRecord::from_json(&t).ok())
+        .map(|r| r.started)
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(b.run.get(..16)?, "%Y%m%dT%H%M%SZ")
+                .ok()
+                .map(|t| t.and_utc())
+        })
+}
+
+/// Deletes the bundles whose runs started before `cutoff`, recording each
+/// in the log first (kind `pruned`, with its digest), so verification
+/// knows them as pruned, not missing. The log itself is never rewritten.
+pub fn prune(
+    root: &Path,
+    cutoff: chrono::DateTime<chrono::Utc>,
+    key: &SigningKey,
+    signer: &str,
+) -> Result<Vec<(String, String)>, EvidenceError> {
+    let log = EvidenceLog::at(root);
+    let _lock = log.lock()?;
+    let mut pruned = Vec::new();
+    for b in bundles_on_disk(root) {
+        if bundle_time(root, &b).is_none_or(|t| t >= cutoff) {
+            continue;
+        }
+        log.write_entry(
+            Entry {
+                drill: b.drill.clone(),
+                run: b.run.clone(),
+                manifest_sha256: b.manifest_sha256.clone().unwrap_or_default(),
+                note: Some(format!(
+                    "pruned: older than {}",
+                    crate::support::time::rfc3339_ms(cutoff)
+                )),
+                ..Entry::new("pruned")
+            },
+            key,
+            signer,
+        )?;
+        let dir = root.join(&b.drill).join(&b.run);
+        fs::remove_dir_all(&dir).map_err(io_err("remove", &dir))?;
+        pruned.push((b.drill, b.run));
+    }
+    Ok(pruned)
+}
+
 /// What verifying the log against the bundles found.
 #[derive(Debug, Default)]
 pub struct LogReport {
@@ -563,9 +615,16 @@ pub fn verify_log(
         }
         on_disk.insert(key);
     }
+    let pruned: std::collections::HashSet<(String, String)> = contents
+        .entries
+        .iter()
+        .flatten()
+        .filter(|e| e.kind == "pruned")
+        .map(|e| (e.drill.clone(), e.run.clone()))
+        .collect();
     let mut missing: Vec<(usize, &String, &String)> = seen
         .iter()
-        .filter(|(k, _)| !on_disk.contains(*k))
+        .filter(|(k, _)| !on_disk.contains(*k) && !pruned.contains(*k))
         .map(|((drill, run), (i, _))| (*i, drill, run))
         .collect();
     missing.sort();

@@ -427,6 +427,16 @@ pub(crate) fn validate_signer(signer: &str) -> Result<(), EvidenceError> {
 
 mod allowed_signers;
 mod bundle;
+/// The controls a break-glass drill evidences, by default (`[evidence]
+/// controls` replaces them).
+pub const DEFAULT_CONTROLS: &[&str] = &[
+    "NIST SP 800-53 CP-4 (contingency plan testing)",
+    "NIST SP 800-53 AC-2 (account management: emergency accounts)",
+    "ISO/IEC 27001:2022 A.5.28 (collection of evidence)",
+    "ISO/IEC 27001:2022 A.8.15 (logging)",
+    "CIS Microsoft 365 Foundations: emergency access accounts defined and monitored",
+];
+
 pub mod export;
 mod keys;
 pub mod log;

@@ -561,6 +561,7 @@ impl Manual {
             signing_key: &self.key,
             signer: "test@glassdrill",
             notifier: &glassdrill::notify::Console,
+            controls: &[],
         }
     }
 

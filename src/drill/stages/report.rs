@@ -8,7 +8,12 @@ use crate::record::{DrillRecord, StageStatus};
 
 /// The report text (pure): verdict and reasons, each stage's time, the
 /// alerts' latencies, and where the signed evidence is.
-pub fn text(r: &DrillRecord, sealed: &SealedBundle, findings: &[String]) -> String {
+pub fn text(
+    r: &DrillRecord,
+    sealed: &SealedBundle,
+    findings: &[String],
+    controls: &[String],
+) -> String {
     let bundle = sealed.dir.as_path();
     let mut t = format!(
         "glassdrill: {} drill {} ({}) run {}",
@@ -65,6 +70,9 @@ pub fn text(r: &DrillRecord, sealed: &SealedBundle, findings: &[String]) -> Stri
     if let Some(w) = &r.witness {
         t.push_str(&format!("\nwitness: {w}"));
     }
+    if !controls.is_empty() {
+        t.push_str(&format!("\ncontrols evidenced: {}", controls.join("; ")));
+    }
     t.push_str(&format!(
         "\n\nevidence: {}\nverify it with `glassdrill evidence verify {}`",
         bundle.display(),
@@ -101,7 +109,7 @@ pub async fn run(
         .report(
             &record.drill.id,
             &record.run_id,
-            &text(record, bundle, findings),
+            &text(record, bundle, findings, sinks.controls),
         )
         .await
     {

@@ -18,15 +18,6 @@ use crate::support::html::esc;
 
 const VERIFY_PY: &str = include_str!("verify_log.py");
 
-/// The controls a drill evidences (shown in the index).
-const CONTROLS: &[&str] = &[
-    "NIST SP 800-53 CP-4 (contingency plan testing)",
-    "NIST SP 800-53 AC-2 (account management: emergency accounts)",
-    "ISO/IEC 27001:2022 A.5.28 (collection of evidence)",
-    "ISO/IEC 27001:2022 A.8.15 (logging)",
-    "CIS Microsoft 365 Foundations: emergency access accounts defined and monitored",
-];
-
 /// What to export.
 pub struct ExportRequest<'a> {
     /// The evidence directory.
@@ -47,6 +38,8 @@ pub struct ExportRequest<'a> {
     pub max_days: &'a BTreeMap<String, i64>,
     /// Each drill's registered keys.
     pub keys: &'a BTreeMap<String, Vec<String>>,
+    /// The controls the drills evidence.
+    pub controls: &'a [String],
 }
 
 /// What was exported.
@@ -430,7 +423,8 @@ fn index_html(
                 .collect::<String>()
         )
     };
-    let controls: String = CONTROLS
+    let controls: String = req
+        .controls
         .iter()
         .map(|c| format!("<li>{}</li>", esc(c)))
         .collect();

@@ -59,6 +59,7 @@ fn an_export_verifies_with_the_commands_of_its_verify_txt() {
         signer: SIGNER,
         max_days: &max,
         keys: &keys,
+        controls: &[],
     };
     let done = export(&req, &key).unwrap();
     assert_eq!(done.bundles, 2, "{done:?}");
@@ -177,6 +178,7 @@ fn cadence_findings_name_gaps_missing_passes_and_unconfirmed_alerts() {
         signer: SIGNER,
         max_days: &max,
         keys: &keys,
+        controls: &[],
     };
     let f = cadence_findings(&rows, &req).join("\n");
     assert!(f.contains("drill bg-1: 90 days between PASSes"), "{f}");

@@ -192,3 +192,19 @@ fn a_half_written_append_is_cut_and_a_missed_bundle_caught_up() {
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     assert_eq!(r.size, 2);
 }
+
+#[test]
+fn pruned_bundles_are_known_not_missing() {
+    let f = fx();
+    sealed(&f, "20200101T000000Z-aaaaaa");
+    sealed(&f, "20200102T000000Z-bbbbbb");
+    sealed(&f, "29990101T000000Z-cccccc");
+    // The first two are older than the cutoff, the third is not.
+    let gone = prune(&f.root, chrono::Utc::now(), &f.key, SIGNER).unwrap();
+    assert_eq!(gone.len(), 2);
+    assert!(!f.root.join("bg-1/20200101T000000Z-aaaaaa").exists());
+    assert!(f.root.join("bg-1/29990101T000000Z-cccccc").exists());
+    let r = verify(&f, None);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    assert_eq!(r.size, 5, "three bundles and two prune records");
+}
