@@ -208,3 +208,64 @@ fn pruned_bundles_are_known_not_missing() {
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     assert_eq!(r.size, 5, "three bundles and two prune records");
 }
+
+#[test]
+fn verify_all_uses_the_pinned_keys_and_names_odd_entries() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let f = fx();
+    sealed(&f, "run-0");
+    let pinned = f.root.parent().unwrap().join("pinned");
+    fs::write(
+        &pinned,
+        format!(
+            "{} namespaces=\"{NAMESPACE}\" {}\n",
+            crate::evidence::testutil::SIGNER,
+            f.key.public_key_bare().unwrap()
+        ),
+    )
+    .unwrap();
+    // The log is signed under SIGNER; the bundles' principal differs, so
+    // name both in the pinned file.
+    let mut text = fs::read_to_string(&pinned).unwrap();
+    text.push_str(&format!(
+        "{SIGNER} namespaces=\"{NAMESPACE}\" {}\n",
+        f.key.public_key_bare().unwrap()
+    ));
+    fs::write(&pinned, text).unwrap();
+    let r = verify_all(&f.root, &pinned, SIGNER, None).unwrap();
+    assert!(
+        r.failed.is_empty() && r.log.findings.is_empty(),
+        "{:?} {:?}",
+        r.failed,
+        r.log.findings
+    );
+    fs::create_dir(f.root.join(std::ffi::OsStr::from_bytes(b"bg-\xff"))).unwrap();
+    let r = verify_all(&f.root, &pinned, SIGNER, None).unwrap();
+    assert!(
+        r.failed
+            .iter()
+            .any(|(_, e)| e.iter().any(|m| m.contains("not UTF-8"))),
+        "{:?}",
+        r.failed
+    );
+    // Another key pinned: every bundle fails, by name.
+    let other = fx();
+    let wrong = f.root.parent().unwrap().join("wrong");
+    fs::write(
+        &wrong,
+        format!(
+            "{} namespaces=\"{NAMESPACE}\" {}\n{SIGNER} namespaces=\"{NAMESPACE}\" {}\n",
+            crate::evidence::testutil::SIGNER,
+            other.key.public_key_bare().unwrap(),
+            other.key.public_key_bare().unwrap()
+        ),
+    )
+    .unwrap();
+    let r = verify_all(&f.root, &wrong, SIGNER, None).unwrap();
+    assert!(
+        r.failed.iter().any(|(d, _)| d.ends_with("run-0")),
+        "{:?}",
+        r.failed
+    );
+    assert!(!r.log.findings.is_empty());
+}
