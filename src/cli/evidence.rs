@@ -264,12 +264,11 @@ pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
                 out!("finding: {f}");
             }
             out!(
-                "exported {} bundle(s) to {} ({} finding(s)); manifest SHA-256 {}; verify it with the commands in {}/VERIFY.txt",
+                "exported {} bundle(s) to {} ({} finding(s)); manifest SHA-256 {}; verify it with the commands in its VERIFY.txt",
                 done.bundles,
                 a.out.display(),
                 done.findings.len(),
-                done.manifest_sha256,
-                a.out.display()
+                done.manifest_sha256
             );
             0
         }

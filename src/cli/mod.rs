@@ -397,7 +397,7 @@ pub struct ExportArgs {
     /// Only this drill.
     #[arg(long)]
     pub drill: Option<String>,
-    /// The directory to create.
+    /// The directory to create, or a `.tar.gz` file.
     #[arg(long)]
     pub out: PathBuf,
 }

@@ -310,7 +310,14 @@ pub fn verify_bundle_all(
             let allowed_path = allowed_signers
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| dir.join(ALLOWED_SIGNERS));
-            match check_signature(manifest, &sig, &sig_path, &allowed_path, dir) {
+            match check_signature(
+                manifest,
+                &sig,
+                &sig_path,
+                &allowed_path,
+                dir,
+                signed_at(dir),
+            ) {
                 Ok(s) => Some(s),
                 Err(mut e) => {
                     errs.append(&mut e);
@@ -428,12 +435,24 @@ pub(crate) fn read_bundle_file(path: &Path, cap: u64) -> Result<Vec<u8>, ReadBun
 
 /// Verifies `sig` over `manifest` and finds the allowed signers line that
 /// permits its key. Returns (principals, fingerprint).
+/// When the bundle says it was signed: its record's `recorded` time (a
+/// file the signature covers). A retired key's `valid-before` window is
+/// judged at that time, as `ssh-keygen -Y verify -Overify-time=` does, so
+/// bundles signed before a key rotation stay valid after it.
+fn signed_at(dir: &Path) -> chrono::DateTime<chrono::Utc> {
+    read_capped(&dir.join("drill.json"), MAX_MANIFEST_FILE)
+        .ok()
+        .and_then(|t| crate::record::DrillRecord::from_json(&t).ok())
+        .map_or_else(chrono::Utc::now, |r| r.recorded)
+}
+
 pub(crate) fn check_signature(
     manifest: &[u8],
     sig: &[u8],
     sig_path: &Path,
     allowed_path: &Path,
     bundle_dir: &Path,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(String, String), Vec<VerifyError>> {
     let sig = SshSig::from_pem(sig).map_err(|e| {
         vec![VerifyError::SignatureMalformed {
@@ -465,7 +484,6 @@ pub(crate) fn check_signature(
     };
     let allowed = String::from_utf8_lossy(&allowed);
     let (entries, malformed) = parse_allowed_signers(&allowed, allowed_path);
-    let now = chrono::Utc::now();
     let hit = entries.into_iter().find(|entry| {
         !entry.cert_authority
             && entry.key.key_data() == sig.public_key()

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 
 use chrono::{DateTime, Utc};
 
@@ -83,8 +84,51 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), EvidenceError> {
     Ok(())
 }
 
-/// Writes the export; refuses an existing `out`.
+/// Writes the export into `out`, a directory, or (ending in `.tar.gz`) a
+/// gzipped tar of that directory; refuses an existing `out`.
 pub fn export(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, EvidenceError> {
+    let name = req.out.to_string_lossy();
+    let Some(stem) = name.strip_suffix(".tar.gz") else {
+        return export_dir(req, key);
+    };
+    if req.out.exists() {
+        return Err(EvidenceError::BundleExists {
+            path: req.out.to_path_buf(),
+        });
+    }
+    // Built beside the archive, packed, then removed.
+    let staging = PathBuf::from(format!("{stem}.partial"));
+    let dir_req = ExportRequest {
+        out: &staging,
+        ..*req
+    };
+    let done = export_dir(&dir_req, key);
+    let packed = done.and_then(|d| {
+        let top = Path::new(stem)
+            .file_name()
+            .map_or_else(|| "export".into(), |n| n.to_string_lossy().into_owned());
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(req.out)
+            .map_err(io_err("create", req.out))?;
+        let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+        let mut tar = tar::Builder::new(gz);
+        tar.follow_symlinks(false);
+        tar.append_dir_all(&top, &staging)
+            .map_err(io_err("pack", req.out))?;
+        tar.into_inner()
+            .and_then(flate2::write::GzEncoder::finish)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("write", req.out))?;
+        Ok(d)
+    });
+    let _ = fs::remove_dir_all(&staging);
+    packed
+}
+
+fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, EvidenceError> {
     if req.out.exists() {
         return Err(EvidenceError::BundleExists {
             path: req.out.to_path_buf(),
@@ -178,7 +222,15 @@ pub fn export(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
     // The custody event: who exported what, in the log itself.
     log.append_event(
         "export",
-        &format!("{} bundle(s) to {}", rows.len(), req.out.display()),
+        &format!(
+            "{} bundle(s) to {}",
+            rows.len(),
+            // A tar.gz is built in `<name>.partial`, then packed.
+            req.out
+                .to_string_lossy()
+                .strip_suffix(".partial")
+                .map_or_else(|| req.out.display().to_string(), |s| format!("{s}.tar.gz"))
+        ),
         &manifest_sha256,
         key,
         req.signer,
@@ -475,6 +527,10 @@ fn verify_txt(signer: &str) -> String {
    python3 verify_log.py .
 4. Each bundle on its own:
    for b in bundles/*/*/; do (cd \"$b\" && ssh-keygen -Y verify -f ../../../allowed_signers -I {signer} -n {NAMESPACE} -s SHA256SUMS.sig < SHA256SUMS && sha256sum -c --strict SHA256SUMS); done
+
+   A bundle signed by a key that has since been retired (listed with
+   valid-before in allowed_signers) verifies at its signing time: add
+   -Overify-time=YYYYMMDD (its drill.json \"recorded\" date) to ssh-keygen.
 
 Keep the checkpoint (log/checkpoint): a later export must extend it
 (glassdrill evidence verify --since-checkpoint FILE).

@@ -63,6 +63,38 @@ fn an_export_verifies_with_the_commands_of_its_verify_txt() {
     };
     let done = export(&req, &key).unwrap();
     assert_eq!(done.bundles, 2, "{done:?}");
+    // The same as a .tar.gz: unpacked, its Python check passes.
+    let archive = tmp.path().join("export.tar.gz");
+    let packed = export(
+        &ExportRequest {
+            out: &archive,
+            ..req
+        },
+        &key,
+    )
+    .unwrap();
+    assert_eq!(packed.bundles, 2);
+    assert!(!tmp.path().join("export.partial").exists());
+    let unpack = tmp.path().join("unpacked");
+    fs::create_dir(&unpack).unwrap();
+    let st = Command::new("tar")
+        .arg("xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&unpack)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let py = Command::new("python3")
+        .args(["verify_log.py", "."])
+        .current_dir(unpack.join("export"))
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "{}",
+        String::from_utf8_lossy(&py.stdout)
+    );
     for f in [
         "index.html",
         "summary.csv",
@@ -110,7 +142,7 @@ fn an_export_verifies_with_the_commands_of_its_verify_txt() {
     let r =
         crate::evidence::log::verify_log(&root, &key.note_verifier(SIGNER).unwrap(), SIGNER, None);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
-    assert_eq!(r.size, 3);
+    assert_eq!(r.size, 4, "two bundles and two exports");
 
     // A tampered log in the export: the Python check finds it.
     let entries = out.join("log/entries.jsonl");
@@ -188,4 +220,39 @@ fn cadence_findings_name_gaps_missing_passes_and_unconfirmed_alerts() {
     );
     assert!(f.contains("drill bg-2: no PASS"), "{f}");
     assert!(f.contains("key key-a not proven"), "{f}");
+}
+
+/// Key rotation: a retired key listed with `valid-before` still verifies
+/// the bundles it signed before then, and no bundle it signed after.
+#[test]
+fn a_retired_key_verifies_what_it_signed_before_its_retirement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = SigningKey::generate(&tmp.path().join("old"), SIGNER).unwrap();
+    let bundle = |run: &str, recorded: i64| {
+        let mut w = BundleWriter::create(&tmp.path().join("evidence"), "bg-1", run).unwrap();
+        let mut r = fixture_record(run, 0);
+        r.recorded = DateTime::<Utc>::from_timestamp(recorded, 0).unwrap();
+        w.add("drill.json", &serde_json::to_vec_pretty(&r).unwrap())
+            .unwrap();
+        w.finish(&key, SIGNER).unwrap()
+    };
+    // 2026-01-01 and 2026-07-01; the key retired on 2026-06-01.
+    let before = bundle("run-before", 1_767_225_600);
+    let after = bundle("run-after", 1_782_864_000);
+    let signers = tmp.path().join("allowed_signers");
+    fs::write(
+        &signers,
+        format!(
+            "{SIGNER} namespaces=\"{NAMESPACE}\",valid-before=\"20260601\" {}\n",
+            key.public_key_bare().unwrap()
+        ),
+    )
+    .unwrap();
+    assert!(verify_bundle_all(&before.dir, Some(&signers)).is_ok());
+    let errs = verify_bundle_all(&after.dir, Some(&signers)).unwrap_err();
+    assert!(
+        errs.iter()
+            .any(|e| e.to_string().contains("allowed_signers")),
+        "{errs:?}"
+    );
 }
