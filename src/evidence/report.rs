@@ -49,8 +49,26 @@ fn timeline(r: &DrillRecord) -> Markup {
 }
 
 /// Renders the record; `image` gives a bundle file's bytes (screenshots
-/// are inlined).
+/// are inlined, the sign-in log record summarised).
 pub fn html(r: &DrillRecord, image: &dyn Fn(&str) -> Option<Vec<u8>>) -> String {
+    // The sign-in log record as Graph returned it (signIn resource).
+    let signin: Option<serde_json::Value> = r
+        .sign_in
+        .log_record
+        .as_deref()
+        .and_then(image)
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let field = |v: &serde_json::Value, path: &[&str]| -> String {
+        let mut cur = v;
+        for p in path {
+            cur = &cur[*p];
+        }
+        match cur {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => "—".into(),
+            other => other.to_string(),
+        }
+    };
     let style = format!(
         "body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1em}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}.v{{font-size:2em;font-weight:bold;color:{}}}figure{{display:inline-block;margin:0 1em 1em 0}}",
         colour(r.verdict)
@@ -100,6 +118,17 @@ pub fn html(r: &DrillRecord, image: &dyn Fn(&str) -> Option<Vec<u8>>) -> String 
                 }
                 h2 { "Sign-in" }
                 p { "Correlation id " (or_dash(r.sign_in.correlation_id.as_deref())) "; the sign-in log record is " (or_dash(r.sign_in.log_record.as_deref())) " in this bundle." }
+                @if let Some(s) = &signin {
+                    table id="signin" {
+                        tr { th { "sign-in id" } td { (field(s, &["id"])) } }
+                        tr { th { "created" } td { (field(s, &["createdDateTime"])) } }
+                        tr { th { "user" } td { (field(s, &["userPrincipalName"])) } }
+                        tr { th { "application" } td { (field(s, &["appDisplayName"])) } }
+                        tr { th { "IP address" } td { (field(s, &["ipAddress"])) } }
+                        tr { th { "result" } td { "error code " (field(s, &["status", "errorCode"])) } }
+                        tr { th { "conditional access" } td { (field(s, &["conditionalAccessStatus"])) } }
+                    }
+                }
                 h2 { "Alerts" }
                 table id="alerts" {
                     tr { th { "expected" } th { "rule" } th { "matched alert" } th { "sign-in → fired" } th { "fired → delivered" } th { "sign-in → delivered" } th { "deadline" } th { "ignored" } }

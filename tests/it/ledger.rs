@@ -72,8 +72,56 @@ fn every_drill_is_in_the_log_and_tampering_is_named() {
     std::fs::write(&record, &original).unwrap();
     verify(&w, &[]).expect_exit(0);
 
-    // A bundle deleted.
+    // The manifest changed: ssh-keygen itself refuses the signature.
+    let manifest = b2.join("SHA256SUMS");
+    let original_manifest = std::fs::read(&manifest).unwrap();
+    let mut m = original_manifest.clone();
+    m[0] = if m[0] == b'a' { b'b' } else { b'a' };
+    std::fs::write(&manifest, &m).unwrap();
+    let sig = std::process::Command::new("ssh-keygen")
+        .args([
+            "-Y",
+            "verify",
+            "-f",
+            "allowed_signers",
+            "-I",
+            "glassdrill@vm",
+            "-n",
+            "glassdrill-evidence-v1",
+            "-s",
+            "SHA256SUMS.sig",
+        ])
+        .current_dir(&b2)
+        .stdin(std::fs::File::open(&manifest).unwrap())
+        .output()
+        .unwrap();
+    assert!(!sig.status.success());
+    std::fs::write(&manifest, &original_manifest).unwrap();
+    verify(&w, &[]).expect_exit(0);
+
+    // Two bundles swapped (each still signed): neither is where the log
+    // put it.
     let b1 = bundle_from_stdout(&first);
+    let tmp = w.path().join("swap");
+    std::fs::rename(&b1, &tmp).unwrap();
+    std::fs::rename(&b2, &b1).unwrap();
+    std::fs::rename(&tmp, &b2).unwrap();
+    let bad = verify(&w, &[]);
+    assert_eq!(bad.code, Some(1), "{}{}", bad.stdout, bad.stderr);
+    assert_eq!(
+        bad.stderr
+            .matches("its SHA256SUMS is not the one log entry")
+            .count(),
+        2,
+        "{}",
+        bad.stderr
+    );
+    std::fs::rename(&b1, &tmp).unwrap();
+    std::fs::rename(&b2, &b1).unwrap();
+    std::fs::rename(&tmp, &b2).unwrap();
+    verify(&w, &[]).expect_exit(0);
+
+    // A bundle deleted.
     let moved = w.path().join("moved-away");
     std::fs::rename(&b1, &moved).unwrap();
     let bad = verify(&w, &[]);
@@ -288,6 +336,11 @@ async fn reviews_classifications_and_an_export_an_auditor_can_open() {
             assert!(text[3].as_u64().unwrap_or(0) >= 6, "{page}: {text}");
             assert!(
                 body.contains("sign-in → delivered") || body.contains("delivered"),
+                "{body}"
+            );
+            assert!(
+                body.contains("breakglass1@rehearsal.onmicrosoft.com")
+                    && body.contains("error code 0"),
                 "{body}"
             );
         }
