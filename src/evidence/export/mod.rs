@@ -461,6 +461,31 @@ fn index_html(
             );
         }
         body.push_str("</table>");
+        // Days between consecutive PASSes, per drill of the account.
+        let mut passes: BTreeMap<&str, Vec<DateTime<Utc>>> = BTreeMap::new();
+        for r in runs {
+            if let Some(rec) = r.record.as_ref().filter(|x| x.verdict == Verdict::Pass) {
+                passes.entry(&r.drill).or_default().push(rec.started);
+            }
+        }
+        for (drill, mut times) in passes {
+            times.sort();
+            let gaps: Vec<String> = times
+                .windows(2)
+                .map(|w| format!("{} days", (w[1] - w[0]).num_days()))
+                .collect();
+            let _ = write!(
+                body,
+                "<p class=\"gaps\">{}: {} PASS(es){}</p>",
+                esc(drill),
+                times.len(),
+                if gaps.is_empty() {
+                    String::new()
+                } else {
+                    format!("; gaps between them: {}", esc(&gaps.join(", ")))
+                }
+            );
+        }
         points.sort();
         body.push_str(&chart(&points));
     }
