@@ -99,27 +99,29 @@ pub(crate) fn verify_command(a: VerifyArgs, host: Option<&HostConfig>) -> u8 {
 fn verify_one(bundle: &std::path::Path, anchor: Option<&Anchor>) -> u8 {
     match evidence::verify_bundle_all(bundle, anchor.map(Anchor::path)) {
         Ok(v) => {
+            // The record is read before anything says OK.
+            let r = match evidence::read_record(&v) {
+                Ok(r) => r,
+                Err(e) => {
+                    errln!("FAILED: {e}");
+                    return 1;
+                }
+            };
             out!(
                 "OK: {} files verified; signed by {} ({})",
                 v.files.len(),
                 v.signer,
                 v.fingerprint
             );
-            match evidence::read_record(&v) {
-                Ok(r) => out!(
-                    "record: drill {} run {} for {}: {} (schema {} v{})",
-                    r.drill.id,
-                    r.run_id,
-                    r.drill.account,
-                    r.verdict,
-                    r.schema,
-                    r.schema_version
-                ),
-                Err(e) => {
-                    errln!("FAILED: {e}");
-                    return 1;
-                }
-            }
+            out!(
+                "record: drill {} run {} for {}: {} (schema {} v{})",
+                r.drill.id,
+                r.run_id,
+                r.drill.account,
+                r.verdict,
+                r.schema,
+                r.schema_version
+            );
             match anchor {
                 Some(a) => out!("trust: checked against {}", a.describe()),
                 None => out!(
@@ -374,8 +376,13 @@ pub(crate) fn prune_command(host: &HostConfig, a: &PruneArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let cutoff = crate::support::time::now()
-        - chrono::Duration::from_std(a.older_than).unwrap_or(chrono::Duration::MAX);
+    let Some(cutoff) = chrono::Duration::from_std(a.older_than)
+        .ok()
+        .and_then(|d| crate::support::time::now().checked_sub_signed(d))
+    else {
+        errln!("error: --older-than is too long");
+        return EXIT_USAGE;
+    };
     match evidence::log::prune(&host.evidence_dir(), cutoff, &key, &host.evidence.signer) {
         Ok(gone) => {
             for (d, r) in &gone {

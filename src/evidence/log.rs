@@ -274,6 +274,42 @@ impl EvidenceLog {
                 .map_err(io_err("truncate", &path))?;
             tracing::warn!(log = %path.display(), bytes = before.torn_tail, "cut a half-written entry from the evidence log");
         }
+        // Never sign over a log that no longer matches what was signed: an
+        // edited or cut log is refused, not re-signed. Entries after the
+        // checkpoint (an append that died before signing) are covered now.
+        match self.latest_checkpoint() {
+            Some(note) => {
+                let c = key
+                    .note_verifier(signer)
+                    .ok()
+                    .and_then(|v| v.open(&note).ok().map(str::to_owned))
+                    .and_then(|t| Checkpoint::parse(&t).ok());
+                let matches = c.as_ref().is_some_and(|c| {
+                    usize::try_from(c.size).is_ok_and(|n| {
+                        n <= before.leaves.len() && merkle::root(&before.leaves[..n]) == c.root
+                    })
+                });
+                if !matches {
+                    return Err(EvidenceError::Serialize {
+                        what: "the evidence log",
+                        why: format!(
+                            "{} no longer matches its latest checkpoint (edited, cut, or signed by another key): nothing is appended; run `glassdrill evidence verify` and keep the evidence as it is for an investigation",
+                            path.display()
+                        ),
+                    });
+                }
+            }
+            None if !before.leaves.is_empty() => {
+                return Err(EvidenceError::Serialize {
+                    what: "the evidence log",
+                    why: format!(
+                        "{} has entries but no checkpoint (deleted?): nothing is appended; run `glassdrill evidence verify`",
+                        path.display()
+                    ),
+                });
+            }
+            None => {}
+        }
         let mut leaves = before.leaves;
         let mut buf = Vec::new();
         for entry in &entries {
@@ -324,6 +360,20 @@ impl EvidenceLog {
             index,
             checkpoint: note,
         })
+    }
+
+    /// Copies the entries and the latest checkpoint into `dir` under the
+    /// log's lock (one consistent pair).
+    pub fn copy_to(&self, dir: &Path) -> Result<(), EvidenceError> {
+        let _lock = self.lock()?;
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+        for f in [ENTRIES, CHECKPOINT] {
+            let src = self.dir.join(f);
+            if src.exists() {
+                fs::copy(&src, dir.join(f)).map_err(io_err("copy", &src))?;
+            }
+        }
+        Ok(())
     }
 
     /// The latest checkpoint's text, if any.
@@ -528,6 +578,17 @@ pub fn verify_log(
     signer: &str,
     since: Option<&str>,
 ) -> LogReport {
+    verify_log_any(root, std::slice::from_ref(verifier), signer, since)
+}
+
+/// [`verify_log`] accepting a checkpoint signed by any of `verifiers` (the
+/// signer's current and retired keys).
+pub fn verify_log_any(
+    root: &Path,
+    verifiers: &[NoteVerifier],
+    signer: &str,
+    since: Option<&str>,
+) -> LogReport {
     let log = EvidenceLog::at(root);
     let mut r = LogReport::default();
     let contents = match log.read() {
@@ -552,10 +613,14 @@ pub fn verify_log(
         }
     }
     let check = |note: &str, what: &str, findings: &mut Vec<String>| -> Option<Checkpoint> {
-        let text = match verifier.open(note) {
-            Ok(t) => t,
-            Err(e) => {
-                findings.push(format!("{what} is not signed by {signer}'s key: {e}"));
+        let opened = verifiers.iter().map(|v| v.open(note)).find(Result::is_ok);
+        let text = match opened {
+            Some(Ok(t)) => t,
+            _ => {
+                findings.push(format!(
+                    "{what} is not signed by {signer}'s key{}",
+                    if verifiers.len() > 1 { "s" } else { "" }
+                ));
                 return None;
             }
         };
@@ -603,6 +668,42 @@ pub fn verify_log(
                     }
                 }
             }
+        }
+    }
+    // Every checkpoint ever signed (witness copies kept beside the log)
+    // must still describe a prefix of it: a log edited and re-signed
+    // would contradict its older checkpoints.
+    let mut kept: Vec<(u64, String)> = fs::read_dir(log.dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_str()?.to_owned();
+            let n = name.strip_prefix("checkpoint.")?.parse::<u64>().ok()?;
+            Some((n, fs::read_to_string(e.path()).ok()?))
+        })
+        .collect();
+    kept.sort();
+    let sizes: std::collections::BTreeSet<usize> = kept
+        .iter()
+        .filter_map(|(n, _)| usize::try_from(*n).ok())
+        .filter(|n| *n <= contents.leaves.len())
+        .collect();
+    let roots = merkle::prefix_roots(&contents.leaves, &sizes);
+    for (n, note) in &kept {
+        let what = format!("kept checkpoint.{n}");
+        let Some(c) = check(note, &what, &mut r.findings) else {
+            continue;
+        };
+        let ok = usize::try_from(c.size)
+            .ok()
+            .and_then(|s| roots.get(&s))
+            .is_some_and(|root| *root == c.root);
+        if c.size != *n || !ok {
+            r.findings.push(format!(
+                "{what} (size {}) does not describe the first {} entries of the log: the log was edited, cut or re-signed",
+                c.size, c.size
+            ));
         }
     }
     if let Some(old) = since
@@ -725,23 +826,26 @@ pub fn verify_all(
     if let Some(e) = errs.first() {
         return Err(e.to_string());
     }
-    let key = entries
+    // Every key listed for the signer (current and retired): checkpoints
+    // signed before a rotation stay valid.
+    let verifiers: Vec<NoteVerifier> = entries
         .iter()
         .filter(|e| {
-            allowed_signers::match_pattern_list(signer, &e.principals)
+            !e.cert_authority
+                && allowed_signers::match_pattern_list(signer, &e.principals)
                 && e.namespaces
                     .as_deref()
                     .is_none_or(|n| allowed_signers::match_pattern_list(NAMESPACE, n))
         })
-        .find_map(|e| e.key.key_data().ed25519().map(|k| k.0))
-        .ok_or_else(|| {
-            format!(
-                "{} lists no Ed25519 key for signer {signer} in namespace {NAMESPACE}",
-                allowed_signers.display()
-            )
-        })?;
-    let verifier = crate::ledger::note::NoteVerifier::from_ed25519(signer, &key)
-        .map_err(|e| format!("signer {signer}: {e}"))?;
+        .filter_map(|e| e.key.key_data().ed25519().map(|k| k.0))
+        .filter_map(|k| NoteVerifier::from_ed25519(signer, &k).ok())
+        .collect();
+    if verifiers.is_empty() {
+        return Err(format!(
+            "{} lists no Ed25519 key for signer {signer} in namespace {NAMESPACE}",
+            allowed_signers.display()
+        ));
+    }
     let mut report = AllReport::default();
     let dirs: Vec<PathBuf> = bundles_on_disk(root)
         .into_iter()
@@ -788,6 +892,6 @@ pub fn verify_all(
             )],
         ));
     }
-    report.log = verify_log(root, &verifier, signer, since);
+    report.log = verify_log_any(root, &verifiers, signer, since);
     Ok(report)
 }

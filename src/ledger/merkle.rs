@@ -46,6 +46,42 @@ pub fn root(leaves: &[Hash]) -> Hash {
     }
 }
 
+/// The tree hashes of the prefixes of `leaves` of each size in `sizes`, in
+/// one pass: RFC 6962's tree of n leaves is its perfect subtrees (the
+/// binary digits of n) folded from the right, kept as a stack while the
+/// leaves go by.
+pub fn prefix_roots(
+    leaves: &[Hash],
+    sizes: &std::collections::BTreeSet<usize>,
+) -> std::collections::HashMap<usize, Hash> {
+    let mut out = std::collections::HashMap::new();
+    if sizes.contains(&0) {
+        out.insert(0, root(&[]));
+    }
+    // (height, hash) of perfect subtrees, largest first.
+    let mut stack: Vec<(u32, Hash)> = Vec::new();
+    for (i, leaf) in leaves.iter().enumerate() {
+        let mut cur = (0u32, *leaf);
+        while let Some(&(h, top)) = stack.last() {
+            if h != cur.0 {
+                break;
+            }
+            stack.pop();
+            cur = (h + 1, node_hash(&top, &cur.1));
+        }
+        stack.push(cur);
+        let n = i + 1;
+        if sizes.contains(&n) {
+            let mut acc = stack[stack.len() - 1].1;
+            for (_, h) in stack.iter().rev().skip(1) {
+                acc = node_hash(h, &acc);
+            }
+            out.insert(n, acc);
+        }
+    }
+    out
+}
+
 /// The inclusion proof of leaf `index` in the tree of `leaves` (RFC 6962
 /// PATH); `None` if `index` is out of range.
 pub fn inclusion_proof(index: usize, leaves: &[Hash]) -> Option<Vec<Hash>> {
@@ -286,6 +322,16 @@ mod tests {
                 }
             }
             assert!(inclusion_proof(n, &l).is_none());
+        }
+    }
+
+    #[test]
+    fn prefix_roots_match_the_recursive_root() {
+        let leaves: Vec<Hash> = (0u32..300).map(|i| leaf_hash(&i.to_be_bytes())).collect();
+        let sizes: std::collections::BTreeSet<usize> = (0..=300).collect();
+        let roots = prefix_roots(&leaves, &sizes);
+        for n in 0..=300 {
+            assert_eq!(roots[&n], root(&leaves[..n]), "size {n}");
         }
     }
 

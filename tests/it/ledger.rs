@@ -290,6 +290,8 @@ async fn reviews_classifications_and_an_export_an_auditor_can_open() {
     let py = std::process::Command::new("python3")
         .arg("verify_log.py")
         .arg(".")
+        .arg("--allowed-signers")
+        .arg(export.join("allowed_signers"))
         .current_dir(&export)
         .output()
         .unwrap();

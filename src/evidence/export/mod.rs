@@ -165,17 +165,20 @@ fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
     }
     // The log and its checkpoint, the trusted keys.
     let log = EvidenceLog::at(req.root);
-    let log_out = req.out.join("log");
-    fs::create_dir_all(&log_out).map_err(io_err("create", &log_out))?;
-    for f in ["entries.jsonl", "checkpoint"] {
-        let src = log.dir().join(f);
-        if src.exists() {
-            fs::copy(&src, log_out.join(f)).map_err(io_err("copy", &src))?;
-        }
-    }
+    log.copy_to(&req.out.join("log"))?;
     fs::copy(req.allowed_signers, req.out.join("allowed_signers"))
         .map_err(io_err("copy", req.allowed_signers))?;
-    let findings = cadence_findings(&rows, req);
+    let mut findings = cadence_findings(&rows, req);
+    // The log's own findings (deleted, altered, added bundles…), checked
+    // against the pinned keys: an export never hides them.
+    if let Ok(all) = super::log::verify_all(req.root, req.allowed_signers, req.signer, None) {
+        findings.extend(
+            all.log
+                .findings
+                .into_iter()
+                .map(|f| format!("evidence log: {f}")),
+        );
+    }
     let entries: Vec<super::log::Entry> = log
         .read()
         .map(|c| c.entries.into_iter().flatten().collect())
@@ -219,8 +222,9 @@ fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
     write(MANIFEST, manifest.as_bytes())?;
     write(SIGNATURE, signature.as_bytes())?;
     let manifest_sha256 = sha256_hex(manifest.as_bytes());
-    // The custody event: who exported what, in the log itself.
-    log.append_event(
+    // The custody event: who exported what, in the log itself (a log that
+    // cannot take it is said so, the export is still made).
+    if let Err(e) = log.append_event(
         "export",
         &format!(
             "{} bundle(s) to {}",
@@ -234,7 +238,9 @@ fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
         &manifest_sha256,
         key,
         req.signer,
-    )?;
+    ) {
+        tracing::warn!(error = %e, "the export could not be recorded in the evidence log");
+    }
     Ok(Exported {
         bundles: rows.len(),
         findings,
@@ -541,21 +547,26 @@ fn index_html(
 
 fn verify_txt(signer: &str) -> String {
     format!(
-        "How to verify this export without glassdrill (OpenSSH, coreutils, Python 3):
+        "How to verify this export without glassdrill (OpenSSH, coreutils, Python 3).
+
+First get the drill host's signer key(s) from a source you trust (not this
+export): its allowed_signers file, or the fingerprint its owners publish.
+Below, PINNED is that file. (This export's own allowed_signers is a copy
+for convenience; checked against it, a forged export would pass.)
 
 1. The export's manifest is signed by the drill host's key:
-   ssh-keygen -Y verify -f allowed_signers -I {signer} -n {NAMESPACE} -s SHA256SUMS.sig < SHA256SUMS
+   ssh-keygen -Y verify -f PINNED -I {signer} -n {NAMESPACE} -s SHA256SUMS.sig < SHA256SUMS
 2. Every file is the one the manifest lists:
    sha256sum -c --strict SHA256SUMS
-3. The evidence log matches its signed checkpoint, and every exported bundle
-   is recorded in it (nothing added, altered or back-dated):
-   python3 verify_log.py .
+3. The evidence log matches its signed checkpoint, every exported bundle is
+   recorded in it, and every bundle it recorded in the period is here:
+   python3 verify_log.py . --allowed-signers PINNED
 4. Each bundle on its own:
-   for b in bundles/*/*/; do (cd \"$b\" && ssh-keygen -Y verify -f ../../../allowed_signers -I {signer} -n {NAMESPACE} -s SHA256SUMS.sig < SHA256SUMS && sha256sum -c --strict SHA256SUMS); done
-
+   for b in bundles/*/*/; do (cd \"$b\" && ssh-keygen -Y verify -f PINNED -I {signer} -n {NAMESPACE} -s SHA256SUMS.sig < SHA256SUMS && sha256sum -c --strict SHA256SUMS); done
    A bundle signed by a key that has since been retired (listed with
-   valid-before in allowed_signers) verifies at its signing time: add
-   -Overify-time=YYYYMMDD (its drill.json \"recorded\" date) to ssh-keygen.
+   valid-before in PINNED) verifies at the time it claims it was signed:
+   add -Overify-time=YYYYMMDD (its drill.json \"recorded\" date); the log
+   (step 3) is what shows it was recorded then.
 
 Keep the checkpoint (log/checkpoint): a later export must extend it
 (glassdrill evidence verify --since-checkpoint FILE).

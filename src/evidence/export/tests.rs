@@ -51,8 +51,8 @@ fn an_export_verifies_with_the_commands_of_its_verify_txt() {
     let keys = BTreeMap::new();
     let req = ExportRequest {
         root: &root,
-        from: DateTime::<Utc>::MIN_UTC,
-        to: DateTime::<Utc>::MAX_UTC,
+        from: DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap(),
+        to: DateTime::<Utc>::from_timestamp(4_102_444_800, 0).unwrap(),
         drill: None,
         out: &out,
         allowed_signers: &signers,
@@ -86,7 +86,8 @@ fn an_export_verifies_with_the_commands_of_its_verify_txt() {
         .unwrap();
     assert!(st.success());
     let py = Command::new("python3")
-        .args(["verify_log.py", "."])
+        .args(["verify_log.py", ".", "--allowed-signers"])
+        .arg(&signers)
         .current_dir(unpack.join("export"))
         .output()
         .unwrap();
@@ -136,7 +137,9 @@ fn an_export_verifies_with_the_commands_of_its_verify_txt() {
     assert!(ok, "{text}");
     let (ok, text) = run(Command::new("sha256sum").args(["-c", "--strict", "SHA256SUMS"]));
     assert!(ok, "{text}");
-    let (ok, text) = run(Command::new("python3").args(["verify_log.py", "."]));
+    let (ok, text) = run(Command::new("python3")
+        .args(["verify_log.py", ".", "--allowed-signers"])
+        .arg(&signers));
     assert!(ok && text.starts_with("OK: log of 2 entries"), "{text}");
     // The export is a custody event in the log itself.
     let r =
@@ -144,11 +147,41 @@ fn an_export_verifies_with_the_commands_of_its_verify_txt() {
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     assert_eq!(r.size, 4, "two bundles and two exports");
 
+    // A line appended after the checkpoint: not covered, so it counts for
+    // nothing and is named.
+    let entries = out.join("log/entries.jsonl");
+    let original = fs::read_to_string(&entries).unwrap();
+    fs::write(&entries, format!("{original}{{\"kind\":\"bundle\",\"drill\":\"bg-1\",\"run\":\"run-9\",\"manifest_sha256\":\"00\",\"appended\":\"x\"}}\n")).unwrap();
+    let (ok, text) = run(Command::new("python3")
+        .args(["verify_log.py", ".", "--allowed-signers"])
+        .arg(&signers));
+    assert!(
+        !ok && text.contains("not covered by the checkpoint"),
+        "{text}"
+    );
+    fs::write(&entries, &original).unwrap();
+    // A bundle the log recorded in the period, left out of the export.
+    let meta_path = out.join("export.json");
+    let meta = fs::read_to_string(&meta_path).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&meta).unwrap();
+    v["bundles"].as_array_mut().unwrap().remove(0);
+    fs::write(&meta_path, v.to_string()).unwrap();
+    let (ok, text) = run(Command::new("python3")
+        .args(["verify_log.py", ".", "--allowed-signers"])
+        .arg(&signers));
+    assert!(
+        !ok && text.contains("not in the export (deleted?)"),
+        "{text}"
+    );
+    fs::write(&meta_path, &meta).unwrap();
+
     // A tampered log in the export: the Python check finds it.
     let entries = out.join("log/entries.jsonl");
     let text = fs::read_to_string(&entries).unwrap();
     fs::write(&entries, text.replacen("run-1", "run-9", 1)).unwrap();
-    let (ok, text) = run(Command::new("python3").args(["verify_log.py", "."]));
+    let (ok, text) = run(Command::new("python3")
+        .args(["verify_log.py", ".", "--allowed-signers"])
+        .arg(&signers));
     assert!(
         !ok && text.contains("do not match the checkpoint"),
         "{text}"
@@ -172,7 +205,9 @@ fn an_export_verifies_with_the_commands_of_its_verify_txt() {
         out.join("log/checkpoint"),
     )
     .unwrap();
-    let (ok, text) = run(Command::new("python3").args(["verify_log.py", "."]));
+    let (ok, text) = run(Command::new("python3")
+        .args(["verify_log.py", ".", "--allowed-signers"])
+        .arg(&signers));
     assert!(!ok && text.contains("not signed by"), "{text}");
 }
 

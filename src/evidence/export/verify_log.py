@@ -5,8 +5,10 @@ checkpoint's Ed25519 signature (C2SP signed-note) against the key in
 allowed_signers, and checks that every exported bundle's SHA256SUMS is the
 one the log recorded. Python 3 standard library only.
 
-    python3 verify_log.py [EXPORT_DIR]
+    python3 verify_log.py [EXPORT_DIR] --allowed-signers YOUR_PINNED_FILE [--signer NAME]
 
+Pin your own copy of the drill host's allowed_signers (obtained
+independently): the export's own copy proves nothing about who signed.
 Exit 0: all good. Exit 1: a finding (printed).
 """
 import base64
@@ -124,22 +126,30 @@ def key_id(name, public):
     return hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4]
 
 
-def main(root):
-    findings = []
-    with open(os.path.join(root, "export.json")) as f:
-        meta = json.load(f)
-    signer = meta["signer"]
+def load_keys(path, signer):
     keys = []
-    with open(os.path.join(root, "allowed_signers")) as f:
+    with open(path) as f:
         for line in f:
             parts = line.split()
-            if not parts or parts[0].startswith("#") or parts[0] != signer:
+            if not parts or parts[0].startswith("#"):
+                continue
+            principals = parts[0].strip('"').split(",")
+            if signer not in principals or "cert-authority" in line:
                 continue
             for i, p in enumerate(parts):
                 if p == "ssh-ed25519" and i + 1 < len(parts):
                     keys.append(ssh_ed25519_key(parts[i + 1]))
+    return keys
+
+
+def main(root, pinned, signer):
+    findings = []
+    with open(os.path.join(root, "export.json")) as f:
+        meta = json.load(f)
+    signer = signer or meta["signer"]
+    keys = load_keys(pinned, signer)
     if not keys:
-        print(f"FINDING: allowed_signers has no ssh-ed25519 key for {signer}")
+        print(f"FINDING: {pinned} has no ssh-ed25519 key for {signer}")
         return 1
     with open(os.path.join(root, "log", "entries.jsonl"), "rb") as f:
         data = f.read()
@@ -148,55 +158,87 @@ def main(root):
         data = data[: data.rfind(b"\n") + 1]
     lines = data.split(b"\n")[:-1] if data else []
     leaves = [leaf_hash(l) for l in lines]
-    with open(os.path.join(root, "log", "checkpoint"), encoding="utf-8") as f:
-        note = f.read()
-    text, _, sigs = note.rpartition("\n\n")
-    text += "\n"
-    ok = False
-    for line in sigs.splitlines():
-        if not line.startswith("\u2014 "):
-            continue
-        name, blob = line[2:].split(" ", 1)
-        if name != signer:
-            continue
-        raw = base64.b64decode(blob)
-        for k in keys:
-            if raw[:4] == key_id(name, k) and ed25519_verify(k, text.encode(), raw[4:]):
-                ok = True
-    if not ok:
-        findings.append(f"the checkpoint is not signed by {signer}'s key")
-    origin, size, root_b64 = text.split("\n")[:3]
-    if origin != f"glassdrill-evidence-log/{signer}":
-        findings.append(f"the checkpoint is of another log: {origin}")
-    size = int(size)
-    if size > len(leaves):
-        findings.append(f"the checkpoint covers {size} entries, the log has {len(leaves)}: entries were removed")
-    elif tree_hash(leaves[:size]) != base64.b64decode(root_b64):
-        findings.append("the log entries do not match the checkpoint: altered, reordered or replaced")
-    recorded = {}
-    for i, l in enumerate(lines):
+    size = 0
+    try:
+        with open(os.path.join(root, "log", "checkpoint"), encoding="utf-8") as f:
+            note = f.read()
+        text, _, sigs = note.rpartition("\n\n")
+        text += "\n"
+        ok = False
+        for line in sigs.splitlines():
+            if not line.startswith("\u2014 ") or " " not in line[2:]:
+                continue
+            name, blob = line[2:].split(" ", 1)
+            if name != signer:
+                continue
+            raw = base64.b64decode(blob)
+            for k in keys:
+                if raw[:4] == key_id(name, k) and ed25519_verify(k, text.encode(), raw[4:]):
+                    ok = True
+        if not ok:
+            findings.append(f"the checkpoint is not signed by {signer}'s key in {pinned}")
+        head = text.split("\n")
+        origin, size_text, root_b64 = head[0], head[1], head[2]
+        if origin != f"glassdrill-evidence-log/{signer}":
+            findings.append(f"the checkpoint is of another log: {origin}")
+        if not size_text.isdigit():
+            raise ValueError("the checkpoint size is not a number")
+        size = int(size_text)
+        if size > len(leaves):
+            findings.append(f"the checkpoint covers {size} entries, the log has {len(leaves)}: entries were removed")
+            size = len(leaves)
+        elif tree_hash(leaves[:size]) != base64.b64decode(root_b64):
+            findings.append("the log entries do not match the checkpoint: altered, reordered or replaced")
+        if size < len(lines):
+            findings.append(f"log entries {size}..{len(lines) - 1} are not covered by the checkpoint")
+    except (OSError, ValueError, IndexError) as e:
+        findings.append(f"the checkpoint cannot be read: {e}")
+    # Only what the checkpoint covers counts.
+    recorded, pruned = {}, set()
+    for i, l in enumerate(lines[:size]):
         try:
             e = json.loads(l)
-        except ValueError:
-            findings.append(f"log entry {i} is not JSON")
+            kind = e.get("kind")
+            key = (e.get("drill", ""), e.get("run", ""))
+        except (ValueError, AttributeError):
+            findings.append(f"log entry {i} is not a JSON object")
             continue
-        if e.get("kind") == "bundle":
-            recorded[(e["drill"], e["run"])] = e["manifest_sha256"]
+        if kind == "bundle":
+            if key in recorded:
+                findings.append(f"log entries record bundle {key[0]}/{key[1]} twice")
+            recorded[key] = (e.get("manifest_sha256"), e.get("appended", ""))
+        elif kind == "pruned":
+            pruned.add(key)
+    exported = set()
     for b in meta["bundles"]:
+        key = (b["drill"], b["run"])
+        exported.add(key)
         path = os.path.join(root, "bundles", b["drill"], b["run"], "SHA256SUMS")
         with open(path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
-        want = recorded.get((b["drill"], b["run"]))
+        want = recorded.get(key)
         if want is None:
-            findings.append(f"bundle {b['drill']}/{b['run']} is not in the log")
-        elif want != digest:
-            findings.append(f"bundle {b['drill']}/{b['run']}: SHA256SUMS differs from the log's record")
+            findings.append(f"bundle {key[0]}/{key[1]} is not in the log")
+        elif want[0] != digest:
+            findings.append(f"bundle {key[0]}/{key[1]}: SHA256SUMS differs from the log's record")
+    # Every bundle the log recorded in the period is here, or was pruned.
+    for key, (_, appended) in recorded.items():
+        in_period = meta["from"] <= appended < meta["to"] and (meta.get("drill") in (None, key[0]))
+        if in_period and key not in exported and key not in pruned:
+            findings.append(f"bundle {key[0]}/{key[1]} is in the log for this period but not in the export (deleted?)")
     for f in findings:
         print("FINDING:", f)
     if not findings:
-        print(f"OK: log of {len(leaves)} entries matches its signed checkpoint (size {size}); {len(meta['bundles'])} exported bundles recorded in it")
+        print(f"OK: log of {len(leaves)} entries matches its signed checkpoint (size {size}); {len(meta['bundles'])} exported bundles recorded in it; keys from {pinned}")
     return 1 if findings else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))))
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("export", nargs="?", default=os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--allowed-signers", required=True, help="your own pinned allowed_signers file")
+    ap.add_argument("--signer", help="the signer principal (default: export.json's)")
+    a = ap.parse_args()
+    sys.exit(main(a.export, a.allowed_signers, a.signer))
