@@ -425,14 +425,16 @@ pub fn bundles_on_disk(root: &Path) -> Vec<OnDisk> {
         let Some(drill) = d.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        if crate::support::ids::check(&drill).is_err() || !d.path().is_dir() {
+        // The entry's own type: a symlinked drill or run directory is not
+        // followed (it could pull files from anywhere into an export).
+        if crate::support::ids::check(&drill).is_err() || !d.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
         for r in fs::read_dir(d.path()).into_iter().flatten().flatten() {
             let Some(run) = r.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if run.starts_with('.') || !r.path().is_dir() {
+            if run.starts_with('.') || !r.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
             let manifest_sha256 = read_capped(&r.path().join(MANIFEST), MAX_MANIFEST_FILE)
@@ -531,9 +533,34 @@ pub fn prune(
 ) -> Result<Vec<(String, String)>, EvidenceError> {
     let log = EvidenceLog::at(root);
     let _lock = log.lock()?;
+    // Only what the log recorded, with the same digest, and by the log's
+    // time (a bundle's own files could claim any date); anything else is
+    // kept for a person to look at.
+    let recorded: std::collections::HashMap<(String, String), (String, String)> = log
+        .read()?
+        .entries
+        .into_iter()
+        .flatten()
+        .filter(|e| e.kind == "bundle")
+        .map(|e| ((e.drill, e.run), (e.manifest_sha256, e.appended)))
+        .collect();
     let mut pruned = Vec::new();
     for b in bundles_on_disk(root) {
-        if bundle_time(root, &b).is_none_or(|t| t >= cutoff) {
+        let Some((digest, appended)) = recorded.get(&(b.drill.clone(), b.run.clone())) else {
+            continue;
+        };
+        if b.manifest_sha256.as_deref() != Some(digest.as_str()) {
+            tracing::warn!(drill = %b.drill, run = %b.run, "not pruned: the bundle differs from its log record");
+            continue;
+        }
+        let logged = crate::support::time::parse_rfc3339(appended);
+        let when = match (logged, bundle_time(root, &b)) {
+            // The later of the two: neither a back-dated record nor a
+            // catch-up append makes a bundle look older than it is.
+            (Some(l), Some(t)) => Some(l.max(t)),
+            (l, t) => l.or(t),
+        };
+        if when.is_none_or(|t| t >= cutoff) {
             continue;
         }
         log.write_entry(
