@@ -192,10 +192,37 @@ pub async fn run(
     // this process dies, whoever looks next knows how far it got.
     let (recording, writer) =
         super::RecordingProgress::start(progress, store.clone(), &drill.id, "run", key.clone());
-    let result: Result<DrillOutcome, RunError> = match &host {
-        Host::Own(h) => crate::runner::run_configured(h, drill, &opts, &recording, cancel).await,
-        Host::Daemon(h, services) => {
-            crate::runner::run_with(services, h, drill, &opts, &recording, cancel).await
+    // A panic in the run (a bug) must not leave the locks held by a live
+    // process (the daemon) for ever: caught here, the locks released below,
+    // the drill held for a person.
+    let run = async {
+        match &host {
+            Host::Own(h) => {
+                crate::runner::run_configured(h, drill, &opts, &recording, cancel).await
+            }
+            Host::Daemon(h, services) => {
+                crate::runner::run_with(services, h, drill, &opts, &recording, cancel).await
+            }
+        }
+    };
+    let caught = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
+    let result: Result<DrillOutcome, RunError> = match caught {
+        Ok(r) => r,
+        Err(_) => {
+            let why = format!(
+                "glassdrill failed during an on-demand run (a bug); check the evidence and run `glassdrill run {}`",
+                drill.id
+            );
+            let _ = store.hold(&drill.id, &why).await;
+            drop(recording);
+            let _ = writer.await;
+            if let Err(e) = store.release(locks).await {
+                tracing::warn!(error = %e, "could not release the drill's locks");
+            }
+            return Err(Refusal {
+                message: why,
+                code: Verdict::Error.exit_code(),
+            });
         }
     };
     drop(recording);

@@ -321,3 +321,57 @@ fn keys_check_names_a_key_without_the_accounts_credential() {
     );
     assert!(!check.stdout.contains(PIN) && !check.stderr.contains(PIN));
 }
+
+/// The page asks for an RP id the drill does not own: the bridge refuses
+/// (SecurityError, no signature), and the drill says it was glassdrill's
+/// refusal (ERROR), not a finding about the account.
+#[test]
+fn a_bridge_refusal_is_an_error_not_a_finding_about_the_account() {
+    let w = World::new();
+    let pin_file = w.path().join("pin");
+    secret_file(&pin_file, PIN);
+    let key = w.path().join("soft-other.json");
+    w.run([
+        "keys",
+        "soft-new",
+        key.to_str().unwrap(),
+        "--rp-id",
+        "other.localhost",
+        "--user-name",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "--pin",
+        &format!("file:{}", pin_file.display()),
+    ])
+    .expect_exit(0);
+    std::fs::create_dir_all(w.path().join("drills")).unwrap();
+    std::fs::write(
+        w.path().join("drills/bg-soft.toml"),
+        format!(
+            "id = \"bg-soft\"\naccount = \"breakglass1@rehearsal.onmicrosoft.com\"\ntenant = \"rehearsal\"\n\
+             flow = \"flows/entra-security-key.toml\"\nconfirm_deadline = \"20s\"\n\
+             [authenticator]\nkind = \"soft\"\nrp_id = \"other.localhost\"\npin = \"file:{}\"\n\
+             [[authenticator.keys]]\nname = \"soft-a\"\nstate = \"{}\"\n\
+             [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\nrule = \"Break-glass account sign-in\"\ndeadline = \"20s\"\n",
+            pin_file.display(),
+            key.display(),
+        ),
+    )
+    .unwrap();
+    let out = run(&w);
+    assert_eq!(out.code, Some(2), "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.starts_with("ERROR"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("glassdrill's WebAuthn bridge refused the page's request"),
+        "{}",
+        out.stdout
+    );
+    let r = record(&out);
+    assert_eq!(r["key"]["sign_count_after"], serde_json::Value::Null);
+    assert!(
+        r["key"]["refused"].to_string().contains("SecurityError"),
+        "{}",
+        r["key"]
+    );
+    w.assert_clean();
+}
