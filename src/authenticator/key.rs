@@ -613,7 +613,12 @@ impl Authenticator for KeyAuthenticator {
                     () = st.cancelled() => return,
                     () = tokio::time::sleep(bridge::POLL) => {}
                 }
-                match bridge.take().await {
+                // A stop never waits on a WebDriver call in flight.
+                let taken = tokio::select! {
+                    () = st.cancelled() => return,
+                    t = bridge.take() => t,
+                };
+                match taken {
                     Ok(Some((req, origin))) => {
                         serve_one(
                             &bridge,
