@@ -22,9 +22,9 @@
 //!   its PIN) and the PIN-counter and sign-counter rules. Blocking calls,
 //!   run on threads of their own under deadlines.
 //! - [`ledger`]: the evidence ledger's pure building blocks: RFC 6962
-//!   Merkle hashes with inclusion and consistency proofs, C2SP signed
-//!   notes and checkpoints (Ed25519). No I/O yet: the log file and its use
-//!   by `evidence verify` build on it.
+//!   Merkle hashes with inclusion and consistency proofs and prefix roots,
+//!   C2SP signed notes and checkpoints (Ed25519). No I/O: the log file is
+//!   `evidence::log`.
 //! - [`schedule`]: schedule arithmetic, pure: the next due time drawn in a
 //!   drill's cadence, fitted into its windows (time zones, DST) and kept
 //!   apart from its group. Reads no clock and no random source.
@@ -53,8 +53,11 @@
 //! - [`evidence`]: signed bundles staged from a run's first moment and
 //!   journaled as it goes (`bundle`), offline verification (`verify`,
 //!   `manifest`), the signing key (`keys`), `allowed_signers`,
-//!   `report.html` (`report`), and the recovery of runs that died
-//!   (`recover`). Never re-serialises what it signs.
+//!   `report.html` (`report`, a `maud` template), the recovery of runs
+//!   that died (`recover`), the append-only evidence log with signed
+//!   checkpoints, reviews and pruning (`log`), and the auditor's export
+//!   (`export`, with its standard-library Python verifier). Never
+//!   re-serialises what it signs.
 //! - [`notify`]: announcement and report channels (the console today).
 //! - [`state`]: the daemon's state store (SQLite through `sqlx`,
 //!   portable SQL): drawn due times, holds, runs, key proofs, locks across
