@@ -3,7 +3,8 @@
 //!
 //! [`install`] adds `shim.js` to every new document through chromedriver's
 //! CDP passthrough (`Page.addScriptToEvaluateOnNewDocument`), before page
-//! scripts run. While armed, [`Bridge::serve`] polls the top document over
+//! scripts run. While armed, the key authenticator (`authenticator::key`)
+//! polls the top document (`Bridge::take`) over
 //! WebDriver (execute-script: never a fetch from the page to loopback,
 //! which Chromium's Local Network Access blocks on a public page), checks
 //! each request ([`check`]: the drill's RP id, the calling origin under the
