@@ -353,6 +353,10 @@ pub enum Verdict {
     Interrupted,
 }
 
+/// The exit code of a usage or configuration error (BSD `EX_USAGE`), next
+/// to the verdicts' own.
+pub const EXIT_USAGE: u8 = 64;
+
 impl Verdict {
     /// Process exit code: 0 PASS, 1 FAIL, 2 ERROR / INTERRUPTED.
     pub(crate) fn exit_code(self) -> u8 {

@@ -161,12 +161,14 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// A user mistake (fix the configuration) rather than an outage or a
-    /// host problem (retry later).
-    pub(crate) fn is_user_error(&self) -> bool {
+    /// The exit code of a run that could not start: a user mistake (fix
+    /// the configuration, 64) or an outage or host problem (retry, 2).
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
-            Self::Plan(_) => true,
-            Self::Service(_) | Self::Tenant(_) | Self::Authenticator(_) => false,
+            Self::Plan(_) => crate::record::EXIT_USAGE,
+            Self::Service(_) | Self::Tenant(_) | Self::Authenticator(_) => {
+                crate::record::Verdict::Error.exit_code()
+            }
         }
     }
 }

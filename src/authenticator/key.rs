@@ -308,7 +308,8 @@ impl KeyAuthenticator {
 /// starts when its key is plugged in.
 pub fn attached_keys(cfg: &crate::config::drill::KeyConfig) -> Vec<String> {
     use crate::config::drill::KeyKind;
-    let mut hid: Option<Vec<fido::KeyInfo>> = None;
+    // Each attached key with what it says of itself, listed once.
+    let mut hid: Option<Vec<(fido::hid::HidKey, fido::KeyInfo)>> = None;
     let mut out = Vec::new();
     for e in &cfg.keys {
         let present = match cfg.kind {
@@ -318,21 +319,16 @@ pub fn attached_keys(cfg: &crate::config::drill::KeyConfig) -> Vec<String> {
                     fido::hid::devices()
                         .unwrap_or_default()
                         .into_iter()
-                        .filter_map(|d| fido::hid::HidKey::new(d).info().ok())
+                        .map(fido::hid::HidKey::new)
+                        .filter_map(|k| k.info().ok().map(|i| (k, i)))
                         .collect()
                 });
-                infos.iter().any(|i| {
+                infos.iter().any(|(k, i)| {
                     e.device.as_deref().is_none_or(|d| d == i.path)
                         && e.aaguid.as_deref().is_none_or(|a| a == i.aaguid)
-                        && e.credential_id.as_ref().is_none_or(|id| {
-                            fido::hid::HidKey::new(fido::hid::Device {
-                                path: i.path.clone(),
-                                vid_pid: (0, 0),
-                                product: String::new(),
-                            })
-                            .holds(&cfg.rp_id, id)
-                            .unwrap_or(false)
-                        })
+                        && e.credential_id
+                            .as_ref()
+                            .is_none_or(|id| k.holds(&cfg.rp_id, id).unwrap_or(false))
                 })
             }
         };
@@ -367,21 +363,14 @@ async fn serve_one(
             name: "NotAllowedError",
             message: "glassdrill signs once per drill run; a second request is refused".into(),
         };
-        lock(shared)
-            .evidence
-            .refused
-            .push(format!("{}: {}", req.origin, r.message));
+        record_refusal(shared, &req.origin, &r);
         refuse(r).await;
         return;
     }
     let checked = match bridge::check(&req, &settings.rp_id, webdriver_origin) {
         Ok(c) => c,
         Err(r) => {
-            tracing::warn!(origin = %req.origin, "bridge refused a request: {}", r.message);
-            lock(shared)
-                .evidence
-                .refused
-                .push(format!("{}: {} ({})", req.origin, r.message, r.name));
+            record_refusal(shared, &req.origin, &r);
             refuse(r).await;
             return;
         }
@@ -410,11 +399,8 @@ async fn serve_one(
                 name: "NotAllowedError",
                 message: "the page does not allow the account's credential on this key".into(),
             };
-            lock(shared)
-                .evidence
-                .refused
-                .push(format!("{}: {}", req.origin, r.message));
             lock(shared).served = false;
+            record_refusal(shared, &req.origin, &r);
             refuse(r).await;
             return;
         }
@@ -478,6 +464,8 @@ async fn serve_one(
             {
                 let mut s = lock(shared);
                 s.evidence.touch_wait_ms = Some(waited);
+                // An earlier refused request no longer decides: it signed.
+                s.failure = None;
                 s.evidence.sign_count_after = a.sign_count();
                 s.evidence.user_present = Some(up);
                 s.evidence.user_verified = Some(uv);
@@ -524,6 +512,23 @@ async fn serve_one(
             })
             .await;
         }
+    }
+}
+
+/// Keeps a refused request in the evidence. Refused before any assertion,
+/// it is also the ceremony's failure: the page's error that follows is
+/// glassdrill's doing, not a finding about the account.
+fn record_refusal(shared: &Mutex<Shared>, origin: &str, r: &Refusal) {
+    tracing::warn!(origin, "bridge refused a request: {}", r.message);
+    let mut s = lock(shared);
+    s.evidence
+        .refused
+        .push(format!("{origin}: {} ({})", r.message, r.name));
+    if !s.served && s.failure.is_none() {
+        s.failure = Some(format!(
+            "glassdrill's WebAuthn bridge refused the page's request ({}: {}); no assertion was made",
+            r.name, r.message
+        ));
     }
 }
 

@@ -79,8 +79,9 @@ pub trait Authenticator: Send + Sync {
     fn key_evidence(&self) -> Option<crate::record::KeyEvidence> {
         None
     }
-    /// A key failure during the ceremony (a wrong PIN, no touch in time),
-    /// which decides the sign-in stage whatever the page then showed.
+    /// A failure on glassdrill's side during the ceremony (a wrong PIN, no
+    /// touch in time, the bridge refusing the page's request), which
+    /// decides the sign-in stage whatever the page then showed.
     fn ceremony_failure(&self) -> Option<String> {
         None
     }

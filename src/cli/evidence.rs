@@ -32,7 +32,6 @@ impl Anchor {
 /// key history with validity windows), else the current signing key's
 /// public half under the configured principal.
 fn host_anchor(host: &HostConfig) -> Option<Anchor> {
-    use std::io::Write as _;
     let (text, from) = match &host.evidence.allowed_signers {
         Some(p) => (std::fs::read_to_string(p).ok()?, p.display().to_string()),
         None => {
@@ -52,11 +51,7 @@ fn host_anchor(host: &HostConfig) -> Option<Anchor> {
             )
         }
     };
-    let mut f = tempfile::Builder::new()
-        .prefix(".glassdrill-allowed-signers-")
-        .tempfile()
-        .ok()?;
-    f.write_all(text.as_bytes()).ok()?;
+    let f = evidence::pinned_allowed_signers(&text).ok()?;
     Some(Anchor::Host(f, from))
 }
 
@@ -218,6 +213,15 @@ fn only_principal(path: &std::path::Path) -> Option<String> {
     }
 }
 
+/// The host's evidence signing key (for what it appends to the log or
+/// signs), or the exit code after saying why not.
+fn signing_key(host: &HostConfig) -> Result<evidence::SigningKey, u8> {
+    evidence::SigningKey::load(&host.evidence.signing_key).map_err(|e| {
+        errln!("error: {e}");
+        EXIT_USAGE
+    })
+}
+
 /// `glassdrill evidence export`.
 pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
     if a.to < a.from {
@@ -231,12 +235,9 @@ pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
         );
         return EXIT_USAGE;
     };
-    let key = match evidence::SigningKey::load(&host.evidence.signing_key) {
+    let key = match signing_key(host) {
         Ok(k) => k,
-        Err(e) => {
-            errln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let (drills, _) = crate::config::drill::load_drills(&host.drills_dir);
     let max_days = drills
@@ -282,12 +283,9 @@ pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
 }
 
 fn append(host: &HostConfig, entry: evidence::log::Entry, what: &str) -> u8 {
-    let key = match evidence::SigningKey::load(&host.evidence.signing_key) {
+    let key = match signing_key(host) {
         Ok(k) => k,
-        Err(e) => {
-            errln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     match evidence::log::EvidenceLog::at(&host.evidence_dir()).append_entry(
         entry,
@@ -324,9 +322,9 @@ pub(crate) fn review_command(host: &HostConfig, a: &ReviewArgs) -> u8 {
         return EXIT_USAGE;
     };
     let entry = evidence::log::Entry {
+        manifest_sha256: b.manifest_sha256(&root).unwrap_or_default(),
         drill: b.drill,
         run: b.run,
-        manifest_sha256: b.manifest_sha256.unwrap_or_default(),
         by: Some(a.by.clone()),
         outcome: Some(a.outcome.clone()),
         note: Some(a.note.clone()),
@@ -369,12 +367,9 @@ pub(crate) fn prune_command(host: &HostConfig, a: &PruneArgs) -> u8 {
         );
         return EXIT_USAGE;
     }
-    let key = match evidence::SigningKey::load(&host.evidence.signing_key) {
+    let key = match signing_key(host) {
         Ok(k) => k,
-        Err(e) => {
-            errln!("error: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let Some(cutoff) = chrono::Duration::from_std(a.older_than)
         .ok()

@@ -29,7 +29,7 @@ use run::drill_command;
 use tenant::tenant;
 
 /// Exit code for usage and configuration errors (BSD `EX_USAGE`).
-pub const EXIT_USAGE: u8 = crate::daemon::ondemand::EXIT_USAGE;
+pub const EXIT_USAGE: u8 = crate::record::EXIT_USAGE;
 
 /// `--version`: the release and the commit it was built from.
 pub const VERSION: &str = concat!(

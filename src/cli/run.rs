@@ -29,11 +29,7 @@ pub(crate) async fn drill_command(
 /// outage (2).
 fn failed_to_start(e: &runner::RunError) -> u8 {
     errln!("error: {e}");
-    if e.is_user_error() {
-        EXIT_USAGE
-    } else {
-        Verdict::Error.exit_code()
-    }
+    e.exit_code()
 }
 
 fn print_outcome(drill: &DrillConfig, host: &HostConfig, o: &DrillOutcome) {

@@ -15,8 +15,7 @@ use crate::runner::{RunError, RunOptions};
 use crate::services::Services;
 use crate::state::StateStore;
 
-/// The exit code of a usage error (sysexits `EX_USAGE`, as the CLI's).
-pub const EXIT_USAGE: u8 = 64;
+pub use crate::record::EXIT_USAGE;
 
 /// Why a run on request did not start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -249,11 +248,7 @@ pub async fn run(
         }
         Err(e) => Err(Refusal {
             message: e.to_string(),
-            code: if e.is_user_error() {
-                EXIT_USAGE
-            } else {
-                Verdict::Error.exit_code()
-            },
+            code: e.exit_code(),
         }),
     };
     if let Err(e) = store.release(locks).await {

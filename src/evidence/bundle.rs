@@ -235,10 +235,7 @@ impl BundleWriter {
             })?;
             self.files.insert(JOURNAL.to_string(), sha256_hex(&bytes));
         }
-        let allowed = format!(
-            "{signer} namespaces=\"{NAMESPACE}\" {}\n",
-            key.public_key_bare()?
-        );
+        let allowed = key.allowed_signers_line(signer)?;
         write_new_file(&self.staging.join(ALLOWED_SIGNERS), allowed.as_bytes())?;
         self.files
             .insert(ALLOWED_SIGNERS.to_string(), sha256_hex(allowed.as_bytes()));

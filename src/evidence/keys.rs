@@ -189,6 +189,15 @@ impl SigningKey {
     /// the armored signature (`-----BEGIN SSH SIGNATURE-----`, LF line
     /// endings, trailing newline): byte-for-byte what `ssh-keygen -Y sign`
     /// writes for the same key and message, since Ed25519 is deterministic.
+    /// This key's line in an allowed_signers file, for `signer` in the
+    /// evidence namespace.
+    pub(crate) fn allowed_signers_line(&self, signer: &str) -> Result<String, EvidenceError> {
+        Ok(format!(
+            "{signer} namespaces=\"{NAMESPACE}\" {}\n",
+            self.public_key_bare()?
+        ))
+    }
+
     /// The same Ed25519 key as a signed-note signer named `name` (the
     /// evidence log's checkpoints).
     pub fn note_signer(

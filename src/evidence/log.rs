@@ -67,6 +67,16 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A sealed bundle's entry.
+    pub fn bundle(drill: &str, run: &str, manifest_sha256: &str) -> Self {
+        Self {
+            drill: drill.to_owned(),
+            run: run.to_owned(),
+            manifest_sha256: manifest_sha256.to_owned(),
+            ..Self::new("bundle")
+        }
+    }
+
     /// An entry of `kind`, appended now, every other field empty.
     pub fn new(kind: &str) -> Self {
         Self {
@@ -173,8 +183,8 @@ impl EvidenceLog {
             .map_err(|(_, e)| io_err("lock", &lock_path)(io::Error::from(e)))
     }
 
-    /// Appends `bundle` and signs a new checkpoint; serialised across
-    /// processes. Returns the entry's index and the checkpoint.
+    /// Appends a sealed bundle and signs a new checkpoint; serialised
+    /// across processes. Returns the entry's index and the checkpoint.
     pub fn append(
         &self,
         drill: &str,
@@ -183,35 +193,11 @@ impl EvidenceLog {
         key: &SigningKey,
         signer: &str,
     ) -> Result<Appended, EvidenceError> {
-        let _lock = self.lock()?;
-        self.append_locked(drill, run, manifest_sha256, key, signer)
+        self.append_entry(Entry::bundle(drill, run, manifest_sha256), key, signer)
     }
 
-    /// Appends a custody event (`kind`: `export`, …) with what it did.
-    pub fn append_event(
-        &self,
-        kind: &str,
-        note: &str,
-        manifest_sha256: &str,
-        key: &SigningKey,
-        signer: &str,
-    ) -> Result<Appended, EvidenceError> {
-        let _lock = self.lock()?;
-        self.write_entry(
-            Entry {
-                kind: kind.to_owned(),
-                drill: String::new(),
-                run: String::new(),
-                manifest_sha256: manifest_sha256.to_owned(),
-                note: Some(note.to_owned()),
-                ..Entry::new(kind)
-            },
-            key,
-            signer,
-        )
-    }
-
-    /// Appends `entry` (a review, a classification) under the lock.
+    /// Appends `entry` (a review, a classification, a custody event) under
+    /// the lock.
     pub fn append_entry(
         &self,
         entry: Entry,
@@ -219,36 +205,6 @@ impl EvidenceLog {
         signer: &str,
     ) -> Result<Appended, EvidenceError> {
         let _lock = self.lock()?;
-        self.write_entry(entry, key, signer)
-    }
-
-    fn append_locked(
-        &self,
-        drill: &str,
-        run: &str,
-        manifest_sha256: &str,
-        key: &SigningKey,
-        signer: &str,
-    ) -> Result<Appended, EvidenceError> {
-        self.write_entry(
-            Entry {
-                kind: "bundle".into(),
-                drill: drill.to_owned(),
-                run: run.to_owned(),
-                manifest_sha256: manifest_sha256.to_owned(),
-                ..Entry::new("bundle")
-            },
-            key,
-            signer,
-        )
-    }
-
-    fn write_entry(
-        &self,
-        entry: Entry,
-        key: &SigningKey,
-        signer: &str,
-    ) -> Result<Appended, EvidenceError> {
         self.write_entries(vec![entry], key, signer)
     }
 
@@ -389,8 +345,19 @@ pub struct OnDisk {
     pub drill: String,
     /// Run id.
     pub run: String,
-    /// SHA-256 of its `SHA256SUMS` (`None`: no manifest).
-    pub manifest_sha256: Option<String>,
+}
+
+impl OnDisk {
+    /// SHA-256 of its `SHA256SUMS` (`None`: no manifest), read when asked:
+    /// listing the bundles at every start reads no file.
+    pub fn manifest_sha256(&self, root: &Path) -> Option<String> {
+        read_capped(
+            &root.join(&self.drill).join(&self.run).join(MANIFEST),
+            MAX_MANIFEST_FILE,
+        )
+        .ok()
+        .map(|b| sha256_hex(&b))
+    }
 }
 
 /// Entries under `root` (drill directories and their runs) whose names are
@@ -437,13 +404,9 @@ pub fn bundles_on_disk(root: &Path) -> Vec<OnDisk> {
             if run.starts_with('.') || !r.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let manifest_sha256 = read_capped(&r.path().join(MANIFEST), MAX_MANIFEST_FILE)
-                .ok()
-                .map(|b| sha256_hex(&b));
             out.push(OnDisk {
                 drill: drill.clone(),
                 run,
-                manifest_sha256,
             });
         }
     }
@@ -468,22 +431,16 @@ pub fn catch_up(root: &Path, key: &SigningKey, signer: &str) -> Result<usize, Ev
         .collect();
     // This host's key, pinned: a bundle someone dropped in with its own
     // key and allowed_signers never enters the log.
-    let mut pinned = tempfile::Builder::new()
-        .prefix(".glassdrill-allowed-signers-")
-        .tempfile()
-        .map_err(io_err("create", Path::new("a temporary file")))?;
-    writeln!(
-        pinned,
-        "{signer} namespaces=\"{NAMESPACE}\" {}",
-        key.public_key_bare()?
-    )
-    .map_err(io_err("write", Path::new("a temporary file")))?;
+    let pinned = pinned_allowed_signers(&key.allowed_signers_line(signer)?).map_err(io_err(
+        "write",
+        Path::new("a temporary allowed_signers file"),
+    ))?;
     let mut missing = Vec::new();
     for b in bundles_on_disk(root) {
         if have.contains(&(b.drill.clone(), b.run.clone())) {
             continue;
         }
-        let Some(digest) = &b.manifest_sha256 else {
+        let Some(digest) = b.manifest_sha256(root) else {
             continue;
         };
         // Only what verifies with this host's key enters its log.
@@ -493,11 +450,8 @@ pub fn catch_up(root: &Path, key: &SigningKey, signer: &str) -> Result<usize, Ev
             continue;
         }
         missing.push(Entry {
-            drill: b.drill.clone(),
-            run: b.run.clone(),
-            manifest_sha256: digest.clone(),
             note: Some("appended at start (sealed before it reached the log)".into()),
-            ..Entry::new("bundle")
+            ..Entry::bundle(&b.drill, &b.run, &digest)
         });
     }
     let n = missing.len();
@@ -549,7 +503,8 @@ pub fn prune(
         let Some((digest, appended)) = recorded.get(&(b.drill.clone(), b.run.clone())) else {
             continue;
         };
-        if b.manifest_sha256.as_deref() != Some(digest.as_str()) {
+        let on_disk = b.manifest_sha256(root);
+        if on_disk.as_deref() != Some(digest.as_str()) {
             tracing::warn!(drill = %b.drill, run = %b.run, "not pruned: the bundle differs from its log record");
             continue;
         }
@@ -563,17 +518,17 @@ pub fn prune(
         if when.is_none_or(|t| t >= cutoff) {
             continue;
         }
-        log.write_entry(
-            Entry {
+        log.write_entries(
+            vec![Entry {
                 drill: b.drill.clone(),
                 run: b.run.clone(),
-                manifest_sha256: b.manifest_sha256.clone().unwrap_or_default(),
+                manifest_sha256: on_disk.unwrap_or_default(),
                 note: Some(format!(
                     "pruned: older than {}",
                     crate::support::time::rfc3339_ms(cutoff)
                 )),
                 ..Entry::new("pruned")
-            },
+            }],
             key,
             signer,
         )?;
@@ -789,7 +744,7 @@ pub fn verify_log_any(
     let mut on_disk = std::collections::HashSet::new();
     for b in bundles_on_disk(root) {
         let key = (b.drill.clone(), b.run.clone());
-        match (seen.get(&key), &b.manifest_sha256) {
+        match (seen.get(&key), &b.manifest_sha256(root)) {
             (None, _) => r.findings.push(format!(
                 "bundle {}/{} is not in the evidence log (added afterwards?)",
                 b.drill, b.run
@@ -847,32 +802,7 @@ pub fn verify_all(
     signer: &str,
     since: Option<&str>,
 ) -> Result<AllReport, String> {
-    let text = fs::read_to_string(allowed_signers)
-        .map_err(|e| format!("cannot read {}: {e}", allowed_signers.display()))?;
-    let (entries, errs) = allowed_signers::parse_allowed_signers(&text, allowed_signers);
-    if let Some(e) = errs.first() {
-        return Err(e.to_string());
-    }
-    // Every key listed for the signer (current and retired): checkpoints
-    // signed before a rotation stay valid.
-    let verifiers: Vec<NoteVerifier> = entries
-        .iter()
-        .filter(|e| {
-            !e.cert_authority
-                && allowed_signers::match_pattern_list(signer, &e.principals)
-                && e.namespaces
-                    .as_deref()
-                    .is_none_or(|n| allowed_signers::match_pattern_list(NAMESPACE, n))
-        })
-        .filter_map(|e| e.key.key_data().ed25519().map(|k| k.0))
-        .filter_map(|k| NoteVerifier::from_ed25519(signer, &k).ok())
-        .collect();
-    if verifiers.is_empty() {
-        return Err(format!(
-            "{} lists no Ed25519 key for signer {signer} in namespace {NAMESPACE}",
-            allowed_signers.display()
-        ));
-    }
+    let verifiers = log_verifiers(allowed_signers, signer)?;
     let mut report = AllReport::default();
     let dirs: Vec<PathBuf> = bundles_on_disk(root)
         .into_iter()
@@ -921,4 +851,35 @@ pub fn verify_all(
     }
     report.log = verify_log_any(root, &verifiers, signer, since);
     Ok(report)
+}
+
+/// The checkpoint verifiers of every key `allowed_signers` lists for
+/// `signer` (current and retired: checkpoints signed before a rotation
+/// stay valid).
+pub fn log_verifiers(allowed_signers: &Path, signer: &str) -> Result<Vec<NoteVerifier>, String> {
+    let text = fs::read_to_string(allowed_signers)
+        .map_err(|e| format!("cannot read {}: {e}", allowed_signers.display()))?;
+    let (entries, errs) = allowed_signers::parse_allowed_signers(&text, allowed_signers);
+    if let Some(e) = errs.first() {
+        return Err(e.to_string());
+    }
+    let verifiers: Vec<NoteVerifier> = entries
+        .iter()
+        .filter(|e| {
+            !e.cert_authority
+                && allowed_signers::match_pattern_list(signer, &e.principals)
+                && e.namespaces
+                    .as_deref()
+                    .is_none_or(|n| allowed_signers::match_pattern_list(NAMESPACE, n))
+        })
+        .filter_map(|e| e.key.key_data().ed25519().map(|k| k.0))
+        .filter_map(|k| NoteVerifier::from_ed25519(signer, &k).ok())
+        .collect();
+    if verifiers.is_empty() {
+        return Err(format!(
+            "{} lists no Ed25519 key for signer {signer} in namespace {NAMESPACE}",
+            allowed_signers.display()
+        ));
+    }
+    Ok(verifiers)
 }

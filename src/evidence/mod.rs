@@ -437,6 +437,17 @@ pub const DEFAULT_CONTROLS: &[&str] = &[
     "CIS Microsoft 365 Foundations: emergency access accounts defined and monitored",
 ];
 
+/// `text` (allowed_signers lines) in a private temporary file, removed on
+/// drop: the pinned trust a verification is told to use.
+pub fn pinned_allowed_signers(text: &str) -> io::Result<tempfile::NamedTempFile> {
+    use std::io::Write as _;
+    let mut f = tempfile::Builder::new()
+        .prefix(".glassdrill-allowed-signers-")
+        .tempfile()?;
+    f.write_all(text.as_bytes())?;
+    Ok(f)
+}
+
 pub mod export;
 mod keys;
 pub mod log;

@@ -70,11 +70,6 @@ impl HidKey {
         Self { device }
     }
 
-    /// The device.
-    pub fn device(&self) -> &Device {
-        &self.device
-    }
-
     fn open(&self, credential_management: bool) -> Result<FidoKeyHid, KeyError> {
         let mut c = cfg();
         c.use_pre_credential_management = !credential_management;
@@ -102,6 +97,13 @@ fn classify(e: &anyhow::Error, retries: impl FnOnce() -> Option<u32>) -> KeyErro
     } else {
         KeyError::Device(text)
     }
+}
+
+/// The PIN retries a key says are left, for a wrong-PIN message.
+fn retries_left(key: &FidoKeyHid) -> Option<u32> {
+    key.get_pin_retries()
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
 }
 
 impl Fido2Key for HidKey {
@@ -180,11 +182,7 @@ impl Fido2Key for HidKey {
         drop(probe);
         let key = self.open(full)?;
         let rp_hash = Sha256::digest(rp_id.as_bytes()).to_vec();
-        let retries = || {
-            key.get_pin_retries()
-                .ok()
-                .and_then(|n| u32::try_from(n).ok())
-        };
+        let retries = || retries_left(&key);
         match key.credential_management_enumerate_credentials(Some(pin.expose_secret()), &rp_hash) {
             Ok(list) => Ok(list
                 .into_iter()
@@ -217,11 +215,7 @@ impl Fido2Key for HidKey {
             b = b.without_pin_and_uv();
         }
         let args = b.build();
-        let retries = || {
-            key.get_pin_retries()
-                .ok()
-                .and_then(|n| u32::try_from(n).ok())
-        };
+        let retries = || retries_left(&key);
         let mut list = key
             .get_assertion_with_args(&args)
             .map_err(|e| classify(&e, retries))?;

@@ -91,17 +91,10 @@ pub async fn run(
     match found {
         Ok(rec) => {
             let (mut status, mut detail) = judge(&rec);
-            // glassdrill's side failed: the key, or the bridge refusing the
-            // page's request before any assertion.
-            let ours = plan.authenticator.ceremony_failure().is_some()
-                || plan
-                    .authenticator
-                    .key_evidence()
-                    .is_some_and(|k| !k.refused.is_empty() && k.sign_count_after.is_none());
-            if status == StageStatus::Failed && ours {
-                // The key failed on glassdrill's side (the sign-in stage
-                // says why): the tenant logging the broken attempt is what
-                // it should do, not a finding about the account.
+            if status == StageStatus::Failed && plan.authenticator.ceremony_failure().is_some() {
+                // The ceremony failed on glassdrill's side (the sign-in
+                // stage says why): the tenant logging the broken attempt is
+                // what it should do, not a finding about the account.
                 status = StageStatus::Warning;
                 detail.push_str(
                     "; the tenant logged the attempt glassdrill's side could not complete (the sign-in stage says why)",

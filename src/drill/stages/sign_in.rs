@@ -94,12 +94,16 @@ pub(crate) async fn run(
         .with_authenticator(plan.authenticator)
         .before_ceremony(&mark);
     let run = runner.run(&plan.drill.start_url, cancel).await;
-    let key = plan.authenticator.key_evidence();
-    let key_findings = key.as_ref().map(|e| e.findings.clone()).unwrap_or_default();
+    let key_findings = plan
+        .authenticator
+        .key_evidence()
+        .map(|e| e.findings)
+        .unwrap_or_default();
     let (status, detail) = match plan.authenticator.ceremony_failure() {
-        // The key's own failure decides, whatever page followed it: a
-        // finding about the key (a wrong PIN) is a FAIL, anything else (no
-        // touch in time, unplugged) an ERROR; either was the run's attempt.
+        // glassdrill's own failure decides, whatever page followed it (the
+        // key's, or the bridge refusing the page's request): a finding
+        // about the key (a wrong PIN) is a FAIL, anything else (no touch in
+        // time, unplugged, a refused request) an ERROR.
         Some(f) if !matches!(run.outcome, FlowOutcome::Cancelled { .. }) => (
             if key_findings.is_empty() {
                 StageStatus::Errored
@@ -107,25 +111,10 @@ pub(crate) async fn run(
                 StageStatus::Failed
             },
             format!(
-                "the security key failed during the ceremony: {f}; this was the run's one sign-in attempt (never retried automatically)"
+                "the ceremony failed on glassdrill's side: {f}; this was the run's one sign-in attempt (never retried automatically)"
             ),
         ),
-        _ => match (&run.outcome, &key) {
-            // The page's error came from glassdrill's own bridge refusing
-            // the request (not from the account): an ERROR, not a finding.
-            (FlowOutcome::Refused { .. }, Some(k))
-                if !k.refused.is_empty() && k.sign_count_after.is_none() =>
-            {
-                (
-                    StageStatus::Errored,
-                    format!(
-                        "glassdrill's WebAuthn bridge refused the page's request ({}); no assertion was made",
-                        k.refused.join("; ")
-                    ),
-                )
-            }
-            _ => judge(&run.outcome, &plan.drill.account),
-        },
+        _ => judge(&run.outcome, &plan.drill.account),
     };
     // A finding about the key (its counter did not increase: a cloned
     // credential) fails the drill even where the tenant let it sign in.

@@ -170,11 +170,12 @@ fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
         .map_err(io_err("copy", req.allowed_signers))?;
     let mut findings = cadence_findings(&rows, req);
     // The log's own findings (deleted, altered, added bundles…), checked
-    // against the pinned keys: an export never hides them.
-    if let Ok(all) = super::log::verify_all(req.root, req.allowed_signers, req.signer, None) {
+    // against the pinned keys: an export never hides them. (The bundles
+    // themselves were verified once, above, while being copied.)
+    if let Ok(verifiers) = super::log::log_verifiers(req.allowed_signers, req.signer) {
+        let log = super::log::verify_log_any(req.root, &verifiers, req.signer, None);
         findings.extend(
-            all.log
-                .findings
+            log.findings
                 .into_iter()
                 .map(|f| format!("evidence log: {f}")),
         );
@@ -224,9 +225,9 @@ fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
     let manifest_sha256 = sha256_hex(manifest.as_bytes());
     // The custody event: who exported what, in the log itself (a log that
     // cannot take it is said so, the export is still made).
-    if let Err(e) = log.append_event(
-        "export",
-        &format!(
+    let event = super::log::Entry {
+        manifest_sha256: manifest_sha256.clone(),
+        note: Some(format!(
             "{} bundle(s) to {}",
             rows.len(),
             // A tar.gz is built in `<name>.partial`, then packed.
@@ -234,11 +235,10 @@ fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
                 .to_string_lossy()
                 .strip_suffix(".partial")
                 .map_or_else(|| req.out.display().to_string(), |s| format!("{s}.tar.gz"))
-        ),
-        &manifest_sha256,
-        key,
-        req.signer,
-    ) {
+        )),
+        ..super::log::Entry::new("export")
+    };
+    if let Err(e) = log.append_entry(event, key, req.signer) {
         tracing::warn!(error = %e, "the export could not be recorded in the evidence log");
     }
     Ok(Exported {
