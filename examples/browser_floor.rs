@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use glassdrill::authenticator::Credential;
 use glassdrill::browser::{Browser, BrowserOptions};
-use glassdrill::tenant::{DOMAIN, RehearsalTenant, TENANT_ID, TenantOptions, rehearsal_account};
+use glassdrill::tenant::{
+    RP_ID, RehearsalTenant, TENANT_ID, TenantOptions, rehearsal_account, rehearsal_user_handle,
+};
 use secrecy::SecretString;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let cred = Credential::generate(&format!("ceremony.{DOMAIN}"))?;
+    let cred = Credential::generate(RP_ID, rehearsal_user_handle())?;
     let account = rehearsal_account("breakglass1@rehearsal.onmicrosoft.com", &cred)?;
     let tenant = RehearsalTenant::start(TenantOptions {
         account,
@@ -24,6 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         webhook_url: None,
         alert_rules: Vec::new(),
         listen: "127.0.0.1:0".parse()?,
+        allow_list: false,
     })
     .await?;
     let browser = Browser::launch(&BrowserOptions {

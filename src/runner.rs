@@ -275,7 +275,7 @@ fn rehearsal_soft_key(
         &path,
         &crate::fido::soft::NewSoftKey {
             rp_id,
-            user_handle: &crate::secret::random_bytes(16),
+            user_handle: &crate::tenant::rehearsal_user_handle(),
             user_name: upn,
             pin: &pin,
         },
@@ -381,7 +381,7 @@ fn resolve_inputs(
 ) -> Result<Inputs, PlanProblems> {
     let mut problems = Vec::new();
     let src = drill.source.display().to_string();
-    let rehearsal_rp_id = format!("ceremony.{}", crate::tenant::DOMAIN);
+    let rehearsal_rp_id = crate::tenant::RP_ID.to_owned();
     let credential = match &drill.authenticator {
         AuthenticatorConfig::Key(k) => {
             key_inputs(drill, k, chosen_key, &mut problems).map(|k| Presenter::Key(Box::new(k)))
@@ -409,16 +409,18 @@ fn resolve_inputs(
                 }
             }
         }
-        AuthenticatorConfig::Virtual(None) => match Credential::generate(&rehearsal_rp_id) {
-            Ok(c) => Some(Presenter::Virtual(c)),
-            Err(error) => {
-                problems.push(PlanProblem::CredentialKey {
-                    source_file: src.clone(),
-                    error,
-                });
-                None
+        AuthenticatorConfig::Virtual(None) => {
+            match Credential::generate(&rehearsal_rp_id, crate::tenant::rehearsal_user_handle()) {
+                Ok(c) => Some(Presenter::Virtual(c)),
+                Err(error) => {
+                    problems.push(PlanProblem::CredentialKey {
+                        source_file: src.clone(),
+                        error,
+                    });
+                    None
+                }
             }
-        },
+        }
     };
     let mut webhook = None;
     let mut entra = None;
@@ -603,6 +605,7 @@ async fn attach(
                 // The tenant's alert rules are the ones the drill expects.
                 alert_rules: drill.alerts.iter().map(|a| a.rule.clone()).collect(),
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                allow_list: false,
             })
             .await?;
             progress.note(&format!(

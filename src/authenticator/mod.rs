@@ -33,13 +33,13 @@ pub struct Credential {
 }
 
 impl Credential {
-    /// A fresh credential for `rp_id`.
-    pub fn generate(rp_id: &str) -> Result<Self, webauthn::KeyError> {
+    /// A fresh credential for `rp_id` and the account's `user_handle`.
+    pub fn generate(rp_id: &str, user_handle: Vec<u8>) -> Result<Self, webauthn::KeyError> {
         Ok(Self {
             id: crate::secret::random_bytes(16),
             pkcs8: webauthn::generate_p256_pkcs8()?.into(),
             rp_id: rp_id.to_owned(),
-            user_handle: crate::secret::random_bytes(16),
+            user_handle,
         })
     }
 }

@@ -39,7 +39,7 @@ pub(crate) async fn tenant(host: &HostConfig, a: TenantArgs, cancel: Cancellatio
         "  sign-in:   {}/{TENANT_ID}/oauth2/v2.0/authorize?client_id=glassdrill",
         u.authority
     );
-    out!("  ceremony:  {} (RP id {})", u.ceremony, u.rp_id);
+    out!("  FIDO host: {} (RP id {})", u.fido, u.rp_id);
     out!(
         "  token:     {}/{TENANT_ID}/oauth2/v2.0/token (client_id glassdrill-rehearsal, secret in {})",
         u.authority,

@@ -124,7 +124,7 @@ impl KeyConfig {
     pub fn rehearsal_soft() -> Self {
         Self {
             kind: KeyKind::Soft,
-            rp_id: format!("ceremony.{}", crate::tenant::DOMAIN),
+            rp_id: crate::tenant::RP_ID.to_owned(),
             user_handle: None,
             touch_timeout: Duration::from_secs(30),
             touch_command: None,
@@ -291,7 +291,7 @@ fn key_config(
     let rp_id = match (&a.rp_id, tenant) {
         (Some(r), _) => r.trim().to_ascii_lowercase(),
         (None, TenantKind::Entra) => "login.microsoft.com".to_owned(),
-        (None, TenantKind::Rehearsal) => format!("ceremony.{}", crate::tenant::DOMAIN),
+        (None, TenantKind::Rehearsal) => crate::tenant::RP_ID.to_owned(),
     };
     let user_handle = a.user_handle.as_ref().and_then(|u| {
         base64url(src, "authenticator.user_handle", u)

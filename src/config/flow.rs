@@ -21,6 +21,32 @@ pub struct Flow {
     pub steps: Vec<Step>,
     /// How to sign out.
     pub signout: Option<SignOut>,
+    /// What proves the sign-in completed, besides the last step's page.
+    pub success: SuccessRule,
+}
+
+/// What proves the sign-in completed: the identity provider's session
+/// cookie on its own host (Entra: `ESTSAUTH` or `ESTSAUTHPERSISTENT` on
+/// the authority). Only the cookies' names are ever read into evidence.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SuccessRule {
+    /// Template of the URL whose cookies are checked (`{authority}`).
+    pub cookie_url: Option<String>,
+    /// One of these cookie names must be set there.
+    #[serde(default)]
+    pub cookies: Vec<String>,
+}
+
+/// Page state that means refusal: `$Config` at `path` (dot-separated)
+/// equals `equals`.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct ConfigRule {
+    /// Dot-separated path under `window.$Config`.
+    pub path: String,
+    /// The value that means refusal.
+    pub equals: serde_json::Value,
+    /// What the refusal means, for the verdict.
+    pub message: String,
 }
 
 /// Signs of an authentication failure.
@@ -32,6 +58,13 @@ pub struct FailureRule {
     /// Page identities that mean refusal.
     #[serde(default)]
     pub page_ids: Vec<String>,
+    /// `$Config` values that mean refusal.
+    #[serde(default)]
+    pub config: Vec<ConfigRule>,
+    /// Refusals that say nothing about the account (an expired request):
+    /// a refusal whose text contains one of these is an ERROR, not a FAIL.
+    #[serde(default)]
+    pub transient: Vec<String>,
 }
 
 /// One step.
@@ -56,6 +89,10 @@ pub struct Step {
     /// The click starts the WebAuthn ceremony.
     #[serde(default)]
     pub ceremony: bool,
+    /// The page may not come (an interrupt such as "Stay signed in?"):
+    /// when the next step's page arrives instead, this step is skipped.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// How to sign out after the drill.
@@ -76,6 +113,8 @@ struct RawFlow {
     failure: FailureRule,
     steps: Vec<toml::Spanned<Step>>,
     signout: Option<SignOut>,
+    #[serde(default)]
+    success: SuccessRule,
 }
 
 impl Flow {
@@ -86,6 +125,10 @@ impl Flow {
             .parse(&|p: &[Seg]| match p {
                 [] => Some(fields_of::<RawFlow>()),
                 [Seg::Key(k)] if k == "failure" => Some(fields_of::<FailureRule>()),
+                [Seg::Key(k), Seg::Key(c), Seg::Index(_)] if k == "failure" && c == "config" => {
+                    Some(fields_of::<ConfigRule>())
+                }
+                [Seg::Key(k)] if k == "success" => Some(fields_of::<SuccessRule>()),
                 [Seg::Key(k), Seg::Index(_)] if k == "steps" => Some(fields_of::<Step>()),
                 [Seg::Key(k)] if k == "signout" => Some(fields_of::<SignOut>()),
                 _ => None,
@@ -134,6 +177,15 @@ impl Flow {
                     format!("step `{}`: fill may only use the template {{upn}}", st.name),
                 ));
             }
+            if st.optional && st.ceremony {
+                problems.push(src.error(
+                    at,
+                    format!(
+                        "step `{}` starts the ceremony, so it cannot be optional",
+                        st.name
+                    ),
+                ));
+            }
             if st.ceremony {
                 ceremonies += 1;
                 if st.click.is_empty() {
@@ -146,6 +198,23 @@ impl Flow {
                     ));
                 }
             }
+        }
+        if let Some(last) = raw.steps.last()
+            && last.get_ref().optional
+        {
+            problems.push(src.error(
+                last.span().start,
+                format!(
+                    "the last step `{}` cannot be optional: it is how the flow knows it is done",
+                    last.get_ref().name
+                ),
+            ));
+        }
+        if raw.success.cookies.is_empty() != raw.success.cookie_url.is_none() {
+            problems.push(src.error(
+                0,
+                "[success] needs both cookie_url and cookies (or neither)",
+            ));
         }
         if ceremonies != 1 && !raw.steps.is_empty() {
             problems.push(src.error(0, "exactly one step must set `ceremony = true` (the click that starts the security-key sign-in)"));
@@ -163,6 +232,7 @@ impl Flow {
                 .map(toml::Spanned::into_inner)
                 .collect(),
             signout: raw.signout,
+            success: raw.success,
         })
     }
 }
@@ -175,6 +245,9 @@ mod tests {
     fn shipped_flow_parses() {
         let f = Flow::parse(Path::new("f.toml"), crate::config::ENTRA_FLOW).unwrap();
         assert_eq!(f.steps.len(), 5);
+        assert_eq!(f.steps.iter().filter(|s| s.optional).count(), 2);
+        assert_eq!(f.failure.config.len(), 1);
+        assert!(f.success.cookies.contains(&"ESTSAUTH".to_owned()));
         assert_eq!(f.steps.iter().filter(|s| s.ceremony).count(), 1);
     }
     #[test]

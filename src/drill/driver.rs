@@ -248,6 +248,7 @@ pub async fn run(
     };
     let mut ceremony = None;
     let mut completed = false;
+    let mut turned_away = false;
     let stopped_or = |why: &'static str| {
         if cancel.is_cancelled() {
             STOPPED_BEFORE
@@ -285,6 +286,7 @@ pub async fn run(
                     // whatever the flow's outcome.
                     ceremony = signin.ceremony;
                     completed = signin.completed;
+                    turned_away = signin.turned_away;
                     gathered.sign_in(signin);
                     // Screenshots go to disk now: if the run dies later,
                     // they are recovered with its journal.
@@ -307,7 +309,14 @@ pub async fn run(
             gathered.signin_record = d
                 .stage(
                     Stage::Confirm,
-                    stages::confirm::run(&plan, at, correlation.as_deref(), completed, cancel),
+                    stages::confirm::run(
+                        &plan,
+                        at,
+                        correlation.as_deref(),
+                        completed,
+                        turned_away,
+                        cancel,
+                    ),
                 )
                 .await;
             let signed_in = completed || gathered.signin_succeeded();

@@ -75,6 +75,15 @@ pub(crate) enum FlowOutcome {
         /// The error text the page showed.
         message: String,
     },
+    /// The identity provider refused the attempt for a reason that says
+    /// nothing about the account (the request expired: the flow file's
+    /// `failure.transient`): an ERROR, to run again.
+    RefusedTransient {
+        /// Step name.
+        step: String,
+        /// The error text the page showed.
+        message: String,
+    },
     /// The page did not match the flow at `step`.
     Drift {
         /// Step name.
@@ -127,6 +136,22 @@ pub(crate) struct FlowRun {
     pub credential_removed: Option<Result<(), String>>,
 }
 
+/// Whether `state` is `step`'s page.
+fn arrived(step: &Step, state: &PageState) -> bool {
+    let url_ok = step.url_contains.is_empty()
+        || state
+            .url
+            .as_deref()
+            .is_some_and(|u| step.url_contains.iter().any(|c| u.contains(c.as_str())));
+    let el_ok = step.wait_for.is_empty() || state.matched.is_some();
+    let page_ok = step.page_ids.is_empty()
+        || state
+            .pgid
+            .as_deref()
+            .is_some_and(|p| step.page_ids.iter().any(|x| x == p));
+    url_ok && el_ok && page_ok
+}
+
 /// Ends a run on a stop, at `record`'s step: no action of it was made.
 fn stopped(mut run: FlowRun, record: SignInStep) -> FlowRun {
     run.steps.push(record);
@@ -148,7 +173,8 @@ pub(crate) struct FlowRunner<'a> {
 }
 
 enum Wait {
-    Arrived(PageState),
+    /// The page of the `usize`-th candidate step arrived.
+    Arrived(usize, PageState),
     Refused(String),
     Timeout(PageState),
     /// The browser is gone (crashed, killed): no page will come.
@@ -227,7 +253,11 @@ impl<'a> FlowRunner<'a> {
         match client
             .execute(
                 PROBE_JS,
-                vec![json!(step.wait_for), json!(self.flow.failure.selectors)],
+                vec![
+                    json!(step.wait_for),
+                    json!(self.flow.failure.selectors),
+                    json!(self.flow.failure.config),
+                ],
             )
             .await
         {
@@ -239,41 +269,41 @@ impl<'a> FlowRunner<'a> {
         }
     }
 
-    async fn wait_for(&self, step: &Step, cancel: &CancellationToken) -> Wait {
+    /// Waits until the page of one of `steps` arrives (the first arrived
+    /// wins; more than one when optional steps may be skipped), the page
+    /// shows a refusal, the step times out, or the run is stopped.
+    async fn wait_for(&self, steps: &[&Step], cancel: &CancellationToken) -> Wait {
         let now = tokio::time::Instant::now();
         let deadline = now
             .checked_add(self.step_timeout)
             .unwrap_or(now + crate::config::MAX_STEP_TIMEOUT);
         let mut last = PageState::default();
         loop {
-            let polled = match self.probe(step).await {
-                Ok(p) => p,
-                Err(reason) => return Wait::BrowserGone(reason),
-            };
-            if let Some(state) = polled {
+            for (k, step) in steps.iter().enumerate() {
+                let polled = match self.probe(step).await {
+                    Ok(p) => p,
+                    Err(reason) => return Wait::BrowserGone(reason),
+                };
+                let Some(state) = polled else { continue };
                 if let Some(f) = &state.failure {
                     return Wait::Refused(f.clone());
                 }
                 if let Some(pgid) = &state.pgid
                     && self.flow.failure.page_ids.iter().any(|p| p == pgid)
                 {
-                    return Wait::Refused(format!("error page ({pgid})"));
-                }
-                let url_ok = step.url_contains.is_empty()
-                    || state
-                        .url
+                    let said = state
+                        .message
                         .as_deref()
-                        .is_some_and(|u| step.url_contains.iter().any(|c| u.contains(c.as_str())));
-                let el_ok = step.wait_for.is_empty() || state.matched.is_some();
-                let page_ok = step.page_ids.is_empty()
-                    || state
-                        .pgid
-                        .as_deref()
-                        .is_some_and(|p| step.page_ids.iter().any(|x| x == p));
-                if url_ok && el_ok && page_ok {
-                    return Wait::Arrived(state);
+                        .map(|m| format!(": {m}"))
+                        .unwrap_or_default();
+                    return Wait::Refused(format!("error page ({pgid}){said}"));
                 }
-                last = state;
+                if arrived(step, &state) {
+                    return Wait::Arrived(k, state);
+                }
+                if k == 0 {
+                    last = state;
+                }
             }
             if tokio::time::Instant::now() >= deadline {
                 return Wait::Timeout(last);
@@ -411,10 +441,24 @@ impl<'a> FlowRunner<'a> {
                 FlowOutcome::BrowserFailed(format!("cannot open {}: {e}", strip_url(&url)));
             return run;
         }
-        for (i, step) in self.flow.steps.iter().enumerate() {
+        let steps = &self.flow.steps;
+        let mut i = 0;
+        let mut previous: Option<usize> = None;
+        while let Some(first) = steps.get(i) {
             let started = crate::support::time::now();
-            pause(&format!("step:{}:wait", step.name), cancel).await;
-            let waited = self.wait_for(step, cancel).await;
+            pause(&format!("step:{}:wait", first.name), cancel).await;
+            // An optional step's page may not come: the pages of the steps
+            // up to the next mandatory one are awaited together.
+            let mandatory = steps[i..]
+                .iter()
+                .position(|s| !s.optional)
+                .map_or(steps.len() - 1, |p| i + p);
+            let candidates: Vec<&Step> = steps[i..=mandatory].iter().collect();
+            let waited = self.wait_for(&candidates, cancel).await;
+            if let Wait::Arrived(k, _) = &waited {
+                i += k;
+            }
+            let Some(step) = steps.get(i) else { break };
             let mut record = SignInStep {
                 name: step.name.clone(),
                 started,
@@ -424,7 +468,7 @@ impl<'a> FlowRunner<'a> {
                 screenshot: None,
             };
             let state = match waited {
-                Wait::Arrived(s) => s,
+                Wait::Arrived(_, s) => s,
                 Wait::Cancelled => return stopped(run, record),
                 Wait::BrowserGone(reason) => {
                     run.steps.push(record);
@@ -442,33 +486,54 @@ impl<'a> FlowRunner<'a> {
                     run.steps.push(record);
                     // The error page is what the previous step's action led
                     // to (e.g. the ceremony), so that step is named.
-                    let acted = i
-                        .checked_sub(1)
-                        .and_then(|p| self.flow.steps.get(p))
-                        .unwrap_or(step);
-                    run.outcome = FlowOutcome::Refused {
-                        step: acted.name.clone(),
-                        message: page::sweep_message(&message, &tokens),
+                    let acted = previous.and_then(|p| steps.get(p)).unwrap_or(step);
+                    let message = page::sweep_message(&message, &tokens);
+                    let step = acted.name.clone();
+                    run.outcome = if self
+                        .flow
+                        .failure
+                        .transient
+                        .iter()
+                        .any(|t| message.contains(t.as_str()))
+                    {
+                        FlowOutcome::RefusedTransient { step, message }
+                    } else {
+                        FlowOutcome::Refused { step, message }
                     };
                     return run;
                 }
                 Wait::Timeout(last) => {
+                    // Named after the step that had to come; the optional
+                    // ones before it are mentioned.
+                    let expected = steps.get(mandatory).unwrap_or(step);
+                    let optional: Vec<&str> = candidates
+                        .iter()
+                        .filter(|c| c.optional)
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    let nor = if optional.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", nor the page of optional step(s) {optional:?}")
+                    };
+                    record.name = expected.name.clone();
                     record.page_id = last.pgid.clone();
                     record.url = last.url.as_deref().map(strip_url);
                     record.screenshot = self
-                        .screenshot(i, &step.name, "-drift", &mut run.captures)
+                        .screenshot(mandatory, &expected.name, "-drift", &mut run.captures)
                         .await;
-                    self.page_html(i, &step.name, &mut run.captures).await;
+                    self.page_html(mandatory, &expected.name, &mut run.captures)
+                        .await;
                     run.steps.push(record);
                     let seen = last
                         .pgid
                         .map(|p| format!(" (page {p})"))
                         .unwrap_or_default();
                     run.outcome = FlowOutcome::Drift {
-                        step: step.name.clone(),
+                        step: expected.name.clone(),
                         detail: format!(
-                            "none of {:?} appeared within {:?}{seen}",
-                            step.wait_for, self.step_timeout
+                            "none of {:?} appeared within {:?}{nor}{seen}",
+                            expected.wait_for, self.step_timeout
                         ),
                     };
                     return run;
@@ -543,8 +608,53 @@ impl<'a> FlowRunner<'a> {
             }
             record.finished = crate::support::time::now();
             run.steps.push(record);
+            previous = Some(i);
+            i += 1;
+        }
+        if let Some(detail) = self.missing_session().await {
+            run.outcome = FlowOutcome::Drift {
+                step: steps.last().map(|s| s.name.clone()).unwrap_or_default(),
+                detail,
+            };
         }
         run
+    }
+
+    /// The flow's `[success]` rule: after the last step, the identity
+    /// provider's session cookie must be set on its host. Only cookie
+    /// names are read. `Some(why)` when it is missing.
+    async fn missing_session(&self) -> Option<String> {
+        let rule = &self.flow.success;
+        let url = self.vars.render(rule.cookie_url.as_deref()?);
+        let names: Vec<String> = match self
+            .browser
+            .cdp("Network.getCookies", json!({ "urls": [url] }))
+            .await
+        {
+            Ok(v) => v["cookies"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Err(e) => {
+                return Some(format!(
+                    "the session cookies of {} could not be read: {e}",
+                    strip_url(&url)
+                ));
+            }
+        };
+        if rule.cookies.iter().any(|c| names.contains(c)) {
+            None
+        } else {
+            Some(format!(
+                "the last page arrived, but {} holds none of the session cookies {:?}: the identity provider started no session",
+                strip_url(&url),
+                rule.cookies
+            ))
+        }
     }
 
     /// Once a page after the ceremony has arrived (or the flow ends), the
@@ -588,9 +698,10 @@ impl<'a> FlowRunner<'a> {
                 fill: None,
                 click: vec![],
                 ceremony: false,
+                optional: false,
             };
-            match self.wait_for(&step, cancel).await {
-                Wait::Arrived(_) => {}
+            match self.wait_for(&[&step], cancel).await {
+                Wait::Arrived(..) => {}
                 Wait::Refused(m) => {
                     // The sign-out page's message may quote a token too.
                     let tokens = self.page_tokens().await;

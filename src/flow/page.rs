@@ -14,13 +14,17 @@ pub(super) struct PageState {
     pub(super) pgid: Option<String>,
     pub(super) correlation_id: Option<String>,
     pub(super) url: Option<String>,
+    /// The page's own message (`$Config.strMainMessage`, else
+    /// `strServiceExceptionMessage`).
+    pub(super) message: Option<String>,
 }
 
 /// Reads the page in one round trip: which wait_for selector shows a
-/// visible element, whether a failure element shows text, and Entra's page
-/// identity and correlation id.
+/// visible element, whether a failure element shows text or `$Config`
+/// holds a value the flow's failure rules name, and Entra's page identity,
+/// correlation id and message.
 pub(super) const PROBE_JS: &str = r#"
-const [waitFor, failSel] = arguments;
+const [waitFor, failSel, failConfig] = arguments;
 const visible = (e) => {
   if (!e) return false;
   const r = e.getBoundingClientRect();
@@ -38,7 +42,16 @@ for (const s of failSel) {
   if (visible(e) && e.innerText && e.innerText.trim()) { failure = e.innerText.trim().slice(0, 4000); break; }
 }
 const cfg = window.$Config || {};
-return { matched, failure, pgid: cfg.pgid || null, correlationId: cfg.correlationId || null, url: location.href };
+if (failure === null && document.readyState !== 'loading') {
+  for (const r of failConfig || []) {
+    let v = cfg;
+    for (const k of String(r.path).split('.')) { v = (v && typeof v === 'object') ? v[k] : undefined; }
+    if (v !== undefined && JSON.stringify(v) === JSON.stringify(r.equals)) { failure = r.message; break; }
+  }
+}
+const said = cfg.strMainMessage || cfg.strServiceExceptionMessage;
+const message = typeof said === 'string' && said.trim() ? said.trim().slice(0, 4000) : null;
+return { matched, failure, pgid: cfg.pgid || null, correlationId: cfg.correlationId || null, url: location.href, message };
 "#;
 
 /// Page HTML for evidence, with every token-bearing value taken out, and

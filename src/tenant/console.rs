@@ -72,7 +72,7 @@ pub async fn start(
         path: dir.clone(),
         source,
     })?;
-    let credential = Credential::generate(&format!("ceremony.{}", super::DOMAIN))?;
+    let credential = Credential::generate(super::RP_ID, super::rehearsal_user_handle())?;
     let account = super::rehearsal_account(REHEARSAL_UPN, &credential)?;
     let client_secret = SecretString::from(crate::secret::random_token(24));
     let key_path = dir.join("credential.pk8");
@@ -90,6 +90,7 @@ pub async fn start(
         log_delay: Duration::from_secs(5),
         webhook_url,
         listen,
+        allow_list: false,
     })
     .await?;
     Ok(Console {

@@ -8,10 +8,15 @@
 //!
 //! | host | stands in for |
 //! | --- | --- |
-//! | `login.rehearsal.localhost` | `login.microsoftonline.com`: sign-in pages, token endpoint, sign-out |
-//! | `ceremony.rehearsal.localhost` | `login.microsoft.com`: the WebAuthn ceremony origin and RP id |
+//! | `login.microsoftonline.localhost` | `login.microsoftonline.com` (ESTS): authorize, `/common/login`, `/appverify`, `/kmsi`, token endpoint, sign-out |
+//! | `login.microsoft.localhost` | `login.microsoft.com`: `/common/fido/get`, the WebAuthn ceremony's origin and RP ID |
 //! | `graph.rehearsal.localhost` | Graph `/v1.0/auditLogs/signIns` |
 //! | `myaccount.rehearsal.localhost` | the landing page after sign-in |
+//!
+//! The two login hosts are two different *sites* (`microsoftonline.localhost`
+//! and `microsoft.localhost`), as Entra's are, so cookies (SameSite),
+//! storage and the RP ID behave cross-site exactly where they do on Entra;
+//! the protocol between them is Entra's ([`signin`], [`pages`]).
 //!
 //! Assertions are verified for real ([`crate::webauthn`]). Every sign-in attempt
 //! is logged in Graph's shape and, after a configurable delay, an alert rule
@@ -47,12 +52,44 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::correlate::same_upn;
-use crate::secret::{constant_time_eq, random_bytes, random_token};
+use crate::secret::{constant_time_eq, random_token};
 use crate::support::time::rfc3339_ms as ts;
 use crate::webauthn::{self, Assertion, Expected, StoredCredential};
 
-/// The domain under which every rehearsal host lives.
+/// The domain of the rehearsal's own hosts (Graph, the landing page).
 pub const DOMAIN: &str = "rehearsal.localhost";
+/// The ESTS host, standing for `login.microsoftonline.com`.
+pub const ESTS_HOST: &str = "login.microsoftonline.localhost";
+/// The FIDO host, standing for `login.microsoft.com`: the WebAuthn RP ID.
+pub const FIDO_HOST: &str = "login.microsoft.localhost";
+/// The WebAuthn RP ID of the rehearsal tenant (its FIDO host, as Entra's
+/// is `login.microsoft.com`).
+pub const RP_ID: &str = FIDO_HOST;
+/// The rehearsal account's object id.
+pub const REHEARSAL_OBJECT_ID: &str = "00000000-0000-0000-0000-0000000b6e01";
+
+/// The user handle a security key registered to the rehearsal account
+/// holds: Entra's format ([`webauthn::entra_user_handle`]) for
+/// [`TENANT_ID`] and [`REHEARSAL_OBJECT_ID`].
+pub fn rehearsal_user_handle() -> Vec<u8> {
+    webauthn::entra_user_handle(TENANT_ID, REHEARSAL_OBJECT_ID).unwrap_or_default()
+}
+
+/// Entra's user handle with both GUIDs in RFC 4122 (big-endian) byte
+/// order: the mistake [`Fault::WrongUserHandle`] rehearses.
+fn big_endian_user_handle(tenant_id: &str, object_id: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    let (Ok(t), Ok(o)) = (
+        uuid::Uuid::parse_str(tenant_id),
+        uuid::Uuid::parse_str(object_id),
+    ) else {
+        return Vec::new();
+    };
+    let mut out = b"ON:".to_vec();
+    out.extend_from_slice(t.as_bytes());
+    out.extend_from_slice(&sha2::Sha256::digest(o.as_bytes()));
+    out
+}
 /// The alert rule of the rehearsal tenant when none is named.
 pub const DEFAULT_ALERT_RULE: &str = "Break-glass account sign-in";
 
@@ -92,11 +129,27 @@ pub enum Fault {
     SigninLoggedFailed,
     /// Graph answers 503 to every request once the sign-in has happened.
     GraphOutage,
+    /// The FIDO challenge has expired by the time the assertion arrives
+    /// (AADSTS50089).
+    ChallengeExpired,
+    /// The directory does not know the key's credential (AADSTS135010).
+    UnknownCredential,
+    /// The tenant expects the user handle with its GUIDs in the wrong
+    /// (big-endian) byte order, so the key's handle does not match.
+    WrongUserHandle,
+    /// The account has no security key (`HasFido=false`).
+    NoFido,
+    /// A consent prompt (`CmsiInterrupt`) after the sign-in.
+    Cmsi,
+    /// "Stay signed in?" (`KmsiInterrupt`) after the sign-in.
+    Kmsi,
+    /// "More information required" (`ConvergedProofUpRedirect`).
+    ProofUp,
 }
 
 impl Fault {
     /// Every fault with its command-line name.
-    pub(crate) const ALL: [Fault; 14] = [
+    pub(crate) const ALL: [Fault; 21] = [
         Fault::CredentialRevoked,
         Fault::AccountDisabled,
         Fault::CaBlock,
@@ -111,6 +164,13 @@ impl Fault {
         Fault::SigninNotLogged,
         Fault::SigninLoggedFailed,
         Fault::GraphOutage,
+        Fault::ChallengeExpired,
+        Fault::UnknownCredential,
+        Fault::WrongUserHandle,
+        Fault::NoFido,
+        Fault::Cmsi,
+        Fault::Kmsi,
+        Fault::ProofUp,
     ];
 
     /// The command-line name.
@@ -130,6 +190,13 @@ impl Fault {
             Fault::SigninNotLogged => "signin-not-logged",
             Fault::SigninLoggedFailed => "signin-logged-failed",
             Fault::GraphOutage => "graph-outage",
+            Fault::ChallengeExpired => "challenge-expired",
+            Fault::UnknownCredential => "unknown-credential",
+            Fault::WrongUserHandle => "wrong-user-handle",
+            Fault::NoFido => "no-fido",
+            Fault::Cmsi => "cmsi",
+            Fault::Kmsi => "kmsi",
+            Fault::ProofUp => "proof-up",
         }
     }
 }
@@ -184,6 +251,10 @@ pub struct TenantOptions {
     pub alert_rules: Vec<String>,
     /// Listen address (port 0 picks one).
     pub listen: SocketAddr,
+    /// Whether the sign-in page names the account's credential in
+    /// `FidoParams.AllowList` (Entra may; empty means a discoverable
+    /// credential is asked for).
+    pub allow_list: bool,
 }
 
 /// The rehearsal tenant's account for a credential.
@@ -208,7 +279,7 @@ pub fn account_with(upn: &str, credential: StoredCredential) -> Account {
     Account {
         upn: upn.to_owned(),
         display_name: "Break Glass 1 (rehearsal)".to_owned(),
-        id: "00000000-0000-0000-0000-0000000b6e01".to_owned(),
+        id: REHEARSAL_OBJECT_ID.to_owned(),
         credential,
     }
 }
@@ -216,10 +287,11 @@ pub fn account_with(upn: &str, credential: StoredCredential) -> Account {
 /// The tenant's public URLs.
 #[derive(Debug, Clone)]
 pub struct TenantUrls {
-    /// Sign-in authority, like `http://login.rehearsal.localhost:PORT`.
+    /// Sign-in authority (the ESTS host), like
+    /// `http://login.microsoftonline.localhost:PORT`.
     pub authority: String,
-    /// Ceremony origin.
-    pub ceremony: String,
+    /// The FIDO host's origin, where the ceremony runs.
+    pub fido: String,
     /// Graph base URL.
     pub graph: String,
     /// Landing page.
@@ -230,13 +302,13 @@ pub struct TenantUrls {
 
 impl TenantUrls {
     fn new(port: u16) -> Self {
-        let h = |label: &str| format!("http://{label}.{DOMAIN}:{port}");
+        let h = |host: &str| format!("http://{host}:{port}");
         Self {
-            authority: h("login"),
-            ceremony: h("ceremony"),
-            graph: h("graph"),
-            myaccount: h("myaccount"),
-            rp_id: format!("ceremony.{DOMAIN}"),
+            authority: h(ESTS_HOST),
+            fido: h(FIDO_HOST),
+            graph: h(&format!("graph.{DOMAIN}")),
+            myaccount: h(&format!("myaccount.{DOMAIN}")),
+            rp_id: RP_ID.to_owned(),
         }
     }
 }
@@ -245,9 +317,16 @@ impl TenantUrls {
 #[derive(Debug, Clone)]
 struct FlowState {
     correlation_id: String,
+    /// `sessionId`, posted back as `hpgrequestid`.
+    session_id: String,
     tokens: pages::FlowTokens,
+    /// The flow's session cookie (`esctx`).
+    esctx: String,
     upn: Option<String>,
-    challenge: Option<Vec<u8>>,
+    /// `sFidoChallenge` and when it was issued.
+    challenge: Option<(String, tokio::time::Instant)>,
+    /// The cross-domain canary the FIDO host issued.
+    lmc_canary: Option<String>,
     signed_in: bool,
 }
 
@@ -311,6 +390,17 @@ struct Shared {
 impl Shared {
     fn has(&self, f: Fault) -> bool {
         self.opts.faults.contains(&f)
+    }
+
+    /// The user handle the account's key must return: Entra's, or (under
+    /// [`Fault::WrongUserHandle`]) the same GUIDs in the wrong byte order.
+    fn expected_user_handle(&self) -> Vec<u8> {
+        let id = &self.opts.account.id;
+        if self.has(Fault::WrongUserHandle) {
+            big_endian_user_handle(TENANT_ID, id)
+        } else {
+            webauthn::entra_user_handle(TENANT_ID, id).unwrap_or_default()
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -443,8 +533,8 @@ impl Drop for RehearsalTenant {
     }
 }
 
-/// Routes by `Host`: the path is prefixed with the host's first label
-/// (`login`, `ceremony`, ...) before routing, so each host has its own
+/// Routes by `Host`: the path is prefixed with the host's label (`ests`,
+/// `fido`, `graph`, `myaccount`) before routing, so each host has its own
 /// routes on one listener. Unknown hosts get 421.
 async fn host_dispatch(mut req: Request, next: axum::middleware::Next) -> Response {
     let host = req
@@ -456,19 +546,23 @@ async fn host_dispatch(mut req: Request, next: axum::middleware::Next) -> Respon
                 .map_or(h, |(n, _)| n)
                 .to_ascii_lowercase()
         });
-    let label = host
-        .as_deref()
-        .and_then(|h| h.strip_suffix(&format!(".{DOMAIN}")))
-        .map(str::to_owned);
-    let Some(label) =
-        label.filter(|l| ["login", "ceremony", "graph", "myaccount"].contains(&l.as_str()))
-    else {
+    let label = match host.as_deref() {
+        Some(ESTS_HOST) => "ests",
+        Some(FIDO_HOST) => "fido",
+        Some(h) => match h.strip_suffix(&format!(".{DOMAIN}")) {
+            Some("graph") => "graph",
+            Some("myaccount") => "myaccount",
+            _ => "",
+        },
+        None => "",
+    };
+    if label.is_empty() {
         return (
             StatusCode::MISDIRECTED_REQUEST,
-            "unknown host: use the *.rehearsal.localhost URLs the tenant printed",
+            "unknown host: use the *.localhost URLs the tenant printed",
         )
             .into_response();
-    };
+    }
     let pq = req
         .uri()
         .path_and_query()
@@ -482,29 +576,21 @@ async fn host_dispatch(mut req: Request, next: axum::middleware::Next) -> Respon
 
 fn router(shared: Arc<Shared>) -> Router {
     let inner = Router::new()
-        .route("/login/{tenant}/oauth2/v2.0/authorize", get(authorize))
-        .route("/login/{tenant}/login", post(login))
-        .route("/login/{tenant}/fido/start", get(fido_start))
-        .route("/login/{tenant}/passkey/start", get(fido_start))
-        .route("/login/{tenant}/fido/verify", post(fido_verify))
-        .route("/login/{tenant}/kmsi", post(kmsi))
-        .route("/login/{tenant}/oauth2/v2.0/logout", get(logout))
-        .route("/login/{tenant}/oauth2/v2.0/token", post(token))
-        .route("/ceremony/{tenant}/fido/get", get(ceremony))
+        .route("/ests/{tenant}/oauth2/v2.0/authorize", get(authorize))
+        .route("/ests/common/login", post(login))
+        .route("/ests/appverify", post(appverify))
+        .route("/ests/kmsi", post(kmsi))
+        .route("/ests/{tenant}/oauth2/v2.0/logout", get(logout))
+        .route("/ests/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/fido/common/fido/get", post(fido_get))
         .route("/graph/v1.0/auditLogs/signIns", get(graph_signins))
         .route("/myaccount/", get(landing))
-        .route("/login/beacon", get(beacon))
-        .route("/ceremony/beacon", get(beacon))
+        .route("/ests/beacon", get(beacon))
+        .route("/fido/beacon", get(beacon))
         .with_state(shared);
     Router::new()
         .fallback_service(inner)
         .layer(axum::middleware::from_fn(host_dispatch))
-}
-
-#[derive(Deserialize)]
-struct FlowQuery {
-    #[serde(rename = "flowToken")]
-    flow_token: Option<String>,
 }
 
 #[cfg(test)]

@@ -274,6 +274,39 @@ fn parse_client_data(json: &[u8]) -> Result<CollectedClientData, AssertionError>
     serde_json::from_slice(json).map_err(|e| AssertionError::ClientDataNotJson(e.to_string()))
 }
 
+/// Entra ID's WebAuthn user handle (`user.id`) for an account: the ASCII
+/// bytes `ON:`, then the tenant's GUID in .NET byte order (the first three
+/// groups little-endian, as `Guid.ToByteArray` writes them), then the
+/// SHA-256 of the user's object GUID in that same byte order. 51 bytes;
+/// base64url on the wire.
+///
+/// A security key registered in Entra holds this handle, so the rehearsal
+/// tenant expects it and its virtual and soft credentials carry it: a
+/// rehearsal proves the flow with the handle a real key returns.
+pub fn entra_user_handle(tenant_id: &str, object_id: &str) -> Result<Vec<u8>, UserHandleError> {
+    let parse = |what: &'static str, v: &str| {
+        uuid::Uuid::parse_str(v.trim()).map_err(|_| UserHandleError {
+            what,
+            value: v.to_owned(),
+        })
+    };
+    let tenant = parse("tenant id", tenant_id)?;
+    let object = parse("object id", object_id)?;
+    let mut out = Vec::with_capacity(3 + 16 + 32);
+    out.extend_from_slice(b"ON:");
+    out.extend_from_slice(&tenant.to_bytes_le());
+    out.extend_from_slice(&Sha256::digest(object.to_bytes_le()));
+    Ok(out)
+}
+
+/// A tenant or object id that is not a GUID.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("the {what} `{value}` is not a GUID (8-4-4-4-12 hex digits)")]
+pub struct UserHandleError {
+    what: &'static str,
+    value: String,
+}
+
 /// Generates a fresh P-256 private key from the OS random number generator
 /// and returns it as PKCS#8 DER: the form WebDriver's "Add Credential"
 /// command expects (base64url-encoded) in `privateKey`.

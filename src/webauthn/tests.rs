@@ -553,3 +553,42 @@ fn spki_pem_matches_pkcs8_crate() {
         assert_eq!(VerifyingKey::from_public_key_pem(&pem), Ok(key));
     }
 }
+
+/// A worked example computed outside glassdrill (Python's hashlib, the
+/// GUIDs' byte order swapped by hand from the .NET `Guid.ToByteArray`
+/// layout): tenant `00112233-4455-6677-8899-aabbccddeeff` is
+/// `33 22 11 00 55 44 77 66 88 99 aa bb cc dd ee ff`; object
+/// `01020304-0506-0708-090a-0b0c0d0e0f10` is
+/// `04 03 02 01 06 05 08 07 09 0a 0b 0c 0d 0e 0f 10`, whose SHA-256 is
+/// `59ca09d1…cc82`.
+#[test]
+fn entra_user_handle_matches_a_worked_example() {
+    let h = entra_user_handle(
+        "00112233-4455-6677-8899-AABBCCDDEEFF",
+        "01020304-0506-0708-090a-0b0c0d0e0f10",
+    )
+    .unwrap();
+    assert_eq!(h.len(), 51);
+    assert_eq!(&h[..3], b"ON:");
+    assert_eq!(
+        h[3..19],
+        [
+            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff
+        ]
+    );
+    assert_eq!(
+        URL_SAFE_NO_PAD.encode(&h),
+        "T046MyIRAFVEd2aImaq7zN3u_1nKCdG-r-G6nfsSl42YFpa4xuMgYkLH94gPiazu4MyC"
+    );
+    // Big-endian (RFC 4122) order is a different handle: the tenant must
+    // refuse it.
+    let mut be = b"ON:".to_vec();
+    be.extend_from_slice(&[
+        0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee,
+        0xff,
+    ]);
+    assert_ne!(h[..19], be[..]);
+    let err = entra_user_handle("not-a-guid", "01020304-0506-0708-090a-0b0c0d0e0f10").unwrap_err();
+    assert!(err.to_string().contains("tenant id `not-a-guid`"), "{err}");
+}

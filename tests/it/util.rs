@@ -453,10 +453,12 @@ impl Manual {
     /// The same, with the tenant's `faults` switched on.
     pub async fn start_with(w: &World, faults: &[Fault]) -> Self {
         use glassdrill::authenticator::{Credential, VirtualAuthenticator};
-        use glassdrill::tenant::{DOMAIN, RehearsalTenant, TenantOptions, rehearsal_account};
+        use glassdrill::tenant::{
+            RP_ID, RehearsalTenant, TenantOptions, rehearsal_account, rehearsal_user_handle,
+        };
         use secrecy::{ExposeSecret, SecretString};
         let drill = glassdrill::config::DrillConfig::rehearsal().expect("rehearsal drill");
-        let cred = Credential::generate(&format!("ceremony.{DOMAIN}")).expect("credential");
+        let cred = Credential::generate(RP_ID, rehearsal_user_handle()).expect("credential");
         let account = rehearsal_account(&drill.account, &cred).expect("account");
         let receiver = glassdrill::alerts::WebhookReceiver::start(
             "127.0.0.1:0".parse().expect("addr"),
@@ -476,6 +478,7 @@ impl Manual {
             alert_rules: Vec::new(),
             webhook_url: Some(receiver.url_with_token().expose_secret().to_owned()),
             listen: "127.0.0.1:0".parse().expect("addr"),
+            allow_list: false,
         })
         .await
         .expect("tenant");

@@ -65,6 +65,7 @@ pub async fn run(
     ceremony_at: DateTime<Utc>,
     correlation_id: Option<&str>,
     strict: bool,
+    turned_away: bool,
     cancel: &CancellationToken,
 ) -> Ended<Option<Value>> {
     let drill = plan.drill;
@@ -98,6 +99,14 @@ pub async fn run(
                 status = StageStatus::Warning;
                 detail.push_str(
                     "; the tenant logged the attempt glassdrill's side could not complete (the sign-in stage says why)",
+                );
+            } else if status == StageStatus::Failed && turned_away {
+                // The tenant turned the attempt away for a reason that says
+                // nothing about the account (it expired): its failure
+                // record is that, not a finding.
+                status = StageStatus::Warning;
+                detail.push_str(
+                    "; the tenant logged the attempt it turned away (the sign-in stage says why)",
                 );
             }
             Ended::new(status, detail, Some(rec))

@@ -24,6 +24,9 @@ pub struct SignedIn {
     pub ceremony: Option<(DateTime<Utc>, tokio::time::Instant)>,
     /// Whether the flow went all the way to the landing page.
     pub completed: bool,
+    /// Whether the identity provider turned the attempt away for a reason
+    /// that says nothing about the account (the flow's `transient`).
+    pub turned_away: bool,
 }
 
 impl SignedIn {
@@ -37,6 +40,7 @@ impl SignedIn {
             correlation_id: None,
             ceremony: Some((since, tokio::time::Instant::now())),
             completed: false,
+            turned_away: false,
         }
     }
 }
@@ -51,6 +55,12 @@ pub(crate) fn judge(outcome: &FlowOutcome, account: &str) -> (StageStatus, Strin
         FlowOutcome::Refused { step, message } => (
             StageStatus::Failed,
             format!("sign-in refused at step {step}: {message}"),
+        ),
+        FlowOutcome::RefusedTransient { step, message } => (
+            StageStatus::Errored,
+            format!(
+                "sign-in attempt at step {step} turned away for a reason that says nothing about the account: {message}; run the drill again"
+            ),
         ),
         FlowOutcome::Drift { step, detail } => (
             StageStatus::Errored,
@@ -132,6 +142,7 @@ pub(crate) async fn run(
         ));
     }
     let completed = run.outcome == FlowOutcome::SignedIn;
+    let turned_away = matches!(run.outcome, FlowOutcome::RefusedTransient { .. });
     let ceremony = run.ceremony_at.or_else(|| {
         // A flow with no ceremony step that signed in: the end is the time.
         completed.then(|| (crate::support::time::now(), tokio::time::Instant::now()))
@@ -144,6 +155,7 @@ pub(crate) async fn run(
             captures: run.captures,
             correlation_id: run.correlation_id,
             completed,
+            turned_away,
             ceremony,
         },
     )
