@@ -48,9 +48,18 @@ pub struct SoftNewArgs {
     /// The account name stored with the credential.
     #[arg(long)]
     pub user_name: String,
-    /// The account's user handle, base64url [default: random].
-    #[arg(long)]
+    /// The account's user handle, base64url [default: Entra's handle for
+    /// --tenant-id and --object-id, else random].
+    #[arg(long, conflicts_with_all = ["tenant_id", "object_id"])]
     pub user_handle: Option<String>,
+    /// The account's tenant id: with --object-id, the user handle is
+    /// Entra's (`ON:` ‖ tenant GUID ‖ SHA-256 of the object GUID, .NET
+    /// byte order), as a key registered in Entra holds.
+    #[arg(long, requires = "object_id")]
+    pub tenant_id: Option<String>,
+    /// The account's object id (with --tenant-id).
+    #[arg(long, requires = "tenant_id")]
+    pub object_id: Option<String>,
     /// The PIN, by reference (`env:NAME`, `file:PATH`, `credential:NAME`).
     #[arg(long)]
     pub pin: String,
@@ -189,9 +198,16 @@ fn soft_new(a: &SoftNewArgs) -> u8 {
             return EXIT_USAGE;
         }
     };
-    let user_handle = match &a.user_handle {
-        None => crate::secret::random_bytes(16),
-        Some(u) => {
+    let user_handle = match (&a.user_handle, &a.tenant_id, &a.object_id) {
+        (None, Some(t), Some(o)) => match crate::webauthn::entra_user_handle(t, o) {
+            Ok(h) => h,
+            Err(e) => {
+                errln!("error: {e}: pass --tenant-id and --object-id as GUIDs");
+                return EXIT_USAGE;
+            }
+        },
+        (None, _, _) => crate::secret::random_bytes(16),
+        (Some(u), _, _) => {
             use base64::Engine as _;
             match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(u.trim_end_matches('=')) {
                 Ok(b) => b,

@@ -444,9 +444,8 @@ impl<'a> FlowRunner<'a> {
         let steps = &self.flow.steps;
         let mut i = 0;
         let mut previous: Option<usize> = None;
-        while let Some(first) = steps.get(i) {
+        while i < steps.len() {
             let started = crate::support::time::now();
-            pause(&format!("step:{}:wait", first.name), cancel).await;
             // An optional step's page may not come: the pages of the steps
             // up to the next mandatory one are awaited together.
             let mandatory = steps[i..]
@@ -454,6 +453,9 @@ impl<'a> FlowRunner<'a> {
                 .position(|s| !s.optional)
                 .map_or(steps.len() - 1, |p| i + p);
             let candidates: Vec<&Step> = steps[i..=mandatory].iter().collect();
+            for c in &candidates {
+                pause(&format!("step:{}:wait", c.name), cancel).await;
+            }
             let waited = self.wait_for(&candidates, cancel).await;
             if let Wait::Arrived(k, _) = &waited {
                 i += k;

@@ -360,7 +360,7 @@ async fn a_fail_is_escalated_and_held_never_signed_in_again_automatically() {
         esc.to.contains(&"oncall@identity.localhost".to_owned()),
         "{esc:?}"
     );
-    assert!(esc.data.contains("AADSTS135010"), "{}", esc.data);
+    assert!(esc.data.contains("AADSTS135011"), "{}", esc.data);
     assert!(
         got.iter().any(|m| m.data.contains("OVERDUE")),
         "an overdue notice: {got:#?}"
@@ -427,8 +427,8 @@ async fn a_custodian_drill_starts_when_its_key_is_plugged_in_and_asks_for_the_to
     let (key, _, _) = SoftKey::create(
         &key_path,
         &NewSoftKey {
-            rp_id: "ceremony.rehearsal.localhost",
-            user_handle: b"custodian-user",
+            rp_id: glassdrill::tenant::RP_ID,
+            user_handle: &glassdrill::tenant::rehearsal_user_handle(),
             user_name: "breakglass1@rehearsal.onmicrosoft.com",
             pin: &secrecy::SecretString::from("246810".to_owned()),
         },

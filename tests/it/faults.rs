@@ -50,7 +50,7 @@ async fn credential_revoked_fails_at_sign_in() {
         Fault::CredentialRevoked,
         Verdict::Fail,
         Stage::SignIn,
-        "sign-in refused at step security key: AADSTS135010",
+        "sign-in refused at step security key: AADSTS135011",
     )
     .await;
     assert_eq!(stage(&o, Stage::Alerts).status, StageStatus::Skipped);
@@ -145,16 +145,16 @@ async fn ui_drift_is_an_error_with_screenshot_and_html() {
         Fault::UiDrift,
         Verdict::Error,
         Stage::SignIn,
-        "flow drift at step sign-in options",
+        "flow drift at step security key",
     )
     .await;
     let listed = files(&o.bundle.as_ref().unwrap().dir);
     assert!(
-        listed.contains(&"screenshots/02-sign-in-options-drift.jpg".to_owned()),
+        listed.contains(&"screenshots/02-security-key-drift.jpg".to_owned()),
         "{listed:?}"
     );
     assert!(
-        listed.contains(&"pages/02-sign-in-options.html".to_owned()),
+        listed.contains(&"pages/02-security-key.html".to_owned()),
         "{listed:?}"
     );
     let html = std::fs::read_to_string(
@@ -162,7 +162,7 @@ async fn ui_drift_is_an_error_with_screenshot_and_html() {
             .as_ref()
             .unwrap()
             .dir
-            .join("pages/02-sign-in-options.html"),
+            .join("pages/02-security-key.html"),
     )
     .unwrap();
     assert!(
@@ -170,8 +170,8 @@ async fn ui_drift_is_an_error_with_screenshot_and_html() {
         "the drifted page is captured"
     );
     assert!(
-        html.contains("?flowToken=[redacted]") && html.contains("value=\"[redacted]\""),
-        "the link's query string and the hidden input are redacted (every kind is checked in redaction.rs)"
+        html.contains("uiflavor=[redacted]") && html.contains("value=\"[redacted]\""),
+        "the form's query string and the hidden inputs are redacted (every kind is checked in redaction.rs)"
     );
 }
 
@@ -209,6 +209,137 @@ async fn throttled_graph_and_slow_log_ingestion_still_pass() {
     assert!(
         after.last().is_some_and(|r| r.2 >= 1),
         "a later read found the sign-in: {reqs:?}"
+    );
+    m.shutdown().await;
+    w.assert_clean();
+}
+
+/// Entra mode: the challenge expired before the assertion arrived. Entra
+/// turned the attempt away for a reason that says nothing about the
+/// account: an ERROR (run it again), and the failure it logged is not a
+/// finding either.
+#[tokio::test]
+async fn an_expired_challenge_is_an_error_to_run_again() {
+    let (_w, o) = check(
+        Fault::ChallengeExpired,
+        Verdict::Error,
+        Stage::SignIn,
+        "AADSTS50089",
+    )
+    .await;
+    assert!(
+        stage(&o, Stage::SignIn)
+            .detail
+            .contains("run the drill again"),
+        "{:#?}",
+        o.stages
+    );
+    assert_eq!(stage(&o, Stage::Confirm).status, StageStatus::Warning);
+}
+
+#[tokio::test]
+async fn an_unknown_credential_fails_with_entras_key_not_found() {
+    check(
+        Fault::UnknownCredential,
+        Verdict::Fail,
+        Stage::SignIn,
+        "sign-in refused at step security key: AADSTS135010: Key not found. The security key is not registered to this account",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_user_handle_in_the_wrong_byte_order_fails() {
+    check(
+        Fault::WrongUserHandle,
+        Verdict::Fail,
+        Stage::SignIn,
+        "AADSTS135010: Key not found. The security key's user handle is not this account's",
+    )
+    .await;
+}
+
+/// `HasFido=false`: read from Entra's `$Config.oGetCredTypeResult` by the
+/// flow file's failure rule, a finding named as such (not a drift).
+#[tokio::test]
+async fn an_account_without_a_security_key_fails_naming_it() {
+    let (_w, o) = check(
+        Fault::NoFido,
+        Verdict::Fail,
+        Stage::SignIn,
+        "sign-in refused at step username: the account has no security key registered (Entra: oGetCredTypeResult.Credentials.HasFido = false)",
+    )
+    .await;
+    assert!(!o.sign_in_attempted, "no ceremony was started");
+}
+
+#[tokio::test]
+async fn more_information_required_fails_with_the_pages_message() {
+    check(
+        Fault::ProofUp,
+        Verdict::Fail,
+        Stage::SignIn,
+        "sign-in refused at step security key: error page (ConvergedProofUpRedirect): More information required",
+    )
+    .await;
+}
+
+/// Consent (`CmsiInterrupt`) and "Stay signed in?" (`KmsiInterrupt`) are
+/// interrupts the flow gets through; without them, their optional steps
+/// are skipped. Either way Entra's session cookie proves the sign-in.
+#[tokio::test]
+async fn consent_and_stay_signed_in_interrupts_are_got_through() {
+    for (faults, steps) in [
+        (vec![], vec!["username", "security key", "landing"]),
+        (
+            vec![Fault::Cmsi, Fault::Kmsi],
+            vec![
+                "username",
+                "security key",
+                "consent",
+                "stay signed in",
+                "landing",
+            ],
+        ),
+        (
+            vec![Fault::Kmsi],
+            vec!["username", "security key", "stay signed in", "landing"],
+        ),
+    ] {
+        let w = World::new();
+        let o = rehearse(&w, &faults, DEADLINE, Duration::from_secs(60)).await;
+        assert_eq!(o.verdict, Verdict::Pass, "{faults:?}: {:#?}", o.stages);
+        let rec = o.record.as_ref().expect("record");
+        let names: Vec<&str> = rec.sign_in.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, steps, "{faults:?}");
+        w.assert_clean();
+    }
+}
+
+/// The landing page alone is not a sign-in: without Entra's session
+/// cookie on the sign-in host the flow is not complete (ERROR), and only
+/// the cookie's name is ever read.
+#[tokio::test]
+async fn a_landing_without_entras_session_cookie_is_not_a_sign_in() {
+    let w = World::new();
+    let mut m = Manual::start(&w).await;
+    let mut flow = (*m.drill.flow).clone();
+    flow.success.cookies = vec!["ESTSAUTHNEVERSET".into()];
+    m.drill.flow = std::sync::Arc::new(flow);
+    let checks = m.checks();
+    let o = glassdrill::drill::run(
+        m.plan(MANUAL_SECRET, checks),
+        &m.sinks(),
+        &Quiet,
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(o.verdict, Verdict::Error, "{:#?}", o.stages);
+    let d = &stage(&o, Stage::SignIn).detail;
+    assert!(
+        d.contains("flow drift at step landing")
+            && d.contains("holds none of the session cookies [\"ESTSAUTHNEVERSET\"]"),
+        "{d}"
     );
     m.shutdown().await;
     w.assert_clean();

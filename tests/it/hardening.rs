@@ -58,15 +58,17 @@ fn stop_points() -> Vec<(String, bool)> {
         .iter()
         .map(|s| (format!("stage:{s}"), true))
         .collect();
+    // (step, before the ceremony, its pause points): the optional
+    // interrupts only wait when they do not come.
     let steps = [
-        ("username", true),
-        ("sign-in options", true),
-        ("security key", true),
-        ("stay signed in", false),
-        ("landing", false),
+        ("username", true, &["wait", "fill", "click"][..]),
+        ("security key", true, &["wait", "fill", "click"][..]),
+        ("consent", false, &["wait"][..]),
+        ("stay signed in", false, &["wait"][..]),
+        ("landing", false, &["wait", "fill", "click"][..]),
     ];
-    for (step, before) in steps {
-        for at in ["wait", "fill", "click"] {
+    for (step, before, ats) in steps {
+        for at in ats {
             // The pause before the ceremony step's click is the last
             // moment before the sign-in.
             points.push((format!("step:{step}:{at}"), before));

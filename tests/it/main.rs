@@ -6,6 +6,7 @@ mod cli_conventions;
 mod config_cli;
 mod daemon;
 mod deploy;
+mod entra;
 mod faults;
 mod graph;
 mod hardening;

@@ -1,6 +1,7 @@
 //! Tokens from the sign-in pages never reach the evidence. The rehearsal
-//! tenant plants every kind Entra's pages carry (hidden `flowToken`
-//! inputs, `?flowToken=` links, a `?ctx=` image source, `$Config`'s `sFT`,
+//! tenant plants every kind Entra's pages carry (hidden `flowToken`,
+//! `ctx` and `canary` inputs, the fields the sign-in page posts across
+//! sites to the FIDO host, a `?ctx=` image source, `$Config`'s `sFT`,
 //! `sCtx`, `canary` and `sCrossDomainCanary`, session cookies, the
 //! `?session=` landing URL, Graph access tokens) and tells the test every
 //! value it issued; no file of the bundle may contain any of them, for
@@ -19,7 +20,7 @@ const EVERY_PAGE: [&str; 2] = [
     "inline script removed by glassdrill",
 ];
 /// A hidden input, on the pages that have a form.
-const HIDDEN_INPUT: &str = "name=\"flowToken\" value=\"[redacted]\"";
+const HIDDEN_INPUT: &str = "name=\"canary\" value=\"[redacted]\"";
 
 #[tokio::test]
 async fn no_token_or_cookie_reaches_the_evidence_of_a_drift_or_a_refusal() {
@@ -50,7 +51,8 @@ async fn no_token_or_cookie_reaches_the_evidence_of_a_drift_or_a_refusal() {
             kinds.push(HIDDEN_INPUT);
         }
         if fault == Fault::UiDrift {
-            kinds.push("?flowToken=[redacted]");
+            // The cross-site post's fields, the flow token among them.
+            kinds.push("name=\"ServerChallenge\" value=\"[redacted]\"");
         }
         for kind in kinds {
             assert!(

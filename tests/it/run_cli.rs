@@ -25,11 +25,11 @@ fn setup_drill(w: &World) {
         format!(
             "id = \"bg-rehearsal\"\naccount = \"breakglass1@rehearsal.onmicrosoft.com\"\ntenant = \"rehearsal\"\n\
              flow = \"flows/entra-security-key.toml\"\nconfirm_deadline = \"20s\"\n\
-             [authenticator]\nkind = \"virtual\"\nprivate_key = \"file:{}\"\ncredential_id = \"{}\"\nuser_handle = \"{}\"\nrp_id = \"ceremony.rehearsal.localhost\"\n\
+             [authenticator]\nkind = \"virtual\"\nprivate_key = \"file:{}\"\ncredential_id = \"{}\"\nuser_handle = \"{}\"\nrp_id = \"login.microsoft.localhost\"\n\
              [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\nrule = \"Break-glass account sign-in\"\ndeadline = \"20s\"\n",
             key.display(),
             b64.encode(b"credential-id-01"),
-            b64.encode(b"user-handle-0001"),
+            b64.encode(glassdrill::tenant::rehearsal_user_handle()),
         ),
     )
     .unwrap();

@@ -25,7 +25,7 @@ async fn tenant_prints_working_urls_and_stops_on_ctrl_c() {
         .map(|u| u.trim().to_owned());
     let signin = signin.unwrap_or_else(|| panic!("no sign-in URL in {printed:#?}"));
     assert!(
-        signin.starts_with("http://login.rehearsal.localhost:"),
+        signin.starts_with("http://login.microsoftonline.localhost:"),
         "{signin}"
     );
     let all = printed.join("\n");
