@@ -27,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         alert_rules: Vec::new(),
         listen: "127.0.0.1:0".parse()?,
         allow_list: false,
+        lax_session_cookie: false,
     })
     .await?;
     let browser = Browser::launch(&BrowserOptions {

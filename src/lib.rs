@@ -15,7 +15,7 @@
 //! - [`record`]: the typed, versioned drill record (`drill.json`, schema
 //!   v1, JSON Schema in `schema/`). Pure data.
 //! - [`webauthn`]: WebAuthn data, pure: assertion verification (the
-//!   tenant's relying-party side) and P-256 credential keys.
+//!   tenant's relying-party side), Entra's user handle, and P-256 credential keys.
 //! - [`fido`]: FIDO2 keys at the CTAP level (USB and file I/O, not pure):
 //!   `hid` (a USB key through `ctap-hid-fido2`), `soft` (a P-256 credential
 //!   in a 0600 file, for CI); pure key selection (a key told apart without
@@ -44,7 +44,8 @@
 //!   behind the [`bridge`]); attaches to the browser and detaches after
 //!   the ceremony. Never sees the flow.
 //! - [`flow`]: the runner that drives a flow file through a browser,
-//!   telling refusal, drift and breakage apart.
+//!   telling refusal, transient refusal, drift and breakage apart; optional
+//!   steps (interrupts), `$Config` failure rules, the session-cookie proof.
 //! - [`cloud`]: OAuth2 client-credential tokens cached per resource, and
 //!   the Graph sign-in log client.
 //! - [`alerts`]: the `AlertCheck` trait, pure correlation
@@ -66,9 +67,10 @@
 //! - [`drill`]: a run's plan, one function per stage (`drill::stages`),
 //!   the driver that times and reports them, the pure verdict rules.
 //! - [`tenant`]: the rehearsal tenant, a loopback stand-in for Entra ID
-//!   and its alert pipeline, with fault switches: `signin`, `graph`,
-//!   `alerting`, `pages`, and `console` (`glassdrill tenant`). A drill
-//!   against Entra never starts it.
+//!   and its alert pipeline, with fault switches: `signin` (Entra's
+//!   sign-in protocol across its two sites, a strict relying party),
+//!   `pages` (Entra's page state), `graph`, `alerting`, and `console`
+//!   (`glassdrill tenant`). A drill against Entra never starts it.
 //! - [`services`]: the long-lived parts a process starts once (receiver,
 //!   token caches, signing key, notifier) that runs attach to.
 //! - [`runner`]: resolves a drill's inputs, starts services and the

@@ -606,6 +606,7 @@ async fn attach(
                 alert_rules: drill.alerts.iter().map(|a| a.rule.clone()).collect(),
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 allow_list: false,
+                lax_session_cookie: false,
             })
             .await?;
             progress.note(&format!(

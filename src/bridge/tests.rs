@@ -51,9 +51,9 @@ fn a_page_can_never_make_glassdrill_sign_for_another_rp_id() {
     );
     assert!(
         check(
-            &req("http://ceremony.rehearsal.localhost:8080", None),
-            "ceremony.rehearsal.localhost",
-            "http://ceremony.rehearsal.localhost:8080"
+            &req("http://login.microsoft.localhost:8080", None),
+            "login.microsoft.localhost",
+            "http://login.microsoft.localhost:8080"
         )
         .is_ok()
     );

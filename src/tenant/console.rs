@@ -91,6 +91,7 @@ pub async fn start(
         webhook_url,
         listen,
         allow_list: false,
+        lax_session_cookie: false,
     })
     .await?;
     Ok(Console {

@@ -255,6 +255,10 @@ pub struct TenantOptions {
     /// `FidoParams.AllowList` (Entra may; empty means a discoverable
     /// credential is asked for).
     pub allow_list: bool,
+    /// Test knob: the flow's session cookie is `SameSite=Lax`, as a
+    /// stand-in whose two hosts were one site could get away with; on
+    /// Entra's two sites the browser drops it from the cross-site post.
+    pub lax_session_cookie: bool,
 }
 
 /// The rehearsal tenant's account for a credential.

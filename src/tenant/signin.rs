@@ -121,7 +121,12 @@ pub(super) async fn authorize(
             .insert(flow.tokens.flow_token.clone(), flow.clone());
     }
     let mut r = html(pages::username(&s.ctx(&flow), None));
-    set_cookie(&mut r, &format!("esctx={}; {COOKIE_ATTRS}", flow.esctx));
+    let attrs = if s.opts.lax_session_cookie {
+        "Path=/; Secure; HttpOnly; SameSite=Lax"
+    } else {
+        COOKIE_ATTRS
+    };
+    set_cookie(&mut r, &format!("esctx={}; {attrs}", flow.esctx));
     set_cookie(&mut r, &format!("fpc={fpc}; Path=/; Secure; SameSite=None"));
     r
 }

@@ -4,8 +4,8 @@ use super::*;
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::{DecodePublicKey as _, EncodePublicKey as _, LineEnding};
 
-const RP_ID: &str = "login.rehearsal.test";
-const ORIGIN: &str = "https://login.rehearsal.test:8443";
+const RP_ID: &str = "login.rehearsal.localhost";
+const ORIGIN: &str = "https://login.rehearsal.localhost:8443";
 const CHALLENGE: &[u8] = b"0123456789abcdef-challenge-bytes";
 const CRED_ID: &[u8] = b"credential-id-16b";
 const USER_HANDLE: &[u8] = b"user-handle-42";
@@ -218,9 +218,9 @@ fn origin_not_allowed_rejected() {
     let fx = Fixture::new(0);
     for origin in [
         "https://evil.example",
-        "https://login.rehearsal.test",       // port missing
-        "http://login.rehearsal.test:8443",   // scheme differs
-        "https://login.rehearsal.test:8443/", // trailing slash
+        "https://login.rehearsal.localhost",       // port missing
+        "http://login.rehearsal.localhost:8443",   // scheme differs
+        "https://login.rehearsal.localhost:8443/", // trailing slash
     ] {
         let cd = chromium_client_data("webauthn.get", CHALLENGE, origin);
         assert_eq!(

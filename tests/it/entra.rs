@@ -63,6 +63,7 @@ impl Tenant {
             alert_rules: Vec::new(),
             listen: "127.0.0.1:0".parse().expect("addr"),
             allow_list,
+            lax_session_cookie: false,
         })
         .await
         .expect("tenant");

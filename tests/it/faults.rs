@@ -344,3 +344,30 @@ async fn a_landing_without_entras_session_cookie_is_not_a_sign_in() {
     m.shutdown().await;
     w.assert_clean();
 }
+
+/// The two login hosts are two sites to Chromium, as Entra's are: a
+/// session cookie that is `SameSite=Lax` (what a stand-in on one site
+/// would get away with) is dropped from the FIDO host's cross-site post
+/// back, and the sign-in host refuses the assertion.
+#[tokio::test]
+async fn a_lax_session_cookie_is_lost_on_the_cross_site_post_back() {
+    let w = World::new();
+    let m = Manual::start_tuned(&w, &[], |o| o.lax_session_cookie = true).await;
+    let checks = m.checks();
+    let o = glassdrill::drill::run(
+        m.plan(MANUAL_SECRET, checks),
+        &m.sinks(),
+        &Quiet,
+        &CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(o.verdict, Verdict::Fail, "{:#?}", o.stages);
+    let d = &stage(&o, Stage::SignIn).detail;
+    assert!(
+        d.contains("session cookie (esctx) did not come back"),
+        "{d}"
+    );
+    assert!(m.tenant.signins().is_empty(), "no assertion was accepted");
+    m.shutdown().await;
+    w.assert_clean();
+}

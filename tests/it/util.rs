@@ -452,6 +452,15 @@ impl Manual {
 
     /// The same, with the tenant's `faults` switched on.
     pub async fn start_with(w: &World, faults: &[Fault]) -> Self {
+        Self::start_tuned(w, faults, |_| {}).await
+    }
+
+    /// The same, with the tenant's options changed by `tune` first.
+    pub async fn start_tuned(
+        w: &World,
+        faults: &[Fault],
+        tune: impl FnOnce(&mut glassdrill::tenant::TenantOptions),
+    ) -> Self {
         use glassdrill::authenticator::{Credential, VirtualAuthenticator};
         use glassdrill::tenant::{
             RP_ID, RehearsalTenant, TenantOptions, rehearsal_account, rehearsal_user_handle,
@@ -467,7 +476,7 @@ impl Manual {
         )
         .await
         .expect("receiver");
-        let tenant = RehearsalTenant::start(TenantOptions {
+        let mut opts = TenantOptions {
             account,
             client_id: "glassdrill-rehearsal".into(),
             client_secret: SecretString::from(MANUAL_SECRET),
@@ -479,9 +488,10 @@ impl Manual {
             webhook_url: Some(receiver.url_with_token().expose_secret().to_owned()),
             listen: "127.0.0.1:0".parse().expect("addr"),
             allow_list: false,
-        })
-        .await
-        .expect("tenant");
+            lax_session_cookie: false,
+        };
+        tune(&mut opts);
+        let tenant = RehearsalTenant::start(opts).await.expect("tenant");
         let auth = VirtualAuthenticator::new(
             cred.id.clone(),
             cred.pkcs8,
