@@ -507,6 +507,10 @@ pub struct MatchedAlert {
     #[serde(with = "crate::support::time::serde_ms")]
     #[schemars(with = "Timestamp")]
     pub received: DateTime<Utc>,
+    /// How it was tied to the sign-in (records before 0.3 have none: by
+    /// account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_by: Option<MatchKind>,
 }
 
 /// Latencies of a counted alert, from the sign-in log's `createdDateTime`.
@@ -514,6 +518,10 @@ pub struct MatchedAlert {
 pub struct AlertLatency {
     /// The expected alert's name.
     pub name: String,
+    /// Sign-in → its record ingested into the log, where the source
+    /// says (Log Analytics' `ingestion_time()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signin_to_ingested_ms: Option<i64>,
     /// Sign-in → fired.
     pub signin_to_fired_ms: i64,
     /// Fired → received.
@@ -575,6 +583,73 @@ pub enum IgnoreReason {
         /// Its monitor condition.
         condition: String,
     },
+    /// Dated in the future beyond the clock-skew allowance.
+    FiredInFuture {
+        /// When it says it fired.
+        #[serde(with = "crate::support::time::serde_ms")]
+        #[schemars(with = "Timestamp")]
+        fired: DateTime<Utc>,
+        /// When glassdrill saw it.
+        #[serde(with = "crate::support::time::serde_ms")]
+        #[schemars(with = "Timestamp")]
+        seen: DateTime<Utc>,
+    },
+    /// Its evaluation window ended before the sign-in.
+    WindowEndedBeforeSignIn {
+        /// The window's end.
+        #[serde(with = "crate::support::time::serde_ms")]
+        #[schemars(with = "Timestamp")]
+        window_end: DateTime<Utc>,
+        /// When the sign-in happened.
+        #[serde(with = "crate::support::time::serde_ms")]
+        #[schemars(with = "Timestamp")]
+        signin: DateTime<Utc>,
+    },
+    /// It names no account, and its evaluation window does not cover the
+    /// sign-in.
+    WindowMissesSignIn {
+        /// The window's start.
+        #[serde(with = "crate::support::time::serde_ms")]
+        #[schemars(with = "Timestamp")]
+        window_start: DateTime<Utc>,
+        /// The window's end.
+        #[serde(with = "crate::support::time::serde_ms")]
+        #[schemars(with = "Timestamp")]
+        window_end: DateTime<Utc>,
+        /// When the sign-in happened.
+        #[serde(with = "crate::support::time::serde_ms")]
+        #[schemars(with = "Timestamp")]
+        signin: DateTime<Utc>,
+    },
+    /// The same alert (id and condition) seen again.
+    Duplicate,
+}
+
+/// How an alert was tied to this drill's sign-in, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MatchKind {
+    /// It names the account (UPN or object id).
+    ByAccount,
+    /// It names no account; it comes from the expected rule and its
+    /// evaluation window covers the sign-in, and the rule's search over
+    /// that window returned this sign-in's record.
+    ByRuleWindowAndSearch,
+    /// It names no account; it comes from the expected rule and its
+    /// evaluation window covers the sign-in (the rule's rows were not
+    /// read).
+    ByRuleAndWindow,
+}
+
+impl MatchKind {
+    /// In words, for the verdict.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::ByAccount => "by account",
+            Self::ByRuleWindowAndSearch => "by rule, window and search result",
+            Self::ByRuleAndWindow => "by rule and window",
+        }
+    }
 }
 
 impl std::fmt::Display for IgnoreReason {
@@ -595,6 +670,30 @@ impl std::fmt::Display for IgnoreReason {
             Self::NotFired { condition } => {
                 write!(f, "monitor condition is {condition}, not Fired")
             }
+            Self::FiredInFuture { fired, seen } => write!(
+                f,
+                "dated in the future ({} > {} seen, beyond the clock-skew allowance)",
+                rfc3339_ms(*fired),
+                rfc3339_ms(*seen)
+            ),
+            Self::WindowEndedBeforeSignIn { window_end, signin } => write!(
+                f,
+                "its evaluation window ended before the sign-in ({} < {})",
+                rfc3339_ms(*window_end),
+                rfc3339_ms(*signin)
+            ),
+            Self::WindowMissesSignIn {
+                window_start,
+                window_end,
+                signin,
+            } => write!(
+                f,
+                "names no account and its evaluation window {} … {} does not cover the sign-in at {}",
+                rfc3339_ms(*window_start),
+                rfc3339_ms(*window_end),
+                rfc3339_ms(*signin)
+            ),
+            Self::Duplicate => write!(f, "the same alert again (a duplicate delivery)"),
         }
     }
 }

@@ -565,9 +565,11 @@ async fn attach(
         .alerts
         .iter()
         .map(|a| match a.kind {
-            AlertKind::Webhook => {
-                Box::new(services.receiver().attach(&drill.account, &a.rule)) as Box<dyn AlertCheck>
-            }
+            AlertKind::Webhook => Box::new(services.receiver().attach(
+                &drill.account,
+                drill.object_id.as_deref(),
+                &a.rule,
+            )) as Box<dyn AlertCheck>,
         })
         .collect();
     let mut tenant = None;

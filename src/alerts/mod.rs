@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-pub use correlate::{CommonAlert, IgnoreReason, same_rule};
+pub use correlate::{CommonAlert, IgnoreReason, MatchKind, Wanted, same_rule};
 pub use webhook::{ReceiverError, WebhookCheck, WebhookReceiver};
 
 /// An alert as it reached a receiver.
@@ -33,6 +33,9 @@ pub struct ReceivedAlert {
     pub raw: Bytes,
     /// What correlation read from it.
     pub alert: CommonAlert,
+    /// When the sign-in's record was ingested into the log, where the
+    /// source says (Log Analytics' `ingestion_time()`).
+    pub ingested: Option<DateTime<Utc>>,
 }
 
 /// What one check saw.
@@ -40,6 +43,8 @@ pub struct ReceivedAlert {
 pub struct AlertObservation {
     /// The alert that counts, if any.
     pub matched: Option<ReceivedAlert>,
+    /// How it (or the late one) was tied to the sign-in.
+    pub matched_by: Option<MatchKind>,
     /// Alerts seen and not counted, with reasons.
     pub ignored: Vec<(ReceivedAlert, IgnoreReason)>,
     /// The alert that would have counted, arrived after the deadline.
@@ -55,8 +60,14 @@ pub struct AlertObservation {
 pub struct AlertTarget {
     /// The account.
     pub upn: String,
+    /// The account's object id, when the drill file names it.
+    pub object_id: Option<String>,
     /// The sign-in time (the log's `createdDateTime` when known).
     pub signin_at: DateTime<Utc>,
+    /// The sign-in's log record `id`, when confirmed.
+    pub signin_id: Option<String>,
+    /// The sign-in's `correlationId`, when known.
+    pub correlation_id: Option<String>,
     /// The alert must arrive by this instant.
     pub deadline: tokio::time::Instant,
     /// Listening goes on until this instant (at or after `deadline`), so
@@ -71,6 +82,121 @@ pub fn late_grace(deadline: std::time::Duration) -> std::time::Duration {
         std::time::Duration::from_secs(10),
         std::time::Duration::from_secs(3600),
     )
+}
+
+impl AlertTarget {
+    /// What an alert of `rule` must be about.
+    pub fn wanted<'a>(&'a self, rule: &'a str) -> Wanted<'a> {
+        Wanted {
+            rule,
+            upn: &self.upn,
+            object_id: self.object_id.as_deref(),
+            signin: self.signin_at,
+        }
+    }
+}
+
+/// Confirms a match by rule and window from the rule's own rows (Log
+/// Analytics): `Ok(true)` when the rows over the alert's window hold this
+/// sign-in's record.
+#[async_trait::async_trait]
+pub trait SearchConfirm: Send + Sync {
+    /// Runs the alert's search (its `linkToSearchResultsAPI`, or the
+    /// configured query over its window) and looks for the sign-in.
+    async fn holds_signin(
+        &self,
+        alert: &CommonAlert,
+        target: &AlertTarget,
+        cancel: &CancellationToken,
+    ) -> Result<bool, String>;
+}
+
+/// Correlation of a stream of alerts for one expected alert: duplicates
+/// (same id and condition) count once, each alert is judged, a match by
+/// rule and window is confirmed from the rule's rows where a
+/// [`SearchConfirm`] is given. Shared by every check kind.
+pub(crate) struct Correlator<'a> {
+    /// The expected alert's source.
+    pub rule: &'a str,
+    /// The sign-in.
+    pub target: &'a AlertTarget,
+    /// Confirms matches by rule and window.
+    pub confirm: Option<&'a dyn SearchConfirm>,
+    seen: std::collections::HashSet<(String, String)>,
+}
+
+impl<'a> Correlator<'a> {
+    pub(crate) fn new(
+        rule: &'a str,
+        target: &'a AlertTarget,
+        confirm: Option<&'a dyn SearchConfirm>,
+    ) -> Self {
+        Self {
+            rule,
+            target,
+            confirm,
+            seen: std::collections::HashSet::new(),
+        }
+    }
+
+    /// Judges one alert into `obs`; `true` once the observation is decided
+    /// (an alert matched, in time or late). `keep_duplicates`: a repeated
+    /// delivery is kept as ignored evidence (webhooks); pollers, which see
+    /// the same alert at every poll, pass `false`.
+    pub(crate) async fn consider(
+        &mut self,
+        obs: &mut AlertObservation,
+        a: ReceivedAlert,
+        keep_duplicates: bool,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let key = (
+            a.alert.alert_id.to_ascii_lowercase(),
+            a.alert.monitor_condition.to_ascii_lowercase(),
+        );
+        if !self.seen.insert(key) {
+            if keep_duplicates {
+                obs.ignored.push((a, IgnoreReason::Duplicate));
+            }
+            return false;
+        }
+        let mut kind =
+            match correlate::judge(&a.alert, &self.target.wanted(self.rule), a.received_at) {
+                Ok(k) => k,
+                Err(reason) => {
+                    obs.ignored.push((a, reason));
+                    return false;
+                }
+            };
+        if kind == MatchKind::ByRuleAndWindow
+            && let Some(c) = self.confirm
+        {
+            match c.holds_signin(&a.alert, self.target, cancel).await {
+                Ok(true) => kind = MatchKind::ByRuleWindowAndSearch,
+                Ok(false) => {
+                    obs.ignored.push((
+                        a,
+                        IgnoreReason::OtherAccount {
+                            accounts: vec![
+                                "(the rule's rows over its window do not hold this sign-in)".into(),
+                            ],
+                        },
+                    ));
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read the alert rule's rows; matched by rule and window only");
+                }
+            }
+        }
+        obs.matched_by = Some(kind);
+        if a.arrived <= self.target.deadline {
+            obs.matched = Some(a);
+        } else {
+            obs.late = Some(a);
+        }
+        true
+    }
 }
 
 /// An alert check of one kind.

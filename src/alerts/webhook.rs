@@ -21,8 +21,8 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::correlate::{judge, parse_common_alert, same_upn};
-use super::{AlertCheck, AlertObservation, AlertTarget, ReceivedAlert};
+use super::correlate::{names_account, parse_common_alert};
+use super::{AlertCheck, AlertObservation, AlertTarget, Correlator, ReceivedAlert, SearchConfirm};
 
 /// Most alerts held at once in the inboxes of waiting runs; past it, posts
 /// get 429, so a flood cannot exhaust the drill host's memory.
@@ -50,6 +50,7 @@ impl Inbox {
 struct Attached {
     id: u64,
     upn: String,
+    object_id: Option<String>,
     inbox: Arc<Inbox>,
 }
 
@@ -126,9 +127,16 @@ async fn receive(
         arrived: tokio::time::Instant::now(),
         raw: body,
         alert,
+        ingested: None,
     };
-    let names = |upn: &str| received.alert.accounts.iter().any(|a| same_upn(a, upn));
-    let named = routes.runs.iter().any(|r| names(&r.upn));
+    let names = |r: &Attached| {
+        received
+            .alert
+            .accounts
+            .iter()
+            .any(|a| names_account(a, &r.upn, r.object_id.as_deref()))
+    };
+    let named = routes.runs.iter().any(names);
     if !named {
         tracing::warn!(
             alert_id = %received.alert.alert_id,
@@ -138,7 +146,7 @@ async fn receive(
             "alert delivery names no account a run is waiting for; kept as unrouted"
         );
     }
-    for r in routes.runs.iter().filter(|r| !named || names(&r.upn)) {
+    for r in routes.runs.iter().filter(|r| !named || names(r)) {
         lock(&r.inbox.alerts).push(received.clone());
         r.inbox.notify.notify_waiters();
     }
@@ -202,10 +210,11 @@ impl WebhookReceiver {
         format!("http://{}/webhook/[redacted]", self.addr)
     }
 
-    /// Attaches a run waiting for alerts about `upn`: deliveries naming
-    /// that account reach the returned check from now on. Detaches when
-    /// the check is dropped.
-    pub fn attach(&self, upn: &str, rule: &str) -> WebhookCheck {
+    /// Attaches a run waiting for alerts about the account `upn` (object
+    /// id `object_id`): deliveries naming that account, and those naming
+    /// none, reach the returned check from now on. Detaches when the check
+    /// is dropped.
+    pub fn attach(&self, upn: &str, object_id: Option<&str>, rule: &str) -> WebhookCheck {
         let inbox = Arc::new(Inbox::default());
         let mut routes = lock(&self.shared.routes);
         routes.next_run += 1;
@@ -213,6 +222,7 @@ impl WebhookReceiver {
         routes.runs.push(Attached {
             id,
             upn: upn.to_owned(),
+            object_id: object_id.map(str::to_owned),
             inbox: inbox.clone(),
         });
         WebhookCheck {
@@ -220,6 +230,7 @@ impl WebhookReceiver {
             rule: rule.to_owned(),
             inbox,
             shared: self.shared.clone(),
+            confirm: None,
         }
     }
 
@@ -251,6 +262,15 @@ pub struct WebhookCheck {
     rule: String,
     inbox: Arc<Inbox>,
     shared: Arc<Shared>,
+    confirm: Option<Box<dyn SearchConfirm>>,
+}
+
+impl WebhookCheck {
+    /// Confirms alerts that name no account from the rule's rows.
+    pub fn with_confirm(mut self, confirm: Box<dyn SearchConfirm>) -> Self {
+        self.confirm = Some(confirm);
+        self
+    }
 }
 
 impl Drop for WebhookCheck {
@@ -263,6 +283,7 @@ impl Drop for WebhookCheck {
 impl AlertCheck for WebhookCheck {
     async fn observe(&self, target: &AlertTarget, cancel: &CancellationToken) -> AlertObservation {
         let mut obs = AlertObservation::default();
+        let mut correlator = Correlator::new(&self.rule, target, self.confirm.as_deref());
         let mut cursor = 0;
         loop {
             // Register for wake-ups before looking, so no post is missed.
@@ -272,16 +293,8 @@ impl AlertCheck for WebhookCheck {
             let fresh = self.inbox.from(cursor);
             cursor += fresh.len();
             for a in fresh {
-                match judge(&a.alert, &self.rule, &target.upn, target.signin_at) {
-                    Ok(()) if a.arrived <= target.deadline => {
-                        obs.matched = Some(a);
-                        return obs;
-                    }
-                    Ok(()) => {
-                        obs.late = Some(a);
-                        return obs;
-                    }
-                    Err(reason) => obs.ignored.push((a, reason)),
+                if correlator.consider(&mut obs, a, true, cancel).await {
+                    return obs;
                 }
             }
             tokio::select! {
@@ -309,11 +322,14 @@ mod tests {
         let r = WebhookReceiver::start("127.0.0.1:0".parse().unwrap(), "t".into(), 4096)
             .await
             .unwrap();
-        let check = r.attach("bg1@contoso.onmicrosoft.com", "Break-glass sign-in");
+        let check = r.attach("bg1@contoso.onmicrosoft.com", None, "Break-glass sign-in");
         let t0 = tokio::time::Instant::now();
         let target = AlertTarget {
             upn: "bg1@contoso.onmicrosoft.com".into(),
+            object_id: None,
             signin_at: chrono::Utc::now(),
+            signin_id: None,
+            correlation_id: None,
             deadline: t0 + Duration::from_secs(300),
             late_until: t0 + Duration::from_secs(300),
         };

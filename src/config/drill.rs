@@ -17,7 +17,8 @@ use crate::secret::SecretRef;
 #[derive(Deserialize)]
 struct RawDrill {
     id: Spanned<String>,
-    account: Spanned<String>,
+    /// `account = "upn"`, or `[account] upn = …, object_id = …`.
+    account: Spanned<toml::Value>,
     group: Option<String>,
     description: Option<String>,
     tenant: Option<Spanned<String>>,
@@ -232,6 +233,10 @@ pub struct DrillConfig {
     pub id: String,
     /// Account UPN.
     pub account: String,
+    /// The account's object id (a GUID; lower-case): the sign-in log's
+    /// `userId`, what alerts name besides the UPN. Required for Entra
+    /// drills; the rehearsal account's by default for rehearsals.
+    pub object_id: Option<String>,
     /// Accounts in one group are never drilled close together.
     pub group: String,
     /// Free text for reports.
@@ -508,13 +513,49 @@ impl DrillConfig {
                 ),
             ));
         }
-        let account = raw.account.get_ref().trim().to_owned();
+        let at = raw.account.span().start;
+        let (account, object_id) = match raw.account.get_ref() {
+            toml::Value::String(u) => (u.trim().to_owned(), None),
+            toml::Value::Table(t) => {
+                for k in t
+                    .keys()
+                    .filter(|k| !["upn", "object_id"].contains(&k.as_str()))
+                {
+                    problems.push(src.error(
+                        at,
+                        format!(
+                            "account.{k} is not a known key; [account] takes upn and object_id"
+                        ),
+                    ));
+                }
+                let text = |k: &str| {
+                    t.get(k)
+                        .and_then(toml::Value::as_str)
+                        .map(|v| v.trim().to_owned())
+                };
+                (text("upn").unwrap_or_default(), text("object_id"))
+            }
+            _ => (String::new(), None),
+        };
         if account.split('@').count() != 2 || account.starts_with('@') || account.ends_with('@') {
             problems.push(src.error(
-                raw.account.span().start,
-                "account must be the user principal name, like `bg1@contoso.onmicrosoft.com`",
+                at,
+                "account must be the user principal name, like `bg1@contoso.onmicrosoft.com` (or `[account]` with upn and object_id)",
             ));
         }
+        let object_id = match object_id {
+            Some(o) => match uuid::Uuid::parse_str(&o) {
+                Ok(u) => Some(u.hyphenated().to_string()),
+                Err(_) => {
+                    problems.push(src.error(
+                        at,
+                        format!("account.object_id `{o}` is not a GUID: copy the account's Object ID from the Entra admin center (Users → the account)"),
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
         let tenant = match raw.tenant.as_ref().map(|t| t.get_ref().as_str()) {
             None | Some("entra") => TenantKind::Entra,
             Some("rehearsal") => TenantKind::Rehearsal,
@@ -711,6 +752,17 @@ impl DrillConfig {
             }
         };
 
+        let object_id = match (object_id, tenant) {
+            (Some(o), _) => Some(o),
+            (None, TenantKind::Rehearsal) => Some(crate::tenant::REHEARSAL_OBJECT_ID.to_owned()),
+            (None, TenantKind::Entra) => {
+                problems.push(src.error(
+                    at,
+                    "account.object_id is missing: write `account = { upn = \"…\", object_id = \"…\" }` with the account's Object ID from the Entra admin center (Users → the account), so the sign-in log and alerts are matched on it",
+                ));
+                None
+            }
+        };
         let problems = Problems(problems);
         if problems.has_errors() {
             return Err(problems);
@@ -722,6 +774,7 @@ impl DrillConfig {
         Ok(Self {
             id,
             account,
+            object_id,
             group: raw.group.unwrap_or_else(|| "break-glass".to_owned()),
             description: raw.description.unwrap_or_default(),
             tenant,

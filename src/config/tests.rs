@@ -329,7 +329,7 @@ mod props {
 
 fn drill_with(auth: &str) -> Result<DrillConfig, Problems> {
     let text = format!(
-        "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n{auth}\n\
+        "id = \"bg1\"\naccount = {{ upn = \"bg1@contoso.onmicrosoft.com\", object_id = \"00000000-0000-0000-0000-000000000B61\" }}\nflow = \"flows/entra-security-key.toml\"\n{auth}\n\
          [[alerts]]\nkind = \"webhook\"\nname = \"a\"\nrule = \"r\"\ndeadline = \"5m\"\n"
     );
     DrillConfig::parse(Path::new("drills/bg1.toml"), &text, |_| {
@@ -403,5 +403,49 @@ fn hid_keys_are_named_exactly_and_their_pin_is_a_reference() {
     assert!(
         m.contains("needs authenticator.keys[0].state") && m.contains("must be the same keys"),
         "{m}"
+    );
+}
+
+#[test]
+fn the_account_names_its_object_id_for_entra() {
+    let d = drill_with("authenticator = { kind = \"virtual\", private_key = \"env:BG1_KEY\", credential_id = \"AAAA\", rp_id = \"login.microsoft.com\" }").unwrap();
+    assert_eq!(d.account, "bg1@contoso.onmicrosoft.com");
+    assert_eq!(
+        d.object_id.as_deref(),
+        Some("00000000-0000-0000-0000-000000000b61"),
+        "lower-cased"
+    );
+    let parse = |account: &str| {
+        let text = format!(
+            "id = \"bg1\"\naccount = {account}\nflow = \"flows/entra-security-key.toml\"\n\
+             authenticator = {{ kind = \"virtual\", private_key = \"env:BG1_KEY\", credential_id = \"AAAA\", rp_id = \"login.microsoft.com\" }}\n\
+             [[alerts]]\nkind = \"webhook\"\nname = \"a\"\nrule = \"r\"\ndeadline = \"5m\"\n"
+        );
+        DrillConfig::parse(Path::new("drills/bg1.toml"), &text, |_| {
+            Ok((
+                PathBuf::from("flows/entra-security-key.toml"),
+                ENTRA_FLOW.to_owned(),
+            ))
+        })
+    };
+    let missing = messages(parse("\"bg1@contoso.onmicrosoft.com\"").unwrap_err());
+    assert!(
+        missing.contains("drills/bg1.toml:2:11: error: account.object_id is missing"),
+        "{missing}"
+    );
+    let bad = messages(
+        parse("{ upn = \"bg1@contoso.onmicrosoft.com\", object_id = \"bg1\", colour = 1 }")
+            .unwrap_err(),
+    );
+    assert!(
+        bad.contains("account.object_id `bg1` is not a GUID"),
+        "{bad}"
+    );
+    assert!(bad.contains("account.colour is not a known key"), "{bad}");
+    // A rehearsal's account is the rehearsal tenant's.
+    let r = DrillConfig::rehearsal().unwrap();
+    assert_eq!(
+        r.object_id.as_deref(),
+        Some(crate::tenant::REHEARSAL_OBJECT_ID)
     );
 }

@@ -326,7 +326,13 @@ pub async fn run(
                 gathered.observations = d
                     .stage(
                         Stage::Alerts,
-                        stages::alerts::run(&plan, signin_at, instant, cancel),
+                        stages::alerts::run(
+                            &plan,
+                            signin_at,
+                            gathered.signin_record.as_ref(),
+                            instant,
+                            cancel,
+                        ),
                     )
                     .await;
             } else {

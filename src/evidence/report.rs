@@ -136,12 +136,21 @@ pub fn html(r: &DrillRecord, image: &dyn Fn(&str) -> Option<Vec<u8>>) -> String 
                         tr {
                             td { (a.name) }
                             td { (or_dash(a.rule.as_deref())) }
-                            td { @if let Some(m) = &a.matched { (m.alert_id) " (" (m.file) ")" } @else if a.late.is_some() { "LATE" } @else { "NOT RECEIVED" } }
+                            td { @if let Some(m) = &a.matched { (m.alert_id) " (" (m.file) "; matched " (m.matched_by.unwrap_or(crate::record::MatchKind::ByAccount).words()) ")" } @else if a.late.is_some() { "LATE" } @else { "NOT RECEIVED" } }
                             td { @if let Some(l) = &a.latency { (l.signin_to_fired_ms) " ms" } @else { "—" } }
                             td { @if let Some(l) = &a.latency { (l.fired_to_received_ms) " ms" } @else { "—" } }
                             td { @if let Some(l) = &a.latency { (l.signin_to_received_ms) " ms" } @else { "—" } }
                             td { (a.deadline_ms) " ms" }
                             td { (a.ignored.len()) }
+                        }
+                    }
+                }
+                @for a in &r.alerts {
+                    @if let Some(m) = a.matched.as_ref().filter(|m| m.matched_by.is_some_and(|k| k != crate::record::MatchKind::ByAccount)) {
+                        p class="recommendation" {
+                            "Recommendation: the alert of rule " code { (m.rule) } " names no account, so it was matched "
+                            (m.matched_by.unwrap_or(crate::record::MatchKind::ByRuleAndWindow).words())
+                            ". Split the rule by " code { "UserId" } " (a dimension) so each alert names the break-glass account it fired for."
                         }
                     }
                 }

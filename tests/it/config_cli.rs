@@ -130,7 +130,7 @@ fn unresolvable_secret_reference_is_a_warning_for_check_config_and_an_error_for_
         &w,
         "drills/bg1.toml",
         &format!(
-            "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n\
+            "id = \"bg1\"\naccount = {{ upn = \"bg1@contoso.onmicrosoft.com\", object_id = \"00000000-0000-0000-0000-000000000b61\" }}\nflow = \"flows/entra-security-key.toml\"\n\
          authenticator = {{ kind = \"virtual\", private_key = \"file:/nonexistent/bg1.pk8\", credential_id = \"AAAA\", rp_id = \"login.microsoft.com\" }}\n{GOOD_ALERT}"
         ),
     );
@@ -233,7 +233,7 @@ fn drill_with_key(w: &World, key: &std::path::Path) {
         w,
         "drills/bg1.toml",
         &format!(
-            "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n\
+            "id = \"bg1\"\naccount = {{ upn = \"bg1@contoso.onmicrosoft.com\", object_id = \"00000000-0000-0000-0000-000000000b61\" }}\nflow = \"flows/entra-security-key.toml\"\n\
          authenticator = {{ kind = \"virtual\", private_key = \"file:{}\", credential_id = \"AAAA\", rp_id = \"login.microsoft.com\" }}\n{GOOD_ALERT}",
             key.display()
         ),
@@ -248,7 +248,7 @@ fn absurd_durations_are_refused_with_their_bound_never_a_panic() {
     write(
         &w,
         "drills/bg1.toml",
-        "id = \"bg1\"\naccount = \"bg1@contoso.onmicrosoft.com\"\nflow = \"flows/entra-security-key.toml\"\n\
+        "id = \"bg1\"\naccount = { upn = \"bg1@contoso.onmicrosoft.com\", object_id = \"00000000-0000-0000-0000-000000000b61\" }\nflow = \"flows/entra-security-key.toml\"\n\
              confirm_deadline = \"584542046090y\"\nauthenticator = { kind = \"virtual\" }\ntenant = \"rehearsal\"\n\
              [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\nrule = \"Break-glass account sign-in\"\ndeadline = \"18446744073709551615s\"\n",
     );

@@ -519,8 +519,11 @@ impl Manual {
             .alerts
             .iter()
             .map(|a| {
-                Box::new(self.receiver.attach(&self.drill.account, &a.rule))
-                    as Box<dyn glassdrill::alerts::AlertCheck>
+                Box::new(self.receiver.attach(
+                    &self.drill.account,
+                    self.drill.object_id.as_deref(),
+                    &a.rule,
+                )) as Box<dyn glassdrill::alerts::AlertCheck>
             })
             .collect()
     }

@@ -105,7 +105,7 @@ async fn check_counts_only_this_account_after_the_sign_in() {
     let url = r.url_with_token().expose_secret().to_owned();
     let signin = Utc::now();
     // The run attaches before anything can fire, as a drill does.
-    let check = r.attach("BG1@contoso.onmicrosoft.com", RULE);
+    let check = r.attach("BG1@contoso.onmicrosoft.com", None, RULE);
     let stale = glassdrill::tenant::alerting::common_alert(
         "stale",
         RULE,
@@ -118,7 +118,10 @@ async fn check_counts_only_this_account_after_the_sign_in() {
     }
     let target = AlertTarget {
         upn: "BG1@contoso.onmicrosoft.com".into(),
+        object_id: None,
         signin_at: signin,
+        signin_id: None,
+        correlation_id: None,
         deadline: tokio::time::Instant::now() + Duration::from_secs(5),
         late_until: tokio::time::Instant::now() + Duration::from_secs(5),
     };

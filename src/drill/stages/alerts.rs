@@ -26,6 +26,7 @@ pub struct Observed {
 pub fn latency(name: &str, signin_at: DateTime<Utc>, a: &ReceivedAlert) -> AlertLatency {
     AlertLatency {
         name: name.to_owned(),
+        signin_to_ingested_ms: a.ingested.map(|t| (t - signin_at).num_milliseconds()),
         signin_to_fired_ms: (a.alert.fired - signin_at).num_milliseconds(),
         fired_to_received_ms: (a.received_at - a.alert.fired).num_milliseconds(),
         signin_to_received_ms: (a.received_at - signin_at).num_milliseconds(),
@@ -88,9 +89,16 @@ pub(crate) fn classify(observed: &[Observed], account: &str) -> (StageStatus, St
         .iter()
         .filter_map(|o| {
             o.latency.as_ref().map(|l| {
+                let ingested = l
+                    .signin_to_ingested_ms
+                    .map(|i| format!("in the log {i} ms, "))
+                    .unwrap_or_default();
                 format!(
-                    "{}: fired {} ms, delivered {} ms after the sign-in",
-                    l.name, l.signin_to_fired_ms, l.signin_to_received_ms
+                    "{}: {ingested}fired {} ms, delivered {} ms after the sign-in{}",
+                    l.name,
+                    l.signin_to_fired_ms,
+                    l.signin_to_received_ms,
+                    weak_match(o.obs.matched_by)
                 )
             })
         })
@@ -98,13 +106,27 @@ pub(crate) fn classify(observed: &[Observed], account: &str) -> (StageStatus, St
     (StageStatus::Passed, lat.join("; "))
 }
 
+/// What the verdict says of a match weaker than by account.
+pub(crate) fn weak_match(kind: Option<crate::alerts::MatchKind>) -> String {
+    use crate::alerts::MatchKind;
+    match kind {
+        None | Some(MatchKind::ByAccount) => String::new(),
+        Some(k) => format!(
+            " (matched {} only: the alert names no account; split the rule by UserId so its alert names the account)",
+            k.words()
+        ),
+    }
+}
+
 /// Waits for every expected alert at once.
 pub async fn run(
     plan: &RunPlan<'_>,
     signin_at: DateTime<Utc>,
+    signin_record: Option<&serde_json::Value>,
     ceremony: tokio::time::Instant,
     cancel: &CancellationToken,
 ) -> Ended<Vec<Observed>> {
+    let field = |k: &str| signin_record.and_then(|r| r[k].as_str()).map(str::to_owned);
     let drill = plan.drill;
     let waits = drill
         .alerts
@@ -120,7 +142,10 @@ pub async fn run(
             };
             let target = AlertTarget {
                 upn: drill.account.clone(),
+                object_id: drill.object_id.clone(),
                 signin_at,
+                signin_id: field("id"),
+                correlation_id: field("correlationId"),
                 deadline: after(exp.deadline),
                 late_until: after(exp.deadline.saturating_add(late_grace(exp.deadline))),
             };
@@ -168,7 +193,10 @@ mod tests {
                 monitor_condition: "Fired".into(),
                 fired: at(fired),
                 accounts: vec!["bg1@contoso.onmicrosoft.com".into()],
+                window: None,
+                search_link: None,
             },
+            ingested: None,
         }
     }
 

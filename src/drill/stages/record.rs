@@ -21,6 +21,7 @@ fn keep(
     index: usize,
     m: &crate::alerts::ReceivedAlert,
     kind: &str,
+    matched_by: Option<crate::record::MatchKind>,
 ) -> MatchedAlert {
     let file = format!("alerts/{:02}-{:03}-{kind}.json", index + 1, m.seq);
     files.push((file.clone(), m.raw.to_vec()));
@@ -31,6 +32,7 @@ fn keep(
         severity: m.alert.severity.clone(),
         fired: m.alert.fired,
         received: m.received_at,
+        matched_by,
     }
 }
 
@@ -54,7 +56,7 @@ pub(crate) fn build(
                 .obs
                 .matched
                 .as_ref()
-                .map(|m| keep(&mut files, i, m, "matched"));
+                .map(|m| keep(&mut files, i, m, "matched", o.obs.matched_by));
             let ignored = o
                 .obs
                 .ignored
@@ -72,7 +74,11 @@ pub(crate) fn build(
                     }
                 })
                 .collect();
-            let late = o.obs.late.as_ref().map(|m| keep(&mut files, i, m, "late"));
+            let late = o
+                .obs
+                .late
+                .as_ref()
+                .map(|m| keep(&mut files, i, m, "late", o.obs.matched_by));
             AlertRecord {
                 name: o.expected.name.clone(),
                 kind: o.expected.kind.name().to_owned(),
