@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use crate::alerts::AlertCheck;
+use crate::alerts::sources::CloudEndpoints;
 use crate::authenticator::Credential;
 use crate::authenticator::{
     Authenticator, AuthenticatorError, KeyAuthenticator, KeySettings, VirtualAuthenticator,
@@ -186,6 +187,8 @@ struct RunInputs {
     credential: Presenter,
     /// The Entra tenant; `None` means the built-in rehearsal tenant.
     entra: Option<(TenantEndpoints, AppCredentials)>,
+    /// PagerDuty's API and `Authorization` value, when a drill polls it.
+    pagerduty: Option<(String, SecretString)>,
 }
 
 /// What presents the credential.
@@ -460,6 +463,8 @@ fn resolve_inputs(
                                 authority: e.authority.clone(),
                                 tenant_id: e.tenant_id.clone(),
                                 graph: e.graph.clone(),
+                                management: e.management.clone(),
+                                log_analytics: e.log_analytics.clone(),
                             },
                             AppCredentials {
                                 authority: e.authority.clone(),
@@ -495,9 +500,34 @@ fn resolve_inputs(
             }
         }
     }
+    let mut pagerduty = None;
+    if drill.alerts.iter().any(|a| a.kind == AlertKind::PagerDuty) {
+        match &host.pagerduty {
+            None => problems.push(PlanProblem::Key {
+                source_file: src.clone(),
+                reason: "a pagerduty alert needs [pagerduty] api_key in glassdrill.toml (a read-only REST API key)".into(),
+            }),
+            Some(pd) => match pd.api_key.resolve() {
+                Ok(key) => {
+                    pagerduty = Some((
+                        pd.api.clone(),
+                        SecretString::from(format!("Token token={}", key.expose_secret())),
+                    ));
+                }
+                Err(error) => problems.push(PlanProblem::Secret {
+                    field: "pagerduty.api_key".into(),
+                    error,
+                }),
+            },
+        }
+    }
     match (credential, webhook) {
         (Some(credential), Some(webhook)) if problems.is_empty() => Ok(Inputs {
-            run: RunInputs { credential, entra },
+            run: RunInputs {
+                credential,
+                entra,
+                pagerduty,
+            },
             webhook,
         }),
         _ => Err(PlanProblems(problems)),
@@ -555,21 +585,26 @@ async fn attach(
     services: &Services,
     host: &HostConfig,
     drill: &DrillConfig,
-    RunInputs { credential, entra }: RunInputs,
+    RunInputs {
+        credential,
+        entra,
+        pagerduty,
+    }: RunInputs,
     opts: &RunOptions,
     progress: &dyn Progress,
     cancel: &CancellationToken,
 ) -> Result<DrillOutcome, RunError> {
-    // Attach before anything can fire an alert, so no delivery is missed.
-    let alert_checks: Vec<Box<dyn AlertCheck>> = drill
+    // Webhooks attach before anything can fire an alert, so no delivery is
+    // missed; the polling checks are made once the APIs are known.
+    let mut webhooks: Vec<Option<crate::alerts::WebhookCheck>> = drill
         .alerts
         .iter()
-        .map(|a| match a.kind {
-            AlertKind::Webhook => Box::new(services.receiver().attach(
-                &drill.account,
-                drill.object_id.as_deref(),
-                &a.rule,
-            )) as Box<dyn AlertCheck>,
+        .map(|a| {
+            (a.kind == AlertKind::Webhook).then(|| {
+                services
+                    .receiver()
+                    .attach(&drill.account, drill.object_id.as_deref(), &a.rule)
+            })
         })
         .collect();
     let mut tenant = None;
@@ -620,6 +655,8 @@ async fn attach(
                 authority: t.urls().authority.clone(),
                 tenant_id: TENANT_ID.into(),
                 graph: t.urls().graph.clone(),
+                management: t.urls().management.clone(),
+                log_analytics: t.urls().log_analytics.clone(),
             };
             let creds = AppCredentials {
                 authority: t.urls().authority.clone(),
@@ -656,7 +693,15 @@ async fn attach(
             Box::new(KeyAuthenticator::new(settings, Some(services.notifier())))
         }
     };
-    let graph = GraphClient::new(&endpoints.graph, services.tokens(creds)?);
+    let tokens = services.tokens(creds)?;
+    let cloud = CloudEndpoints {
+        graph: endpoints.graph.clone(),
+        management: endpoints.management.clone(),
+        log_analytics: endpoints.log_analytics.clone(),
+        pagerduty,
+    };
+    let alert_checks = alert_checks(drill, &mut webhooks, &cloud, &tokens)?;
+    let graph = GraphClient::new(&endpoints.graph, tokens);
     let plan = RunPlan {
         drill,
         host_digest: host.digest.clone(),
@@ -688,6 +733,48 @@ async fn attach(
         t.shutdown().await;
     }
     Ok(outcome)
+}
+
+/// One check per expected alert, in the drill's order: the attached
+/// webhook checks, and a polling check for every other kind. A drill
+/// that also reads Log Analytics confirms alerts naming no account (by
+/// rule and window) from the rule's rows.
+fn alert_checks(
+    drill: &DrillConfig,
+    webhooks: &mut [Option<crate::alerts::WebhookCheck>],
+    cloud: &CloudEndpoints,
+    tokens: &std::sync::Arc<crate::cloud::TokenCache>,
+) -> Result<Vec<Box<dyn AlertCheck>>, PlanProblems> {
+    let confirmer = || -> Option<Box<dyn crate::alerts::SearchConfirm>> {
+        drill
+            .alerts
+            .iter()
+            .find(|a| a.kind == AlertKind::LogAnalytics)
+            .and_then(|a| crate::alerts::sources::log_analytics(a, cloud, tokens.clone()))
+            .map(|la| Box::new(la) as Box<dyn crate::alerts::SearchConfirm>)
+    };
+    let mut out: Vec<Box<dyn AlertCheck>> = Vec::new();
+    for (a, hook) in drill.alerts.iter().zip(webhooks.iter_mut()) {
+        if let Some(h) = hook.take() {
+            out.push(Box::new(match confirmer() {
+                Some(c) => h.with_confirm(c),
+                None => h,
+            }));
+            continue;
+        }
+        let check =
+            crate::alerts::sources::polling_check(a, cloud, tokens.clone()).map_err(|reason| {
+                PlanProblems(vec![PlanProblem::Key {
+                    source_file: drill.source.display().to_string(),
+                    reason: format!("alert `{}`: {reason}", a.name),
+                }])
+            })?;
+        out.push(Box::new(match (a.kind, confirmer()) {
+            (AlertKind::AzureAlerts, Some(c)) => check.with_confirm(c),
+            _ => check,
+        }));
+    }
+    Ok(out)
 }
 
 /// The rehearsal tenant's account for what presents the credential.

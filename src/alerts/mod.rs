@@ -9,6 +9,7 @@
 //! receiver: one per process, routing each delivery to the runs waiting.
 
 pub mod correlate;
+pub mod sources;
 pub mod webhook;
 
 use axum::body::Bytes;

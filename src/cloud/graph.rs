@@ -3,28 +3,27 @@
 //! Entra and the rehearsal tenant: only the base URLs differ.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use secrecy::ExposeSecret;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{CloudError, Resource, TokenCache, retry_after};
-use crate::support::retry::{Attempt, Backoff, RetryError, retry};
+use super::api::{Api, Auth};
+use super::{CloudError, Resource, TokenCache};
 
 /// A Graph client sharing a process's token cache.
 pub struct GraphClient {
-    http: reqwest::Client,
+    api: Api,
     base: String,
     resource: Resource,
     tokens: Arc<TokenCache>,
 }
 
-/// Retries of a Graph request (throttling, 503).
-const BACKOFF: Backoff = Backoff {
-    max_attempts: 5,
-    ..Backoff::API
-};
+/// Graph's sign-in log allows 5 requests per 10 s per app and tenant
+/// (<https://learn.microsoft.com/en-us/graph/throttling-limits>, "Identity
+/// and access reports service limits"): one request every 2 s.
+pub(crate) const SIGNIN_LOG_GAP: Duration = Duration::from_secs(2);
 
 impl GraphClient {
     /// A client for Graph at `base`, with tokens (and the HTTP client) of
@@ -32,7 +31,13 @@ impl GraphClient {
     pub fn new(base: &str, tokens: Arc<TokenCache>) -> Self {
         let base = base.trim_end_matches('/').to_owned();
         Self {
-            http: tokens.http().clone(),
+            api: Api::new(
+                tokens.http().clone(),
+                "Graph sign-in log",
+                &base,
+                "; grant the app AuditLog.Read.All (application) with admin consent",
+                SIGNIN_LOG_GAP,
+            ),
             resource: Resource::Graph(base.clone()),
             base,
             tokens,
@@ -47,90 +52,24 @@ impl GraphClient {
         self.tokens.token(&self.resource, cancel).await.map(|_| ())
     }
 
-    /// GET a Graph path; retries 429/503 as `Retry-After` asks.
-    async fn get(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-        cancel: &CancellationToken,
-    ) -> Result<Value, CloudError> {
-        let url = format!("{}{path}", self.base);
-        let got = retry(&BACKOFF, cancel, |_| async {
-            let token = match self.tokens.token(&self.resource, cancel).await {
-                Ok(t) => t,
-                Err(e) => return Attempt::Fail(e),
-            };
-            let resp = match self
-                .http
-                .get(&url)
-                .query(query)
-                .bearer_auth(token.expose_secret())
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => return Attempt::Fail(CloudError::http(e)),
-            };
-            let status = resp.status().as_u16();
-            if status == 429 || status == 503 {
-                let after = retry_after(&resp);
-                tracing::info!(
-                    status,
-                    ?after,
-                    "Graph throttled; waiting as Retry-After asks"
-                );
-                let error = CloudError::Api {
-                    status,
-                    code: "throttled".into(),
-                    hint: "",
-                };
-                return Attempt::Retry { error, after };
-            }
-            let body: Value = resp.json().await.unwrap_or(Value::Null);
-            if status == 401 {
-                // The token may have been revoked early; the next call
-                // fetches a new one.
-                self.tokens.invalidate(&self.resource).await;
-            }
-            if !(200..300).contains(&status) {
-                let hint = match status {
-                    401 | 403 => {
-                        "; grant the app AuditLog.Read.All (application) with admin consent"
-                    }
-                    _ => "",
-                };
-                return Attempt::Fail(CloudError::Api {
-                    status,
-                    code: body["error"]["code"]
-                        .as_str()
-                        .unwrap_or("unknown")
-                        .to_owned(),
-                    hint,
-                });
-            }
-            Attempt::Done(body)
-        })
-        .await;
-        match got {
-            Ok(v) => Ok(v),
-            Err(RetryError::Cancelled) => Err(CloudError::Cancelled),
-            Err(RetryError::Exhausted { attempts, .. }) => Err(CloudError::Throttled(attempts)),
-            Err(RetryError::Failed(e)) => Err(e),
-        }
-    }
-
-    /// Sign-ins of `upn` since `since`, newest first; narrowed to one
-    /// correlation id when given.
+    /// Sign-ins of the account since `since` (by `userId` when its object
+    /// id is known, else by UPN), newest first; narrowed to one
+    /// correlation id when given. Every page is read; a row listed twice
+    /// is kept once.
     pub async fn sign_ins(
         &self,
         upn: &str,
+        object_id: Option<&str>,
         since: DateTime<Utc>,
         correlation_id: Option<&str>,
         cancel: &CancellationToken,
     ) -> Result<Vec<Value>, CloudError> {
+        let who = match object_id {
+            Some(oid) => format!("userId eq '{}'", oid.replace('\'', "''")),
+            None => format!("userPrincipalName eq '{}'", upn.replace('\'', "''")),
+        };
         let mut filter = format!(
-            "userPrincipalName eq '{}' and createdDateTime ge {}",
-            upn.replace('\'', "''"),
+            "{who} and createdDateTime ge {}",
             since.to_rfc3339_opts(SecondsFormat::Secs, true)
         );
         if let Some(c) = correlation_id {
@@ -139,8 +78,39 @@ impl GraphClient {
                 c.replace('\'', "''")
             ));
         }
-        let q = [("$filter", filter), ("$top", "20".to_owned())];
-        let body = self.get("/v1.0/auditLogs/signIns", &q, cancel).await?;
-        Ok(body["value"].as_array().cloned().unwrap_or_default())
+        let q = [("$filter", filter), ("$top", "50".to_owned())];
+        let rows = self
+            .api
+            .list(
+                &format!("{}/v1.0/auditLogs/signIns", self.base),
+                &q,
+                Auth::Token(&self.tokens, &self.resource),
+                &[],
+                cancel,
+            )
+            .await?;
+        Ok(dedupe_sign_ins(rows))
     }
+}
+
+/// The same sign-in can be listed twice (pages shifting as rows arrive):
+/// rows are kept once per (`userId`, `correlationId`, `createdDateTime`),
+/// in their order.
+pub(crate) fn dedupe_sign_ins(rows: Vec<Value>) -> Vec<Value> {
+    let mut seen = std::collections::HashSet::new();
+    rows.into_iter()
+        .filter(|r| {
+            seen.insert((
+                r["userId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+                r["correlationId"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+                r["createdDateTime"].as_str().unwrap_or_default().to_owned(),
+            ))
+        })
+        .collect()
 }

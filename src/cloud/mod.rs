@@ -3,6 +3,7 @@
 //! request goes through [`crate::support::retry`]; a secret or a token
 //! never reaches an error message.
 
+pub(crate) mod api;
 pub mod graph;
 pub mod token;
 
@@ -26,8 +27,10 @@ pub enum CloudError {
         code: String,
     },
     /// The API answered an error.
-    #[error("Graph answered HTTP {status} ({code}){hint}")]
+    #[error("{api} answered HTTP {status} ({code}){hint}")]
     Api {
+        /// Which API.
+        api: &'static str,
         /// HTTP status.
         status: u16,
         /// Error code.
@@ -36,8 +39,15 @@ pub enum CloudError {
         hint: &'static str,
     },
     /// Still throttled or unavailable after retries.
-    #[error("Graph kept throttling after {0} attempts")]
-    Throttled(u32),
+    #[error("{api} kept throttling or failing after {attempts} attempts (last: {last})")]
+    Throttled {
+        /// Which API.
+        api: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: String,
+    },
     /// Cancelled.
     #[error("cancelled")]
     Cancelled,

@@ -63,6 +63,13 @@ struct RawAlert {
     name: String,
     rule: Option<Spanned<String>>,
     deadline: Spanned<String>,
+    workspace: Option<Spanned<String>>,
+    query: Option<String>,
+    mailbox: Option<Spanned<String>>,
+    sender: Option<Spanned<String>>,
+    subject: Option<Spanned<String>>,
+    service: Option<Spanned<String>>,
+    every: Option<Spanned<String>>,
 }
 
 /// How the drill presents the credential.
@@ -170,20 +177,96 @@ pub struct ExpectedAlert {
     pub rule: String,
     /// How long after the sign-in the alert may take.
     pub deadline: Duration,
+    /// `log-analytics`: the workspace id.
+    pub workspace: Option<String>,
+    /// `log-analytics`: the KQL (`{object_id}`, `{upn}`), or the default.
+    pub query: Option<String>,
+    /// `mailbox`: the mailbox (user id or UPN) the action group mails.
+    pub mailbox: Option<String>,
+    /// `mailbox`: text the subject contains.
+    pub subject: Option<String>,
+    /// Polling kinds: time between polls (never faster than the API's
+    /// documented limit allows).
+    pub every: Duration,
 }
 
-/// Alert check kinds implemented so far.
+impl ExpectedAlert {
+    /// An expected alert of `kind` from `rule`, with no kind-specific
+    /// settings and the default poll interval.
+    pub fn new(kind: AlertKind, name: &str, rule: &str, deadline: Duration) -> Self {
+        Self {
+            kind,
+            name: name.to_owned(),
+            rule: rule.to_owned(),
+            deadline,
+            workspace: None,
+            query: None,
+            mailbox: None,
+            subject: None,
+            every: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Alert check kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertKind {
     /// The built-in Azure Monitor webhook receiver.
     Webhook,
+    /// The Graph sign-in log: the sign-in logged.
+    GraphSignIn,
+    /// Azure Resource Manager Alerts Management: the rule's alert raised.
+    AzureAlerts,
+    /// The Log Analytics query API: the sign-in's row in the workspace.
+    LogAnalytics,
+    /// Graph `security/alerts_v2`: Defender / Sentinel alerts.
+    GraphSecurity,
+    /// A mailbox the action group mails, through Graph.
+    Mailbox,
+    /// PagerDuty incidents.
+    PagerDuty,
 }
 
 impl AlertKind {
+    /// Every kind.
+    pub const ALL: [AlertKind; 7] = [
+        Self::Webhook,
+        Self::GraphSignIn,
+        Self::AzureAlerts,
+        Self::LogAnalytics,
+        Self::GraphSecurity,
+        Self::Mailbox,
+        Self::PagerDuty,
+    ];
+
     /// The kind's name, as in drill files.
     pub fn name(self) -> &'static str {
         match self {
             Self::Webhook => "webhook",
+            Self::GraphSignIn => "graph-signin",
+            Self::AzureAlerts => "azure-alerts",
+            Self::LogAnalytics => "log-analytics",
+            Self::GraphSecurity => "graph-security",
+            Self::Mailbox => "mailbox",
+            Self::PagerDuty => "pagerduty",
+        }
+    }
+
+    /// The kind of this name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// What `rule` names for this kind.
+    fn rule_means(self) -> &'static str {
+        match self {
+            Self::Webhook | Self::AzureAlerts | Self::LogAnalytics => {
+                "the alert rule whose alert counts (its name as in essentials.alertRule, or its resource id)"
+            }
+            Self::GraphSignIn => "nothing (the sign-in log)",
+            Self::GraphSecurity => "the title of the Defender or Sentinel alert that counts",
+            Self::Mailbox => "the sender (`sender`)",
+            Self::PagerDuty => "the PagerDuty service id (`service`)",
         }
     }
 }
@@ -645,39 +728,100 @@ impl DrillConfig {
 
         let mut alerts: Vec<ExpectedAlert> = Vec::new();
         for al in &raw.alerts {
-            let rule = match &al.rule {
-                Some(r) if !r.get_ref().trim().is_empty() => {
-                    let r = r.get_ref().trim().to_owned();
-                    if raw.alerts.len() <= MAX_ALERTS
-                        && alerts.iter().any(|a| crate::alerts::same_rule(&a.rule, &r))
-                    {
-                        problems.push(src.error(
-                            al.rule.as_ref().map_or(0, |r| r.span().start),
-                            format!("alerts.rule `{r}` is expected twice: one delivery would count for both; give each [[alerts]] entry its own rule"),
-                        ));
-                    }
-                    Some(r)
-                }
-                _ => {
+            let at = al.kind.span().start;
+            let kind = AlertKind::from_name(al.kind.get_ref());
+            if kind.is_none() {
+                let names: Vec<&str> = AlertKind::ALL.iter().map(|k| k.name()).collect();
+                problems.push(src.error(
+                    at,
+                    format!(
+                        "alert kind `{}` is not known; use one of: {}",
+                        al.kind.get_ref(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            let text = |v: &Option<Spanned<String>>| {
+                v.as_ref()
+                    .map(|s| s.get_ref().trim().to_owned())
+                    .filter(|s| !s.is_empty())
+            };
+            let need = |problems: &mut Vec<Problem>, field: &str, v: &Option<Spanned<String>>| {
+                let got = text(v);
+                if got.is_none() {
                     problems.push(src.error(
-                        al.kind.span().start,
+                        at,
                         format!(
-                            "alerts.rule is missing for alert `{}`: name the alert rule whose alert counts (its name as in essentials.alertRule, or its resource id), so an alert from another rule that names the account is not taken for it",
+                            "alerts.{field} is missing for {} alert `{}`",
+                            al.kind.get_ref(),
                             al.name
                         ),
                     ));
-                    None
                 }
+                got
             };
-            let kind = match al.kind.get_ref().as_str() {
-                "webhook" => Some(AlertKind::Webhook),
-                other => {
-                    problems.push(src.error(
-                        al.kind.span().start,
-                        format!("alert kind `{other}` is not available; use `webhook`"),
-                    ));
-                    None
+            // Each kind's source: what `rule` holds for it.
+            let rule = match kind {
+                Some(AlertKind::GraphSignIn) => Some(crate::alerts::sources::SIGNIN_LOG.to_owned()),
+                Some(AlertKind::Mailbox) => need(&mut problems, "sender", &al.sender),
+                Some(AlertKind::PagerDuty) => need(&mut problems, "service", &al.service),
+                Some(AlertKind::LogAnalytics) => {
+                    Some(text(&al.rule).unwrap_or_else(|| "Log Analytics sign-in row".to_owned()))
                 }
+                Some(k) => {
+                    let r = text(&al.rule);
+                    if r.is_none() {
+                        problems.push(src.error(
+                            at,
+                            format!(
+                                "alerts.rule is missing for alert `{}`: name {}, so an alert from another rule that names the account is not taken for it",
+                                al.name,
+                                k.rule_means()
+                            ),
+                        ));
+                    }
+                    r
+                }
+                None => None,
+            };
+            let workspace = match kind {
+                Some(AlertKind::LogAnalytics) => need(&mut problems, "workspace", &al.workspace),
+                _ => text(&al.workspace),
+            };
+            let (mailbox, subject) = match kind {
+                Some(AlertKind::Mailbox) => (
+                    need(&mut problems, "mailbox", &al.mailbox),
+                    need(&mut problems, "subject", &al.subject),
+                ),
+                _ => (text(&al.mailbox), text(&al.subject)),
+            };
+            if kind == Some(AlertKind::AzureAlerts)
+                && let Some(r) = &rule
+                && !r.to_ascii_lowercase().starts_with("/subscriptions/")
+            {
+                problems.push(src.error(
+                    at,
+                    format!("alerts.rule `{r}` of azure-alerts alert `{}` must be the alert rule's resource id (/subscriptions/…/scheduledQueryRules/NAME): the Alerts Management API is asked for that rule's alerts", al.name),
+                ));
+            }
+            if let (Some(k), Some(r)) = (kind, &rule)
+                && raw.alerts.len() <= MAX_ALERTS
+                && alerts
+                    .iter()
+                    .any(|a| a.kind == k && crate::alerts::same_rule(&a.rule, r))
+            {
+                problems.push(src.error(
+                    al.rule.as_ref().map_or(at, |r| r.span().start),
+                    format!("alerts.rule `{r}` is expected twice: one delivery would count for both; give each [[alerts]] entry its own rule"),
+                ));
+            }
+            let every = match &al.every {
+                Some(e) => parse_duration(&src, "alerts.every", e, super::MAX_DEADLINE)
+                    .unwrap_or_else(|p| {
+                        problems.push(p);
+                        Duration::from_secs(15)
+                    }),
+                None => Duration::from_secs(15),
             };
             let deadline =
                 parse_duration(&src, "alerts.deadline", &al.deadline, super::MAX_DEADLINE);
@@ -687,6 +831,11 @@ impl DrillConfig {
                     name: al.name.clone(),
                     rule,
                     deadline,
+                    workspace,
+                    query: al.query.clone(),
+                    mailbox,
+                    subject,
+                    every,
                 }),
                 (_, Err(p), _) => problems.push(p),
                 _ => {}

@@ -21,6 +21,7 @@ struct RawHost {
     #[serde(default)]
     webhook: RawWebhook,
     entra: Option<RawEntra>,
+    pagerduty: Option<RawPagerDuty>,
     #[serde(default)]
     browser: RawBrowser,
     #[serde(default)]
@@ -46,10 +47,18 @@ struct RawWebhook {
 }
 
 #[derive(Deserialize)]
+struct RawPagerDuty {
+    api: Option<Spanned<String>>,
+    api_key: Spanned<String>,
+}
+
+#[derive(Deserialize)]
 struct RawEntra {
     tenant_id: String,
     authority: Option<Spanned<String>>,
     graph: Option<Spanned<String>>,
+    management: Option<Spanned<String>>,
+    log_analytics: Option<Spanned<String>>,
     client_id: String,
     client_secret: Spanned<String>,
 }
@@ -77,6 +86,8 @@ pub struct HostConfig {
     pub webhook: WebhookConfig,
     /// A real Entra tenant, when configured.
     pub entra: Option<EntraConfig>,
+    /// PagerDuty's REST API, for `pagerduty` alert checks.
+    pub pagerduty: Option<PagerDutyConfig>,
     /// Browser binaries and timeouts.
     pub browser: BrowserConfig,
     /// The daemon: state, ticks, spacing, metrics, heartbeat.
@@ -126,10 +137,24 @@ pub struct EntraConfig {
     pub authority: String,
     /// Graph base URL, `https://graph.microsoft.com` by default.
     pub graph: String,
+    /// Azure Resource Manager, `https://management.azure.com` by default.
+    pub management: String,
+    /// The Log Analytics query API, `https://api.loganalytics.io` by
+    /// default.
+    pub log_analytics: String,
     /// App registration with `AuditLog.Read.All`.
     pub client_id: String,
     /// Its client secret, by reference.
     pub client_secret: SecretRef,
+}
+
+/// PagerDuty's REST API.
+#[derive(Debug, Clone)]
+pub struct PagerDutyConfig {
+    /// `https://api.pagerduty.com` by default.
+    pub api: String,
+    /// A read-only REST API key, by reference.
+    pub api_key: SecretRef,
 }
 
 /// Browser settings.
@@ -183,6 +208,7 @@ fn host_schema(p: &[Seg]) -> Option<&'static [&'static str]> {
         [Seg::Key(k)] if k == "evidence" => Some(fields_of::<RawEvidence>()),
         [Seg::Key(k)] if k == "webhook" => Some(fields_of::<RawWebhook>()),
         [Seg::Key(k)] if k == "entra" => Some(fields_of::<RawEntra>()),
+        [Seg::Key(k)] if k == "pagerduty" => Some(fields_of::<RawPagerDuty>()),
         [Seg::Key(k)] if k == "browser" => Some(fields_of::<RawBrowser>()),
         [Seg::Key(k)] if k == "daemon" => Some(fields_of::<super::daemon::RawDaemon>()),
         [Seg::Key(k)] if k == "notify" => Some(fields_of::<super::daemon::RawNotify>()),
@@ -257,6 +283,7 @@ impl HostConfig {
                 max_body_bytes: DEFAULT_MAX_BODY,
             },
             entra: None,
+            pagerduty: None,
             browser: BrowserConfig::default(),
             daemon,
             notify: super::NotifyConfig::default(),
@@ -370,47 +397,57 @@ impl HostConfig {
                 cfg.webhook.max_body_bytes = usize::try_from(v).unwrap_or(DEFAULT_MAX_BODY);
             }
         }
-        if let Some(e) = raw.entra {
-            let url_field = |field: &str,
-                             v: &Option<Spanned<String>>,
-                             default: &str,
-                             problems: &mut Vec<Problem>| {
-                match v {
-                    None => default.to_owned(),
-                    Some(s) => match url::Url::parse(s.get_ref()) {
-                        Ok(u) if secure_endpoint(&u) => {
-                            s.get_ref().trim_end_matches('/').to_owned()
-                        }
-                        Ok(_) => {
-                            problems.push(src.error(
+        let url_field = |field: &str,
+                         v: &Option<Spanned<String>>,
+                         default: &str,
+                         problems: &mut Vec<Problem>| {
+            match v {
+                None => default.to_owned(),
+                Some(s) => match url::Url::parse(s.get_ref()) {
+                    Ok(u) if secure_endpoint(&u) => s.get_ref().trim_end_matches('/').to_owned(),
+                    Ok(_) => {
+                        problems.push(src.error(
                                 s.span().start,
                                 format!(
-                                    "entra.{field}: `{}` is not an https:// URL; the client secret and tokens travel to it (plain http:// is accepted only for loopback and *.localhost test servers)",
+                                    "{field}: `{}` is not an https:// URL; the client secret and tokens travel to it (plain http:// is accepted only for loopback and *.localhost test servers)",
                                     s.get_ref()
                                 ),
                             ));
-                            default.to_owned()
-                        }
-                        Err(err) => {
-                            problems.push(src.error(
-                                s.span().start,
-                                format!("entra.{field}: {err}; write a full https:// URL"),
-                            ));
-                            default.to_owned()
-                        }
-                    },
-                }
-            };
+                        default.to_owned()
+                    }
+                    Err(err) => {
+                        problems.push(src.error(
+                            s.span().start,
+                            format!("{field}: {err}; write a full https:// URL"),
+                        ));
+                        default.to_owned()
+                    }
+                },
+            }
+        };
+        if let Some(e) = raw.entra {
             let authority = url_field(
-                "authority",
+                "entra.authority",
                 &e.authority,
                 "https://login.microsoftonline.com",
                 &mut problems,
             );
             let graph = url_field(
-                "graph",
+                "entra.graph",
                 &e.graph,
                 "https://graph.microsoft.com",
+                &mut problems,
+            );
+            let management = url_field(
+                "entra.management",
+                &e.management,
+                "https://management.azure.com",
+                &mut problems,
+            );
+            let log_analytics = url_field(
+                "entra.log_analytics",
+                &e.log_analytics,
+                "https://api.loganalytics.io",
                 &mut problems,
             );
             let secret = secret_ref(
@@ -424,9 +461,22 @@ impl HostConfig {
                 tenant_id: e.tenant_id,
                 authority,
                 graph,
+                management,
+                log_analytics,
                 client_id: e.client_id,
                 client_secret,
             });
+        }
+        if let Some(pd) = raw.pagerduty {
+            let api = url_field(
+                "pagerduty.api",
+                &pd.api,
+                "https://api.pagerduty.com",
+                &mut problems,
+            );
+            cfg.pagerduty =
+                secret_ref(&src, "pagerduty.api_key", &pd.api_key, false, &mut problems)
+                    .map(|api_key| PagerDutyConfig { api, api_key });
         }
         if let Some(c) = raw.browser.chromium {
             cfg.browser.chromium = PathBuf::from(c);

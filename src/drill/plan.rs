@@ -22,6 +22,10 @@ pub struct TenantEndpoints {
     pub tenant_id: String,
     /// Graph base URL.
     pub graph: String,
+    /// Azure Resource Manager base URL.
+    pub management: String,
+    /// Log Analytics query API base URL.
+    pub log_analytics: String,
 }
 
 /// Everything one drill run needs.

@@ -47,7 +47,8 @@ pub(super) fn parse_filter(f: &str) -> Result<Vec<(String, String, String)>, Str
         };
         let value = value.trim().trim_matches('\'').replace("''", "'");
         match (field, op) {
-            ("userPrincipalName" | "correlationId", "eq") | ("createdDateTime", "ge") => {
+            ("userPrincipalName" | "userId" | "correlationId", "eq")
+            | ("createdDateTime", "ge") => {
                 out.push((field.to_owned(), op.to_owned(), value));
             }
             _ => return Err(format!("Unsupported filter: {field} {op}")),
@@ -123,6 +124,9 @@ pub(super) async fn graph_signins(
                     "userPrincipalName" => l.record["userPrincipalName"]
                         .as_str()
                         .is_some_and(|u| same_upn(u, value)),
+                    "userId" => l.record["userId"]
+                        .as_str()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(value)),
                     "correlationId" => l.record["correlationId"].as_str() == Some(value.as_str()),
                     _ => DateTime::parse_from_rfc3339(value).is_ok_and(|t| l.created >= t),
                 })

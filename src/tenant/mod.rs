@@ -298,6 +298,12 @@ pub struct TenantUrls {
     pub fido: String,
     /// Graph base URL.
     pub graph: String,
+    /// Azure Resource Manager stand-in (Alerts Management).
+    pub management: String,
+    /// Log Analytics query API stand-in.
+    pub log_analytics: String,
+    /// PagerDuty REST API stand-in.
+    pub pagerduty: String,
     /// Landing page.
     pub myaccount: String,
     /// RP id of the ceremony.
@@ -311,6 +317,9 @@ impl TenantUrls {
             authority: h(ESTS_HOST),
             fido: h(FIDO_HOST),
             graph: h(&format!("graph.{DOMAIN}")),
+            management: h(&format!("management.{DOMAIN}")),
+            log_analytics: h(&format!("loganalytics.{DOMAIN}")),
+            pagerduty: h(&format!("pagerduty.{DOMAIN}")),
             myaccount: h(&format!("myaccount.{DOMAIN}")),
             rp_id: RP_ID.to_owned(),
         }

@@ -52,6 +52,7 @@ async fn bg1_sign_ins(server: &MockServer) -> Result<Vec<serde_json::Value>, Gra
     client(server)
         .sign_ins(
             "bg1@contoso.onmicrosoft.com",
+            None,
             Utc::now(),
             None,
             &CancellationToken::new(),
@@ -86,6 +87,7 @@ async fn fetches_sign_ins_with_the_expected_filter_and_honours_retry_after() {
     let rows = client(&server)
         .sign_ins(
             "o'brien@contoso.onmicrosoft.com",
+            None,
             since,
             Some("corr-1"),
             &CancellationToken::new(),
@@ -171,7 +173,13 @@ async fn cancellation_stops_a_throttled_wait() {
     let graph = client(&server);
     let started = std::time::Instant::now();
     let (result, ()) = tokio::join!(
-        graph.sign_ins("bg1@contoso.onmicrosoft.com", Utc::now(), None, &cancel),
+        graph.sign_ins(
+            "bg1@contoso.onmicrosoft.com",
+            None,
+            Utc::now(),
+            None,
+            &cancel
+        ),
         stop
     );
     let err = result.unwrap_err();

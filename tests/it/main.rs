@@ -4,6 +4,7 @@
 mod bridge;
 mod cli_conventions;
 mod config_cli;
+mod connectors;
 mod daemon;
 mod deploy;
 mod entra;

@@ -550,6 +550,8 @@ impl Manual {
                 authority: urls.authority.clone(),
                 tenant_id: glassdrill::tenant::TENANT_ID.into(),
                 graph: urls.graph.clone(),
+                management: urls.management.clone(),
+                log_analytics: urls.log_analytics.clone(),
             },
             graph: GraphClient::new(&urls.graph, std::sync::Arc::new(tokens)),
             authenticator: &self.auth,

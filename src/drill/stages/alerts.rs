@@ -205,12 +205,7 @@ mod tests {
         Observed {
             latency: obs.matched.as_ref().map(|m| latency("Sev0", signin, m)),
             late_latency: obs.late.as_ref().map(|m| latency("Sev0", signin, m)),
-            expected: ExpectedAlert {
-                kind: AlertKind::Webhook,
-                name: "Sev0".into(),
-                rule: "r".into(),
-                deadline: Duration::from_secs(300),
-            },
+            expected: ExpectedAlert::new(AlertKind::Webhook, "Sev0", "r", Duration::from_secs(300)),
             obs,
         }
     }

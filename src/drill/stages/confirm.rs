@@ -74,7 +74,13 @@ pub async fn run(
     let found = retry(&polling(drill.confirm_deadline), cancel, |_| async {
         match plan
             .graph
-            .sign_ins(&drill.account, since, correlation_id, cancel)
+            .sign_ins(
+                &drill.account,
+                drill.object_id.as_deref(),
+                since,
+                correlation_id,
+                cancel,
+            )
             .await
         {
             Ok(rows) => match select(&rows) {
@@ -92,6 +98,19 @@ pub async fn run(
     match found {
         Ok(rec) => {
             let (mut status, mut detail) = judge(&rec);
+            if let Some(oid) = &drill.object_id
+                && !rec["userId"]
+                    .as_str()
+                    .is_some_and(|u| u.eq_ignore_ascii_case(oid))
+            {
+                // The record is another account's: whatever it says, it is
+                // not this account's sign-in.
+                status = StageStatus::Failed;
+                detail.push_str(&format!(
+                    "; its userId is {}, not the drill's account.object_id {oid}",
+                    rec["userId"].as_str().unwrap_or("missing")
+                ));
+            }
             if status == StageStatus::Failed && plan.authenticator.ceremony_failure().is_some() {
                 // The ceremony failed on glassdrill's side (the sign-in
                 // stage says why): the tenant logging the broken attempt is
