@@ -80,6 +80,14 @@ pub enum PlanProblem {
         /// The RP id it must have.
         expected: String,
     },
+    /// A setting cannot be used.
+    #[error("{field}: {reason}")]
+    Setting {
+        /// Which (`file: field`).
+        field: String,
+        /// Why, and the fix.
+        reason: String,
+    },
     /// A secret reference cannot be resolved.
     #[error("{field}: {error}")]
     Secret {
@@ -456,29 +464,46 @@ fn resolve_inputs(
                     source_file: src.clone(),
                     drill: drill.id.clone(),
                 }),
-                Some(e) => match e.client_secret.resolve() {
-                    Ok(client_secret) => {
-                        entra = Some((
-                            TenantEndpoints {
-                                authority: e.authority.clone(),
-                                tenant_id: e.tenant_id.clone(),
-                                graph: e.graph.clone(),
-                                management: e.management.clone(),
-                                log_analytics: e.log_analytics.clone(),
-                            },
-                            AppCredentials {
-                                authority: e.authority.clone(),
-                                tenant_id: e.tenant_id.clone(),
-                                client_id: e.client_id.clone(),
-                                client_secret,
-                            },
-                        ));
+                Some(e) => {
+                    use crate::config::host::EntraCredential;
+                    let (field, resolved) = match &e.credential {
+                        EntraCredential::Secret(r) => (
+                            "entra.client_secret",
+                            r.resolve().map(|s| (s, None)).map_err(|e| e.to_string()),
+                        ),
+                        EntraCredential::Certificate(r, alg) => (
+                            "entra.client_certificate",
+                            r.resolve().map_err(|e| e.to_string()).and_then(|pem| {
+                                crate::cloud::token::ClientCertificate::from_pem(&pem, *alg)
+                                    .map(|c| (SecretString::from(String::new()), Some(c)))
+                            }),
+                        ),
+                    };
+                    match resolved {
+                        Ok((client_secret, certificate)) => {
+                            entra = Some((
+                                TenantEndpoints {
+                                    authority: e.authority.clone(),
+                                    tenant_id: e.tenant_id.clone(),
+                                    graph: e.graph.clone(),
+                                    management: e.management.clone(),
+                                    log_analytics: e.log_analytics.clone(),
+                                },
+                                AppCredentials {
+                                    authority: e.authority.clone(),
+                                    tenant_id: e.tenant_id.clone(),
+                                    client_id: e.client_id.clone(),
+                                    client_secret,
+                                    certificate,
+                                },
+                            ));
+                        }
+                        Err(reason) => problems.push(PlanProblem::Setting {
+                            field: field.into(),
+                            reason,
+                        }),
                     }
-                    Err(error) => problems.push(PlanProblem::Secret {
-                        field: "entra.client_secret".into(),
-                        error,
-                    }),
-                },
+                }
             }
             if host.webhook.listen.port() == 0 {
                 problems.push(PlanProblem::WebhookListen);
@@ -503,9 +528,9 @@ fn resolve_inputs(
     let mut pagerduty = None;
     if drill.alerts.iter().any(|a| a.kind == AlertKind::PagerDuty) {
         match &host.pagerduty {
-            None => problems.push(PlanProblem::Key {
-                source_file: src.clone(),
-                reason: "a pagerduty alert needs [pagerduty] api_key in glassdrill.toml (a read-only REST API key)".into(),
+            None => problems.push(PlanProblem::Setting {
+                field: "pagerduty.api_key".into(),
+                reason: format!("{src}: a pagerduty alert needs [pagerduty] api_key in glassdrill.toml (a read-only REST API key)"),
             }),
             Some(pd) => match pd.api_key.resolve() {
                 Ok(key) => {
@@ -663,6 +688,7 @@ async fn attach(
                 tenant_id: TENANT_ID.into(),
                 client_id: "glassdrill-rehearsal".into(),
                 client_secret,
+                certificate: None,
             };
             public_space.push(t.addr());
             tenant = Some(t);

@@ -1,6 +1,9 @@
 //! OAuth2 client-credentials tokens, one cache per resource: Graph, Azure
 //! Resource Manager and Log Analytics each need their own scope, and a
-//! token is reused until shortly before it expires.
+//! token is reused until shortly before it expires. The app proves itself
+//! with a client secret or a certificate (a signed JWT client assertion,
+//! RS256 or PS256, carrying the certificate's `x5t#S256` thumbprint:
+//! <https://learn.microsoft.com/en-us/entra/identity-platform/certificate-credentials>).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,8 +25,99 @@ pub struct AppCredentials {
     pub tenant_id: String,
     /// Application (client) id.
     pub client_id: String,
-    /// Its client secret.
+    /// Its client secret (unused when `certificate` is given).
     pub client_secret: SecretString,
+    /// Its certificate and private key: a JWT client assertion instead of
+    /// the secret.
+    pub certificate: Option<ClientCertificate>,
+}
+
+/// The JWT client assertion's signature algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    Rs256,
+    /// RSASSA-PSS with SHA-256 (what Microsoft's page recommends).
+    Ps256,
+}
+
+/// An app certificate: its RSA private key and its DER certificate.
+#[derive(Clone)]
+pub struct ClientCertificate {
+    key: std::sync::Arc<jsonwebtoken::EncodingKey>,
+    cert_der: Vec<u8>,
+    alg: AssertionAlg,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("x5t#S256", &self.thumbprint())
+            .field("alg", &self.alg)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl ClientCertificate {
+    /// From PEM text holding the certificate and its RSA private key
+    /// (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`), as
+    /// `openssl req -x509 -newkey rsa:2048` writes them. Errors never quote
+    /// the key.
+    pub fn from_pem(pem_text: &SecretString, alg: AssertionAlg) -> Result<Self, String> {
+        let blocks = pem::parse_many(pem_text.expose_secret().as_bytes())
+            .map_err(|e| format!("not PEM ({e})"))?;
+        let cert_der = blocks
+            .iter()
+            .find(|b| b.tag() == "CERTIFICATE")
+            .map(|b| b.contents().to_vec())
+            .ok_or(
+                "no CERTIFICATE block: the file must hold the certificate and its private key",
+            )?;
+        let key_block = blocks
+            .iter()
+            .find(|b| b.tag() == "PRIVATE KEY" || b.tag() == "RSA PRIVATE KEY")
+            .ok_or(
+                "no PRIVATE KEY block: the file must hold the certificate and its RSA private key",
+            )?;
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem::encode(key_block).as_bytes())
+            .map_err(|_| "the private key is not an RSA key".to_owned())?;
+        Ok(Self {
+            key: std::sync::Arc::new(key),
+            cert_der,
+            alg,
+        })
+    }
+
+    /// The certificate's SHA-256 thumbprint, base64url (`x5t#S256`).
+    pub fn thumbprint(&self) -> String {
+        use base64::Engine as _;
+        use sha2::Digest as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(sha2::Sha256::digest(&self.cert_der))
+    }
+
+    /// A client assertion for `client_id` at the token endpoint `aud`,
+    /// valid for ten minutes.
+    pub fn assertion(&self, client_id: &str, aud: &str) -> Result<String, String> {
+        let now = chrono::Utc::now().timestamp();
+        let mut header = jsonwebtoken::Header::new(match self.alg {
+            AssertionAlg::Rs256 => jsonwebtoken::Algorithm::RS256,
+            AssertionAlg::Ps256 => jsonwebtoken::Algorithm::PS256,
+        });
+        header.x5t_s256 = Some(self.thumbprint());
+        let claims = serde_json::json!({
+            "aud": aud,
+            "iss": client_id,
+            "sub": client_id,
+            "jti": uuid::Uuid::new_v4().to_string(),
+            "nbf": now,
+            "iat": now,
+            "exp": now + 600,
+        });
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| format!("the client assertion could not be signed ({e})"))
+    }
 }
 
 impl std::fmt::Debug for AppCredentials {
@@ -33,6 +127,7 @@ impl std::fmt::Debug for AppCredentials {
             .field("tenant_id", &self.tenant_id)
             .field("client_id", &self.client_id)
             .field("client_secret", &"[redacted]")
+            .field("certificate", &self.certificate)
             .finish()
     }
 }
@@ -111,12 +206,31 @@ impl TokenCache {
         );
         let scope = resource.scope();
         let got = retry(&Backoff::API, cancel, |_| async {
-            let form = [
+            // A fresh assertion per attempt (each has its own jti).
+            let assertion = match &self.creds.certificate {
+                Some(c) => match c.assertion(&self.creds.client_id, &url) {
+                    Ok(a) => Some(SecretString::from(a)),
+                    Err(code) => {
+                        return Attempt::Fail(CloudError::TokenRefused { status: 0, code });
+                    }
+                },
+                None => None,
+            };
+            let mut form = vec![
                 ("grant_type", "client_credentials"),
                 ("client_id", self.creds.client_id.as_str()),
-                ("client_secret", self.creds.client_secret.expose_secret()),
                 ("scope", scope.as_str()),
             ];
+            match &assertion {
+                Some(a) => form.extend([
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", a.expose_secret()),
+                ]),
+                None => form.push(("client_secret", self.creds.client_secret.expose_secret())),
+            }
             let resp = match self.http.post(&url).form(&form).send().await {
                 Ok(r) => r,
                 Err(e) => {
@@ -198,6 +312,7 @@ mod tests {
             tenant_id: "t".into(),
             client_id: "c".into(),
             client_secret: SecretString::from("s3cr3t-value"),
+            certificate: None,
         };
         assert!(!format!("{c:?}").contains("s3cr3t"));
     }

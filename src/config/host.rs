@@ -60,7 +60,9 @@ struct RawEntra {
     management: Option<Spanned<String>>,
     log_analytics: Option<Spanned<String>>,
     client_id: String,
-    client_secret: Spanned<String>,
+    client_secret: Option<Spanned<String>>,
+    client_certificate: Option<Spanned<String>>,
+    client_assertion_alg: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -144,8 +146,19 @@ pub struct EntraConfig {
     pub log_analytics: String,
     /// App registration with `AuditLog.Read.All`.
     pub client_id: String,
-    /// Its client secret, by reference.
-    pub client_secret: SecretRef,
+    /// How it proves itself: a client secret or a certificate, by
+    /// reference.
+    pub credential: EntraCredential,
+}
+
+/// An app registration's credential.
+#[derive(Debug, Clone)]
+pub enum EntraCredential {
+    /// A client secret.
+    Secret(SecretRef),
+    /// A PEM file with the certificate and its RSA private key, signing
+    /// JWT client assertions with this algorithm.
+    Certificate(SecretRef, crate::cloud::token::AssertionAlg),
 }
 
 /// PagerDuty's REST API.
@@ -450,21 +463,53 @@ impl HostConfig {
                 "https://api.loganalytics.io",
                 &mut problems,
             );
-            let secret = secret_ref(
-                &src,
-                "entra.client_secret",
-                &e.client_secret,
-                false,
-                &mut problems,
-            );
-            cfg.entra = secret.map(|client_secret| EntraConfig {
+            let alg = match e
+                .client_assertion_alg
+                .as_ref()
+                .map(|a| a.get_ref().as_str())
+            {
+                None | Some("PS256") => crate::cloud::token::AssertionAlg::Ps256,
+                Some("RS256") => crate::cloud::token::AssertionAlg::Rs256,
+                Some(other) => {
+                    problems.push(src.error(
+                        e.client_assertion_alg.as_ref().map_or(0, |a| a.span().start),
+                        format!("entra.client_assertion_alg `{other}` is not known; use PS256 or RS256"),
+                    ));
+                    crate::cloud::token::AssertionAlg::Ps256
+                }
+            };
+            let credential = match (&e.client_secret, &e.client_certificate) {
+                (Some(sec), None) => {
+                    secret_ref(&src, "entra.client_secret", sec, false, &mut problems)
+                        .map(EntraCredential::Secret)
+                }
+                (None, Some(cert)) => {
+                    secret_ref(&src, "entra.client_certificate", cert, false, &mut problems)
+                        .map(|r| EntraCredential::Certificate(r, alg))
+                }
+                (Some(sec), Some(_)) => {
+                    problems.push(src.error(
+                        sec.span().start,
+                        "entra: give client_secret or client_certificate, not both",
+                    ));
+                    None
+                }
+                (None, None) => {
+                    problems.push(src.error(
+                        0,
+                        "entra needs client_secret or client_certificate (a PEM file with the app's certificate and private key, by reference)",
+                    ));
+                    None
+                }
+            };
+            cfg.entra = credential.map(|credential| EntraConfig {
                 tenant_id: e.tenant_id,
                 authority,
                 graph,
                 management,
                 log_analytics,
                 client_id: e.client_id,
-                client_secret,
+                credential,
             });
         }
         if let Some(pd) = raw.pagerduty {

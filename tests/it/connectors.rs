@@ -51,6 +51,7 @@ async fn tokens(server: &MockServer) -> Arc<TokenCache> {
             tenant_id: "tenant-1".into(),
             client_id: "app-1".into(),
             client_secret: SecretString::from("s3cret"),
+            certificate: None,
         })
         .unwrap(),
     )
@@ -517,4 +518,160 @@ async fn an_alert_naming_no_account_is_confirmed_by_the_rules_rows() {
         .await;
     assert_eq!(obs.matched_by, Some(MatchKind::ByRuleWindowAndSearch));
     receiver.shutdown().await;
+}
+
+/// An RSA key and a self-signed certificate made by `openssl` in `dir`:
+/// (PEM with both, public key PEM, DER certificate).
+fn openssl_cert(dir: &std::path::Path, name: &str) -> (String, String, Vec<u8>) {
+    let key = dir.join(format!("{name}.key"));
+    let crt = dir.join(format!("{name}.crt"));
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=glassdrill-test",
+        "-keyout",
+        key.to_str().unwrap(),
+        "-out",
+        crt.to_str().unwrap(),
+    ]);
+    let pubkey = run(&["x509", "-in", crt.to_str().unwrap(), "-pubkey", "-noout"]);
+    let der = run(&["x509", "-in", crt.to_str().unwrap(), "-outform", "der"]);
+    let pem = format!(
+        "{}{}",
+        std::fs::read_to_string(&crt).unwrap(),
+        std::fs::read_to_string(&key).unwrap()
+    );
+    (pem, String::from_utf8(pubkey).unwrap(), der)
+}
+
+/// The token client with a certificate: the assertion JWT verifies with
+/// the certificate's public key, names the app and the token endpoint,
+/// carries the certificate's SHA-256 thumbprint, and no secret is sent.
+#[tokio::test]
+async fn the_token_client_signs_a_client_assertion_with_its_certificate() {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, public, der) = openssl_cert(dir.path(), "app");
+    for (alg, jwt_alg) in [
+        (
+            glassdrill::cloud::token::AssertionAlg::Ps256,
+            jsonwebtoken::Algorithm::PS256,
+        ),
+        (
+            glassdrill::cloud::token::AssertionAlg::Rs256,
+            jsonwebtoken::Algorithm::RS256,
+        ),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/tenant-1/oauth2/v2.0/token"))
+            .and(body_string_contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "tok-c"}),
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let cert = glassdrill::cloud::token::ClientCertificate::from_pem(
+            &SecretString::from(pem.clone()),
+            alg,
+        )
+        .unwrap();
+        let cache = TokenCache::new(AppCredentials {
+            authority: server.uri(),
+            tenant_id: "tenant-1".into(),
+            client_id: "app-1".into(),
+            client_secret: SecretString::from(String::new()),
+            certificate: Some(cert),
+        })
+        .unwrap();
+        let tok = cache
+            .token(
+                &glassdrill::cloud::Resource::LogAnalytics,
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(tok.expose_secret(), "tok-c");
+        let req = &server.received_requests().await.unwrap()[0];
+        let form: std::collections::HashMap<String, String> =
+            url::form_urlencoded::parse(&req.body)
+                .into_owned()
+                .collect();
+        assert!(!form.contains_key("client_secret"));
+        assert_eq!(form["scope"], "https://api.loganalytics.io/.default");
+        let jwt = &form["client_assertion"];
+        let header = jsonwebtoken::decode_header(jwt).unwrap();
+        assert_eq!(header.alg, jwt_alg);
+        assert_eq!(
+            header.x5t_s256.as_deref(),
+            Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(sha2::Sha256::digest(&der))
+                    .as_str()
+            )
+        );
+        let token_url = format!("{}/tenant-1/oauth2/v2.0/token", server.uri());
+        let mut v = jsonwebtoken::Validation::new(jwt_alg);
+        v.set_audience(&[token_url.as_str()]);
+        v.set_issuer(&["app-1"]);
+        let claims = jsonwebtoken::decode::<Value>(
+            jwt,
+            &jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).unwrap(),
+            &v,
+        )
+        .expect("the assertion verifies with the certificate's key");
+        assert_eq!(claims.claims["sub"], "app-1");
+        assert!(claims.claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+        let (exp, iat) = (
+            claims.claims["exp"].as_i64().unwrap(),
+            claims.claims["iat"].as_i64().unwrap(),
+        );
+        assert!(exp > iat && exp - iat <= 600);
+    }
+    // Another key does not verify it.
+    let (_, other_public, _) = openssl_cert(dir.path(), "other");
+    let cert = glassdrill::cloud::token::ClientCertificate::from_pem(
+        &SecretString::from(pem),
+        glassdrill::cloud::token::AssertionAlg::Ps256,
+    )
+    .unwrap();
+    let jwt = cert.assertion("app-1", "http://127.0.0.1/t").unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::PS256);
+    v.set_audience(&["http://127.0.0.1/t"]);
+    assert!(
+        jsonwebtoken::decode::<Value>(
+            &jwt,
+            &jsonwebtoken::DecodingKey::from_rsa_pem(other_public.as_bytes()).unwrap(),
+            &v
+        )
+        .is_err()
+    );
+    // A PEM without a key is refused, without quoting it.
+    let only_cert = std::fs::read_to_string(dir.path().join("app.crt")).unwrap();
+    let err = glassdrill::cloud::token::ClientCertificate::from_pem(
+        &SecretString::from(only_cert),
+        glassdrill::cloud::token::AssertionAlg::Ps256,
+    )
+    .unwrap_err();
+    assert!(err.contains("no PRIVATE KEY block"), "{err}");
 }

@@ -42,6 +42,7 @@ fn client(server: &MockServer) -> GraphClient {
         tenant_id: TENANT.into(),
         client_id: "app-1".into(),
         client_secret: SecretString::from(SECRET),
+        certificate: None,
     })
     .unwrap();
     GraphClient::new(&server.uri(), Arc::new(tokens))

@@ -541,6 +541,7 @@ impl Manual {
             tenant_id: glassdrill::tenant::TENANT_ID.into(),
             client_id: "glassdrill-rehearsal".into(),
             client_secret: secrecy::SecretString::from(secret),
+            certificate: None,
         })
         .expect("token cache");
         glassdrill::drill::RunPlan {
