@@ -126,9 +126,13 @@ impl Services {
                 "the evidence log could not be brought up to date: {e}"
             )),
         }
-        let receiver =
-            WebhookReceiver::start(webhook.listen, webhook.token, host.webhook.max_body_bytes)
-                .await?;
+        let receiver = WebhookReceiver::start_with(
+            webhook.listen,
+            webhook.token,
+            host.webhook.max_body_bytes,
+            host.webhook.secure.clone(),
+        )
+        .await?;
         Ok(Self {
             receiver,
             signing_key,

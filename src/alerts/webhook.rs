@@ -1,5 +1,10 @@
 //! The built-in webhook receiver: Azure Monitor common-alert-schema posts
-//! behind a secret path token and a body limit, answered at once.
+//! behind a secret path token (`POST /webhook/{token}`) or, for Azure
+//! Monitor's **secure webhook**, an Entra bearer token (`POST /webhook`):
+//! its RS256 signature checked against the authority's JWKS, its issuer,
+//! audience, expiry and `ActionGroupsSecureWebhook` role validated
+//! (<https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/action-groups#secure-webhook>).
+//! Bodies are limited and answered at once.
 //!
 //! One receiver serves a whole process (the daemon, or one `run`): runs
 //! [`attach`](WebhookReceiver::attach) to it for as long as they wait for
@@ -79,6 +84,93 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Shared {
     token: SecretString,
     routes: Mutex<Routes>,
+    secure: Option<Secure>,
+}
+
+/// How a secure webhook's bearer token is checked.
+#[derive(Debug, Clone)]
+pub struct SecureWebhook {
+    /// The authority's signing keys (`{authority}/{tenant}/discovery/v2.0/keys`).
+    pub jwks_url: String,
+    /// Accepted issuers (`{authority}/{tenant}/v2.0`, and the v1
+    /// `https://sts.windows.net/{tenant}/`).
+    pub issuers: Vec<String>,
+    /// Accepted audiences: the app's Application ID URI and/or its app id.
+    pub audiences: Vec<String>,
+    /// The app role Azure Monitor's service principal holds.
+    pub role: String,
+}
+
+/// The role an action group's secure webhook token carries.
+pub const SECURE_WEBHOOK_ROLE: &str = "ActionGroupsSecureWebhook";
+
+struct Secure {
+    cfg: SecureWebhook,
+    http: reqwest::Client,
+    /// The signing keys and when they were fetched.
+    keys: tokio::sync::Mutex<(jsonwebtoken::jwk::JwkSet, Option<tokio::time::Instant>)>,
+}
+
+/// Keys are refetched for an unknown key id at most this often (a token
+/// with a made-up `kid` cannot make the receiver hammer the authority).
+const JWKS_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Secure {
+    /// The key `kid`, fetching the key set when it is unknown.
+    async fn key(&self, kid: &str) -> Result<jsonwebtoken::DecodingKey, String> {
+        let mut keys = self.keys.lock().await;
+        let stale = keys.1.is_none_or(|at| at.elapsed() >= JWKS_REFRESH);
+        if keys.0.find(kid).is_none() && stale {
+            let set = self
+                .http
+                .get(&self.cfg.jwks_url)
+                .send()
+                .await
+                .map_err(|e| format!("the signing keys could not be fetched: {}", e.without_url()))?
+                .json::<jsonwebtoken::jwk::JwkSet>()
+                .await
+                .map_err(|e| format!("the signing keys are not a JWK set: {}", e.without_url()))?;
+            *keys = (set, Some(tokio::time::Instant::now()));
+        }
+        let jwk = keys
+            .0
+            .find(kid)
+            .ok_or("the token's signing key is not the authority's")?;
+        jsonwebtoken::DecodingKey::from_jwk(jwk).map_err(|e| format!("unusable signing key: {e}"))
+    }
+
+    /// Checks a bearer token: signature, issuer, audience, times, role.
+    async fn check(&self, token: &str) -> Result<(), (StatusCode, String)> {
+        let unauthorized = |m: String| (StatusCode::UNAUTHORIZED, m);
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| unauthorized("not a JWT".into()))?;
+        if header.alg != jsonwebtoken::Algorithm::RS256 {
+            return Err(unauthorized(format!(
+                "algorithm {:?} is not RS256",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| unauthorized("the token names no key (kid)".into()))?;
+        let key = self.key(&kid).await.map_err(unauthorized)?;
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.set_audience(&self.cfg.audiences);
+        v.set_issuer(&self.cfg.issuers);
+        v.set_required_spec_claims(&["exp", "aud", "iss"]);
+        let data = jsonwebtoken::decode::<Value>(token, &key, &v)
+            .map_err(|e| unauthorized(format!("token refused: {e}")))?;
+        let has_role = data.claims["roles"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x.as_str() == Some(self.cfg.role.as_str())));
+        if !has_role {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("the token lacks the {} role", self.cfg.role),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Why the receiver could not start.
@@ -107,6 +199,38 @@ async fn receive(
     if !crate::secret::constant_time_eq(st.token.expose_secret().as_bytes(), token.as_bytes()) {
         return (StatusCode::FORBIDDEN, "wrong token\n");
     }
+    accept(&st, body)
+}
+
+/// `POST /webhook` with an Entra bearer token (secure webhook).
+async fn receive_secure(
+    State(st): State<Arc<Shared>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let Some(secure) = &st.secure else {
+        return (
+            StatusCode::NOT_FOUND,
+            "secure webhook not configured\n".into(),
+        );
+    };
+    let Some(token) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return (StatusCode::UNAUTHORIZED, "no bearer token\n".into());
+    };
+    if let Err((status, why)) = secure.check(token.trim()).await {
+        tracing::warn!(%status, reason = %why, "secure webhook post refused");
+        return (status, format!("{why}\n"));
+    }
+    let (status, text) = accept(&st, body);
+    (status, text.to_owned())
+}
+
+/// A delivery that passed authentication: parsed and routed.
+fn accept(st: &Shared, body: Bytes) -> (StatusCode, &'static str) {
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "body is not JSON\n");
     };
@@ -166,18 +290,45 @@ impl WebhookReceiver {
         token: SecretString,
         max_body: usize,
     ) -> Result<Self, ReceiverError> {
+        Self::start_with(listen, token, max_body, None).await
+    }
+
+    /// The same, also serving `POST /webhook` for Azure Monitor's secure
+    /// webhook when `secure` is given.
+    pub async fn start_with(
+        listen: SocketAddr,
+        token: SecretString,
+        max_body: usize,
+        secure: Option<SecureWebhook>,
+    ) -> Result<Self, ReceiverError> {
         let err = |e: std::io::Error| ReceiverError {
             addr: listen,
             reason: e.to_string(),
         };
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(err)?;
         let addr = listener.local_addr().map_err(err)?;
+        let secure = match secure {
+            Some(cfg) => Some(Secure {
+                cfg,
+                http: crate::support::http::client().map_err(|e| ReceiverError {
+                    addr: listen,
+                    reason: e.to_string(),
+                })?,
+                keys: tokio::sync::Mutex::new((
+                    jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
+                    None,
+                )),
+            }),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             token,
             routes: Mutex::new(Routes::default()),
+            secure,
         });
         let app = Router::new()
             .route("/webhook/{token}", post(receive))
+            .route("/webhook", post(receive_secure))
             .layer(DefaultBodyLimit::max(max_body))
             .with_state(shared.clone());
         let cancel = CancellationToken::new();

@@ -44,6 +44,10 @@ struct RawWebhook {
     listen: Option<Spanned<String>>,
     token: Option<Spanned<String>>,
     max_body_bytes: Option<Spanned<u64>>,
+    secure_audience: Option<Vec<String>>,
+    secure_issuer: Option<Vec<String>>,
+    secure_jwks: Option<Spanned<String>>,
+    secure_role: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -128,6 +132,9 @@ pub struct WebhookConfig {
     pub token: Option<SecretRef>,
     /// Largest accepted body.
     pub max_body_bytes: usize,
+    /// Azure Monitor's secure webhook (`POST /webhook` with an Entra
+    /// bearer token), when `secure_audience` is set.
+    pub secure: Option<crate::alerts::webhook::SecureWebhook>,
 }
 
 /// A real Entra tenant.
@@ -294,6 +301,7 @@ impl HostConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 token: None,
                 max_body_bytes: DEFAULT_MAX_BODY,
+                secure: None,
             },
             entra: None,
             pagerduty: None,
@@ -511,6 +519,48 @@ impl HostConfig {
                 client_id: e.client_id,
                 credential,
             });
+        }
+        if let Some(aud) = raw.webhook.secure_audience.filter(|a| !a.is_empty()) {
+            // Defaults from [entra]: Entra's v2 and v1 issuers and its keys.
+            let entra = cfg.entra.as_ref();
+            let issuers = raw.webhook.secure_issuer.unwrap_or_else(|| {
+                entra
+                    .map(|e| {
+                        vec![
+                            format!("{}/{}/v2.0", e.authority, e.tenant_id),
+                            format!("https://sts.windows.net/{}/", e.tenant_id),
+                        ]
+                    })
+                    .unwrap_or_default()
+            });
+            let jwks = match &raw.webhook.secure_jwks {
+                Some(j) => Some(url_field(
+                    "webhook.secure_jwks",
+                    &Some(j.clone()),
+                    "",
+                    &mut problems,
+                )),
+                None => {
+                    entra.map(|e| format!("{}/{}/discovery/v2.0/keys", e.authority, e.tenant_id))
+                }
+            };
+            match jwks.filter(|j| !j.is_empty()) {
+                Some(jwks_url) if !issuers.is_empty() => {
+                    cfg.webhook.secure = Some(crate::alerts::webhook::SecureWebhook {
+                        jwks_url,
+                        issuers,
+                        audiences: aud,
+                        role: raw
+                            .webhook
+                            .secure_role
+                            .unwrap_or_else(|| crate::alerts::webhook::SECURE_WEBHOOK_ROLE.to_owned()),
+                    });
+                }
+                _ => problems.push(src.error(
+                    0,
+                    "webhook.secure_audience is set, but the token's issuer and keys are unknown: configure [entra] (tenant_id, authority) or set webhook.secure_issuer and webhook.secure_jwks",
+                )),
+            }
         }
         if let Some(pd) = raw.pagerduty {
             let api = url_field(

@@ -522,7 +522,7 @@ async fn an_alert_naming_no_account_is_confirmed_by_the_rules_rows() {
 
 /// An RSA key and a self-signed certificate made by `openssl` in `dir`:
 /// (PEM with both, public key PEM, DER certificate).
-fn openssl_cert(dir: &std::path::Path, name: &str) -> (String, String, Vec<u8>) {
+pub(crate) fn openssl_cert(dir: &std::path::Path, name: &str) -> (String, String, Vec<u8>) {
     let key = dir.join(format!("{name}.key"));
     let crt = dir.join(format!("{name}.crt"));
     let run = |args: &[&str]| {
@@ -674,4 +674,151 @@ async fn the_token_client_signs_a_client_assertion_with_its_certificate() {
     )
     .unwrap_err();
     assert!(err.contains("no PRIVATE KEY block"), "{err}");
+}
+
+/// The JWK of the RSA key in `dir/{name}.key` (modulus from openssl).
+fn jwk(dir: &std::path::Path, name: &str, kid: &str) -> Value {
+    use base64::Engine as _;
+    let out = std::process::Command::new("openssl")
+        .args([
+            "rsa",
+            "-in",
+            dir.join(format!("{name}.key")).to_str().unwrap(),
+            "-noout",
+            "-modulus",
+        ])
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hex = text.trim().strip_prefix("Modulus=").unwrap();
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    json!({
+        "kty": "RSA", "use": "sig", "kid": kid, "e": "AQAB",
+        "n": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+    })
+}
+
+/// Azure Monitor's secure webhook: an Entra bearer token whose signature
+/// is checked against the authority's JWKS, and whose issuer, audience,
+/// expiry and role are validated. The plain token-in-URL form stays.
+#[tokio::test]
+async fn the_secure_webhook_takes_only_a_valid_entra_token() {
+    use glassdrill::alerts::webhook::SecureWebhook;
+    let dir = tempfile::tempdir().unwrap();
+    let (pem, _, _) = openssl_cert(dir.path(), "authority");
+    let (other_pem, _, _) = openssl_cert(dir.path(), "intruder");
+    let jwks = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/tenant-1/discovery/v2.0/keys"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"keys": [jwk(dir.path(), "authority", "k1")]})),
+        )
+        .mount(&jwks)
+        .await;
+    let issuer = format!("{}/tenant-1/v2.0", jwks.uri());
+    let receiver = glassdrill::alerts::WebhookReceiver::start_with(
+        "127.0.0.1:0".parse().unwrap(),
+        SecretString::from("tok"),
+        65536,
+        Some(SecureWebhook {
+            jwks_url: format!("{}/tenant-1/discovery/v2.0/keys", jwks.uri()),
+            issuers: vec![issuer.clone()],
+            audiences: vec!["api://glassdrill-webhook".into()],
+            role: glassdrill::alerts::webhook::SECURE_WEBHOOK_ROLE.into(),
+        }),
+    )
+    .await
+    .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let sign = |pem: &str, claims: Value| {
+        let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        h.kid = Some("k1".into());
+        let key_pem = pem.split("-----END CERTIFICATE-----").nth(1).unwrap();
+        jsonwebtoken::encode(
+            &h,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.trim().as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    // Entra access token claims (aud, iss, exp, nbf, roles, appid of
+    // Azure Monitor's service principal, as Microsoft documents).
+    let claims = |aud: &str, exp: i64, roles: Value| {
+        json!({
+            "aud": aud, "iss": issuer, "iat": now - 60, "nbf": now - 60, "exp": exp,
+            "appid": "461e8683-5575-4561-ac7f-899cc907d62a", "tid": "tenant-1",
+            "roles": roles,
+        })
+    };
+    let good_roles = json!(["ActionGroupsSecureWebhook"]);
+    let url = format!("http://{}/webhook", receiver.addr());
+    let body = fixture("log-alerts-v2-signin.json");
+    let http = reqwest::Client::new();
+    let post = |token: Option<String>| {
+        let mut r = http.post(&url).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    let status = |r: reqwest::Response| r.status().as_u16();
+    // Valid: accepted.
+    let valid = sign(
+        &pem,
+        claims("api://glassdrill-webhook", now + 600, good_roles.clone()),
+    );
+    assert_eq!(status(post(Some(valid)).await.unwrap()), 202);
+    // Wrong audience, expired, another key, no role, no token.
+    let cases = [
+        (
+            sign(
+                &pem,
+                claims("api://someone-else", now + 600, good_roles.clone()),
+            ),
+            401,
+        ),
+        (
+            sign(
+                &pem,
+                claims("api://glassdrill-webhook", now - 600, good_roles.clone()),
+            ),
+            401,
+        ),
+        (
+            sign(
+                &other_pem,
+                claims("api://glassdrill-webhook", now + 600, good_roles.clone()),
+            ),
+            401,
+        ),
+        (
+            sign(
+                &pem,
+                claims("api://glassdrill-webhook", now + 600, json!(["Other.Role"])),
+            ),
+            403,
+        ),
+    ];
+    for (token, want) in cases {
+        assert_eq!(status(post(Some(token)).await.unwrap()), want);
+    }
+    assert_eq!(status(post(None).await.unwrap()), 401);
+    assert_eq!(
+        receiver.unrouted().len(),
+        1,
+        "only the valid post was taken"
+    );
+    // The plain token-in-URL form still works.
+    let plain = http
+        .post(receiver.url_with_token().expose_secret())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 202);
+    receiver.shutdown().await;
 }
