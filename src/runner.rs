@@ -526,7 +526,10 @@ fn resolve_inputs(
         }
     }
     let mut pagerduty = None;
-    if drill.alerts.iter().any(|a| a.kind == AlertKind::PagerDuty) {
+    // The rehearsal tenant has its own PagerDuty stand-in.
+    if drill.tenant == TenantKind::Entra
+        && drill.alerts.iter().any(|a| a.kind == AlertKind::PagerDuty)
+    {
         match &host.pagerduty {
             None => problems.push(PlanProblem::Setting {
                 field: "pagerduty.api_key".into(),
@@ -613,7 +616,7 @@ async fn attach(
     RunInputs {
         credential,
         entra,
-        pagerduty,
+        mut pagerduty,
     }: RunInputs,
     opts: &RunOptions,
     progress: &dyn Progress,
@@ -664,8 +667,14 @@ async fn attach(
                         .expose_secret()
                         .to_owned(),
                 ),
-                // The tenant's alert rules are the ones the drill expects.
-                alert_rules: drill.alerts.iter().map(|a| a.rule.clone()).collect(),
+                // The tenant's alert rules are the ones the drill expects
+                // by webhook (the other kinds read what those raised).
+                alert_rules: drill
+                    .alerts
+                    .iter()
+                    .filter(|a| a.kind == AlertKind::Webhook)
+                    .map(|a| a.rule.clone())
+                    .collect(),
                 listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 allow_list: false,
                 lax_session_cookie: false,
@@ -690,6 +699,17 @@ async fn attach(
                 client_secret,
                 certificate: None,
             };
+            // The tenant's PagerDuty stand-in takes its client secret as
+            // the API key.
+            if drill.alerts.iter().any(|a| a.kind == AlertKind::PagerDuty) {
+                pagerduty = Some((
+                    t.urls().pagerduty.clone(),
+                    SecretString::from(format!(
+                        "Token token={}",
+                        creds.client_secret.expose_secret()
+                    )),
+                ));
+            }
             public_space.push(t.addr());
             tenant = Some(t);
             (endpoints, creds)

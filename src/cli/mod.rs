@@ -233,6 +233,15 @@ pub enum RehearsalAuthenticator {
     Soft,
 }
 
+/// Which alert checks a rehearsal runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RehearsalAlerts {
+    /// The rehearsal drill's webhook alert.
+    Webhook,
+    /// Every alert check kind.
+    All,
+}
+
 /// `rehearse` options.
 #[derive(Debug, Args)]
 pub struct RehearseArgs {
@@ -247,6 +256,11 @@ pub struct RehearseArgs {
     /// run, through the same WebAuthn bridge a security key uses).
     #[arg(long, value_enum, default_value_t = RehearsalAuthenticator::Virtual)]
     pub authenticator: RehearsalAuthenticator,
+    /// Which alert checks: `webhook` (the drill file's), or `all` (every
+    /// kind against the rehearsal tenant's stand-in APIs: graph-signin,
+    /// azure-alerts, log-analytics, graph-security, mailbox, pagerduty).
+    #[arg(long, value_enum, default_value_t = RehearsalAlerts::Webhook)]
+    pub alerts: RehearsalAlerts,
     /// Common drill options.
     #[command(flatten)]
     pub drill: DrillArgs,
@@ -569,6 +583,15 @@ pub async fn execute(cli: Cli) -> u8 {
                 drill.authenticator = crate::config::drill::AuthenticatorConfig::Key(
                     crate::config::drill::KeyConfig::rehearsal_soft(),
                 );
+            }
+            if a.alerts == RehearsalAlerts::All {
+                let deadline = drill
+                    .alerts
+                    .first()
+                    .map_or(Duration::from_secs(30), |x| x.deadline);
+                drill
+                    .alerts
+                    .extend(crate::tenant::apis::every_alert_kind(deadline));
             }
             let opts = a.drill.run_options(a.tenant, a.alert_deadline);
             drill_command(&host, &drill, &opts, a.drill.progress, &cancel).await

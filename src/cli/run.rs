@@ -53,6 +53,9 @@ fn print_summary(drill_id: &str, host: &HostConfig, o: &Summary) {
     for (name, fired, received) in &o.latencies {
         out!("  alert {name}: fired {fired} ms and delivered {received} ms after the sign-in");
     }
+    for w in &o.weak_matches {
+        out!("  note: {w}");
+    }
     match &o.bundle {
         Ok(d) => {
             out!("evidence: {d}");

@@ -40,6 +40,9 @@ pub struct Summary {
     pub stages: Vec<StageRecord>,
     /// Per counted alert: name, sign-in to fired, sign-in to delivered (ms).
     pub latencies: Vec<(String, i64, i64)>,
+    /// Counted alerts matched more weakly than by account, in words.
+    #[serde(default)]
+    pub weak_matches: Vec<String>,
     /// The sealed bundle's directory, or why none was written.
     pub bundle: Result<String, String>,
     /// Set when the daemon now holds the drill, and why.
@@ -70,6 +73,22 @@ impl Summary {
                         l.signin_to_fired_ms,
                         l.signin_to_received_ms,
                     )
+                })
+                .collect(),
+            weak_matches: o
+                .record
+                .iter()
+                .flat_map(|r| &r.alerts)
+                .filter_map(|a| {
+                    let m = a.matched.as_ref()?;
+                    let kind = m.matched_by?;
+                    (kind != crate::record::MatchKind::ByAccount).then(|| {
+                        format!(
+                            "alert {} matched {} only: its rule's alert names no account; split the rule by UserId",
+                            a.name,
+                            kind.words()
+                        )
+                    })
                 })
                 .collect(),
             bundle: o

@@ -21,7 +21,10 @@ pub(super) fn schedule_alert(s: &Arc<Shared>, signin: DateTime<Utc>) {
     }
 }
 
-/// One rule's alert for the sign-in at `signin`.
+/// One rule's alert for the sign-in at `signin`: posted to the action
+/// group's webhook (twice under [`Fault::AlertDuplicate`]; only its
+/// `Resolved` notification under [`Fault::AlertResolvedOnly`]) and kept
+/// for the Alerts Management, Defender, mailbox and PagerDuty stand-ins.
 fn fire(s: Arc<Shared>, rule: String, signin: DateTime<Utc>) {
     let delay = if s.has(Fault::AlertLate) {
         s.opts.alert_late_delay
@@ -52,16 +55,135 @@ fn fire(s: Arc<Shared>, rule: String, signin: DateTime<Utc>) {
             Utc::now()
         };
         let alert_id = uuid();
-        let payload = common_alert(&alert_id, &rule, &upn, signin, fired);
-        let delivery = match &s.opts.webhook_url {
-            None => "no webhook configured".to_owned(),
-            Some(url) => match s.http.post(url).json(&payload).send().await {
-                Ok(r) => format!("HTTP {}", r.status().as_u16()),
-                Err(e) => format!("delivery failed: {e}"),
-            },
+        let condition = if s.has(Fault::AlertResolvedOnly) {
+            "Resolved"
+        } else {
+            "Fired"
         };
-        s.lock().fired.push(FiredAlert { alert_id, delivery });
+        let raised = Raised {
+            alert_id: alert_id.clone(),
+            rule: rule.clone(),
+            upn,
+            signin,
+            fired,
+            condition: condition.to_owned(),
+            dimensions: !s.has(Fault::AlertNoDimensions),
+        };
+        let payload = raised.payload(&s.urls.log_analytics);
+        let mut delivery = match &s.opts.webhook_url {
+            None => "no webhook configured".to_owned(),
+            Some(_) => String::new(),
+        };
+        if let Some(url) = &s.opts.webhook_url {
+            let times = if s.has(Fault::AlertDuplicate) { 2 } else { 1 };
+            for _ in 0..times {
+                delivery = match s.http.post(url).json(&payload).send().await {
+                    Ok(r) => format!("HTTP {}", r.status().as_u16()),
+                    Err(e) => format!("delivery failed: {e}"),
+                };
+            }
+        }
+        let mut inner = s.lock();
+        inner.raised.push(raised);
+        inner.fired.push(FiredAlert { alert_id, delivery });
     });
+}
+
+/// The rehearsal workspace's resource id and id.
+pub(crate) const WORKSPACE: &str = "/subscriptions/00000000-0000-0000-0000-0000000000aa/resourcegroups/rg-breakglass/providers/microsoft.operationalinsights/workspaces/law-rehearsal";
+/// The rehearsal workspace's id (the query API's `{workspaceId}`).
+pub const WORKSPACE_ID: &str = "00000000-0000-0000-0000-0000000000ab";
+
+/// The resource id of the rehearsal tenant's alert rule `rule`.
+pub fn alert_rule_id(rule: &str) -> String {
+    format!(
+        "/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg-breakglass/providers/Microsoft.Insights/scheduledQueryRules/{rule}"
+    )
+}
+
+/// An alert the rules raised, as the stand-in APIs list it.
+#[derive(Debug, Clone)]
+pub(super) struct Raised {
+    pub(super) alert_id: String,
+    pub(super) rule: String,
+    pub(super) upn: String,
+    pub(super) signin: DateTime<Utc>,
+    pub(super) fired: DateTime<Utc>,
+    pub(super) condition: String,
+    /// Whether the rule splits by account (a `UserPrincipalName`
+    /// dimension); Microsoft's sample break-glass rule does not.
+    pub(super) dimensions: bool,
+}
+
+impl Raised {
+    /// Its evaluation window: five minutes up to just after the sign-in.
+    pub(super) fn window(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        (
+            self.signin - chrono::Duration::minutes(5),
+            self.signin + chrono::Duration::seconds(1),
+        )
+    }
+
+    /// The common-schema `alertContext`, with the search link on the
+    /// Log Analytics stand-in at `la`.
+    pub(super) fn context(&self, la: &str) -> Value {
+        let (start, end) = self.window();
+        let query = if self.dimensions {
+            "SigninLogs | where UserPrincipalName in~ (\"breakglass1@rehearsal.onmicrosoft.com\", \"breakglass2@rehearsal.onmicrosoft.com\")".to_owned()
+        } else {
+            format!("SigninLogs | project UserId | where UserId == \"{REHEARSAL_OBJECT_ID}\"")
+        };
+        let dims = if self.dimensions {
+            json!([{ "name": "UserPrincipalName", "value": self.upn }])
+        } else {
+            json!([])
+        };
+        let timespan = format!("{}/{}", ts(start), ts(end));
+        let link = reqwest::Url::parse_with_params(
+            &format!("{la}/v1/workspaces/{WORKSPACE_ID}/query"),
+            &[("query", query.as_str()), ("timespan", timespan.as_str())],
+        )
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+        json!({
+            "properties": null,
+            "conditionType": "LogQueryCriteria",
+            "condition": {
+                "windowSize": "PT5M",
+                "allOf": [{
+                    "searchQuery": query,
+                    "metricMeasureColumn": null,
+                    "targetResourceTypes": "['Microsoft.OperationalInsights/workspaces']",
+                    "operator": "GreaterThan",
+                    "threshold": "0",
+                    "timeAggregation": "Count",
+                    "dimensions": dims,
+                    "metricValue": 1.0,
+                    "failingPeriods": { "numberOfEvaluationPeriods": 1, "minFailingPeriodsToAlert": 1 },
+                    "linkToSearchResultsAPI": link
+                }],
+                "windowStartTime": ts(start),
+                "windowEndTime": ts(end)
+            }
+        })
+    }
+
+    /// The webhook payload.
+    pub(super) fn payload(&self, la: &str) -> Value {
+        let mut v = common_alert(
+            &self.alert_id,
+            &self.rule,
+            &self.upn,
+            self.signin,
+            self.fired,
+        );
+        v["data"]["essentials"]["monitorCondition"] = self.condition.clone().into();
+        if self.condition == "Resolved" {
+            v["data"]["essentials"]["resolvedDateTime"] = ts(self.fired).into();
+        }
+        v["data"]["alertContext"] = self.context(la);
+        v
+    }
 }
 
 /// An Azure Monitor common-alert-schema payload of a Log Alerts V2 rule on
@@ -72,8 +194,9 @@ fn fire(s: Arc<Shared>, rule: String, signin: DateTime<Utc>) {
 /// <https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/alerts-log-webhook>
 /// and
 /// <https://learn.microsoft.com/en-us/azure/azure-monitor/alerts/alerts-payload-samples>.
-/// The samples' `linkTo*SearchResults*` fields are left out: they point
-/// at public Azure hosts, and nothing here may name one.
+/// The samples' `linkTo*SearchResults*` fields are left out here (they
+/// point at public Azure hosts); [`Raised::payload`] adds the API link on
+/// the rehearsal's Log Analytics stand-in.
 pub fn common_alert(
     alert_id: &str,
     rule: &str,
@@ -82,9 +205,6 @@ pub fn common_alert(
     fired: DateTime<Utc>,
 ) -> Value {
     let sub = "00000000-0000-0000-0000-0000000000aa";
-    let ws = format!(
-        "/subscriptions/{sub}/resourcegroups/rg-breakglass/providers/microsoft.operationalinsights/workspaces/law-rehearsal"
-    );
     json!({
         "schemaId": "azureMonitorCommonAlertSchema",
         "data": {
@@ -95,8 +215,8 @@ pub fn common_alert(
                 "signalType": "Log",
                 "monitorCondition": "Fired",
                 "monitoringService": "Log Alerts V2",
-                "alertTargetIDs": [ws],
-                "configurationItems": [ws],
+                "alertTargetIDs": [WORKSPACE],
+                "configurationItems": [WORKSPACE],
                 "originAlertId": alert_id,
                 "firedDateTime": ts(fired),
                 "description": "Any sign-in of a break-glass account",

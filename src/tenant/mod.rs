@@ -24,12 +24,14 @@
 //! the failures a drill must catch.
 
 pub mod alerting;
+pub mod apis;
 pub mod console;
 mod graph;
 pub mod pages;
 mod signin;
 
 use alerting::*;
+use apis::*;
 use graph::*;
 use signin::*;
 
@@ -145,11 +147,20 @@ pub enum Fault {
     Kmsi,
     /// "More information required" (`ConvergedProofUpRedirect`).
     ProofUp,
+    /// The alert rule does not split by account (Microsoft's sample
+    /// break-glass rule): its alert names no account.
+    AlertNoDimensions,
+    /// Only the alert's `Resolved` notification is sent.
+    AlertResolvedOnly,
+    /// Every alert is delivered twice.
+    AlertDuplicate,
+    /// Log Analytics answers with a `PartialError` inside a 200.
+    ApiPartialError,
 }
 
 impl Fault {
     /// Every fault with its command-line name.
-    pub(crate) const ALL: [Fault; 21] = [
+    pub(crate) const ALL: [Fault; 25] = [
         Fault::CredentialRevoked,
         Fault::AccountDisabled,
         Fault::CaBlock,
@@ -171,6 +182,10 @@ impl Fault {
         Fault::Cmsi,
         Fault::Kmsi,
         Fault::ProofUp,
+        Fault::AlertNoDimensions,
+        Fault::AlertResolvedOnly,
+        Fault::AlertDuplicate,
+        Fault::ApiPartialError,
     ];
 
     /// The command-line name.
@@ -197,6 +212,10 @@ impl Fault {
             Fault::Cmsi => "cmsi",
             Fault::Kmsi => "kmsi",
             Fault::ProofUp => "proof-up",
+            Fault::AlertNoDimensions => "alert-no-dimensions",
+            Fault::AlertResolvedOnly => "alert-resolved-only",
+            Fault::AlertDuplicate => "alert-duplicate",
+            Fault::ApiPartialError => "api-partial-error",
         }
     }
 }
@@ -386,7 +405,11 @@ struct Inner {
     tokens: HashMap<String, tokio::time::Instant>,
     sign_count: u32,
     throttled: bool,
+    /// The stand-in APIs already throttled once (under `api-throttle`).
+    throttled_apis: std::collections::HashSet<&'static str>,
     fired: Vec<FiredAlert>,
+    /// The alerts the rules raised, for the stand-in APIs.
+    raised: Vec<Raised>,
     /// Every token and cookie value handed out, newest last.
     issued: Vec<String>,
 }
@@ -565,6 +588,9 @@ async fn host_dispatch(mut req: Request, next: axum::middleware::Next) -> Respon
         Some(h) => match h.strip_suffix(&format!(".{DOMAIN}")) {
             Some("graph") => "graph",
             Some("myaccount") => "myaccount",
+            Some("management") => "management",
+            Some("loganalytics") => "loganalytics",
+            Some("pagerduty") => "pagerduty",
             _ => "",
         },
         None => "",
@@ -597,6 +623,21 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/ests/{tenant}/oauth2/v2.0/token", post(token))
         .route("/fido/common/fido/get", post(fido_get))
         .route("/graph/v1.0/auditLogs/signIns", get(graph_signins))
+        .route("/graph/v1.0/security/alerts_v2", get(security_alerts))
+        .route(
+            "/graph/v1.0/users/{user}/mailFolders/inbox/messages",
+            get(messages),
+        )
+        .route(
+            "/management/subscriptions/{sub}/providers/Microsoft.AlertsManagement/alerts",
+            get(azure_alerts),
+        )
+        .route(
+            "/loganalytics/v1/workspaces/{ws}/query",
+            get(log_analytics).post(log_analytics),
+        )
+        .route("/pagerduty/incidents", get(pd_incidents))
+        .route("/pagerduty/incidents/{id}/alerts", get(pd_alerts))
         .route("/myaccount/", get(landing))
         .route("/ests/beacon", get(beacon))
         .route("/fido/beacon", get(beacon))

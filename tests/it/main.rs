@@ -1,6 +1,7 @@
 //! The integration tests, one binary (one link): real Chromium through real
 //! chromedriver, real HTTP servers on loopback, the real binary.
 
+mod alerts_all;
 mod bridge;
 mod cli_conventions;
 mod config_cli;

@@ -200,6 +200,24 @@ fn every_fault_gives_its_verdict_and_the_sign_in_is_attempted_at_most_once() {
             (0, 0),
         ),
         (Fault::Cmsi, Pass, Stage::Confirm, "", (1, 1)),
+        // The alert pipeline (the webhook alone here; every connector in
+        // alerts_all.rs).
+        (
+            Fault::AlertNoDimensions,
+            Pass,
+            Stage::Alerts,
+            "matched by rule and window only",
+            (1, 1),
+        ),
+        (
+            Fault::AlertResolvedOnly,
+            Fail,
+            Stage::Alerts,
+            "monitor condition is Resolved, not Fired",
+            (1, 1),
+        ),
+        (Fault::AlertDuplicate, Pass, Stage::Alerts, "", (1, 1)),
+        (Fault::ApiPartialError, Pass, Stage::Alerts, "", (1, 1)),
         (Fault::Kmsi, Pass, Stage::Confirm, "", (1, 1)),
         (
             Fault::ProofUp,
