@@ -207,3 +207,65 @@ pub trait AlertCheck: Send + Sync {
     /// `cancel` fires.
     async fn observe(&self, target: &AlertTarget, cancel: &CancellationToken) -> AlertObservation;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received(seq: u64, id: &str, condition: &str) -> ReceivedAlert {
+        let t = crate::support::time::parse_rfc3339("2026-11-24T12:00:05Z").unwrap();
+        ReceivedAlert {
+            seq,
+            received_at: t,
+            arrived: tokio::time::Instant::now(),
+            raw: Bytes::from_static(b"{}"),
+            alert: CommonAlert {
+                alert_id: id.into(),
+                rule: "r".into(),
+                severity: "Sev0".into(),
+                monitor_condition: condition.into(),
+                fired: t,
+                accounts: vec!["someone.else@contoso.onmicrosoft.com".into()],
+                window: None,
+                search_link: None,
+            },
+            ingested: None,
+        }
+    }
+
+    /// The same alert (id and condition) delivered twice is one alert: a
+    /// webhook keeps the repeat as "duplicate" evidence, a poller (which
+    /// sees it at every poll) drops it; its `Resolved` notification is
+    /// another alert.
+    #[tokio::test]
+    async fn duplicates_count_once() {
+        let now = tokio::time::Instant::now();
+        let target = AlertTarget {
+            upn: "bg1@contoso.onmicrosoft.com".into(),
+            object_id: None,
+            signin_at: crate::support::time::parse_rfc3339("2026-11-24T12:00:00Z").unwrap(),
+            signin_id: None,
+            correlation_id: None,
+            deadline: now + std::time::Duration::from_secs(60),
+            late_until: now + std::time::Duration::from_secs(60),
+        };
+        let cancel = CancellationToken::new();
+        for keep in [true, false] {
+            let mut obs = AlertObservation::default();
+            let mut c = Correlator::new("r", &target, None);
+            for (seq, cond) in [(1, "Fired"), (2, "Fired"), (3, "Resolved")] {
+                assert!(
+                    !c.consider(&mut obs, received(seq, "A-1", cond), keep, &cancel)
+                        .await
+                );
+            }
+            let dup = obs
+                .ignored
+                .iter()
+                .filter(|(_, r)| *r == IgnoreReason::Duplicate)
+                .count();
+            assert_eq!(dup, usize::from(keep), "keep_duplicates = {keep}");
+            assert_eq!(obs.ignored.len(), 2 + usize::from(keep));
+        }
+    }
+}

@@ -148,6 +148,8 @@ impl AlertCheck for PollingCheck {
 pub struct GraphSignIns {
     /// The Graph client.
     pub graph: Arc<crate::cloud::GraphClient>,
+    /// `authenticationDetails` already read from `/beta`, by row id.
+    pub details: tokio::sync::Mutex<std::collections::HashMap<String, Value>>,
 }
 
 /// The label of the sign-in log as an alert source.
@@ -174,6 +176,23 @@ impl Source for GraphSignIns {
                 cancel,
             )
             .await?;
+        // The drill's own rows get their authentication details from
+        // /beta (once each): the method that signed in, for the evidence.
+        let mut rows = rows;
+        for r in rows.iter_mut().take(3) {
+            let Some(id) = r["id"].as_str().map(str::to_owned) else {
+                continue;
+            };
+            let mut cache = self.details.lock().await;
+            if !cache.contains_key(&id)
+                && let Some(d) = self.graph.authentication_details(&id, cancel).await
+            {
+                cache.insert(id.clone(), d);
+            }
+            if let (Some(d), Some(o)) = (cache.get(&id), r.as_object_mut()) {
+                o.insert("authenticationDetails".into(), d.clone());
+            }
+        }
         Ok(rows
             .into_iter()
             .filter_map(|r| {
@@ -952,6 +971,7 @@ pub fn polling_check(
         AlertKind::GraphSignIn => (
             Box::new(GraphSignIns {
                 graph: Arc::new(crate::cloud::GraphClient::new(&c.graph, tokens)),
+                details: tokio::sync::Mutex::new(std::collections::HashMap::new()),
             }),
             crate::cloud::graph::SIGNIN_LOG_GAP,
         ),

@@ -52,6 +52,30 @@ impl GraphClient {
         self.tokens.token(&self.resource, cancel).await.map(|_| ())
     }
 
+    /// The `authenticationDetails` of sign-in `id` from Graph's `/beta`
+    /// sign-in log (the method, e.g. "FIDO2 security key", and each
+    /// step's result), when the tenant serves it; `None` otherwise (beta
+    /// is best effort, never a failure).
+    pub async fn authentication_details(
+        &self,
+        id: &str,
+        cancel: &CancellationToken,
+    ) -> Option<Value> {
+        let v = self
+            .api
+            .call(
+                &format!("{}/beta/auditLogs/signIns/{id}", self.base),
+                &[("$select", "id,authenticationDetails".to_owned())],
+                None,
+                Auth::Token(&self.tokens, &self.resource),
+                &[],
+                cancel,
+            )
+            .await
+            .ok()?;
+        v.get("authenticationDetails").cloned()
+    }
+
     /// Sign-ins of the account since `since` (by `userId` when its object
     /// id is known, else by UPN), newest first; narrowed to one
     /// correlation id when given. Every page is read; a row listed twice

@@ -147,6 +147,51 @@ pub(super) async fn graph_signins(
     .into_response()
 }
 
+/// Graph `/beta/auditLogs/signIns/{id}`: the sign-in with its
+/// `authenticationDetails`, as the beta `signIn` resource documents them
+/// (<https://learn.microsoft.com/en-us/graph/api/resources/authenticationdetail?view=graph-rest-beta>).
+pub(super) async fn graph_signin_beta(
+    State(s): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    let inner = s.lock();
+    if bearer
+        .and_then(|b| inner.tokens.get(b))
+        .is_none_or(|exp| *exp <= tokio::time::Instant::now())
+    {
+        return graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty or invalid.",
+        );
+    }
+    let Some(l) = inner.signins.iter().find(|l| l.record["id"] == id.as_str()) else {
+        return graph_error(
+            StatusCode::NOT_FOUND,
+            "Request_ResourceNotFound",
+            "Resource not found.",
+        );
+    };
+    let ok = l.record["status"]["errorCode"] == 0;
+    Json(json!({
+        "id": id,
+        "authenticationDetails": [{
+            "authenticationStepDateTime": l.record["createdDateTime"],
+            "authenticationMethod": "FIDO2 security key",
+            "authenticationMethodDetail": null,
+            "succeeded": ok,
+            "authenticationStepResultDetail": if ok { "MFA successfully completed" } else { "Authentication failed" },
+            "authenticationStepRequirement": "Primary authentication"
+        }]
+    }))
+    .into_response()
+}
+
 /// Logs a sign-in attempt in Graph's `signIn` shape and schedules its alert.
 pub(super) fn record_signin(s: &Arc<Shared>, corr: &str, error_code: i64, reason: &str) {
     {

@@ -623,6 +623,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/ests/{tenant}/oauth2/v2.0/token", post(token))
         .route("/fido/common/fido/get", post(fido_get))
         .route("/graph/v1.0/auditLogs/signIns", get(graph_signins))
+        .route("/graph/beta/auditLogs/signIns/{id}", get(graph_signin_beta))
         .route("/graph/v1.0/security/alerts_v2", get(security_alerts))
         .route(
             "/graph/v1.0/users/{user}/mailFolders/inbox/messages",

@@ -70,6 +70,26 @@ async fn every_connector_passes_end_to_end() {
         la.latency.as_ref().unwrap().signin_to_ingested_ms.is_some(),
         "the ingestion lag is recorded"
     );
+    assert!(
+        alert(&o, "webhook")
+            .latency
+            .as_ref()
+            .unwrap()
+            .signin_to_ingested_ms
+            .is_some(),
+        "and is a stage of every alert's latency"
+    );
+    // The sign-in row keeps its authentication details from /beta.
+    let dir = &o.bundle.as_ref().expect("bundle").dir;
+    let row: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join(&alert(&o, "graph-signin").matched.as_ref().unwrap().file))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        row["authenticationDetails"][0]["authenticationMethod"],
+        "FIDO2 security key"
+    );
     w.assert_clean();
 }
 

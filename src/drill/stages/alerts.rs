@@ -162,7 +162,23 @@ pub async fn run(
                 }
             }
         });
-    let observed = futures_util::future::join_all(waits).await;
+    let mut observed = futures_util::future::join_all(waits).await;
+    // Where one source knows when the sign-in reached the log (Log
+    // Analytics' ingestion time), every alert's latency has that stage.
+    if let Some(ingested) = observed
+        .iter()
+        .filter_map(|o| o.obs.matched.as_ref().and_then(|m| m.ingested))
+        .min()
+    {
+        let ms = (ingested - signin_at).num_milliseconds();
+        for l in observed
+            .iter_mut()
+            .flat_map(|o| [o.latency.as_mut(), o.late_latency.as_mut()])
+            .flatten()
+        {
+            l.signin_to_ingested_ms.get_or_insert(ms);
+        }
+    }
     let (status, detail) = classify(&observed, &drill.account);
     Ended::new(status, detail, observed)
 }
