@@ -28,6 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         listen: "127.0.0.1:0".parse()?,
         allow_list: false,
         lax_session_cookie: false,
+        secure_webhook: None,
     })
     .await?;
     let browser = Browser::launch(&BrowserOptions {

@@ -51,6 +51,9 @@ pub struct RunOptions {
     /// The signature counter of the key's last recorded assertion (from
     /// the state store), for the cloned-key check.
     pub last_sign_count: Option<u32>,
+    /// Rehearsals: the tenant posts its alerts to the receiver's secure
+    /// webhook with a bearer token it signs (instead of the token URL).
+    pub secure_webhook: bool,
 }
 
 impl Default for RunOptions {
@@ -65,6 +68,7 @@ impl Default for RunOptions {
             alert_deadline: None,
             step_timeout: None,
             last_sign_count: None,
+            secure_webhook: false,
         }
     }
 }
@@ -637,84 +641,104 @@ async fn attach(
         .collect();
     let mut tenant = None;
     let mut key_temp = None;
+    // A rehearsal's secure-webhook issuer is trusted for its run only.
+    let mut _trust = None;
     // The rehearsal tenant stands for login.microsoft.com: a public site.
     let mut public_space = Vec::new();
-    let (endpoints, creds) = match entra {
-        Some(e) => e,
-        None => {
-            let client_secret = SecretString::from(random_token(32));
-            let mut account = tenant_account(drill, &credential)?;
-            // The tenant remembers the counter as Entra does across sign-ins.
-            account.credential.sign_count = opts.last_sign_count.unwrap_or(0);
-            let longest = drill
-                .alerts
-                .iter()
-                .map(|a| a.deadline)
-                .max()
-                .unwrap_or_default();
-            let t = RehearsalTenant::start(TenantOptions {
-                account,
-                client_id: "glassdrill-rehearsal".into(),
-                client_secret: client_secret.clone(),
-                faults: opts.faults.clone(),
-                alert_delay: opts.alert_delay,
-                alert_late_delay: longest.saturating_add(Duration::from_secs(2)),
-                log_delay: Duration::from_secs(2),
-                webhook_url: Some(
-                    services
-                        .receiver()
-                        .url_with_token()
-                        .expose_secret()
-                        .to_owned(),
-                ),
-                // The tenant's alert rules are the ones the drill expects
-                // by webhook (the other kinds read what those raised).
-                alert_rules: drill
+    let (endpoints, creds) =
+        match entra {
+            Some(e) => e,
+            None => {
+                let client_secret = SecretString::from(random_token(32));
+                let mut account = tenant_account(drill, &credential)?;
+                // The tenant remembers the counter as Entra does across sign-ins.
+                account.credential.sign_count = opts.last_sign_count.unwrap_or(0);
+                let longest = drill
                     .alerts
                     .iter()
-                    .filter(|a| a.kind == AlertKind::Webhook)
-                    .map(|a| a.rule.clone())
-                    .collect(),
-                listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-                allow_list: false,
-                lax_session_cookie: false,
-            })
-            .await?;
-            progress.note(&format!(
-                "rehearsal tenant at {} (faults: {})",
-                t.urls().authority,
-                fault_list(&opts.faults)
-            ));
-            let endpoints = TenantEndpoints {
-                authority: t.urls().authority.clone(),
-                tenant_id: TENANT_ID.into(),
-                graph: t.urls().graph.clone(),
-                management: t.urls().management.clone(),
-                log_analytics: t.urls().log_analytics.clone(),
-            };
-            let creds = AppCredentials {
-                authority: t.urls().authority.clone(),
-                tenant_id: TENANT_ID.into(),
-                client_id: "glassdrill-rehearsal".into(),
-                client_secret,
-                certificate: None,
-            };
-            // The tenant's PagerDuty stand-in takes its client secret as
-            // the API key.
-            if drill.alerts.iter().any(|a| a.kind == AlertKind::PagerDuty) {
-                pagerduty = Some((
-                    t.urls().pagerduty.clone(),
-                    SecretString::from(format!(
-                        "Token token={}",
-                        creds.client_secret.expose_secret()
-                    )),
+                    .map(|a| a.deadline)
+                    .max()
+                    .unwrap_or_default();
+                let t = RehearsalTenant::start(TenantOptions {
+                    account,
+                    client_id: "glassdrill-rehearsal".into(),
+                    client_secret: client_secret.clone(),
+                    faults: opts.faults.clone(),
+                    alert_delay: opts.alert_delay,
+                    alert_late_delay: longest.saturating_add(Duration::from_secs(2)),
+                    log_delay: Duration::from_secs(2),
+                    webhook_url: Some(
+                        services
+                            .receiver()
+                            .url_with_token()
+                            .expose_secret()
+                            .to_owned(),
+                    ),
+                    // The tenant's alert rules are the ones the drill expects
+                    // by webhook (the other kinds read what those raised).
+                    alert_rules: drill
+                        .alerts
+                        .iter()
+                        .filter(|a| a.kind == AlertKind::Webhook)
+                        .map(|a| a.rule.clone())
+                        .collect(),
+                    listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+                    secure_webhook: opts.secure_webhook.then(|| {
+                        (
+                            services.receiver().secure_url(),
+                            REHEARSAL_WEBHOOK_AUDIENCE.to_owned(),
+                        )
+                    }),
+                    allow_list: false,
+                    lax_session_cookie: false,
+                })
+                .await?;
+                progress.note(&format!(
+                    "rehearsal tenant at {} (faults: {})",
+                    t.urls().authority,
+                    fault_list(&opts.faults)
                 ));
+                let endpoints = TenantEndpoints {
+                    authority: t.urls().authority.clone(),
+                    tenant_id: TENANT_ID.into(),
+                    graph: t.urls().graph.clone(),
+                    management: t.urls().management.clone(),
+                    log_analytics: t.urls().log_analytics.clone(),
+                };
+                let creds = AppCredentials {
+                    authority: t.urls().authority.clone(),
+                    tenant_id: TENANT_ID.into(),
+                    client_id: "glassdrill-rehearsal".into(),
+                    client_secret,
+                    certificate: None,
+                };
+                // The tenant's PagerDuty stand-in takes its client secret as
+                // the API key.
+                if drill.alerts.iter().any(|a| a.kind == AlertKind::PagerDuty) {
+                    pagerduty = Some((
+                        t.urls().pagerduty.clone(),
+                        SecretString::from(format!(
+                            "Token token={}",
+                            creds.client_secret.expose_secret()
+                        )),
+                    ));
+                }
+                if opts.secure_webhook {
+                    let authority = &t.urls().authority;
+                    _trust = Some(services.receiver().trust(
+                        crate::alerts::webhook::SecureWebhook {
+                            jwks_url: format!("{authority}/{TENANT_ID}/discovery/v2.0/keys"),
+                            issuers: vec![format!("{authority}/{TENANT_ID}/v2.0")],
+                            audiences: vec![REHEARSAL_WEBHOOK_AUDIENCE.to_owned()],
+                            role: crate::alerts::webhook::SECURE_WEBHOOK_ROLE.to_owned(),
+                        },
+                    ));
+                }
+                public_space.push(t.addr());
+                tenant = Some(t);
+                (endpoints, creds)
             }
-            public_space.push(t.addr());
-            tenant = Some(t);
-            (endpoints, creds)
-        }
-    };
+        };
     progress.note(&format!(
         "webhook receiver at {}",
         services.receiver().url_redacted()
@@ -780,6 +804,9 @@ async fn attach(
     }
     Ok(outcome)
 }
+
+/// The Application ID URI a rehearsal's secure webhook tokens are for.
+const REHEARSAL_WEBHOOK_AUDIENCE: &str = "api://glassdrill-rehearsal";
 
 /// One check per expected alert, in the drill's order: the attached
 /// webhook checks, and a polling check for every other kind. A drill

@@ -84,7 +84,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Shared {
     token: SecretString,
     routes: Mutex<Routes>,
-    secure: Option<Secure>,
+    /// The secure webhook's trusted token issuers (the host's Entra
+    /// tenant; a rehearsal's tenant while its run lasts).
+    secure: Mutex<Vec<(u64, Arc<Secure>)>>,
+    next_trust: std::sync::atomic::AtomicU64,
+    http: reqwest::Client,
 }
 
 /// How a secure webhook's bearer token is checked.
@@ -208,12 +212,13 @@ async fn receive_secure(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> (StatusCode, String) {
-    let Some(secure) = &st.secure else {
+    let trusted: Vec<Arc<Secure>> = lock(&st.secure).iter().map(|(_, s)| s.clone()).collect();
+    if trusted.is_empty() {
         return (
             StatusCode::NOT_FOUND,
             "secure webhook not configured\n".into(),
         );
-    };
+    }
     let Some(token) = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -221,12 +226,46 @@ async fn receive_secure(
     else {
         return (StatusCode::UNAUTHORIZED, "no bearer token\n".into());
     };
-    if let Err((status, why)) = secure.check(token.trim()).await {
+    // The trusted issuer the token names (its claims read unverified, only
+    // to pick the keys that verify it).
+    let token = token.trim();
+    let iss = unverified_issuer(token).unwrap_or_default();
+    let Some(secure) = trusted.iter().find(|s| s.cfg.issuers.contains(&iss)) else {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "token refused: untrusted issuer\n".into(),
+        );
+    };
+    if let Err((status, why)) = secure.check(token).await {
         tracing::warn!(%status, reason = %why, "secure webhook post refused");
         return (status, format!("{why}\n"));
     }
     let (status, text) = accept(&st, body);
     (status, text.to_owned())
+}
+
+/// The `iss` claim of a JWT, read without verifying it.
+fn unverified_issuer(token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice::<Value>(&bytes).ok()?["iss"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// Trust in a secure webhook issuer, withdrawn when dropped.
+pub struct TrustGuard {
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+impl Drop for TrustGuard {
+    fn drop(&mut self) {
+        lock(&self.shared.secure).retain(|(id, _)| *id != self.id);
+    }
 }
 
 /// A delivery that passed authentication: parsed and routed.
@@ -307,25 +346,21 @@ impl WebhookReceiver {
         };
         let listener = tokio::net::TcpListener::bind(listen).await.map_err(err)?;
         let addr = listener.local_addr().map_err(err)?;
-        let secure = match secure {
-            Some(cfg) => Some(Secure {
-                cfg,
-                http: crate::support::http::client().map_err(|e| ReceiverError {
-                    addr: listen,
-                    reason: e.to_string(),
-                })?,
-                keys: tokio::sync::Mutex::new((
-                    jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
-                    None,
-                )),
-            }),
-            None => None,
-        };
+        let http = crate::support::http::client().map_err(|e| ReceiverError {
+            addr: listen,
+            reason: e.to_string(),
+        })?;
         let shared = Arc::new(Shared {
             token,
             routes: Mutex::new(Routes::default()),
-            secure,
+            secure: Mutex::new(Vec::new()),
+            next_trust: std::sync::atomic::AtomicU64::new(1),
+            http,
         });
+        if let Some(cfg) = secure {
+            // The host's own issuer, trusted for the receiver's life.
+            Self::add_trust(&shared, cfg);
+        }
         let app = Router::new()
             .route("/webhook/{token}", post(receive))
             .route("/webhook", post(receive_secure))
@@ -354,6 +389,33 @@ impl WebhookReceiver {
             self.addr,
             self.shared.token.expose_secret()
         ))
+    }
+
+    fn add_trust(shared: &Shared, cfg: SecureWebhook) -> u64 {
+        let id = shared
+            .next_trust
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let secure = Arc::new(Secure {
+            cfg,
+            http: shared.http.clone(),
+            keys: tokio::sync::Mutex::new((jsonwebtoken::jwk::JwkSet { keys: Vec::new() }, None)),
+        });
+        lock(&shared.secure).push((id, secure));
+        id
+    }
+
+    /// Trusts secure-webhook tokens of another issuer until the guard is
+    /// dropped (a rehearsal's tenant, for its run).
+    pub fn trust(&self, cfg: SecureWebhook) -> TrustGuard {
+        TrustGuard {
+            id: Self::add_trust(&self.shared, cfg),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The secure webhook's URL (`POST` with a bearer token).
+    pub fn secure_url(&self) -> String {
+        format!("http://{}/webhook", self.addr)
     }
 
     /// The URL with the token redacted, for display.

@@ -206,6 +206,7 @@ impl DrillArgs {
             },
             findings: Vec::new(),
             last_sign_count: None,
+            secure_webhook: false,
         }
     }
 }
@@ -593,7 +594,10 @@ pub async fn execute(cli: Cli) -> u8 {
                     .alerts
                     .extend(crate::tenant::apis::every_alert_kind(deadline));
             }
-            let opts = a.drill.run_options(a.tenant, a.alert_deadline);
+            let mut opts = a.drill.run_options(a.tenant, a.alert_deadline);
+            // Every connector: the webhook arrives as Azure Monitor's
+            // secure webhook, with a token the tenant signs.
+            opts.secure_webhook = a.alerts == RehearsalAlerts::All;
             drill_command(&host, &drill, &opts, a.drill.progress, &cancel).await
         }
         Command::Run(a) => {

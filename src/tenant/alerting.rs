@@ -74,10 +74,24 @@ fn fire(s: Arc<Shared>, rule: String, signin: DateTime<Utc>) {
             None => "no webhook configured".to_owned(),
             Some(_) => String::new(),
         };
-        if let Some(url) = &s.opts.webhook_url {
+        let target = match (&s.opts.secure_webhook, &s.signer) {
+            (Some((url, aud)), Some((key, _))) => match secure_token(&s, key, aud) {
+                Ok(t) => Some((url.clone(), Some(t))),
+                Err(e) => {
+                    delivery = format!("the secure webhook token could not be signed: {e}");
+                    None
+                }
+            },
+            _ => s.opts.webhook_url.clone().map(|u| (u, None)),
+        };
+        if let Some((url, bearer)) = target {
             let times = if s.has(Fault::AlertDuplicate) { 2 } else { 1 };
             for _ in 0..times {
-                delivery = match s.http.post(url).json(&payload).send().await {
+                let mut req = s.http.post(&url).json(&payload);
+                if let Some(t) = &bearer {
+                    req = req.bearer_auth(t);
+                }
+                delivery = match req.send().await {
                     Ok(r) => format!("HTTP {}", r.status().as_u16()),
                     Err(e) => format!("delivery failed: {e}"),
                 };
@@ -87,6 +101,65 @@ fn fire(s: Arc<Shared>, rule: String, signin: DateTime<Utc>) {
         inner.raised.push(raised);
         inner.fired.push(FiredAlert { alert_id, delivery });
     });
+}
+
+/// Azure Monitor's service principal (the action group's identity),
+/// as Microsoft's secure webhook documentation names it.
+const AZURE_MONITOR_APP_ID: &str = "461e8683-5575-4561-ac7f-899cc907d62a";
+/// The signing key's id in the tenant's JWKS.
+const KID: &str = "rehearsal-1";
+
+/// A fresh RSA key for the secure webhook's tokens, and its JWKS.
+pub(super) fn signing_key() -> Result<(jsonwebtoken::EncodingKey, Value), String> {
+    use rsa::pkcs1::EncodeRsaPrivateKey as _;
+    use rsa::traits::PublicKeyParts as _;
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
+        .map_err(|e| format!("cannot make the secure webhook's signing key: {e}"))?;
+    let der = key
+        .to_pkcs1_der()
+        .map_err(|e| format!("cannot encode the secure webhook's signing key: {e}"))?;
+    let jwks = json!({ "keys": [{
+        "kty": "RSA",
+        "use": "sig",
+        "kid": KID,
+        "n": B64.encode(key.n().to_bytes_be()),
+        "e": B64.encode(key.e().to_bytes_be()),
+    }]});
+    Ok((
+        jsonwebtoken::EncodingKey::from_rsa_der(der.as_bytes()),
+        jwks,
+    ))
+}
+
+/// The token Azure Monitor's action group presents to a secure webhook:
+/// an Entra app-only access token for the webhook's app (`aud`), with the
+/// `ActionGroupsSecureWebhook` role, issued to Azure Monitor's service
+/// principal (claims as Entra's access token reference lists them).
+fn secure_token(s: &Shared, key: &jsonwebtoken::EncodingKey, aud: &str) -> Result<String, String> {
+    let now = Utc::now().timestamp();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(KID.into());
+    let claims = json!({
+        "aud": aud,
+        "iss": format!("{}/{TENANT_ID}/v2.0", s.urls.authority),
+        "iat": now,
+        "nbf": now,
+        "exp": now + 3600,
+        "appid": AZURE_MONITOR_APP_ID,
+        "azp": AZURE_MONITOR_APP_ID,
+        "tid": TENANT_ID,
+        "roles": [crate::alerts::webhook::SECURE_WEBHOOK_ROLE],
+        "ver": "2.0",
+    });
+    jsonwebtoken::encode(&header, &claims, key).map_err(|e| e.to_string())
+}
+
+/// The tenant's signing keys (`/discovery/v2.0/keys`).
+pub(super) async fn jwks(State(s): State<Arc<Shared>>) -> Response {
+    match &s.signer {
+        Some((_, keys)) => Json(keys.clone()).into_response(),
+        None => Json(json!({ "keys": [] })).into_response(),
+    }
 }
 
 /// The rehearsal workspace's resource id and id.

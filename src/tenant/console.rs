@@ -92,6 +92,7 @@ pub async fn start(
         listen,
         allow_list: false,
         lax_session_cookie: false,
+        secure_webhook: None,
     })
     .await?;
     Ok(Console {

@@ -274,6 +274,11 @@ pub struct TenantOptions {
     /// `FidoParams.AllowList` (Entra may; empty means a discoverable
     /// credential is asked for).
     pub allow_list: bool,
+    /// Post alerts to Azure Monitor's secure webhook at this URL, with a
+    /// bearer token the tenant signs (its keys at
+    /// `{authority}/{tenant}/discovery/v2.0/keys`) for this audience,
+    /// instead of the token-in-URL webhook.
+    pub secure_webhook: Option<(String, String)>,
     /// Test knob: the flow's session cookie is `SameSite=Lax`, as a
     /// stand-in whose two hosts were one site could get away with; on
     /// Entra's two sites the browser drops it from the cross-site post.
@@ -416,6 +421,8 @@ struct Inner {
 
 struct Shared {
     opts: TenantOptions,
+    /// The secure webhook's signing key and its JWKS (when used).
+    signer: Option<(jsonwebtoken::EncodingKey, Value)>,
     started: tokio::time::Instant,
     urls: TenantUrls,
     inner: Mutex<Inner>,
@@ -499,7 +506,14 @@ impl RehearsalTenant {
             sign_count: opts.account.credential.sign_count,
             ..Inner::default()
         };
+        let signer = match &opts.secure_webhook {
+            Some(_) => {
+                Some(alerting::signing_key().map_err(|reason| TenantError::Bind { addr, reason })?)
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            signer,
             started: tokio::time::Instant::now(),
             urls: TenantUrls::new(addr.port()),
             opts,
@@ -621,6 +635,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/ests/kmsi", post(kmsi))
         .route("/ests/{tenant}/oauth2/v2.0/logout", get(logout))
         .route("/ests/{tenant}/oauth2/v2.0/token", post(token))
+        .route("/ests/{tenant}/discovery/v2.0/keys", get(jwks))
         .route("/fido/common/fido/get", post(fido_get))
         .route("/graph/v1.0/auditLogs/signIns", get(graph_signins))
         .route("/graph/beta/auditLogs/signIns/{id}", get(graph_signin_beta))

@@ -14,6 +14,8 @@ use glassdrill::runner::{RunOptions, run_configured};
 use glassdrill::tenant::Fault;
 use tokio_util::sync::CancellationToken;
 
+/// Every alert check kind; the webhook arrives as Azure Monitor's secure
+/// webhook (a bearer token the tenant signs, checked against its JWKS).
 async fn rehearse_all(w: &World, faults: &[Fault], deadline: Duration) -> DrillOutcome {
     let mut drill = glassdrill::config::DrillConfig::rehearsal().expect("rehearsal drill");
     for a in &mut drill.alerts {
@@ -26,6 +28,7 @@ async fn rehearse_all(w: &World, faults: &[Fault], deadline: Duration) -> DrillO
         faults: faults.to_vec(),
         alert_delay: Duration::from_millis(300),
         step_timeout: Some(Duration::from_secs(60)),
+        secure_webhook: true,
         ..RunOptions::default()
     };
     run_configured(&w.host(), &drill, &opts, &Quiet, &CancellationToken::new())

@@ -64,6 +64,7 @@ impl Tenant {
             listen: "127.0.0.1:0".parse().expect("addr"),
             allow_list,
             lax_session_cookie: false,
+            secure_webhook: None,
         })
         .await
         .expect("tenant");

@@ -489,6 +489,7 @@ impl Manual {
             listen: "127.0.0.1:0".parse().expect("addr"),
             allow_list: false,
             lax_session_cookie: false,
+            secure_webhook: None,
         };
         tune(&mut opts);
         let tenant = RehearsalTenant::start(opts).await.expect("tenant");
