@@ -449,3 +449,61 @@ fn the_account_names_its_object_id_for_entra() {
         Some(crate::tenant::REHEARSAL_OBJECT_ID)
     );
 }
+
+#[test]
+fn alert_kinds_name_their_source() {
+    let parse = |alerts: &str| {
+        let text = format!(
+            "id = \"bg1\"\naccount = {{ upn = \"bg1@contoso.onmicrosoft.com\", object_id = \"00000000-0000-0000-0000-000000000b61\" }}\n\
+             flow = \"flows/entra-security-key.toml\"\n\
+             authenticator = {{ kind = \"virtual\", private_key = \"env:BG1_KEY\", credential_id = \"AAAA\", rp_id = \"login.microsoft.com\" }}\n{alerts}"
+        );
+        DrillConfig::parse(Path::new("drills/bg1.toml"), &text, |_| {
+            Ok((
+                PathBuf::from("flows/entra-security-key.toml"),
+                ENTRA_FLOW.to_owned(),
+            ))
+        })
+    };
+    let ok = parse(
+        "[[alerts]]\nkind = \"log-analytics\"\nname = \"la\"\nworkspace = \"ws\"\ndeadline = \"5m\"\nevery = \"30s\"\n\
+         [[alerts]]\nkind = \"mailbox\"\nname = \"mail\"\nmailbox = \"soc@contoso.com\"\nsender = \"azure-noreply@microsoft.com\"\nsubject = \"Break-glass\"\ndeadline = \"5m\"\n\
+         [[alerts]]\nkind = \"pagerduty\"\nname = \"pd\"\nservice = \"PBGLASS\"\ndeadline = \"5m\"\n\
+         [[alerts]]\nkind = \"graph-signin\"\nname = \"logged\"\ndeadline = \"5m\"\n",
+    )
+    .unwrap();
+    let kinds: Vec<_> = ok
+        .alerts
+        .iter()
+        .map(|a| (a.kind, a.rule.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (AlertKind::LogAnalytics, "Log Analytics sign-in row"),
+            (AlertKind::Mailbox, "azure-noreply@microsoft.com"),
+            (AlertKind::PagerDuty, "PBGLASS"),
+            (AlertKind::GraphSignIn, "sign-in log"),
+        ]
+    );
+    assert_eq!(ok.alerts[0].every, Duration::from_secs(30));
+    let bad = messages(
+        parse(
+            "[[alerts]]\nkind = \"mailbox\"\nname = \"mail\"\ndeadline = \"5m\"\n\
+             [[alerts]]\nkind = \"azure-alerts\"\nname = \"arm\"\nrule = \"Break-glass\"\ndeadline = \"5m\"\n\
+             [[alerts]]\nkind = \"log-analytics\"\nname = \"la\"\ndeadline = \"5m\"\n\
+             [[alerts]]\nkind = \"sms\"\nname = \"x\"\nrule = \"r\"\ndeadline = \"5m\"\n",
+        )
+        .unwrap_err(),
+    );
+    for want in [
+        "alerts.sender is missing for mailbox alert `mail`",
+        "alerts.mailbox is missing for mailbox alert `mail`",
+        "alerts.subject is missing for mailbox alert `mail`",
+        "must be the alert rule's resource id",
+        "alerts.workspace is missing for log-analytics alert `la`",
+        "alert kind `sms` is not known; use one of: webhook, graph-signin, azure-alerts, log-analytics, graph-security, mailbox, pagerduty",
+    ] {
+        assert!(bad.contains(want), "`{want}` not in:\n{bad}");
+    }
+}
