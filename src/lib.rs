@@ -60,6 +60,11 @@
 //!   (`export`, with its standard-library Python verifier). Never
 //!   re-serialises what it signs.
 //! - [`notify`]: announcement and report channels (the console today).
+//! - [`posture`]: the break-glass set-up's rules, pure (account enabled,
+//!   cloud-only, unlicensed, Global Administrator active and permanent,
+//!   group, keys and methods, Conditional Access, the alert rule and its
+//!   action group) on what Graph and Azure Resource Manager return; each
+//!   PASS, FAIL or UNKNOWN. Fetching and the drill's use of it come next.
 //! - [`state`]: the daemon's state store (SQLite through `sqlx`,
 //!   portable SQL): drawn due times, holds, runs, key proofs, locks across
 //!   processes, the notification outbox; rebuilt from the bundles. Never
@@ -139,6 +144,8 @@ pub mod alerts;
 pub mod evidence;
 
 pub mod notify;
+
+pub mod posture;
 
 pub mod state;
 
