@@ -468,46 +468,24 @@ fn resolve_inputs(
                     source_file: src.clone(),
                     drill: drill.id.clone(),
                 }),
-                Some(e) => {
-                    use crate::config::host::EntraCredential;
-                    let (field, resolved) = match &e.credential {
-                        EntraCredential::Secret(r) => (
-                            "entra.client_secret",
-                            r.resolve().map(|s| (s, None)).map_err(|e| e.to_string()),
-                        ),
-                        EntraCredential::Certificate(r, alg) => (
-                            "entra.client_certificate",
-                            r.resolve().map_err(|e| e.to_string()).and_then(|pem| {
-                                crate::cloud::token::ClientCertificate::from_pem(&pem, *alg)
-                                    .map(|c| (SecretString::from(String::new()), Some(c)))
-                            }),
-                        ),
-                    };
-                    match resolved {
-                        Ok((client_secret, certificate)) => {
-                            entra = Some((
-                                TenantEndpoints {
-                                    authority: e.authority.clone(),
-                                    tenant_id: e.tenant_id.clone(),
-                                    graph: e.graph.clone(),
-                                    management: e.management.clone(),
-                                    log_analytics: e.log_analytics.clone(),
-                                },
-                                AppCredentials {
-                                    authority: e.authority.clone(),
-                                    tenant_id: e.tenant_id.clone(),
-                                    client_id: e.client_id.clone(),
-                                    client_secret,
-                                    certificate,
-                                },
-                            ));
-                        }
-                        Err(reason) => problems.push(PlanProblem::Setting {
-                            field: field.into(),
-                            reason,
-                        }),
+                Some(e) => match entra_credentials(e) {
+                    Ok(creds) => {
+                        entra = Some((
+                            TenantEndpoints {
+                                authority: e.authority.clone(),
+                                tenant_id: e.tenant_id.clone(),
+                                graph: e.graph.clone(),
+                                management: e.management.clone(),
+                                log_analytics: e.log_analytics.clone(),
+                            },
+                            creds,
+                        ));
                     }
-                }
+                    Err((field, reason)) => problems.push(PlanProblem::Setting {
+                        field: field.into(),
+                        reason,
+                    }),
+                },
             }
             if host.webhook.listen.port() == 0 {
                 problems.push(PlanProblem::WebhookListen);
@@ -803,6 +781,37 @@ async fn attach(
         t.shutdown().await;
     }
     Ok(outcome)
+}
+
+/// The app registration's credentials for the [entra] tenant: its
+/// secret, or its certificate loaded for client assertions. `Err` names
+/// the field and why.
+pub fn entra_credentials(
+    e: &crate::config::EntraConfig,
+) -> Result<AppCredentials, (&'static str, String)> {
+    use crate::config::host::EntraCredential;
+    let (client_secret, certificate) = match &e.credential {
+        EntraCredential::Secret(r) => (
+            r.resolve()
+                .map_err(|err| ("entra.client_secret", err.to_string()))?,
+            None,
+        ),
+        EntraCredential::Certificate(r, alg) => {
+            let pem = r
+                .resolve()
+                .map_err(|err| ("entra.client_certificate", err.to_string()))?;
+            let cert = crate::cloud::token::ClientCertificate::from_pem(&pem, *alg)
+                .map_err(|err| ("entra.client_certificate", err))?;
+            (SecretString::from(String::new()), Some(cert))
+        }
+    };
+    Ok(AppCredentials {
+        authority: e.authority.clone(),
+        tenant_id: e.tenant_id.clone(),
+        client_id: e.client_id.clone(),
+        client_secret,
+        certificate,
+    })
 }
 
 /// The Application ID URI a rehearsal's secure webhook tokens are for.

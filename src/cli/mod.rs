@@ -20,6 +20,7 @@ mod daemon;
 mod docs;
 mod evidence;
 mod keys;
+mod posture;
 mod progress;
 mod run;
 mod tenant;
@@ -145,6 +146,10 @@ pub enum Command {
     Status(StatusArgs),
     /// The upcoming schedule.
     Plan(PlanArgs),
+    /// Check, read-only, that every break-glass account listed in
+    /// [posture] is still set up as one and its alert still routes to
+    /// someone: PASS, FAIL or UNKNOWN (a permission missing) per check.
+    Posture(posture::PostureArgs),
     /// The state database.
     #[command(subcommand)]
     State(StateCommand),
@@ -625,6 +630,7 @@ pub async fn execute(cli: Cli) -> u8 {
         }
         Command::Daemon => daemon::daemon(host, cancel).await,
         Command::Status(a) => daemon::status(&host, a).await,
+        Command::Posture(a) => posture::posture(&host, a).await,
         Command::Plan(a) => daemon::plan(&host, a).await,
         Command::State(StateCommand::Rebuild) => daemon::rebuild(&host).await,
         Command::Keys(k) => keys::keys(&host, k).await,

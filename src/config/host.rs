@@ -22,6 +22,7 @@ struct RawHost {
     webhook: RawWebhook,
     entra: Option<RawEntra>,
     pagerduty: Option<RawPagerDuty>,
+    posture: Option<RawPosture>,
     #[serde(default)]
     browser: RawBrowser,
     #[serde(default)]
@@ -48,6 +49,22 @@ struct RawWebhook {
     secure_issuer: Option<Vec<String>>,
     secure_jwks: Option<Spanned<String>>,
     secure_role: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RawPosture {
+    group_id: Option<String>,
+    alert_rule: Option<String>,
+    #[serde(default)]
+    allowed_aaguids: Vec<String>,
+    #[serde(default)]
+    accounts: Vec<RawPostureAccount>,
+}
+
+#[derive(Deserialize)]
+struct RawPostureAccount {
+    object_id: Spanned<String>,
+    upn: String,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +111,9 @@ pub struct HostConfig {
     pub entra: Option<EntraConfig>,
     /// PagerDuty's REST API, for `pagerduty` alert checks.
     pub pagerduty: Option<PagerDutyConfig>,
+    /// The break-glass accounts of the [entra] tenant, named explicitly,
+    /// and what their set-up is checked against.
+    pub posture: Option<PostureConfig>,
     /// Browser binaries and timeouts.
     pub browser: BrowserConfig,
     /// The daemon: state, ticks, spacing, metrics, heartbeat.
@@ -168,6 +188,19 @@ pub enum EntraCredential {
     Certificate(SecretRef, crate::cloud::token::AssertionAlg),
 }
 
+/// The break-glass set-up to check (`glassdrill posture`).
+#[derive(Debug, Clone)]
+pub struct PostureConfig {
+    /// The accounts, by object id (UPN alongside, for people).
+    pub accounts: Vec<crate::posture::Account>,
+    /// The break-glass group's object id.
+    pub group_id: Option<String>,
+    /// The alert rule's resource id.
+    pub alert_rule: Option<String>,
+    /// The FIDO2 key models allowed (AAGUIDs); empty allows any.
+    pub allowed_aaguids: Vec<String>,
+}
+
 /// PagerDuty's REST API.
 #[derive(Debug, Clone)]
 pub struct PagerDutyConfig {
@@ -229,6 +262,10 @@ fn host_schema(p: &[Seg]) -> Option<&'static [&'static str]> {
         [Seg::Key(k)] if k == "webhook" => Some(fields_of::<RawWebhook>()),
         [Seg::Key(k)] if k == "entra" => Some(fields_of::<RawEntra>()),
         [Seg::Key(k)] if k == "pagerduty" => Some(fields_of::<RawPagerDuty>()),
+        [Seg::Key(k)] if k == "posture" => Some(fields_of::<RawPosture>()),
+        [Seg::Key(k), Seg::Key(a), Seg::Index(_)] if k == "posture" && a == "accounts" => {
+            Some(fields_of::<RawPostureAccount>())
+        }
         [Seg::Key(k)] if k == "browser" => Some(fields_of::<RawBrowser>()),
         [Seg::Key(k)] if k == "daemon" => Some(fields_of::<super::daemon::RawDaemon>()),
         [Seg::Key(k)] if k == "notify" => Some(fields_of::<super::daemon::RawNotify>()),
@@ -305,6 +342,7 @@ impl HostConfig {
             },
             entra: None,
             pagerduty: None,
+            posture: None,
             browser: BrowserConfig::default(),
             daemon,
             notify: super::NotifyConfig::default(),
@@ -561,6 +599,33 @@ impl HostConfig {
                     "webhook.secure_audience is set, but the token's issuer and keys are unknown: configure [entra] (tenant_id, authority) or set webhook.secure_issuer and webhook.secure_jwks",
                 )),
             }
+        }
+        if let Some(p) = raw.posture {
+            let mut accounts = Vec::new();
+            for a in p.accounts {
+                match uuid::Uuid::parse_str(a.object_id.get_ref().trim()) {
+                    Ok(u) => accounts.push(crate::posture::Account {
+                        object_id: u.hyphenated().to_string(),
+                        upn: a.upn,
+                    }),
+                    Err(_) => problems.push(src.error(
+                        a.object_id.span().start,
+                        format!("posture.accounts.object_id `{}` is not a GUID: copy the account's Object ID from the Entra admin center", a.object_id.get_ref()),
+                    )),
+                }
+            }
+            if accounts.is_empty() {
+                problems.push(src.error(
+                    0,
+                    "[posture] lists no accounts: name every break-glass account with [[posture.accounts]] object_id and upn (nothing is inferred)",
+                ));
+            }
+            cfg.posture = Some(PostureConfig {
+                accounts,
+                group_id: p.group_id,
+                alert_rule: p.alert_rule,
+                allowed_aaguids: p.allowed_aaguids,
+            });
         }
         if let Some(pd) = raw.pagerduty {
             let api = url_field(

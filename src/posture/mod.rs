@@ -52,6 +52,8 @@ pub enum Fetched {
     Missing,
     /// 401/403: glassdrill may not read it; the permission it needs.
     Denied(&'static str),
+    /// Another failure (the API down): UNKNOWN, with the reason.
+    Failed(String),
 }
 
 /// A listed account.
@@ -81,6 +83,15 @@ fn unknown(account: Option<&Account>, name: &'static str, permission: &str) -> C
     )
 }
 
+fn unreadable(account: Option<&Account>, name: &'static str, why: &str) -> Check {
+    check(
+        account,
+        name,
+        Status::Unknown,
+        format!("could not be read: {why}"),
+    )
+}
+
 fn items(v: &Value) -> &[Value] {
     v["value"].as_array().map_or(&[], Vec::as_slice)
 }
@@ -106,6 +117,7 @@ pub fn user_checks(a: &Account, user: &Fetched) -> Vec<Check> {
             )];
         }
         Fetched::Denied(p) => return vec![unknown(Some(a), "exists and is enabled", p)],
+        Fetched::Failed(e) => return vec![unreadable(Some(a), "exists and is enabled", e)],
     };
     let mut out = Vec::new();
     let enabled = u["accountEnabled"].as_bool() == Some(true);
@@ -160,6 +172,7 @@ pub fn ga_check(a: &Account, assigned: &Fetched, eligible: &Fetched) -> Check {
     let (assigned, eligible) = match (assigned, eligible) {
         (Fetched::Got(x), Fetched::Got(y)) => (x, y),
         (Fetched::Denied(p), _) | (_, Fetched::Denied(p)) => return unknown(Some(a), NAME, p),
+        (Fetched::Failed(e), _) | (_, Fetched::Failed(e)) => return unreadable(Some(a), NAME, e),
         _ => {
             return check(
                 Some(a),
@@ -223,6 +236,7 @@ pub fn group_check(a: &Account, member_of: &Fetched, group_id: &str) -> Check {
             )
         }
         Fetched::Denied(p) => unknown(Some(a), NAME, p),
+        Fetched::Failed(e) => unreadable(Some(a), NAME, e),
         Fetched::Missing => check(
             Some(a),
             NAME,
@@ -244,6 +258,11 @@ pub fn method_checks(a: &Account, methods: &Fetched, allowed_aaguids: &[String])
         Fetched::Got(v) => v,
         Fetched::Denied(p) => {
             return [KEYS, WEAK, TAP].map(|n| unknown(Some(a), n, p)).to_vec();
+        }
+        Fetched::Failed(e) => {
+            return [KEYS, WEAK, TAP]
+                .map(|n| unreadable(Some(a), n, e))
+                .to_vec();
         }
         Fetched::Missing => {
             return vec![check(
@@ -350,6 +369,7 @@ pub fn ca_check(policies: &Fetched, group_id: &str, accounts: &[Account]) -> Che
     let v = match policies {
         Fetched::Got(v) => v,
         Fetched::Denied(p) => return unknown(None, NAME, p),
+        Fetched::Failed(e) => return unreadable(None, NAME, e),
         Fetched::Missing => {
             return check(None, NAME, Status::Fail, "no policies could be read".into());
         }
@@ -476,6 +496,7 @@ pub fn rule_checks(rule: &Fetched, accounts: &[Account]) -> Vec<Check> {
             )];
         }
         Fetched::Denied(p) => return vec![unknown(None, NAME, p), unknown(None, COVERS, p)],
+        Fetched::Failed(e) => return vec![unreadable(None, NAME, e), unreadable(None, COVERS, e)],
     };
     let p = &r["properties"];
     let enabled = p["enabled"].as_bool() == Some(true);
@@ -569,6 +590,7 @@ pub fn action_group_check(ag: &Fetched) -> Check {
             );
         }
         Fetched::Denied(p) => return unknown(None, NAME, p),
+        Fetched::Failed(e) => return unreadable(None, NAME, e),
     };
     let p = &g["properties"];
     let mut receivers = 0;
@@ -608,6 +630,8 @@ pub fn action_group_check(ag: &Fetched) -> Check {
 pub fn failed(checks: &[Check]) -> bool {
     checks.iter().any(|c| c.status == Status::Fail)
 }
+
+pub mod fetch;
 
 #[cfg(test)]
 mod tests;
