@@ -623,6 +623,9 @@ pub enum IgnoreReason {
     },
     /// The same alert (id and condition) seen again.
     Duplicate,
+    /// It names no account, and its rule's rows over its window do not
+    /// hold this sign-in's record.
+    SearchLacksSignIn,
 }
 
 /// How an alert was tied to this drill's sign-in, strongest first.
@@ -642,6 +645,17 @@ pub enum MatchKind {
 }
 
 impl MatchKind {
+    /// What a verdict says of a match weaker than by account: `None` for
+    /// a match by account.
+    pub fn advice(self) -> Option<String> {
+        (self != Self::ByAccount).then(|| {
+            format!(
+                "matched {} only: the alert names no account; split the rule by UserId so its alert names the account",
+                self.words()
+            )
+        })
+    }
+
     /// In words, for the verdict.
     pub fn words(self) -> &'static str {
         match self {
@@ -694,6 +708,10 @@ impl std::fmt::Display for IgnoreReason {
                 rfc3339_ms(*signin)
             ),
             Self::Duplicate => write!(f, "the same alert again (a duplicate delivery)"),
+            Self::SearchLacksSignIn => write!(
+                f,
+                "names no account, and its rule's rows over its window do not hold this sign-in"
+            ),
         }
     }
 }

@@ -115,7 +115,35 @@ pub fn parse_common_alert(v: &Value) -> Result<CommonAlert, ShapeError> {
     let fired = timestamp(&e["firedDateTime"]).ok_or(ShapeError::Field(
         "data.essentials.firedDateTime is missing or not RFC 3339",
     ))?;
-    let condition = &v["data"]["alertContext"]["condition"];
+    let (mut accounts, window, search_link) =
+        read_condition(&v["data"]["alertContext"]["condition"]);
+    if let Some(props) = v["data"]["customProperties"].as_object() {
+        for (k, val) in props {
+            if names_an_account(k)
+                && let Some(val) = val.as_str()
+            {
+                accounts.push(val.to_owned());
+            }
+        }
+    }
+    Ok(CommonAlert {
+        alert_id: s("alertId").ok_or(ShapeError::Field("data.essentials.alertId is missing"))?,
+        rule: s("alertRule").unwrap_or_default(),
+        severity: s("severity").unwrap_or_default(),
+        monitor_condition: s("monitorCondition").unwrap_or_default(),
+        fired,
+        accounts,
+        window,
+        search_link,
+    })
+}
+
+/// An evaluation window: start and end.
+pub(crate) type Window = (DateTime<Utc>, DateTime<Utc>);
+
+/// What a common-schema `alertContext.condition` says: the accounts its
+/// dimensions name, its evaluation window, its `linkToSearchResultsAPI`.
+pub(crate) fn read_condition(condition: &Value) -> (Vec<String>, Option<Window>, Option<String>) {
     let mut accounts = Vec::new();
     let mut search_link = None;
     for c in condition["allOf"].as_array().into_iter().flatten() {
@@ -130,27 +158,9 @@ pub fn parse_common_alert(v: &Value) -> Result<CommonAlert, ShapeError> {
             search_link = c["linkToSearchResultsAPI"].as_str().map(str::to_owned);
         }
     }
-    if let Some(props) = v["data"]["customProperties"].as_object() {
-        for (k, val) in props {
-            if names_an_account(k)
-                && let Some(val) = val.as_str()
-            {
-                accounts.push(val.to_owned());
-            }
-        }
-    }
     let window =
         timestamp(&condition["windowStartTime"]).zip(timestamp(&condition["windowEndTime"]));
-    Ok(CommonAlert {
-        alert_id: s("alertId").ok_or(ShapeError::Field("data.essentials.alertId is missing"))?,
-        rule: s("alertRule").unwrap_or_default(),
-        severity: s("severity").unwrap_or_default(),
-        monitor_condition: s("monitorCondition").unwrap_or_default(),
-        fired,
-        accounts,
-        window,
-        search_link,
-    })
+    (accounts, window, search_link)
 }
 
 /// How far in the future (by glassdrill's clock when it saw the alert) an

@@ -1,8 +1,8 @@
 //! Alert checks: did the alert pipeline fire for *this* sign-in in time?
 //!
-//! [`AlertCheck`] is the seam every kind plugs into (webhook today; Graph,
-//! Alerts Management, Log Analytics, Defender, mailbox and PagerDuty come
-//! later). The correlation rules are pure ([`correlate`]): an alert counts
+//! [`AlertCheck`] is the seam every kind plugs into: the [`webhook`]
+//! receiver, and the polling checks of [`sources`] (the sign-in log,
+//! Alerts Management, Log Analytics, Defender, a mailbox, PagerDuty). The correlation rules are pure ([`correlate`]): an alert counts
 //! only if it is for this drill's account and fired at or after this
 //! drill's sign-in; anything else is kept as "ignored" with the reason,
 //! because an auditor wants to see it. [`webhook`] is the built-in
@@ -123,7 +123,7 @@ pub(crate) struct Correlator<'a> {
     pub target: &'a AlertTarget,
     /// Confirms matches by rule and window.
     pub confirm: Option<&'a dyn SearchConfirm>,
-    seen: std::collections::HashSet<(String, String)>,
+    seen: std::collections::HashSet<String>,
 }
 
 impl<'a> Correlator<'a> {
@@ -151,10 +151,25 @@ impl<'a> Correlator<'a> {
         keep_duplicates: bool,
         cancel: &CancellationToken,
     ) -> bool {
-        let key = (
-            a.alert.alert_id.to_ascii_lowercase(),
-            a.alert.monitor_condition.to_ascii_lowercase(),
-        );
+        // A delivery is the same alert when its id and condition are; a
+        // polled object is also told apart by what is judged of it (rows
+        // without an id, an alert whose evidence fills in later).
+        let key = if keep_duplicates {
+            format!(
+                "{}\u{1f}{}",
+                a.alert.alert_id.to_ascii_lowercase(),
+                a.alert.monitor_condition.to_ascii_lowercase()
+            )
+        } else {
+            format!(
+                "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{:?}",
+                a.alert.alert_id.to_ascii_lowercase(),
+                a.alert.monitor_condition.to_ascii_lowercase(),
+                a.alert.fired.timestamp_micros(),
+                a.alert.accounts.join("\u{1f}").to_ascii_lowercase(),
+                a.alert.window,
+            )
+        };
         if !self.seen.insert(key) {
             if keep_duplicates {
                 obs.ignored.push((a, IgnoreReason::Duplicate));
@@ -175,14 +190,7 @@ impl<'a> Correlator<'a> {
             match c.holds_signin(&a.alert, self.target, cancel).await {
                 Ok(true) => kind = MatchKind::ByRuleWindowAndSearch,
                 Ok(false) => {
-                    obs.ignored.push((
-                        a,
-                        IgnoreReason::OtherAccount {
-                            accounts: vec![
-                                "(the rule's rows over its window do not hold this sign-in)".into(),
-                            ],
-                        },
-                    ));
+                    obs.ignored.push((a, IgnoreReason::SearchLacksSignIn));
                     return false;
                 }
                 Err(e) => {

@@ -21,7 +21,9 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use super::correlate::{names_an_account, parse_common_alert, rows_hold_signin, timestamp};
+use super::correlate::{
+    names_an_account, parse_common_alert, read_condition, rows_hold_signin, timestamp,
+};
 use super::{
     AlertCheck, AlertObservation, AlertTarget, CommonAlert, Correlator, ReceivedAlert,
     SearchConfirm,
@@ -95,16 +97,36 @@ impl AlertCheck for PollingCheck {
         let mut correlator = Correlator::new(&self.rule, target, self.confirm.as_deref());
         let end = target.late_until.max(target.deadline);
         let mut seq = 0;
+        let mut deadline_polled = false;
+        let mut answered = false;
         loop {
-            match self.source.fetch(target, cancel).await {
+            // An alert in the answer was visible when the poll was made:
+            // it is on time by the poll's start, not by how long the
+            // answer (pages, retries) took.
+            let (polled_at, polled) = (crate::support::time::now(), tokio::time::Instant::now());
+            deadline_polled |= polled >= target.deadline;
+            // A poll never outlives the check (the one at its end gets a
+            // short grace to answer).
+            let limit = end.max(polled + Duration::from_secs(30));
+            let fetched = tokio::select! {
+                r = self.source.fetch(target, cancel) => r,
+                () = tokio::time::sleep_until(limit) => {
+                    if !answered {
+                        obs.error = Some(format!("{}: no answer before the check's end", self.source.kind()));
+                    }
+                    return obs;
+                }
+            };
+            match fetched {
                 Ok(found) => {
+                    answered = true;
                     obs.error = None;
                     for f in found {
                         seq += 1;
                         let a = ReceivedAlert {
                             seq,
-                            received_at: crate::support::time::now(),
-                            arrived: tokio::time::Instant::now(),
+                            received_at: polled_at,
+                            arrived: polled,
                             raw: axum::body::Bytes::from(f.raw.to_string()),
                             alert: f.alert,
                             ingested: f.ingested,
@@ -126,7 +148,11 @@ impl AlertCheck for PollingCheck {
                     obs.error = Some(format!("{}: {e}", self.source.kind()));
                 }
             }
-            let next = tokio::time::Instant::now() + self.every;
+            // One poll always lands on the deadline itself.
+            let mut next = tokio::time::Instant::now() + self.every;
+            if !deadline_polled && next > target.deadline {
+                next = target.deadline;
+            }
             if next > end {
                 return obs;
             }
@@ -259,22 +285,7 @@ pub fn parse_azure_alert(v: &Value) -> Option<CommonAlert> {
     } else {
         &context["context"]
     };
-    let mut accounts = Vec::new();
-    let mut search_link = None;
-    for c in ctx["condition"]["allOf"].as_array().into_iter().flatten() {
-        for d in c["dimensions"].as_array().into_iter().flatten() {
-            if names_an_account(d["name"].as_str().unwrap_or_default())
-                && let Some(val) = d["value"].as_str()
-            {
-                accounts.push(val.to_owned());
-            }
-        }
-        if search_link.is_none() {
-            search_link = c["linkToSearchResultsAPI"].as_str().map(str::to_owned);
-        }
-    }
-    let window = timestamp(&ctx["condition"]["windowStartTime"])
-        .zip(timestamp(&ctx["condition"]["windowEndTime"]));
+    let (accounts, window, search_link) = read_condition(&ctx["condition"]);
     Some(CommonAlert {
         alert_id: v["id"].as_str().unwrap_or_default().to_owned(),
         rule: e["alertRule"].as_str().unwrap_or_default().to_owned(),
@@ -429,6 +440,32 @@ fn la_table(v: &Value, api: &'static str) -> Result<Table, CloudError> {
 }
 
 impl LogAnalytics {
+    /// The KQL with the account filled in (`{object_id}`, `{upn}`), the
+    /// values stripped of quotes and backslashes.
+    fn kql(&self, target: &AlertTarget) -> String {
+        let clean = |v: &str| v.replace(['"', '\'', '\\'], "");
+        self.query
+            .replace(
+                "{object_id}",
+                &clean(target.object_id.as_deref().unwrap_or_default()),
+            )
+            .replace("{upn}", &clean(&target.upn))
+    }
+
+    /// Whether `link` is this workspace API's own (same scheme, host and
+    /// port, a `/v1/` path): the token is never sent anywhere else.
+    fn own_link(&self, link: &str) -> bool {
+        match (reqwest::Url::parse(link), reqwest::Url::parse(&self.base)) {
+            (Ok(l), Ok(b)) => {
+                l.scheme() == b.scheme()
+                    && l.host_str() == b.host_str()
+                    && l.port_or_known_default() == b.port_or_known_default()
+                    && l.path().starts_with("/v1/")
+            }
+            _ => false,
+        }
+    }
+
     fn url(&self) -> String {
         format!(
             "{}/v1/workspaces/{}/query",
@@ -471,13 +508,7 @@ impl Source for LogAnalytics {
         target: &AlertTarget,
         cancel: &CancellationToken,
     ) -> Result<Vec<Fetched>, CloudError> {
-        let kql = self
-            .query
-            .replace(
-                "{object_id}",
-                target.object_id.as_deref().unwrap_or_default(),
-            )
-            .replace("{upn}", &target.upn.replace('"', ""));
+        let kql = self.kql(target);
         let now = crate::support::time::now();
         let table = self
             .query(
@@ -538,11 +569,16 @@ impl SearchConfirm for LogAnalytics {
         target: &AlertTarget,
         cancel: &CancellationToken,
     ) -> Result<bool, String> {
+        if target.signin_id.is_none() && target.correlation_id.is_none() {
+            return Err(
+                "the sign-in's record is not known, so its rows cannot be looked for".into(),
+            );
+        }
         // The rule's own search over its window: its
         // `linkToSearchResultsAPI` when the alert carries one on this
         // workspace's API, else the configured query over the window.
         let table = match &alert.search_link {
-            Some(link) if link.starts_with(self.base.trim_end_matches('/')) => {
+            Some(link) if self.own_link(link) => {
                 let v = self
                     .api
                     .call(
@@ -561,13 +597,7 @@ impl SearchConfirm for LogAnalytics {
                 let (from, to) = alert
                     .window
                     .ok_or_else(|| "the alert has no evaluation window".to_owned())?;
-                let kql = self
-                    .query
-                    .replace(
-                        "{object_id}",
-                        target.object_id.as_deref().unwrap_or_default(),
-                    )
-                    .replace("{upn}", &target.upn.replace('"', ""));
+                let kql = self.kql(target);
                 self.query(&kql, from, to, cancel)
                     .await
                     .map_err(|e| e.to_string())?
@@ -596,7 +626,10 @@ pub struct GraphSecurity {
 }
 
 /// Reads an `alerts_v2` alert: its title is its rule; accounts from its
-/// user evidence (`userAccount.azureAdUserId`, `userPrincipalName`).
+/// user evidence (`userAccount.azureAdUserId`, `userPrincipalName`); its
+/// activity window from `firstActivityDateTime`…`lastActivityDateTime`.
+/// It was raised when created, whatever its status since (a resolved
+/// alert still proves the pipeline; its status stays in the evidence).
 pub fn parse_security_alert(v: &Value) -> Option<CommonAlert> {
     let fired = timestamp(&v["createdDateTime"])?;
     let mut accounts = Vec::new();
@@ -608,15 +641,16 @@ pub fn parse_security_alert(v: &Value) -> Option<CommonAlert> {
             }
         }
     }
-    let resolved = v["status"].as_str() == Some("resolved");
     Some(CommonAlert {
         alert_id: v["id"].as_str().unwrap_or_default().to_owned(),
         rule: v["title"].as_str().unwrap_or_default().to_owned(),
         severity: v["severity"].as_str().unwrap_or_default().to_owned(),
-        monitor_condition: if resolved { "Resolved" } else { "Fired" }.into(),
+        monitor_condition: "Fired".into(),
         fired,
         accounts,
-        window: None,
+        // The activity it is about: one that ended before the sign-in is
+        // not this drill's.
+        window: timestamp(&v["firstActivityDateTime"]).zip(timestamp(&v["lastActivityDateTime"])),
         search_link: None,
     })
 }
@@ -664,10 +698,35 @@ impl Source for GraphSecurity {
 /// mail's or an incident's free text names the account, or does not).
 fn mentioned(text: &str, upn: &str, object_id: Option<&str>) -> Vec<String> {
     let lower = text.to_lowercase();
+    // Whole words only: `bg1@contoso…` is not in `old-bg1@contoso…`.
+    let word = |c: Option<char>| {
+        c.is_some_and(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '+'))
+    };
+    let found = |needle: &str| {
+        let n = needle.to_lowercase();
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(&n) {
+            let at = from + i;
+            let before = lower[..at].chars().next_back();
+            let mut rest = lower[at + n.len()..].chars();
+            let after = rest.next();
+            // A full stop ending a sentence is not part of the address.
+            let after = if after == Some('.') && !rest.next().is_some_and(char::is_alphanumeric) {
+                None
+            } else {
+                after
+            };
+            if !word(before) && !word(after) {
+                return true;
+            }
+            from = at + n.len();
+        }
+        false
+    };
     [Some(upn), object_id]
         .into_iter()
         .flatten()
-        .filter(|a| !a.is_empty() && lower.contains(&a.to_lowercase()))
+        .filter(|a| !a.is_empty() && found(a))
         .map(str::to_owned)
         .collect()
 }
@@ -749,8 +808,13 @@ impl Source for Mailbox {
         let q = [
             (
                 "$filter",
-                format!("receivedDateTime ge {}", iso(since(target))),
+                format!(
+                    "receivedDateTime ge {} and from/emailAddress/address eq '{}'",
+                    iso(since(target)),
+                    self.sender.replace('\'', "''")
+                ),
             ),
+            ("$top", "100".to_owned()),
             (
                 "$select",
                 "id,internetMessageId,subject,from,receivedDateTime,bodyPreview,body".to_owned(),
@@ -814,7 +878,9 @@ pub struct PagerDuty {
 const PD_ACCEPT: (&str, &str) = ("Accept", "application/vnd.pagerduty+json;version=2");
 
 impl PagerDuty {
-    /// Reads an incident and its alerts.
+    /// Reads an incident and its alerts. It was raised when created,
+    /// whatever its status since (auto-resolved or closed by on-call still
+    /// proves the page; its status stays in the evidence).
     pub fn parse(incident: &Value, alerts: &[Value], target: &AlertTarget) -> Option<CommonAlert> {
         let fired = timestamp(&incident["created_at"])?;
         let mut accounts = Vec::new();
@@ -842,7 +908,6 @@ impl PagerDuty {
                 )),
             }
         }
-        let resolved = incident["status"].as_str() == Some("resolved");
         Some(CommonAlert {
             alert_id: incident["id"].as_str().unwrap_or_default().to_owned(),
             rule: incident["service"]["id"]
@@ -850,7 +915,7 @@ impl PagerDuty {
                 .unwrap_or_default()
                 .to_owned(),
             severity: incident["urgency"].as_str().unwrap_or_default().to_owned(),
-            monitor_condition: if resolved { "Resolved" } else { "Fired" }.into(),
+            monitor_condition: "Fired".into(),
             fired,
             accounts,
             window,
@@ -874,7 +939,7 @@ impl Source for PagerDuty {
         let until = crate::support::time::now() + chrono::Duration::hours(1);
         let mut incidents = Vec::new();
         let mut offset = 0;
-        for _ in 0..20 {
+        loop {
             let q = [
                 ("since", iso(since(target))),
                 ("until", iso(until)),
@@ -898,6 +963,15 @@ impl Source for PagerDuty {
             incidents.extend(got);
             if page["more"].as_bool() != Some(true) {
                 break;
+            }
+            if offset >= 2000 {
+                // A cut listing may lack the incident: an error.
+                return Err(CloudError::Api {
+                    api: self.api.name,
+                    status: 200,
+                    code: "more than 2000 incidents since the sign-in: narrow the service".into(),
+                    hint: "",
+                });
             }
         }
         let mut out = Vec::new();
@@ -1073,4 +1147,106 @@ pub fn log_analytics(
             .unwrap_or_else(|| DEFAULT_LA_QUERY.to_owned()),
         label: a.rule.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn la(base: &str) -> LogAnalytics {
+        LogAnalytics {
+            api: Api::new(
+                reqwest::Client::new(),
+                "Log Analytics",
+                base,
+                "",
+                Duration::from_millis(1),
+            ),
+            base: base.into(),
+            tokens: Arc::new(
+                TokenCache::new(crate::cloud::AppCredentials {
+                    authority: "http://127.0.0.1:9".into(),
+                    tenant_id: "t".into(),
+                    client_id: "c".into(),
+                    client_secret: SecretString::from("s"),
+                    certificate: None,
+                })
+                .unwrap(),
+            ),
+            workspace: "ws".into(),
+            query: DEFAULT_LA_QUERY.into(),
+            label: "r".into(),
+        }
+    }
+
+    /// The token goes only to the workspace API itself, never to a host
+    /// that merely starts like it (the link comes from the alert body).
+    #[test]
+    fn search_links_must_be_the_apis_own() {
+        let l = la("https://api.loganalytics.io");
+        assert!(l.own_link("https://api.loganalytics.io/v1/workspaces/ws/query?query=x"));
+        assert!(
+            l.own_link("https://api.loganalytics.io/v1/subscriptions/s/resourceGroups/rg/query")
+        );
+        for bad in [
+            "https://api.loganalytics.io.evil.localhost/v1/workspaces/ws/query",
+            "http://api.loganalytics.io/v1/workspaces/ws/query",
+            "https://api.loganalytics.io:8443/v1/workspaces/ws/query",
+            "https://api.loganalytics.io/oauth2/token",
+            "not a url",
+        ] {
+            assert!(!l.own_link(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_query_gets_the_account_without_quotes_or_backslashes() {
+        let l = la("https://api.loganalytics.io");
+        let t = AlertTarget {
+            upn: "o\"brien\\@contoso.onmicrosoft.com".into(),
+            object_id: Some("00000000-0000-0000-0000-0000000b6e01".into()),
+            signin_at: chrono::Utc::now(),
+            signin_id: None,
+            correlation_id: None,
+            deadline: tokio::time::Instant::now(),
+            late_until: tokio::time::Instant::now(),
+        };
+        let q = l.kql(&t);
+        assert!(q.contains("\"obrien@contoso.onmicrosoft.com\""), "{q}");
+        assert!(q.contains("\"00000000-0000-0000-0000-0000000b6e01\""));
+    }
+
+    #[test]
+    fn free_text_names_the_account_as_a_whole_word_only() {
+        let upn = "bg1@contoso.onmicrosoft.com";
+        assert_eq!(
+            mentioned(
+                "Dimension: UserPrincipalName = bg1@contoso.onmicrosoft.com\r\n",
+                upn,
+                None
+            ),
+            [upn]
+        );
+        assert_eq!(
+            mentioned("Signed in: BG1@Contoso.onmicrosoft.com.", upn, None),
+            [upn]
+        );
+        assert!(mentioned("old-bg1@contoso.onmicrosoft.com signed in", upn, None).is_empty());
+        assert!(mentioned("bg1@contoso.onmicrosoft.community", upn, None).is_empty());
+        let oid = "00000000-0000-0000-0000-0000000b6e01";
+        assert_eq!(mentioned(&format!("UserId={oid};"), upn, Some(oid)), [oid]);
+    }
+
+    #[test]
+    fn defender_alerts_carry_their_activity_window_and_count_when_resolved() {
+        let mut v: Value =
+            serde_json::from_str(include_str!("fixtures/graph-alerts-v2.json")).unwrap();
+        v["value"][0]["status"] = "resolved".into();
+        let a = parse_security_alert(&v["value"][0]).unwrap();
+        assert_eq!(
+            a.monitor_condition, "Fired",
+            "raised when created, whatever since"
+        );
+        assert!(a.window.is_some());
+    }
 }

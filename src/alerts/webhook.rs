@@ -125,6 +125,9 @@ impl Secure {
         let mut keys = self.keys.lock().await;
         let stale = keys.1.is_none_or(|at| at.elapsed() >= JWKS_REFRESH);
         if keys.0.find(kid).is_none() && stale {
+            // The attempt counts, failed or not: a flood of made-up key
+            // ids never turns into a flood of fetches.
+            keys.1 = Some(tokio::time::Instant::now());
             let set = self
                 .http
                 .get(&self.cfg.jwks_url)
@@ -134,7 +137,7 @@ impl Secure {
                 .json::<jsonwebtoken::jwk::JwkSet>()
                 .await
                 .map_err(|e| format!("the signing keys are not a JWK set: {}", e.without_url()))?;
-            *keys = (set, Some(tokio::time::Instant::now()));
+            keys.0 = set;
         }
         let jwk = keys
             .0
@@ -162,6 +165,7 @@ impl Secure {
         v.set_audience(&self.cfg.audiences);
         v.set_issuer(&self.cfg.issuers);
         v.set_required_spec_claims(&["exp", "aud", "iss"]);
+        v.validate_nbf = true;
         let data = jsonwebtoken::decode::<Value>(token, &key, &v)
             .map_err(|e| unauthorized(format!("token refused: {e}")))?;
         let has_role = data.claims["roles"]

@@ -49,7 +49,10 @@ pub(crate) async fn posture(host: &HostConfig, a: PostureArgs) -> u8 {
     )
     .await;
     if a.json {
-        out!("{}", serde_json::to_string_pretty(&checks).unwrap_or_default());
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&checks).unwrap_or_default()
+        );
     } else {
         for c in &checks {
             let status = match c.status {

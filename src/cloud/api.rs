@@ -54,6 +54,16 @@ impl RateLimit {
             .clone()
     }
 
+    /// Holds every client of the API back for `d` (a `Retry-After`: the
+    /// API asked the app, not one request, to wait).
+    async fn defer(&self, d: Duration) {
+        let mut next = self.next.lock().await;
+        let until = tokio::time::Instant::now() + d;
+        if until > *next {
+            *next = until;
+        }
+    }
+
     /// Waits for the next slot (or the stop).
     async fn wait(&self, cancel: &CancellationToken) -> Result<(), CloudError> {
         let mut next = self.next.lock().await;
@@ -160,6 +170,9 @@ impl Api {
                     ?after,
                     "throttled or unavailable; retrying"
                 );
+                if let Some(a) = after {
+                    self.limit.defer(a).await;
+                }
                 return Attempt::Retry {
                     error: CloudError::Api {
                         api: self.name,
@@ -270,11 +283,13 @@ impl Api {
                 None => return Ok(items),
             }
         }
-        tracing::warn!(
-            api = self.name,
-            pages = MAX_PAGES,
-            "listing cut at the page limit"
-        );
-        Ok(items)
+        // A cut listing may lack what is looked for: an error, never a
+        // "not found".
+        Err(CloudError::Api {
+            api: self.name,
+            status: 200,
+            code: format!("more than {MAX_PAGES} pages: narrow the query"),
+            hint: "",
+        })
     }
 }

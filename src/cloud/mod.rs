@@ -48,6 +48,9 @@ pub enum CloudError {
         /// The last error.
         last: String,
     },
+    /// The client certificate could not sign the client assertion.
+    #[error("the client assertion could not be made ({0}); check [entra] client_certificate")]
+    Assertion(String),
     /// Cancelled.
     #[error("cancelled")]
     Cancelled,

@@ -210,9 +210,7 @@ impl TokenCache {
             let assertion = match &self.creds.certificate {
                 Some(c) => match c.assertion(&self.creds.client_id, &url) {
                     Ok(a) => Some(SecretString::from(a)),
-                    Err(code) => {
-                        return Attempt::Fail(CloudError::TokenRefused { status: 0, code });
-                    }
+                    Err(why) => return Attempt::Fail(CloudError::Assertion(why)),
                 },
                 None => None,
             };

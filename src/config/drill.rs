@@ -825,6 +825,14 @@ impl DrillConfig {
             };
             let deadline =
                 parse_duration(&src, "alerts.deadline", &al.deadline, super::MAX_DEADLINE);
+            if let (Ok(d), Some(e)) = (&deadline, &al.every)
+                && every >= *d
+            {
+                problems.push(src.error(
+                    e.span().start,
+                    format!("alerts.every ({}) must be shorter than the deadline ({}), or the alert is looked for once", e.get_ref(), al.deadline.get_ref()),
+                ));
+            }
             match (kind, deadline, rule) {
                 (Some(kind), Ok(deadline), Some(rule)) => alerts.push(ExpectedAlert {
                     kind,

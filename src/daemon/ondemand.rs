@@ -80,15 +80,8 @@ impl Summary {
                 .iter()
                 .flat_map(|r| &r.alerts)
                 .filter_map(|a| {
-                    let m = a.matched.as_ref()?;
-                    let kind = m.matched_by?;
-                    (kind != crate::record::MatchKind::ByAccount).then(|| {
-                        format!(
-                            "alert {} matched {} only: its rule's alert names no account; split the rule by UserId",
-                            a.name,
-                            kind.words()
-                        )
-                    })
+                    let advice = a.matched.as_ref()?.matched_by?.advice()?;
+                    Some(format!("alert {}: {advice}", a.name))
                 })
                 .collect(),
             bundle: o

@@ -330,6 +330,7 @@ pub async fn run(
                             &plan,
                             signin_at,
                             gathered.signin_record.as_ref(),
+                            gathered.correlation_id.as_deref(),
                             instant,
                             cancel,
                         ),

@@ -93,7 +93,8 @@ fn fire(s: Arc<Shared>, rule: String, signin: DateTime<Utc>) {
                 }
                 delivery = match req.send().await {
                     Ok(r) => format!("HTTP {}", r.status().as_u16()),
-                    Err(e) => format!("delivery failed: {e}"),
+                    // Never the URL: it carries the webhook's token.
+                    Err(e) => format!("delivery failed: {}", e.without_url()),
                 };
             }
         }

@@ -21,7 +21,11 @@ pub const PD_SERVICE: &str = "PBGLASS";
 /// `Ok` when the request carries a valid token (PagerDuty: the tenant's
 /// key), and it is not this API's first request under
 /// [`Fault::ApiThrottle`].
-fn gate(s: &Arc<Shared>, headers: &HeaderMap, api: &'static str) -> Result<(), Box<Response>> {
+pub(super) fn gate(
+    s: &Arc<Shared>,
+    headers: &HeaderMap,
+    api: &'static str,
+) -> Result<(), Box<Response>> {
     let auth = headers
         .get(header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
@@ -320,7 +324,8 @@ pub(super) async fn messages(
 }
 
 fn incident(s: &Shared, a: &Raised) -> Value {
-    let id = format!("P{}", &a.alert_id.replace('-', "")[..6].to_uppercase());
+    let short: String = a.alert_id.replace('-', "").chars().take(6).collect();
+    let id = format!("P{}", short.to_uppercase());
     json!({
         "id": id,
         "type": "incident",

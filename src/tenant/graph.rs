@@ -155,22 +155,16 @@ pub(super) async fn graph_signin_beta(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    let inner = s.lock();
-    if bearer
-        .and_then(|b| inner.tokens.get(b))
-        .is_none_or(|exp| *exp <= tokio::time::Instant::now())
-    {
-        return graph_error(
-            StatusCode::UNAUTHORIZED,
-            "InvalidAuthenticationToken",
-            "Access token is empty or invalid.",
-        );
+    if let Err(r) = super::apis::gate(&s, &headers, "graph-beta") {
+        return *r;
     }
-    let Some(l) = inner.signins.iter().find(|l| l.record["id"] == id.as_str()) else {
+    let inner = s.lock();
+    let now = tokio::time::Instant::now();
+    let Some(l) = inner
+        .signins
+        .iter()
+        .find(|l| l.visible_at <= now && l.record["id"] == id.as_str())
+    else {
         return graph_error(
             StatusCode::NOT_FOUND,
             "Request_ResourceNotFound",

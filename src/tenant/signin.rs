@@ -413,9 +413,8 @@ fn assertion(s: &Arc<Shared>, flow: FlowState, f: &EstsPost) -> Response {
     if cid != stored.id {
         return key_not_found("The security key is not registered to this account");
     }
-    if s.opts.allow_list && !s.opts.account.credential.id.eq(&cid) {
-        return key_not_found("The security key is not in the account's AllowList");
-    }
+    // The AllowList the page offered (with `allow_list`) is the
+    // directory's credential: the check above is also the AllowList's.
     let Some(Ok(user_handle)) = posted.user_handle.as_deref().map(decode) else {
         return key_not_found("The security key returned no user handle");
     };

@@ -802,6 +802,15 @@ async fn the_secure_webhook_takes_only_a_valid_entra_token() {
             ),
             403,
         ),
+        // Not valid yet.
+        (
+            sign(&pem, {
+                let mut c = claims("api://glassdrill-webhook", now + 3600, good_roles.clone());
+                c["nbf"] = (now + 1800).into();
+                c
+            }),
+            401,
+        ),
     ];
     for (token, want) in cases {
         assert_eq!(status(post(Some(token)).await.unwrap()), want);

@@ -108,14 +108,9 @@ pub(crate) fn classify(observed: &[Observed], account: &str) -> (StageStatus, St
 
 /// What the verdict says of a match weaker than by account.
 pub(crate) fn weak_match(kind: Option<crate::alerts::MatchKind>) -> String {
-    use crate::alerts::MatchKind;
-    match kind {
-        None | Some(MatchKind::ByAccount) => String::new(),
-        Some(k) => format!(
-            " (matched {} only: the alert names no account; split the rule by UserId so its alert names the account)",
-            k.words()
-        ),
-    }
+    kind.and_then(crate::alerts::MatchKind::advice)
+        .map(|a| format!(" ({a})"))
+        .unwrap_or_default()
 }
 
 /// Waits for every expected alert at once.
@@ -123,6 +118,7 @@ pub async fn run(
     plan: &RunPlan<'_>,
     signin_at: DateTime<Utc>,
     signin_record: Option<&serde_json::Value>,
+    page_correlation_id: Option<&str>,
     ceremony: tokio::time::Instant,
     cancel: &CancellationToken,
 ) -> Ended<Vec<Observed>> {
@@ -145,7 +141,9 @@ pub async fn run(
                 object_id: drill.object_id.clone(),
                 signin_at,
                 signin_id: field("id"),
-                correlation_id: field("correlationId"),
+                // The page's correlation id when the log record never came.
+                correlation_id: field("correlationId")
+                    .or_else(|| page_correlation_id.map(str::to_owned)),
                 deadline: after(exp.deadline),
                 late_until: after(exp.deadline.saturating_add(late_grace(exp.deadline))),
             };
