@@ -28,6 +28,7 @@ pub mod apis;
 pub mod console;
 mod graph;
 pub mod pages;
+pub mod posture;
 mod signin;
 
 use alerting::*;
@@ -156,11 +157,29 @@ pub enum Fault {
     AlertDuplicate,
     /// Log Analytics answers with a `PartialError` inside a 200.
     ApiPartialError,
+    /// The account has a licence.
+    PostureLicensed,
+    /// Global Administrator only eligible through PIM.
+    PostureEligibleGa,
+    /// Only one FIDO2 key registered (no spare).
+    PostureOneKey,
+    /// A phone (SMS) method registered.
+    PosturePhoneMethod,
+    /// A Temporary Access Pass present.
+    PostureTap,
+    /// A Conditional Access policy that does not exclude the group.
+    PostureCaNotExcluded,
+    /// The alert rule's actions muted.
+    PostureRuleMuted,
+    /// The alert rule disabled.
+    PostureRuleDisabled,
+    /// The action group has no receiver.
+    PostureEmptyActionGroup,
 }
 
 impl Fault {
     /// Every fault with its command-line name.
-    pub(crate) const ALL: [Fault; 25] = [
+    pub(crate) const ALL: [Fault; 34] = [
         Fault::CredentialRevoked,
         Fault::AccountDisabled,
         Fault::CaBlock,
@@ -186,6 +205,15 @@ impl Fault {
         Fault::AlertResolvedOnly,
         Fault::AlertDuplicate,
         Fault::ApiPartialError,
+        Fault::PostureLicensed,
+        Fault::PostureEligibleGa,
+        Fault::PostureOneKey,
+        Fault::PosturePhoneMethod,
+        Fault::PostureTap,
+        Fault::PostureCaNotExcluded,
+        Fault::PostureRuleMuted,
+        Fault::PostureRuleDisabled,
+        Fault::PostureEmptyActionGroup,
     ];
 
     /// The command-line name.
@@ -216,6 +244,15 @@ impl Fault {
             Fault::AlertResolvedOnly => "alert-resolved-only",
             Fault::AlertDuplicate => "alert-duplicate",
             Fault::ApiPartialError => "api-partial-error",
+            Fault::PostureLicensed => "posture-licensed",
+            Fault::PostureEligibleGa => "posture-eligible-ga",
+            Fault::PostureOneKey => "posture-one-key",
+            Fault::PosturePhoneMethod => "posture-phone-method",
+            Fault::PostureTap => "posture-tap",
+            Fault::PostureCaNotExcluded => "posture-ca-not-excluded",
+            Fault::PostureRuleMuted => "posture-rule-muted",
+            Fault::PostureRuleDisabled => "posture-rule-disabled",
+            Fault::PostureEmptyActionGroup => "posture-empty-action-group",
         }
     }
 }
@@ -640,6 +677,28 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/graph/v1.0/auditLogs/signIns", get(graph_signins))
         .route("/graph/beta/auditLogs/signIns/{id}", get(graph_signin_beta))
         .route("/graph/v1.0/security/alerts_v2", get(security_alerts))
+        .route("/graph/v1.0/users/{id}", get(posture::user))
+        .route(
+            "/graph/v1.0/users/{id}/authentication/methods",
+            get(posture::methods),
+        )
+        .route(
+            "/graph/v1.0/users/{id}/transitiveMemberOf",
+            get(posture::member_of),
+        )
+        .route(
+            "/graph/v1.0/roleManagement/directory/roleAssignmentSchedules",
+            get(posture::assignment_schedules),
+        )
+        .route(
+            "/graph/v1.0/roleManagement/directory/roleEligibilitySchedules",
+            get(posture::eligibility_schedules),
+        )
+        .route(
+            "/graph/v1.0/identity/conditionalAccess/policies",
+            get(posture::ca_policies),
+        )
+        .route("/management/{*rest}", get(posture::arm))
         .route(
             "/graph/v1.0/users/{user}/mailFolders/inbox/messages",
             get(messages),

@@ -16,6 +16,7 @@ mod hw;
 mod keys;
 mod ledger;
 mod paths;
+mod posture;
 mod preflight;
 mod record;
 mod redaction;
