@@ -83,6 +83,13 @@ pub struct DrillRecord {
     /// after, and its findings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<KeyEvidence>,
+    /// The posture checks (records before 0.3 have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub posture: Vec<PostureRecord>,
+    /// Sign-ins of the listed accounts since the previous drill that are
+    /// no drill's: findings until classified.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unexpected_uses: Vec<UnexpectedUse>,
 }
 
 /// What a drill learnt about the key it used (never the PIN, never key
@@ -247,6 +254,9 @@ pub enum Stage {
     Confirm,
     /// Every expected alert observed within its deadline.
     Alerts,
+    /// The break-glass set-up still right, and no use since the last
+    /// drill unaccounted for.
+    Posture,
     /// Signed out; browser and profile destroyed.
     Teardown,
     /// Signed evidence written.
@@ -264,6 +274,7 @@ impl Stage {
             Self::SignIn => "sign-in",
             Self::Confirm => "confirm",
             Self::Alerts => "alerts",
+            Self::Posture => "posture",
             Self::Teardown => "teardown",
             Self::Record => "record",
             Self::Report => "report",
@@ -767,4 +778,34 @@ impl DrillRecord {
 /// `schema/drill-record.v1.json`.
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(DrillRecord)).unwrap_or_default()
+}
+
+/// One posture check's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PostureRecord {
+    /// The account (UPN), or none for a tenant-wide check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// What was checked.
+    pub check: String,
+    /// `PASS`, `FAIL` or `UNKNOWN`.
+    pub status: String,
+    /// Why.
+    pub detail: String,
+}
+
+/// A sign-in of a listed account that no drill made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct UnexpectedUse {
+    /// The account (UPN).
+    pub account: String,
+    /// The sign-in log record's id (what `evidence classify --signin`
+    /// takes).
+    pub signin_id: String,
+    /// Its `createdDateTime`.
+    pub created: String,
+    /// Its `status.errorCode` (0: it succeeded).
+    pub error_code: i64,
+    /// Bundle file with the raw record.
+    pub file: String,
 }

@@ -51,6 +51,9 @@ pub struct RunOptions {
     /// The signature counter of the key's last recorded assertion (from
     /// the state store), for the cloned-key check.
     pub last_sign_count: Option<u32>,
+    /// When the previous drill of these accounts ended: sign-ins since
+    /// then that no drill made are unexpected use (default: 60 days back).
+    pub previous_drill_end: Option<chrono::DateTime<chrono::Utc>>,
     /// Rehearsals: the tenant posts its alerts to the receiver's secure
     /// webhook with a bearer token it signs (instead of the token URL).
     pub secure_webhook: bool,
@@ -69,6 +72,7 @@ impl Default for RunOptions {
             step_timeout: None,
             last_sign_count: None,
             secure_webhook: false,
+            previous_drill_end: None,
         }
     }
 }
@@ -749,6 +753,25 @@ async fn attach(
         pagerduty,
     };
     let alert_checks = alert_checks(drill, &mut webhooks, &cloud, &tokens)?;
+    // Posture: the rehearsal tenant's own set-up, or the host's [posture].
+    let posture_cfg = match &tenant {
+        Some(_) => Some(crate::tenant::posture::posture_config()),
+        None => host.posture.clone(),
+    };
+    let posture = posture_cfg.map(|cfg| crate::drill::stages::posture::PosturePlan {
+        cfg,
+        graph: endpoints.graph.clone(),
+        management: endpoints.management.clone(),
+        tokens: tokens.clone(),
+        since: opts.previous_drill_end.unwrap_or_else(|| {
+            crate::support::time::now()
+                - if tenant.is_some() {
+                    chrono::Duration::hours(1)
+                } else {
+                    chrono::Duration::days(60)
+                }
+        }),
+    });
     let graph = GraphClient::new(&endpoints.graph, tokens);
     let plan = RunPlan {
         drill,
@@ -768,6 +791,7 @@ async fn attach(
         witness: opts.witness.clone(),
         custody: opts.custody.clone(),
         findings: opts.findings.clone(),
+        posture,
     };
     let outcome = crate::drill::run(plan, &services.sinks(), progress, cancel).await;
     drop(authenticator);

@@ -212,6 +212,7 @@ impl DrillArgs {
             findings: Vec::new(),
             last_sign_count: None,
             secure_webhook: false,
+            previous_drill_end: None,
         }
     }
 }

@@ -345,6 +345,33 @@ pub async fn run(
             d.skip(Stage::Alerts, "the sign-in did not complete");
         }
     }
+    // Posture after the alerts, so it never delays the sign-in or the
+    // alert timing; skipped when nothing was signed in (preflight failed)
+    // or nothing is configured.
+    match (&plan.posture, &browser) {
+        (Some(p), Some(_)) if !cancel.is_cancelled() => {
+            if gate(Stage::Posture, cancel).await {
+                d.stopped(Stage::Posture);
+            } else {
+                let this_run = gathered
+                    .signin_record
+                    .as_ref()
+                    .and_then(|r| r["correlationId"].as_str().map(str::to_owned))
+                    .or_else(|| gathered.correlation_id.clone());
+                gathered.posture = d
+                    .stage(
+                        Stage::Posture,
+                        stages::posture::run(p, this_run.as_deref(), cancel),
+                    )
+                    .await;
+            }
+        }
+        (None, _) => d.skip(
+            Stage::Posture,
+            "no [posture] in glassdrill.toml: name the break-glass accounts to check their set-up",
+        ),
+        _ => d.skip(Stage::Posture, stopped_or("preflight did not pass")),
+    }
     // Teardown and record run whatever happened, stop or not.
     gate(Stage::Teardown, cancel).await;
     let signout = d

@@ -53,6 +53,8 @@ pub struct RunPlan<'a> {
     pub witness: Option<String>,
     /// Custody: the key used and the envelope's seals.
     pub custody: Custody,
+    /// The posture stage's reads (`None`: no [posture] configured).
+    pub posture: Option<crate::drill::stages::posture::PosturePlan>,
     /// Findings about the drill's set-up the report carries besides the
     /// run's own (a key not proven within `max_days`).
     pub findings: Vec<String>,

@@ -154,6 +154,31 @@ pub fn html(r: &DrillRecord, image: &dyn Fn(&str) -> Option<Vec<u8>>) -> String 
                         }
                     }
                 }
+                @if !r.posture.is_empty() || !r.unexpected_uses.is_empty() {
+                    h2 { "Posture" }
+                    p { "The break-glass set-up, checked read-only after the sign-in and the alerts (apart from them: a posture FAIL fails the drill, the sign-in and alert results above stand as they are). UNKNOWN: a permission is missing; never a finding." }
+                    table id="posture" {
+                        tr { th { "account" } th { "check" } th { "result" } th { "detail" } }
+                        @for c in &r.posture {
+                            tr {
+                                td { (or_dash(c.account.as_deref())) }
+                                td { (c.check) }
+                                td { (c.status) }
+                                td { (c.detail) }
+                            }
+                        }
+                    }
+                    @if !r.unexpected_uses.is_empty() {
+                        h3 { "Unexpected use (unreviewed)" }
+                        p { "Sign-ins of the accounts since the previous drill that no drill made. Each is a finding until classified: " code { "glassdrill evidence classify --signin ID --account UPN --as drill|emergency|misuse --by NAME --note TEXT" } }
+                        table id="unexpected" {
+                            tr { th { "account" } th { "sign-in id" } th { "created" } th { "error code" } th { "record" } }
+                            @for u in &r.unexpected_uses {
+                                tr { td { (u.account) } td { (u.signin_id) } td { (u.created) } td { (u.error_code) } td { (u.file) } }
+                            }
+                        }
+                    }
+                }
                 h2 { "Screenshots" }
                 @for st in &r.sign_in.steps {
                     @if let Some(f) = &st.screenshot {

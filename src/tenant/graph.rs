@@ -186,6 +186,64 @@ pub(super) async fn graph_signin_beta(
     .into_response()
 }
 
+/// A sign-in record in Graph's `signIn` shape
+/// (<https://learn.microsoft.com/en-us/graph/api/resources/signin>).
+fn signin_json(
+    s: &Shared,
+    corr: &str,
+    error_code: i64,
+    reason: &str,
+    created: DateTime<Utc>,
+    interactive: bool,
+) -> Value {
+    let acct = &s.opts.account;
+    json!({
+        "id": uuid(),
+        "createdDateTime": ts(created),
+        "userDisplayName": acct.display_name,
+        "userPrincipalName": acct.upn,
+        "userId": acct.id,
+        "appId": "00000000-0000-0000-0000-00000000a11d",
+        "appDisplayName": "glassdrill rehearsal",
+        "ipAddress": "127.0.0.1",
+        "clientAppUsed": "Browser",
+        "correlationId": corr,
+        "conditionalAccessStatus": if error_code == 53003 { "failure" } else if error_code == 0 { "success" } else { "notApplied" },
+        "isInteractive": interactive,
+        "riskDetail": "none",
+        "riskLevelAggregated": "none",
+        "riskLevelDuringSignIn": "none",
+        "riskState": "none",
+        "resourceDisplayName": "My Account",
+        "status": {
+            "errorCode": error_code,
+            "failureReason": if error_code == 0 { Value::Null } else { json!(reason) },
+            "additionalDetails": if error_code == 0 { json!("MFA requirement satisfied by claim in the token") } else { Value::Null },
+        },
+        "deviceDetail": { "browser": "Chrome", "operatingSystem": "Linux" },
+        "location": { "city": "Loopback", "countryOrRegion": "ZZ" },
+    })
+}
+
+/// [`Fault::UnexpectedSignin`]: a failed, non-interactive sign-in of the
+/// account ten minutes before the drill, from no drill: unexpected use.
+pub(super) fn plant_unexpected(s: &Shared) {
+    let created = Utc::now() - chrono::Duration::minutes(10);
+    let record = signin_json(
+        s,
+        &uuid(),
+        50126,
+        "Invalid username or password or Invalid on-premise username or password.",
+        created,
+        false,
+    );
+    s.lock().signins.push(LoggedSignIn {
+        record,
+        created,
+        visible_at: tokio::time::Instant::now(),
+    });
+}
+
 /// Logs a sign-in attempt in Graph's `signIn` shape and schedules its alert.
 pub(super) fn record_signin(s: &Arc<Shared>, corr: &str, error_code: i64, reason: &str) {
     {
@@ -207,33 +265,7 @@ pub(super) fn record_signin(s: &Arc<Shared>, corr: &str, error_code: i64, reason
         (error_code, reason)
     };
     let created = Utc::now();
-    let acct = &s.opts.account;
-    let record = json!({
-        "id": uuid(),
-        "createdDateTime": ts(created),
-        "userDisplayName": acct.display_name,
-        "userPrincipalName": acct.upn,
-        "userId": acct.id,
-        "appId": "00000000-0000-0000-0000-00000000a11d",
-        "appDisplayName": "glassdrill rehearsal",
-        "ipAddress": "127.0.0.1",
-        "clientAppUsed": "Browser",
-        "correlationId": corr,
-        "conditionalAccessStatus": if error_code == 53003 { "failure" } else if error_code == 0 { "success" } else { "notApplied" },
-        "isInteractive": true,
-        "riskDetail": "none",
-        "riskLevelAggregated": "none",
-        "riskLevelDuringSignIn": "none",
-        "riskState": "none",
-        "resourceDisplayName": "My Account",
-        "status": {
-            "errorCode": error_code,
-            "failureReason": if error_code == 0 { Value::Null } else { json!(reason) },
-            "additionalDetails": if error_code == 0 { json!("MFA requirement satisfied by claim in the token") } else { Value::Null },
-        },
-        "deviceDetail": { "browser": "Chrome", "operatingSystem": "Linux" },
-        "location": { "city": "Loopback", "countryOrRegion": "ZZ" },
-    });
+    let record = signin_json(s, corr, error_code, reason, created, true);
     let delay = if s.has(Fault::LogDelay) {
         s.opts.log_delay
     } else {

@@ -175,11 +175,13 @@ pub enum Fault {
     PostureRuleDisabled,
     /// The action group has no receiver.
     PostureEmptyActionGroup,
+    /// A sign-in of the account since the last drill that no drill made.
+    UnexpectedSignin,
 }
 
 impl Fault {
     /// Every fault with its command-line name.
-    pub(crate) const ALL: [Fault; 34] = [
+    pub(crate) const ALL: [Fault; 35] = [
         Fault::CredentialRevoked,
         Fault::AccountDisabled,
         Fault::CaBlock,
@@ -214,6 +216,7 @@ impl Fault {
         Fault::PostureRuleMuted,
         Fault::PostureRuleDisabled,
         Fault::PostureEmptyActionGroup,
+        Fault::UnexpectedSignin,
     ];
 
     /// The command-line name.
@@ -253,6 +256,7 @@ impl Fault {
             Fault::PostureRuleMuted => "posture-rule-muted",
             Fault::PostureRuleDisabled => "posture-rule-disabled",
             Fault::PostureEmptyActionGroup => "posture-empty-action-group",
+            Fault::UnexpectedSignin => "unexpected-signin",
         }
     }
 }
@@ -558,6 +562,9 @@ impl RehearsalTenant {
             http,
             cancel: cancel.clone(),
         });
+        if shared.has(Fault::UnexpectedSignin) {
+            graph::plant_unexpected(&shared);
+        }
         let app = router(shared.clone());
         let task = crate::support::http::serve(listener, app, cancel);
         Ok(Self {

@@ -376,3 +376,54 @@ async fn a_lax_session_cookie_is_lost_on_the_cross_site_post_back() {
     m.shutdown().await;
     w.assert_clean();
 }
+
+/// Posture through a real sign-in: each broken part of the set-up is a
+/// FAIL at the posture stage naming it, while the sign-in and the alert
+/// still pass and are recorded in full; a sign-in no drill made is a
+/// finding until classified.
+#[tokio::test]
+async fn posture_faults_and_unexpected_use_fail_the_drill_at_posture() {
+    for (fault, words) in [
+        (Fault::PostureLicensed, "no licences: 1 licence(s) assigned"),
+        (Fault::PostureEligibleGa, "eligible through PIM"),
+        (Fault::PostureOneKey, "1 FIDO2 key(s) registered"),
+        (Fault::PosturePhoneMethod, "phoneAuthenticationMethod"),
+        (Fault::PostureTap, "a Temporary Access Pass is present"),
+        (Fault::PostureCaNotExcluded, "Require MFA for all users"),
+        (Fault::PostureRuleMuted, "muted for PT1D"),
+        (Fault::PostureRuleDisabled, "the rule is disabled"),
+        (Fault::PostureEmptyActionGroup, "no receiver"),
+        (
+            Fault::UnexpectedSignin,
+            "1 sign-in(s) since the previous drill that no drill made",
+        ),
+    ] {
+        let (_w, o) = check(fault, Verdict::Fail, Stage::Posture, words).await;
+        assert_eq!(
+            stage(&o, Stage::SignIn).status,
+            StageStatus::Passed,
+            "{fault:?}"
+        );
+        assert_eq!(
+            stage(&o, Stage::Alerts).status,
+            StageStatus::Passed,
+            "{fault:?}"
+        );
+        let rec = o.record.as_ref().unwrap();
+        assert!(!rec.posture.is_empty(), "{fault:?}: posture recorded");
+        if fault == Fault::UnexpectedSignin {
+            assert_eq!(rec.unexpected_uses.len(), 1);
+            assert_eq!(rec.unexpected_uses[0].error_code, 50126);
+            let dir = &o.bundle.as_ref().unwrap().dir;
+            assert!(
+                dir.join(&rec.unexpected_uses[0].file).is_file(),
+                "the raw record is kept"
+            );
+        }
+    }
+    // A correct set-up: the posture stage passes.
+    let w = World::new();
+    let o = rehearse(&w, &[], DEADLINE, Duration::from_secs(60)).await;
+    assert_eq!(o.verdict, Verdict::Pass, "{:#?}", o.stages);
+    assert_eq!(stage(&o, Stage::Posture).status, StageStatus::Passed);
+}

@@ -571,6 +571,7 @@ impl Manual {
             witness: None,
             custody: glassdrill::drill::Custody::default(),
             findings: Vec::new(),
+            posture: None,
         }
     }
 

@@ -6,6 +6,7 @@
 pub mod alerts;
 pub mod announce;
 pub mod confirm;
+pub mod posture;
 pub mod preflight;
 pub mod record;
 pub mod report;
@@ -62,6 +63,7 @@ pub(crate) struct Gathered {
     pub(crate) correlation_id: Option<String>,
     pub(crate) signin_record: Option<Value>,
     pub(crate) observations: Vec<alerts::Observed>,
+    pub(crate) posture: posture::PostureFound,
 }
 
 impl Gathered {
@@ -75,6 +77,7 @@ impl Gathered {
             correlation_id: None,
             signin_record: None,
             observations: Vec::new(),
+            posture: posture::PostureFound::default(),
         }
     }
 

@@ -136,6 +136,43 @@ pub(crate) fn build(
         alerts,
         recovery: None,
         key: plan.authenticator.key_evidence(),
+        posture: g
+            .posture
+            .checks
+            .iter()
+            .map(|c| crate::record::PostureRecord {
+                account: c.account.clone(),
+                check: c.name.to_owned(),
+                status: match c.status {
+                    crate::posture::Status::Pass => "PASS",
+                    crate::posture::Status::Fail => "FAIL",
+                    crate::posture::Status::Unknown => "UNKNOWN",
+                }
+                .to_owned(),
+                detail: c.detail.clone(),
+            })
+            .collect(),
+        unexpected_uses: g
+            .posture
+            .unexpected
+            .iter()
+            .enumerate()
+            .map(|(i, (account, raw))| {
+                // The raw sign-in record, as the log gave it.
+                let file = format!("unexpected/{:02}-signin.json", i + 1);
+                files.push((file.clone(), raw.to_string().into_bytes()));
+                crate::record::UnexpectedUse {
+                    account: account.clone(),
+                    signin_id: raw["id"].as_str().unwrap_or_default().to_owned(),
+                    created: raw["createdDateTime"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    error_code: raw["status"]["errorCode"].as_i64().unwrap_or(-1),
+                    file,
+                }
+            })
+            .collect(),
     };
     (record, files)
 }
