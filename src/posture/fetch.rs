@@ -116,7 +116,7 @@ pub async fn posture(
                     "{g}/v1.0/roleManagement/directory/roleAssignmentSchedules?$filter={filter}"
                 ),
                 true,
-                "RoleManagement.Read.Directory (application)",
+                "RoleManagement.Read.All (application)",
                 cancel,
             )
             .await;
@@ -127,7 +127,7 @@ pub async fn posture(
                     "{g}/v1.0/roleManagement/directory/roleEligibilitySchedules?$filter={filter}"
                 ),
                 true,
-                "RoleManagement.Read.Directory (application)",
+                "RoleEligibilitySchedule.Read.Directory (application)",
                 cancel,
             )
             .await;
@@ -138,7 +138,7 @@ pub async fn posture(
                     false,
                     &format!("{g}/v1.0/users/{id}/transitiveMemberOf"),
                     true,
-                    "GroupMember.Read.All (application)",
+                    "User.Read.All (application)",
                     cancel,
                 )
                 .await;

@@ -111,8 +111,8 @@ fn rehearse_passes_and_the_bundle_verifies_with_standard_tools() {
     assert_eq!(record["runner"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         record["stages"].as_array().unwrap().len(),
-        6,
-        "stages up to teardown are in the signed record"
+        7,
+        "stages up to teardown (posture included) are in the signed record"
     );
     assert!(
         record["config_digest"]["drill_and_flow_sha256"]
