@@ -150,6 +150,9 @@ pub enum Command {
     /// [posture] is still set up as one and its alert still routes to
     /// someone: PASS, FAIL or UNKNOWN (a permission missing) per check.
     Posture(posture::PostureArgs),
+    /// Every sign-in of the [posture] accounts since a day: a drill's,
+    /// classified, or UNREVIEWED (exit 1).
+    Uses(posture::UsesArgs),
     /// The state database.
     #[command(subcommand)]
     State(StateCommand),
@@ -632,6 +635,7 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Daemon => daemon::daemon(host, cancel).await,
         Command::Status(a) => daemon::status(&host, a).await,
         Command::Posture(a) => posture::posture(&host, a).await,
+        Command::Uses(a) => posture::uses(&host, a).await,
         Command::Plan(a) => daemon::plan(&host, a).await,
         Command::State(StateCommand::Rebuild) => daemon::rebuild(&host).await,
         Command::Keys(k) => keys::keys(&host, k).await,

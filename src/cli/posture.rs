@@ -70,3 +70,128 @@ pub(crate) async fn posture(host: &HostConfig, a: PostureArgs) -> u8 {
     }
     u8::from(crate::posture::failed(&checks))
 }
+
+/// `uses` options.
+#[derive(Debug, clap::Args)]
+pub struct UsesArgs {
+    /// From this day (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    pub since: chrono::NaiveDate,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Every sign-in of the [posture] accounts since a day: each a drill's
+/// (its run's correlation id is in a bundle), classified (the evidence
+/// log says what it was), or UNREVIEWED. Exit 1 when one is unreviewed.
+pub(crate) async fn uses(host: &HostConfig, a: UsesArgs) -> u8 {
+    let (Some(entra), Some(cfg)) = (&host.entra, &host.posture) else {
+        errln!(
+            "error: uses needs [entra] and [posture] (the break-glass accounts by object id) in glassdrill.toml"
+        );
+        return EXIT_USAGE;
+    };
+    let creds = match crate::runner::entra_credentials(entra) {
+        Ok(c) => c,
+        Err((field, why)) => {
+            errln!("error: {field}: {why}");
+            return EXIT_USAGE;
+        }
+    };
+    let tokens = match crate::cloud::TokenCache::new(creds) {
+        Ok(t) => std::sync::Arc::new(t),
+        Err(e) => {
+            errln!("error: {e}");
+            return 2;
+        }
+    };
+    let since = a.since.and_time(chrono::NaiveTime::MIN).and_utc();
+    // The drills' own sign-ins, by correlation id, from the bundles.
+    let root = host.evidence_dir();
+    let mut drills = std::collections::HashMap::new();
+    for b in crate::evidence::log::bundles_on_disk(&root) {
+        let path = root.join(&b.drill).join(&b.run).join("drill.json");
+        if let Some(c) = std::fs::read(&path)
+            .ok()
+            .and_then(|t| crate::record::DrillRecord::from_json(&t).ok())
+            .and_then(|r| r.sign_in.correlation_id)
+        {
+            drills.insert(c.to_ascii_lowercase(), format!("{}/{}", b.drill, b.run));
+        }
+    }
+    let classes: std::collections::HashMap<String, String> =
+        crate::evidence::log::EvidenceLog::at(&root)
+            .read()
+            .map(|c| c.entries.into_iter().flatten().collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.kind == "classification")
+            .filter_map(|e| Some((e.signin?.to_ascii_lowercase(), e.class?)))
+            .collect();
+    let graph = crate::cloud::GraphClient::new(&entra.graph, tokens);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let mut rows = Vec::new();
+    for acct in &cfg.accounts {
+        match graph
+            .sign_ins(&acct.upn, Some(&acct.object_id), since, None, &cancel)
+            .await
+        {
+            Ok(list) => {
+                for r in list {
+                    let id = r["id"].as_str().unwrap_or_default().to_owned();
+                    let corr = r["correlationId"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    let what = if let Some(run) = drills.get(&corr) {
+                        format!("drill {run}")
+                    } else if let Some(c) = classes.get(&id.to_ascii_lowercase()) {
+                        format!("classified: {c}")
+                    } else {
+                        "UNREVIEWED".to_owned()
+                    };
+                    rows.push(serde_json::json!({
+                        "account": acct.upn,
+                        "signin": id,
+                        "created": r["createdDateTime"],
+                        "error_code": r["status"]["errorCode"],
+                        "interactive": r["isInteractive"],
+                        "is": what,
+                    }));
+                }
+            }
+            Err(e) => {
+                errln!(
+                    "error: the sign-in log of {} could not be read: {e}",
+                    acct.upn
+                );
+                return 2;
+            }
+        }
+    }
+    let unreviewed = rows.iter().any(|r| r["is"] == "UNREVIEWED");
+    if a.json {
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        );
+    } else {
+        for r in &rows {
+            out!(
+                "{:<26} {:<40} {:<38} error {:<7} {}",
+                r["created"].as_str().unwrap_or("?"),
+                r["account"].as_str().unwrap_or("?"),
+                r["signin"].as_str().unwrap_or("?"),
+                r["error_code"],
+                r["is"].as_str().unwrap_or("?")
+            );
+        }
+        if unreviewed {
+            out!(
+                "classify each UNREVIEWED sign-in: glassdrill evidence classify --signin ID --account UPN --as drill|emergency|misuse --by NAME --note TEXT"
+            );
+        }
+    }
+    u8::from(unreviewed)
+}

@@ -384,6 +384,32 @@ fn odd_names(root: &Path) -> Vec<String> {
     out
 }
 
+/// The unexpected uses the records hold that no classification entry of
+/// the log accounts for, in words: each stays a finding until someone
+/// classifies it (`evidence classify`).
+pub fn unreviewed_uses<'a>(
+    records: impl Iterator<Item = (&'a str, &'a str, &'a crate::record::DrillRecord)>,
+    entries: &[Entry],
+) -> Vec<String> {
+    let classified: std::collections::HashSet<String> = entries
+        .iter()
+        .filter(|e| e.kind == "classification")
+        .filter_map(|e| e.signin.as_deref().map(str::to_ascii_lowercase))
+        .collect();
+    let mut out = Vec::new();
+    for (drill, run, rec) in records {
+        for u in &rec.unexpected_uses {
+            if !classified.contains(&u.signin_id.to_ascii_lowercase()) {
+                out.push(format!(
+                    "unreviewed use: {} signed in at {} (sign-in {}, error {}), found by {drill}/{run}; classify it with `glassdrill evidence classify --signin {} --account {} --as drill|emergency|misuse`",
+                    u.account, u.created, u.signin_id, u.error_code, u.signin_id, u.account
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Every sealed bundle under `root` (`<drill>/<run>/SHA256SUMS`), sorted
 /// by run id (time order).
 pub fn bundles_on_disk(root: &Path) -> Vec<OnDisk> {

@@ -116,3 +116,156 @@ async fn a_correct_set_up_passes_and_each_fault_fails_its_check() {
         );
     }
 }
+
+/// `glassdrill uses`: a sign-in no drill made is UNREVIEWED (exit 1) until
+/// `evidence classify` says what it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn uses_lists_a_sign_in_no_drill_made_until_it_is_classified() {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let w = crate::util::World::new();
+    let cred = Credential::generate(RP_ID, rehearsal_user_handle()).expect("credential");
+    let tenant = RehearsalTenant::start(TenantOptions {
+        account: rehearsal_account("breakglass1@rehearsal.onmicrosoft.com", &cred).unwrap(),
+        client_id: "glassdrill-rehearsal".into(),
+        client_secret: SecretString::from("s3cret"),
+        faults: vec![Fault::UnexpectedSignin],
+        alert_delay: Duration::ZERO,
+        alert_late_delay: Duration::ZERO,
+        log_delay: Duration::ZERO,
+        webhook_url: None,
+        alert_rules: Vec::new(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        allow_list: false,
+        lax_session_cookie: false,
+        secure_webhook: None,
+    })
+    .await
+    .expect("tenant");
+    let secret = w.path().join("client-secret");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"s3cret").unwrap();
+    let u = tenant.urls().clone();
+    std::fs::write(
+        w.path().join("glassdrill.toml"),
+        format!(
+            "[entra]\ntenant_id = \"{TENANT_ID}\"\nauthority = \"{}\"\ngraph = \"{}\"\nclient_id = \"glassdrill-rehearsal\"\nclient_secret = \"file:{}\"\n\
+             [posture]\n[[posture.accounts]]\nobject_id = \"{}\"\nupn = \"breakglass1@rehearsal.onmicrosoft.com\"\n",
+            u.authority,
+            u.graph,
+            secret.display(),
+            glassdrill::tenant::REHEARSAL_OBJECT_ID
+        ),
+    )
+    .unwrap();
+    let since = (chrono::Utc::now() - chrono::Duration::days(1))
+        .date_naive()
+        .to_string();
+    let run = |args: Vec<String>| {
+        let w = &w;
+        std::thread::scope(|s| s.spawn(move || w.run(&args)).join().unwrap())
+    };
+    let first = run(vec!["uses".into(), "--since".into(), since.clone()]);
+    assert_eq!(first.code, Some(1), "{}\n{}", first.stdout, first.stderr);
+    let line = first
+        .stdout
+        .lines()
+        .find(|l| l.contains("UNREVIEWED"))
+        .unwrap_or_else(|| panic!("{}", first.stdout));
+    let id = line.split_whitespace().nth(2).unwrap().to_owned();
+    assert_eq!(run(vec!["keygen".into()]).code, Some(0));
+    let classified = run([
+        "evidence",
+        "classify",
+        "--signin",
+        &id,
+        "--account",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "--as",
+        "misuse",
+        "--by",
+        "Alice SOC",
+        "--note",
+        "not ours: password spray",
+    ]
+    .map(String::from)
+    .to_vec());
+    assert_eq!(classified.code, Some(0), "{}", classified.stderr);
+    let after = run(vec!["uses".into(), "--since".into(), since]);
+    assert_eq!(after.code, Some(0), "{}\n{}", after.stdout, after.stderr);
+    assert!(
+        after.stdout.contains("classified: misuse"),
+        "{}",
+        after.stdout
+    );
+    tenant.shutdown().await;
+}
+
+/// An unexpected use found by a drill stays a finding of every export
+/// until it is classified.
+#[test]
+fn the_export_lists_unreviewed_uses_until_classified() {
+    let w = crate::util::World::new();
+    let r = w.run([
+        "rehearse",
+        "--fault",
+        "unexpected-signin",
+        "--progress",
+        "none",
+    ]);
+    assert_eq!(r.code, Some(1), "{}\n{}", r.stdout, r.stderr);
+    let export = |name: &str| {
+        let out = w.path().join(name);
+        let e = w.run([
+            "evidence",
+            "export",
+            "--from",
+            "2000-01-01",
+            "--to",
+            "2099-12-31",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(e.code, Some(0), "{}", e.stderr);
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("export.json")).unwrap()).unwrap();
+        meta["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|f| f.as_str().map(str::to_owned))
+            .filter(|f| f.starts_with("unreviewed use"))
+            .collect::<Vec<_>>()
+    };
+    let before = export("export-1");
+    assert_eq!(before.len(), 1, "{before:?}");
+    let id = before[0]
+        .split("(sign-in ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap()
+        .to_owned();
+    let c = w.run([
+        "evidence",
+        "classify",
+        "--signin",
+        &id,
+        "--account",
+        "breakglass1@rehearsal.onmicrosoft.com",
+        "--as",
+        "emergency",
+        "--by",
+        "Alice SOC",
+        "--note",
+        "planned outage test",
+    ]);
+    assert_eq!(c.code, Some(0), "{}", c.stderr);
+    assert!(
+        export("export-2").is_empty(),
+        "classified: no longer a finding"
+    );
+}
