@@ -90,6 +90,10 @@ pub struct DrillRecord {
     /// no drill's: findings until classified.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unexpected_uses: Vec<UnexpectedUse>,
+    /// Unexpected uses earlier drills found that nobody has classified
+    /// yet, in words (from the evidence log when this record was made).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier_unreviewed_uses: Vec<String>,
 }
 
 /// What a drill learnt about the key it used (never the PIN, never key

@@ -107,6 +107,13 @@ pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
     };
     let undelivered = store.undelivered().await.unwrap_or_default();
     let locks = store.locks().await.unwrap_or_default();
+    // Unexpected uses of the accounts no one has classified yet.
+    let uses = crate::evidence::log::EvidenceLog::at(&host.evidence_dir())
+        .read()
+        .map(|c| {
+            crate::evidence::log::open_uses(&c.entries.into_iter().flatten().collect::<Vec<_>>())
+        })
+        .unwrap_or_default();
     if a.json {
         let v = serde_json::json!({
             "drills": rows,
@@ -114,6 +121,9 @@ pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
                 "id": n.id, "drill": n.drill_id, "channel": n.channel, "kind": n.kind,
                 "subject": n.subject, "attempts": n.attempts, "last_error": n.last_error,
                 "queued": crate::support::time::rfc3339_ms(n.created),
+            })).collect::<Vec<_>>(),
+            "unreviewed_uses": uses.iter().map(|(account, signin, created, found_by)| serde_json::json!({
+                "account": account, "signin": signin, "created": created, "found_by": found_by,
             })).collect::<Vec<_>>(),
             "locks": locks.iter().map(|l| serde_json::json!({
                 "name": l.name, "holder": l.holder, "host": l.host, "pid": l.pid,
@@ -129,6 +139,11 @@ pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
                 l.holder,
                 l.name,
                 crate::support::time::rfc3339_ms(l.since)
+            ));
+        }
+        for (account, signin, created, found_by) in &uses {
+            t.push_str(&format!(
+                "UNREVIEWED USE: {account} signed in at {created} (sign-in {signin}, found by {found_by}); classify it: glassdrill evidence classify --signin {signin} --account {account} --as drill|emergency|misuse\n"
             ));
         }
         out!("{}", t.trim_end());

@@ -384,6 +384,36 @@ fn odd_names(root: &Path) -> Vec<String> {
     out
 }
 
+/// The log entry kind of an unexpected use a drill found.
+pub const UNEXPECTED_USE: &str = "unexpected-use";
+
+/// The unexpected uses in the log no classification accounts for:
+/// (account, sign-in id, when, found by drill/run), oldest first.
+pub fn open_uses(entries: &[Entry]) -> Vec<(String, String, String, String)> {
+    let classified: std::collections::HashSet<String> = entries
+        .iter()
+        .filter(|e| e.kind == "classification")
+        .filter_map(|e| e.signin.as_deref().map(str::to_ascii_lowercase))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    entries
+        .iter()
+        .filter(|e| e.kind == UNEXPECTED_USE)
+        .filter_map(|e| {
+            let id = e.signin.clone()?;
+            let key = id.to_ascii_lowercase();
+            (!classified.contains(&key) && seen.insert(key)).then(|| {
+                (
+                    e.account.clone().unwrap_or_default(),
+                    id,
+                    e.note.clone().unwrap_or_default(),
+                    format!("{}/{}", e.drill, e.run),
+                )
+            })
+        })
+        .collect()
+}
+
 /// The unexpected uses the records hold that no classification entry of
 /// the log accounts for, in words: each stays a finding until someone
 /// classifies it (`evidence classify`).

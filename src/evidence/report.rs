@@ -154,6 +154,13 @@ pub fn html(r: &DrillRecord, image: &dyn Fn(&str) -> Option<Vec<u8>>) -> String 
                         }
                     }
                 }
+                @if !r.earlier_unreviewed_uses.is_empty() {
+                    h2 { "Unreviewed uses from earlier drills" }
+                    p { "Still findings until classified with " code { "glassdrill evidence classify" } ":" }
+                    ul id="earlier-unreviewed" {
+                        @for u in &r.earlier_unreviewed_uses { li { (u) } }
+                    }
+                }
                 @if !r.posture.is_empty() || !r.unexpected_uses.is_empty() {
                     h2 { "Posture" }
                     p { "The break-glass set-up, checked read-only after the sign-in and the alerts (apart from them: a posture FAIL fails the drill, the sign-in and alert results above stand as they are). UNKNOWN: a permission is missing; never a finding." }

@@ -243,6 +243,23 @@ fn the_export_lists_unreviewed_uses_until_classified() {
     };
     let before = export("export-1");
     assert_eq!(before.len(), 1, "{before:?}");
+    // `status` lists it, and the next drill's report carries it.
+    let st = w.run(["status"]);
+    assert!(
+        st.stdout
+            .contains("UNREVIEWED USE: breakglass1@rehearsal.onmicrosoft.com"),
+        "{}\n{}",
+        st.stdout,
+        st.stderr
+    );
+    let next = w.run(["rehearse", "--progress", "none"]);
+    assert_eq!(next.code, Some(0), "{}", next.stdout);
+    let bundle = crate::util::bundle_from_stdout(&next.stdout);
+    let report = std::fs::read_to_string(bundle.join("report.html")).unwrap();
+    assert!(
+        report.contains("Unreviewed uses from earlier drills"),
+        "the next report lists it"
+    );
     let id = before[0]
         .split("(sign-in ")
         .nth(1)
@@ -268,4 +285,6 @@ fn the_export_lists_unreviewed_uses_until_classified() {
         export("export-2").is_empty(),
         "classified: no longer a finding"
     );
+    let st = w.run(["status"]);
+    assert!(!st.stdout.contains("UNREVIEWED USE"), "{}", st.stdout);
 }

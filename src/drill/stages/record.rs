@@ -152,6 +152,7 @@ pub(crate) fn build(
                 detail: c.detail.clone(),
             })
             .collect(),
+        earlier_unreviewed_uses: Vec::new(),
         unexpected_uses: g
             .posture
             .unexpected
@@ -235,7 +236,20 @@ pub(crate) async fn run(
     (verdict, reasons): (Verdict, Vec<String>),
     cancel: &CancellationToken,
 ) -> Ended<(Option<DrillRecord>, Result<SealedBundle, EvidenceError>)> {
-    let (record, files) = build(plan, sinks.signer, &g, stages, verdict, reasons);
+    let (mut record, files) = build(plan, sinks.signer, &g, stages, verdict, reasons);
+    // Earlier drills' unexpected uses nobody has classified: every report
+    // lists them until someone does.
+    record.earlier_unreviewed_uses = crate::evidence::log::EvidenceLog::at(&sinks.evidence_dir)
+        .read()
+        .map(|c| {
+            crate::evidence::log::open_uses(&c.entries.into_iter().flatten().collect::<Vec<_>>())
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(account, signin, created, found_by)| {
+            format!("{account} signed in at {created} (sign-in {signin}, found by {found_by})")
+        })
+        .collect();
     let writer = match writer {
         Some(w) => Ok(w),
         None => BundleWriter::create(&sinks.evidence_dir, &record.drill.id, &record.run_id),
@@ -262,6 +276,25 @@ pub(crate) async fn run(
                 )
                 .map_err(|e| e.to_string()),
         );
+        // Each unexpected use enters the log too: `status` and later
+        // reports list it until a classification entry accounts for it.
+        if matches!(b.log, Some(Ok(_))) {
+            let log = crate::evidence::log::EvidenceLog::at(&sinks.evidence_dir);
+            for u in &record.unexpected_uses {
+                let entry = crate::evidence::log::Entry {
+                    drill: record.drill.id.clone(),
+                    run: record.run_id.clone(),
+                    manifest_sha256: b.manifest_sha256.clone(),
+                    signin: Some(u.signin_id.clone()),
+                    account: Some(u.account.clone()),
+                    note: Some(u.created.clone()),
+                    ..crate::evidence::log::Entry::new(crate::evidence::log::UNEXPECTED_USE)
+                };
+                if let Err(e) = log.append_entry(entry, sinks.signing_key, sinks.signer) {
+                    tracing::warn!(error = %e, "an unexpected use could not enter the evidence log");
+                }
+            }
+        }
         b
     });
     match &bundle {
