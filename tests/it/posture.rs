@@ -288,3 +288,107 @@ fn the_export_lists_unreviewed_uses_until_classified() {
     let st = w.run(["status"]);
     assert!(!st.stdout.contains("UNREVIEWED USE"), "{}", st.stdout);
 }
+
+/// Against `wiremock` with Microsoft's documented payloads: pages are
+/// followed (the second key is on page 2), and a refused read is UNKNOWN
+/// naming the permission, never a FAIL.
+#[tokio::test]
+async fn posture_follows_pages_and_a_refused_read_is_unknown_naming_the_permission() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let fx = |name: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("src/posture/fixtures")
+                    .join(name),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let server = MockServer::start().await;
+    let oid = glassdrill::tenant::REHEARSAL_OBJECT_ID;
+    Mock::given(method("POST"))
+        .and(path("/t/oauth2/v2.0/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "tok"}),
+        ))
+        .mount(&server)
+        .await;
+    let get = |p: String, body: serde_json::Value| {
+        Mock::given(method("GET"))
+            .and(path(p))
+            .respond_with(ResponseTemplate::new(200).set_body_json(body))
+    };
+    get(format!("/v1.0/users/{oid}"), fx("user.json"))
+        .mount(&server)
+        .await;
+    let mut page1 = fx("auth-methods.json");
+    let second = page1["value"].as_array_mut().unwrap().split_off(1);
+    page1["@odata.nextLink"] = format!("{}/methods-page-2", server.uri()).into();
+    get(format!("/v1.0/users/{oid}/authentication/methods"), page1)
+        .mount(&server)
+        .await;
+    get(
+        "/methods-page-2".into(),
+        serde_json::json!({ "value": second }),
+    )
+    .mount(&server)
+    .await;
+    Mock::given(method("GET"))
+        .and(path("/v1.0/roleManagement/directory/roleAssignmentSchedules"))
+        .respond_with(ResponseTemplate::new(403).set_body_json(
+            serde_json::json!({"error": {"code": "Authorization_RequestDenied", "message": "Insufficient privileges to complete the operation."}}),
+        ))
+        .mount(&server)
+        .await;
+    get(
+        "/v1.0/roleManagement/directory/roleEligibilitySchedules".into(),
+        serde_json::json!({"value": []}),
+    )
+    .mount(&server)
+    .await;
+    let tokens = std::sync::Arc::new(
+        TokenCache::new(AppCredentials {
+            authority: server.uri(),
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            client_secret: SecretString::from("s"),
+            certificate: None,
+        })
+        .unwrap(),
+    );
+    let mut cfg = glassdrill::tenant::posture::posture_config();
+    cfg.group_id = None;
+    cfg.alert_rule = None;
+    let checks = glassdrill::posture::fetch::posture(
+        glassdrill::posture::fetch::Endpoints {
+            graph: server.uri(),
+            management: server.uri(),
+        },
+        tokens,
+        &cfg,
+        &CancellationToken::new(),
+    )
+    .await;
+    let by = |n: &str| {
+        checks
+            .iter()
+            .find(|c| c.name == n)
+            .unwrap_or_else(|| panic!("{n}: {checks:#?}"))
+    };
+    assert_eq!(
+        by("two or more FIDO2 security keys").status,
+        Status::Pass,
+        "{checks:#?}"
+    );
+    let ga = by("Global Administrator, active and permanent");
+    assert_eq!(ga.status, Status::Unknown);
+    assert!(
+        ga.detail.contains("RoleManagement.Read.All"),
+        "{}",
+        ga.detail
+    );
+    assert!(!glassdrill::posture::failed(&checks), "UNKNOWN never fails");
+}
