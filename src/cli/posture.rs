@@ -13,29 +13,43 @@ pub struct PostureArgs {
     pub json: bool,
 }
 
+/// The [entra] tenant, the [posture] accounts and the app's tokens, or
+/// the exit code after saying what is missing.
+fn setup<'h>(
+    host: &'h HostConfig,
+    command: &str,
+) -> Result<
+    (
+        &'h crate::config::EntraConfig,
+        &'h crate::config::host::PostureConfig,
+        std::sync::Arc<crate::cloud::TokenCache>,
+    ),
+    u8,
+> {
+    let (Some(entra), Some(cfg)) = (&host.entra, &host.posture) else {
+        errln!(
+            "error: {command} needs [entra] (the tenant and a read-only app registration) and [posture] (the break-glass accounts by object id) in glassdrill.toml"
+        );
+        return Err(EXIT_USAGE);
+    };
+    let creds = crate::runner::entra_credentials(entra).map_err(|(field, why)| {
+        errln!("error: {field}: {why}");
+        EXIT_USAGE
+    })?;
+    let tokens = crate::cloud::TokenCache::new(creds).map_err(|e| {
+        errln!("error: {e}");
+        2
+    })?;
+    Ok((entra, cfg, std::sync::Arc::new(tokens)))
+}
+
 /// Runs the posture checks of the host's [posture] accounts in its
 /// [entra] tenant. Exit 0: no FAIL (UNKNOWN never fails); 1: a FAIL; 64:
 /// not configured.
 pub(crate) async fn posture(host: &HostConfig, a: PostureArgs) -> u8 {
-    let (Some(entra), Some(cfg)) = (&host.entra, &host.posture) else {
-        errln!(
-            "error: posture needs [entra] (the tenant and a read-only app registration) and [posture] (the break-glass accounts by object id) in glassdrill.toml"
-        );
-        return EXIT_USAGE;
-    };
-    let creds = match crate::runner::entra_credentials(entra) {
-        Ok(c) => c,
-        Err((field, why)) => {
-            errln!("error: {field}: {why}");
-            return EXIT_USAGE;
-        }
-    };
-    let tokens = match crate::cloud::TokenCache::new(creds) {
-        Ok(t) => std::sync::Arc::new(t),
-        Err(e) => {
-            errln!("error: {e}");
-            return 2;
-        }
+    let (entra, cfg, tokens) = match setup(host, "posture") {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     let checks = crate::posture::fetch::posture(
@@ -86,25 +100,9 @@ pub struct UsesArgs {
 /// (its run's correlation id is in a bundle), classified (the evidence
 /// log says what it was), or UNREVIEWED. Exit 1 when one is unreviewed.
 pub(crate) async fn uses(host: &HostConfig, a: UsesArgs) -> u8 {
-    let (Some(entra), Some(cfg)) = (&host.entra, &host.posture) else {
-        errln!(
-            "error: uses needs [entra] and [posture] (the break-glass accounts by object id) in glassdrill.toml"
-        );
-        return EXIT_USAGE;
-    };
-    let creds = match crate::runner::entra_credentials(entra) {
-        Ok(c) => c,
-        Err((field, why)) => {
-            errln!("error: {field}: {why}");
-            return EXIT_USAGE;
-        }
-    };
-    let tokens = match crate::cloud::TokenCache::new(creds) {
-        Ok(t) => std::sync::Arc::new(t),
-        Err(e) => {
-            errln!("error: {e}");
-            return 2;
-        }
+    let (entra, cfg, tokens) = match setup(host, "uses") {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let since = a.since.and_time(chrono::NaiveTime::MIN).and_utc();
     // The drills' own sign-ins, by correlation id, from the bundles.

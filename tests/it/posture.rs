@@ -13,7 +13,8 @@ use glassdrill::tenant::{
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
-async fn posture(faults: &[Fault]) -> Vec<glassdrill::posture::Check> {
+/// The rehearsal tenant with `faults`, its app secret `s3cret`.
+async fn start(faults: &[Fault]) -> RehearsalTenant {
     let cred = Credential::generate(RP_ID, rehearsal_user_handle()).expect("credential");
     let tenant = RehearsalTenant::start(TenantOptions {
         account: rehearsal_account("breakglass1@rehearsal.onmicrosoft.com", &cred).unwrap(),
@@ -32,6 +33,11 @@ async fn posture(faults: &[Fault]) -> Vec<glassdrill::posture::Check> {
     })
     .await
     .expect("tenant");
+    tenant
+}
+
+async fn posture(faults: &[Fault]) -> Vec<glassdrill::posture::Check> {
+    let tenant = start(faults).await;
     let urls = tenant.urls().clone();
     let tokens = std::sync::Arc::new(
         TokenCache::new(AppCredentials {
@@ -123,24 +129,7 @@ async fn a_correct_set_up_passes_and_each_fault_fails_its_check() {
 async fn uses_lists_a_sign_in_no_drill_made_until_it_is_classified() {
     use std::os::unix::fs::OpenOptionsExt as _;
     let w = crate::util::World::new();
-    let cred = Credential::generate(RP_ID, rehearsal_user_handle()).expect("credential");
-    let tenant = RehearsalTenant::start(TenantOptions {
-        account: rehearsal_account("breakglass1@rehearsal.onmicrosoft.com", &cred).unwrap(),
-        client_id: "glassdrill-rehearsal".into(),
-        client_secret: SecretString::from("s3cret"),
-        faults: vec![Fault::UnexpectedSignin],
-        alert_delay: Duration::ZERO,
-        alert_late_delay: Duration::ZERO,
-        log_delay: Duration::ZERO,
-        webhook_url: None,
-        alert_rules: Vec::new(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        allow_list: false,
-        lax_session_cookie: false,
-        secure_webhook: None,
-    })
-    .await
-    .expect("tenant");
+    let tenant = start(&[Fault::UnexpectedSignin]).await;
     let secret = w.path().join("client-secret");
     let mut f = std::fs::OpenOptions::new()
         .write(true)
