@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 /// The rehearsal tenant with `faults`, its app secret `s3cret`.
 async fn start(faults: &[Fault]) -> RehearsalTenant {
     let cred = Credential::generate(RP_ID, rehearsal_user_handle()).expect("credential");
-    let tenant = RehearsalTenant::start(TenantOptions {
+    RehearsalTenant::start(TenantOptions {
         account: rehearsal_account("breakglass1@rehearsal.onmicrosoft.com", &cred).unwrap(),
         client_id: "glassdrill-rehearsal".into(),
         client_secret: SecretString::from("s3cret"),
@@ -32,8 +32,7 @@ async fn start(faults: &[Fault]) -> RehearsalTenant {
         secure_webhook: None,
     })
     .await
-    .expect("tenant");
-    tenant
+    .expect("tenant")
 }
 
 async fn posture(faults: &[Fault]) -> Vec<glassdrill::posture::Check> {
