@@ -63,13 +63,16 @@
 //! - [`posture`]: the break-glass set-up's rules, pure (account enabled,
 //!   cloud-only, unlicensed, Global Administrator active and permanent,
 //!   group, keys and methods, Conditional Access, the alert rule and its
-//!   action group) on what Graph and Azure Resource Manager return; each
-//!   PASS, FAIL or UNKNOWN. Fetching and the drill's use of it come next.
+//!   action group) on what Graph and Azure Resource Manager return, each
+//!   PASS, FAIL or UNKNOWN; `fetch` reads them read-only. The drill's
+//!   `posture` stage and `glassdrill posture`/`uses` use it.
 //! - [`state`]: the daemon's state store (SQLite through `sqlx`,
 //!   portable SQL): drawn due times, holds, runs, key proofs, locks across
 //!   processes, the notification outbox; rebuilt from the bundles. Never
 //!   writes evidence.
-//! - [`drill`]: a run's plan, one function per stage (`drill::stages`),
+//! - [`drill`]: a run's plan, one function per stage (`drill::stages`:
+//!   preflight, announce, sign-in, confirm, alerts, posture, teardown,
+//!   record, report),
 //!   the driver that times and reports them, the pure verdict rules.
 //! - [`tenant`]: the rehearsal tenant, a loopback stand-in for Entra ID
 //!   and its alert pipeline, with fault switches: `signin` (Entra's

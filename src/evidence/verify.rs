@@ -454,12 +454,32 @@ pub(crate) fn check_signature(
     bundle_dir: &Path,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(String, String), Vec<VerifyError>> {
+    let raw = sig;
     let sig = SshSig::from_pem(sig).map_err(|e| {
         vec![VerifyError::SignatureMalformed {
             path: sig_path.to_path_buf(),
             why: e.to_string(),
         }]
     })?;
+    // The armor is taken exactly as glassdrill writes it: a byte that the
+    // PEM decoder would overlook (a base64 character's unused bits, a
+    // line break's neighbour) is still a change to the bundle.
+    let canonical = sig
+        .to_pem(ssh_key::LineEnding::LF)
+        .map(|mut p| {
+            if !p.ends_with('\n') {
+                p.push('\n');
+            }
+            p
+        })
+        .unwrap_or_default();
+    if canonical.as_bytes() != raw {
+        return Err(vec![VerifyError::SignatureMalformed {
+            path: sig_path.to_path_buf(),
+            why: "it is not byte for byte the armor glassdrill writes (changed after signing)"
+                .into(),
+        }]);
+    }
     if sig.namespace() != NAMESPACE {
         return Err(vec![VerifyError::SignatureInvalid {
             path: sig_path.to_path_buf(),
