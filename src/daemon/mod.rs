@@ -984,6 +984,14 @@ impl Daemon {
             if let Some(k) = &key {
                 opts.last_sign_count = me.store.key_counter(&d.id, k).await.ok().flatten();
             }
+            // Sign-ins since the drill's previous run that no drill made are
+            // unexpected use.
+            opts.previous_drill_end = me
+                .store
+                .runs(&d.id, 1)
+                .await
+                .ok()
+                .and_then(|r| r.first().map(|r| r.ended.unwrap_or(r.started)));
             opts.findings.extend(stale.into_iter().map(|k| {
                 format!(
                     "key {k} of drill {} has not been proven within {} days: it is used in turn; check it is still registered and in custody",

@@ -161,6 +161,13 @@ pub async fn run(
     if let Some(k) = &key {
         opts.last_sign_count = store.key_counter(&drill.id, k).await.ok().flatten();
     }
+    // Sign-ins since the drill's previous run that no drill made are
+    // unexpected use.
+    opts.previous_drill_end = store
+        .runs(&drill.id, 1)
+        .await
+        .ok()
+        .and_then(|r| r.first().map(|r| r.ended.unwrap_or(r.started)));
     let names = crate::state::lock_names(&drill.group, &drill.account, key.as_deref());
     let error = |message: String| Refusal {
         message,
