@@ -170,7 +170,7 @@ impl AlertCheck for PollingCheck {
 /// The sign-in log as an alert source (`graph-signin`): the sign-in's own
 /// row, by `userId` (or UPN) since the sign-in; proves "sign-in logged"
 /// within its deadline. Graph allows 5 requests per 10 s per app and
-/// tenant on this API: the client spaces its requests to one per 2 s.
+/// tenant on this API: the client never sends more.
 pub struct GraphSignIns {
     /// The Graph client.
     pub graph: Arc<crate::cloud::GraphClient>,

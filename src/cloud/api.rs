@@ -25,13 +25,21 @@ pub(crate) enum Auth<'a> {
     Header(&'a SecretString),
 }
 
-/// Spaces requests: never two closer than `gap` (an API's documented
-/// limit, e.g. Graph's sign-in logs: 5 requests per 10 s per app and
-/// tenant, so 2 s).
+/// Keeps requests within an API's documented rate: at most [`BURST`]
+/// requests in any window of `BURST × gap` (Graph's sign-in logs: 5
+/// requests per 10 s per app and tenant, so `gap` = 2 s), shared by every
+/// client of that API in the process; a `Retry-After` holds them all back.
 pub(crate) struct RateLimit {
-    gap: Duration,
-    next: tokio::sync::Mutex<tokio::time::Instant>,
+    window: Duration,
+    /// The recent requests, oldest first, and until when everything waits.
+    state: tokio::sync::Mutex<(
+        std::collections::VecDeque<tokio::time::Instant>,
+        tokio::time::Instant,
+    )>,
 }
+
+/// Requests an API may take at once, within its window.
+const BURST: u32 = 5;
 
 impl RateLimit {
     /// The process-wide limit of `key` (an API at a base URL): every
@@ -47,8 +55,11 @@ impl RateLimit {
         m.entry(key.to_owned())
             .or_insert_with(|| {
                 Arc::new(Self {
-                    gap,
-                    next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+                    window: gap.saturating_mul(BURST),
+                    state: tokio::sync::Mutex::new((
+                        std::collections::VecDeque::new(),
+                        tokio::time::Instant::now(),
+                    )),
                 })
             })
             .clone()
@@ -57,24 +68,36 @@ impl RateLimit {
     /// Holds every client of the API back for `d` (a `Retry-After`: the
     /// API asked the app, not one request, to wait).
     async fn defer(&self, d: Duration) {
-        let mut next = self.next.lock().await;
+        let mut st = self.state.lock().await;
         let until = tokio::time::Instant::now() + d;
-        if until > *next {
-            *next = until;
+        if until > st.1 {
+            st.1 = until;
         }
     }
 
-    /// Waits for the next slot (or the stop).
+    /// Waits for a slot (or the stop).
     async fn wait(&self, cancel: &CancellationToken) -> Result<(), CloudError> {
-        let mut next = self.next.lock().await;
-        let now = tokio::time::Instant::now();
-        let at = (*next).max(now);
-        tokio::select! {
-            () = tokio::time::sleep_until(at) => {}
-            () = cancel.cancelled() => return Err(CloudError::Cancelled),
+        loop {
+            let at = {
+                let mut st = self.state.lock().await;
+                let now = tokio::time::Instant::now();
+                while st.0.front().is_some_and(|t| *t + self.window <= now) {
+                    st.0.pop_front();
+                }
+                if st.1 > now {
+                    st.1
+                } else if st.0.len() < BURST as usize {
+                    st.0.push_back(now);
+                    return Ok(());
+                } else {
+                    st.0.front().map_or(now, |t| *t + self.window)
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                () = cancel.cancelled() => return Err(CloudError::Cancelled),
+            }
         }
-        *next = at + self.gap;
-        Ok(())
     }
 }
 
@@ -291,5 +314,32 @@ impl Api {
             code: format!("more than {MAX_PAGES} pages: narrow the query"),
             hint: "",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Five at once, then no sixth before the window has passed; a
+    /// `Retry-After` holds everything back.
+    #[tokio::test(start_paused = true)]
+    async fn at_most_a_burst_per_window() {
+        let l = RateLimit::shared("test api http://127.0.0.1:1", Duration::from_secs(2));
+        let cancel = CancellationToken::new();
+        let t0 = tokio::time::Instant::now();
+        for _ in 0..5 {
+            l.wait(&cancel).await.unwrap();
+        }
+        assert_eq!(t0.elapsed(), Duration::ZERO);
+        l.wait(&cancel).await.unwrap();
+        assert_eq!(
+            t0.elapsed(),
+            Duration::from_secs(10),
+            "5 requests in any 10 s"
+        );
+        l.defer(Duration::from_secs(30)).await;
+        l.wait(&cancel).await.unwrap();
+        assert!(t0.elapsed() >= Duration::from_secs(40));
     }
 }

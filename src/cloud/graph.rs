@@ -22,7 +22,8 @@ pub struct GraphClient {
 
 /// Graph's sign-in log allows 5 requests per 10 s per app and tenant
 /// (<https://learn.microsoft.com/en-us/graph/throttling-limits>, "Identity
-/// and access reports service limits"): one request every 2 s.
+/// and access reports service limits"): 2 s on average, at most 5 in any
+/// 10 s (see [`super::api::RateLimit`]).
 pub(crate) const SIGNIN_LOG_GAP: Duration = Duration::from_secs(2);
 
 impl GraphClient {
