@@ -759,7 +759,7 @@ async fn attach(
         None => host.posture.clone(),
     };
     let posture = posture_cfg.map(|cfg| crate::drill::stages::posture::PosturePlan {
-        drill_sign_ins: crate::drill::stages::posture::drill_sign_ins(&host.evidence_dir()),
+        evidence_dir: host.evidence_dir(),
         cfg,
         graph: endpoints.graph.clone(),
         management: endpoints.management.clone(),

@@ -108,12 +108,7 @@ pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
     let undelivered = store.undelivered().await.unwrap_or_default();
     let locks = store.locks().await.unwrap_or_default();
     // Unexpected uses of the accounts no one has classified yet.
-    let uses = crate::evidence::log::EvidenceLog::at(&host.evidence_dir())
-        .read()
-        .map(|c| {
-            crate::evidence::log::open_uses(&c.entries.into_iter().flatten().collect::<Vec<_>>())
-        })
-        .unwrap_or_default();
+    let uses = crate::evidence::log::EvidenceLog::at(&host.evidence_dir()).open_uses();
     if a.json {
         let v = serde_json::json!({
             "drills": rows,
@@ -122,8 +117,8 @@ pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
                 "subject": n.subject, "attempts": n.attempts, "last_error": n.last_error,
                 "queued": crate::support::time::rfc3339_ms(n.created),
             })).collect::<Vec<_>>(),
-            "unreviewed_uses": uses.iter().map(|(account, signin, created, found_by)| serde_json::json!({
-                "account": account, "signin": signin, "created": created, "found_by": found_by,
+            "unreviewed_uses": uses.iter().map(|u| serde_json::json!({
+                "account": u.account, "signin": u.signin, "created": u.created, "found_by": u.found_by,
             })).collect::<Vec<_>>(),
             "locks": locks.iter().map(|l| serde_json::json!({
                 "name": l.name, "holder": l.holder, "host": l.host, "pid": l.pid,
@@ -141,9 +136,11 @@ pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
                 crate::support::time::rfc3339_ms(l.since)
             ));
         }
-        for (account, signin, created, found_by) in &uses {
+        for u in &uses {
             t.push_str(&format!(
-                "UNREVIEWED USE: {account} signed in at {created} (sign-in {signin}, found by {found_by}); classify it: glassdrill evidence classify --signin {signin} --account {account} --as drill|emergency|misuse\n"
+                "UNREVIEWED USE: {}; classify it: {}\n",
+                u.words(),
+                u.fix()
             ));
         }
         out!("{}", t.trim_end());

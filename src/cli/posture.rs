@@ -107,17 +107,7 @@ pub(crate) async fn uses(host: &HostConfig, a: UsesArgs) -> u8 {
     let since = a.since.and_time(chrono::NaiveTime::MIN).and_utc();
     // The drills' own sign-ins, by correlation id, from the bundles.
     let root = host.evidence_dir();
-    let mut drills = std::collections::HashMap::new();
-    for b in crate::evidence::log::bundles_on_disk(&root) {
-        let path = root.join(&b.drill).join(&b.run).join("drill.json");
-        if let Some(c) = std::fs::read(&path)
-            .ok()
-            .and_then(|t| crate::record::DrillRecord::from_json(&t).ok())
-            .and_then(|r| r.sign_in.correlation_id)
-        {
-            drills.insert(c.to_ascii_lowercase(), format!("{}/{}", b.drill, b.run));
-        }
-    }
+    let drills = crate::evidence::log::drill_sign_ins(&root);
     let classes: std::collections::HashMap<String, String> =
         crate::evidence::log::EvidenceLog::at(&root)
             .read()

@@ -139,6 +139,14 @@ impl EvidenceLog {
         &self.dir
     }
 
+    /// The unexpected uses no classification accounts for (none when the
+    /// log cannot be read).
+    pub fn open_uses(&self) -> Vec<OpenUse> {
+        self.read()
+            .map(|c| open_uses(&c.entries.into_iter().flatten().collect::<Vec<_>>()))
+            .unwrap_or_default()
+    }
+
     /// Reads the entries (an absent log is empty).
     pub fn read(&self) -> Result<LogContents, EvidenceError> {
         let path = self.dir.join(ENTRIES);
@@ -387,9 +395,40 @@ fn odd_names(root: &Path) -> Vec<String> {
 /// The log entry kind of an unexpected use a drill found.
 pub const UNEXPECTED_USE: &str = "unexpected-use";
 
-/// The unexpected uses in the log no classification accounts for:
-/// (account, sign-in id, when, found by drill/run), oldest first.
-pub fn open_uses(entries: &[Entry]) -> Vec<(String, String, String, String)> {
+/// An unexpected use in the log that no classification accounts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUse {
+    /// The account (UPN).
+    pub account: String,
+    /// The sign-in log record's id.
+    pub signin: String,
+    /// When it happened.
+    pub created: String,
+    /// The drill run that found it (`drill/run`).
+    pub found_by: String,
+}
+
+impl OpenUse {
+    /// In words, for status, reports and exports.
+    pub fn words(&self) -> String {
+        format!(
+            "{} signed in at {} (sign-in {}, found by {})",
+            self.account, self.created, self.signin, self.found_by
+        )
+    }
+
+    /// The command that classifies it.
+    pub fn fix(&self) -> String {
+        format!(
+            "glassdrill evidence classify --signin {} --account {} --as drill|emergency|misuse",
+            self.signin, self.account
+        )
+    }
+}
+
+/// The unexpected uses in the log no classification accounts for, oldest
+/// first.
+pub fn open_uses(entries: &[Entry]) -> Vec<OpenUse> {
     let classified: std::collections::HashSet<String> = entries
         .iter()
         .filter(|e| e.kind == "classification")
@@ -400,44 +439,32 @@ pub fn open_uses(entries: &[Entry]) -> Vec<(String, String, String, String)> {
         .iter()
         .filter(|e| e.kind == UNEXPECTED_USE)
         .filter_map(|e| {
-            let id = e.signin.clone()?;
-            let key = id.to_ascii_lowercase();
-            (!classified.contains(&key) && seen.insert(key)).then(|| {
-                (
-                    e.account.clone().unwrap_or_default(),
-                    id,
-                    e.note.clone().unwrap_or_default(),
-                    format!("{}/{}", e.drill, e.run),
-                )
+            let signin = e.signin.clone()?;
+            let key = signin.to_ascii_lowercase();
+            (!classified.contains(&key) && seen.insert(key)).then(|| OpenUse {
+                account: e.account.clone().unwrap_or_default(),
+                signin,
+                created: e.note.clone().unwrap_or_default(),
+                found_by: format!("{}/{}", e.drill, e.run),
             })
         })
         .collect()
 }
 
-/// The unexpected uses the records hold that no classification entry of
-/// the log accounts for, in words: each stays a finding until someone
-/// classifies it (`evidence classify`).
-pub fn unreviewed_uses<'a>(
-    records: impl Iterator<Item = (&'a str, &'a str, &'a crate::record::DrillRecord)>,
-    entries: &[Entry],
-) -> Vec<String> {
-    let classified: std::collections::HashSet<String> = entries
-        .iter()
-        .filter(|e| e.kind == "classification")
-        .filter_map(|e| e.signin.as_deref().map(str::to_ascii_lowercase))
-        .collect();
-    let mut out = Vec::new();
-    for (drill, run, rec) in records {
-        for u in &rec.unexpected_uses {
-            if !classified.contains(&u.signin_id.to_ascii_lowercase()) {
-                out.push(format!(
-                    "unreviewed use: {} signed in at {} (sign-in {}, error {}), found by {drill}/{run}; classify it with `glassdrill evidence classify --signin {} --account {} --as drill|emergency|misuse`",
-                    u.account, u.created, u.signin_id, u.error_code, u.signin_id, u.account
-                ));
-            }
-        }
-    }
-    out
+/// The sign-ins the bundles under `root` record, by correlation id (lower
+/// case), each with its `drill/run`: those sign-ins were drills.
+pub fn drill_sign_ins(root: &Path) -> std::collections::HashMap<String, String> {
+    bundles_on_disk(root)
+        .into_iter()
+        .filter_map(|b| {
+            let text = fs::read(root.join(&b.drill).join(&b.run).join("drill.json")).ok()?;
+            let corr = crate::record::DrillRecord::from_json(&text)
+                .ok()?
+                .sign_in
+                .correlation_id?;
+            Some((corr.to_ascii_lowercase(), format!("{}/{}", b.drill, b.run)))
+        })
+        .collect()
 }
 
 /// Every sealed bundle under `root` (`<drill>/<run>/SHA256SUMS`), sorted

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{Check, Fetched};
@@ -202,19 +202,4 @@ pub async fn posture(
         }
     }
     out
-}
-
-/// For tests and callers that have the body already.
-pub fn got(v: Value) -> Fetched {
-    Fetched::Got(v)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_body_is_got() {
-        assert!(matches!(got(json!({})), Fetched::Got(_)));
-    }
 }

@@ -29,24 +29,8 @@ pub struct PosturePlan {
     /// Sign-ins since then are looked at for unexpected use (the previous
     /// drill's end).
     pub since: DateTime<Utc>,
-    /// The correlation ids of every drill's sign-in on record (from the
-    /// bundles): those sign-ins are drills, not unexpected use.
-    pub drill_sign_ins: std::collections::HashSet<String>,
-}
-
-/// The correlation ids of the sign-ins the bundles under `root` record.
-pub fn drill_sign_ins(root: &std::path::Path) -> std::collections::HashSet<String> {
-    crate::evidence::log::bundles_on_disk(root)
-        .into_iter()
-        .filter_map(|b| {
-            let text = std::fs::read(root.join(&b.drill).join(&b.run).join("drill.json")).ok()?;
-            crate::record::DrillRecord::from_json(&text)
-                .ok()?
-                .sign_in
-                .correlation_id
-                .map(|c| c.to_ascii_lowercase())
-        })
-        .collect()
+    /// The evidence directory: its bundles name every drill's sign-in.
+    pub evidence_dir: std::path::PathBuf,
 }
 
 /// What the stage found.
@@ -139,12 +123,10 @@ pub async fn run(
         {
             Ok(rows) => unexpected.extend(
                 rows.into_iter()
+                    // This drill's own sign-in is expected.
                     .filter(|r| {
-                        // This drill's own sign-in and earlier drills' are
-                        // expected.
                         let corr = r["correlationId"].as_str().unwrap_or_default();
                         !this_run.is_some_and(|c| corr.eq_ignore_ascii_case(c))
-                            && !plan.drill_sign_ins.contains(&corr.to_ascii_lowercase())
                     })
                     .map(|r| (a.upn.clone(), r)),
             ),
@@ -155,6 +137,15 @@ pub async fn run(
                 detail: format!("the sign-in log could not be read: {e}"),
             }),
         }
+    }
+    // So are earlier drills' (their bundles name them): read only when a
+    // sign-in is left to explain.
+    if !unexpected.is_empty() {
+        let drills = crate::evidence::log::drill_sign_ins(&plan.evidence_dir);
+        unexpected.retain(|(_, r)| {
+            let corr = r["correlationId"].as_str().unwrap_or_default();
+            !drills.contains_key(&corr.to_ascii_lowercase())
+        });
     }
     let found = PostureFound { checks, unexpected };
     let (status, detail) = judge(&found);

@@ -240,15 +240,9 @@ pub(crate) async fn run(
     // Earlier drills' unexpected uses nobody has classified: every report
     // lists them until someone does.
     record.earlier_unreviewed_uses = crate::evidence::log::EvidenceLog::at(&sinks.evidence_dir)
-        .read()
-        .map(|c| {
-            crate::evidence::log::open_uses(&c.entries.into_iter().flatten().collect::<Vec<_>>())
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(account, signin, created, found_by)| {
-            format!("{account} signed in at {created} (sign-in {signin}, found by {found_by})")
-        })
+        .open_uses()
+        .iter()
+        .map(crate::evidence::log::OpenUse::words)
         .collect();
     let writer = match writer {
         Some(w) => Ok(w),

@@ -184,15 +184,15 @@ fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
         .read()
         .map(|c| c.entries.into_iter().flatten().collect())
         .unwrap_or_default();
-    // Unexpected uses no classification accounts for stay findings.
-    findings.extend(super::log::unreviewed_uses(
-        rows.iter().filter_map(|r| {
-            r.record
-                .as_ref()
-                .map(|rec| (r.drill.as_str(), r.run.as_str(), rec))
-        }),
-        &entries,
-    ));
+    // Unexpected uses no classification accounts for stay findings (the
+    // log holds every one a drill found).
+    findings.extend(super::log::open_uses(&entries).iter().map(|u| {
+        format!(
+            "unreviewed use: {}; classify it with `{}`",
+            u.words(),
+            u.fix()
+        )
+    }));
     let meta = serde_json::json!({
         "signer": req.signer,
         "from": crate::support::time::rfc3339_ms(req.from),
