@@ -3,11 +3,15 @@
 # chromedriver (the drill browser), libudev-dev and pkg-config (for the
 # FIDO HID stack), openssh-client (ssh-keygen, to verify evidence), procps
 # (pkill, used by the guard that kills a browser whose glassdrill died).
+# PostgreSQL's server binaries (a fleet's shared state; the fleet tests
+# start a throw-away cluster of their own: no cluster is created or
+# started here) and util-linux (setpriv: the tests run the server as
+# `nobody` when they run as root).
 # Idempotent: installs only what is missing; retries apt, which fails now
 # and then on a busy mirror or a held lock.
 set -euo pipefail
 
-packages=(chromium chromium-driver libudev-dev pkg-config openssh-client coreutils procps ca-certificates)
+packages=(chromium chromium-driver libudev-dev pkg-config openssh-client coreutils procps ca-certificates postgresql util-linux)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -33,6 +37,12 @@ else
     done
     return 1
   }
+  # Debian's postgresql package makes and starts a "main" cluster unless
+  # told not to: glassdrill needs the binaries only.
+  if [[ " ${missing[*]} " == *" postgresql "* ]] && [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    "${sudo[@]}" mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | "${sudo[@]}" tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
   echo "setup: installing ${missing[*]}"
   retry "${sudo[@]}" apt-get -o DPkg::Lock::Timeout=120 update -q
   retry "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 \

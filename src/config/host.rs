@@ -29,6 +29,8 @@ struct RawHost {
     daemon: super::daemon::RawDaemon,
     #[serde(default)]
     notify: super::daemon::RawNotify,
+    #[serde(default)]
+    state: super::state::RawState,
 }
 
 #[derive(Deserialize, Default)]
@@ -120,6 +122,9 @@ pub struct HostConfig {
     pub daemon: super::DaemonConfig,
     /// Where announcements, reports and escalations go.
     pub notify: super::NotifyConfig,
+    /// Where the state lives: SQLite (`daemon.state`) or a fleet's
+    /// PostgreSQL; this host's name and the fleet's.
+    pub state: super::state::StateConfig,
     /// SHA-256 of the file's bytes (or of nothing), recorded in evidence.
     pub digest: String,
     /// Problems that do not stop loading (e.g. a secret not provisioned yet).
@@ -269,6 +274,7 @@ fn host_schema(p: &[Seg]) -> Option<&'static [&'static str]> {
         [Seg::Key(k)] if k == "browser" => Some(fields_of::<RawBrowser>()),
         [Seg::Key(k)] if k == "daemon" => Some(fields_of::<super::daemon::RawDaemon>()),
         [Seg::Key(k)] if k == "notify" => Some(fields_of::<super::daemon::RawNotify>()),
+        [Seg::Key(k)] if k == "state" => Some(fields_of::<super::state::RawState>()),
         [Seg::Key(k), Seg::Key(s)] if k == "notify" && s == "smtp" => {
             Some(fields_of::<super::daemon::RawSmtp>())
         }
@@ -346,6 +352,7 @@ impl HostConfig {
             browser: BrowserConfig::default(),
             daemon,
             notify: super::NotifyConfig::default(),
+            state: super::state::StateConfig::default(),
             digest: sha256_hex(b""),
             warnings: Vec::new(),
         }
@@ -650,6 +657,7 @@ impl HostConfig {
         cfg.daemon =
             super::daemon::parse_daemon(&src, raw.daemon, &base, &cfg.data_dir, &mut problems);
         cfg.notify = super::daemon::parse_notify(&src, raw.notify, &mut problems);
+        cfg.state = super::state::parse_state(&src, raw.state, &base, &mut problems);
         if let Some(t) = &raw.browser.step_timeout {
             match parse_duration(&src, "browser.step_timeout", t, super::MAX_STEP_TIMEOUT) {
                 Ok(d) => cfg.browser.step_timeout = d,

@@ -25,6 +25,7 @@ pub mod drill;
 pub mod flow;
 pub mod host;
 pub mod schedule;
+pub mod state;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +37,7 @@ pub(crate) use drill::{find_drill, load_drills};
 pub use flow::Flow;
 pub use host::{BrowserConfig, EntraConfig, EvidenceConfig, HostConfig, WebhookConfig};
 pub use schedule::{Custody, ScheduleConfig};
+pub use state::{PgTls, PostgresConfig, StateConfig};
 
 /// The rehearsal drill shipped in `drills/rehearsal.toml`, built in so that
 /// `glassdrill rehearse` needs no configuration.

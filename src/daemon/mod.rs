@@ -1178,7 +1178,7 @@ impl Daemon {
         let control = control::serve(self.clone(), self.cancel.clone())
             .await
             .map_err(|e| DaemonError::Config(format!("control socket: {e}")))?;
-        tracing::info!(tick = %self.host.daemon.tick, state = %self.store.path().display(), "glassdrill daemon started");
+        tracing::info!(tick = %self.host.daemon.tick, state = %self.store.location(), host = %self.store.host(), "glassdrill daemon started");
         // A first tick at once, then on schedule.
         let mut first = true;
         loop {

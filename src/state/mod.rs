@@ -1,22 +1,27 @@
 //! The daemon's state (DESIGN D11): each drill's drawn due time and hold,
 //! the runs (started, verdict, bundle), keys' last proof, cross-process
-//! locks and the notification outbox, in SQLite through `sqlx` with
-//! migrations (`migrations/`), WAL journal.
+//! locks (leases) and the notification outbox, through `sqlx`'s `Any`
+//! driver with one set of migrations (`migrations/`): the embedded SQLite
+//! file by default (WAL journal), or a fleet's PostgreSQL (`[state] url`).
 //!
-//! The SQL is portable (PostgreSQL runs the same statements, `$n`
-//! placeholders, `ON CONFLICT`, BIGINT milliseconds) so a fleet can point
-//! the same code at a shared database later. The evidence bundles stay
-//! files: [`StateStore::rebuild`] recreates the runs from them.
+//! The SQL is portable (the same statements on both: `$n` placeholders,
+//! `ON CONFLICT`, BIGINT milliseconds, no BLOBs), and the same tests run on
+//! both backends. The evidence bundles stay files: [`rebuild`] recreates
+//! the runs from them. A fleet's hosts, keys, signers, bundles and its one
+//! evidence log are in [`fleet`].
 //!
 //! A database this version cannot read (corrupted, or migrated by a newer
 //! glassdrill) is refused with a message, never overwritten.
 
+pub mod fleet;
+pub mod migrate;
+
 use std::path::{Path, PathBuf};
-use std::str::FromStr as _;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
-use sqlx::{Row as _, SqlitePool};
+use sqlx::Row as _;
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 
 use crate::record::Verdict;
 
@@ -53,9 +58,28 @@ pub enum StateError {
         /// Why.
         source: std::io::Error,
     },
+    /// The PostgreSQL database cannot be reached or used.
+    #[error(
+        "the state database {url} cannot be used ({reason}); check [state] url, password and tls in glassdrill.toml, and that the database is up"
+    )]
+    Connect {
+        /// The URL, without its password.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// A query failed.
     #[error("state database: {0}")]
     Query(#[from] sqlx::Error),
+}
+
+/// Which database the state is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded SQLite file.
+    Sqlite,
+    /// A fleet's PostgreSQL.
+    Postgres,
 }
 
 /// Milliseconds since the epoch.
@@ -70,7 +94,7 @@ fn at(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms.clamp(0, MAX_MS)).unwrap_or_default()
 }
 
-type Row = sqlx::sqlite::SqliteRow;
+type Row = sqlx::any::AnyRow;
 
 /// A nullable time column (milliseconds).
 fn time_col(r: &Row, c: &str) -> Option<DateTime<Utc>> {
@@ -182,8 +206,14 @@ pub struct Outgoing {
 /// The state store.
 #[derive(Clone)]
 pub struct StateStore {
-    pool: SqlitePool,
-    path: PathBuf,
+    pool: AnyPool,
+    backend: Backend,
+    /// The file, or the URL without its password.
+    location: String,
+    /// This host's name (lock holders, runs, the fleet's registry).
+    host: String,
+    /// How long a lock lasts without renewal.
+    lease: chrono::Duration,
 }
 
 fn verdict_name(v: Verdict) -> &'static str {
@@ -205,12 +235,26 @@ fn verdict_from(s: &str) -> Option<Verdict> {
     })
 }
 
-/// This host's name, for lock holders.
-fn host_name() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
+/// A path as a `sqlite://` URL (percent-encoded: a `?` or `%` in a
+/// directory name stays part of the path).
+fn sqlite_url(path: &Path) -> String {
+    use std::fmt::Write as _;
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut out = String::from("sqlite://");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out.push_str("?mode=rwc");
+    out
+}
+
+/// The drivers `Any` dispatches to (once per process).
+fn install_drivers() {
+    sqlx::any::install_default_drivers();
 }
 
 /// Whether a process of this host is alive.
@@ -240,6 +284,7 @@ impl StateStore {
     }
 
     async fn open_checked(path: &Path, thorough: bool) -> Result<Self, StateError> {
+        install_drivers();
         if let Some(dir) = path.parent() {
             crate::support::fs::create_private_dirs(dir).map_err(|source| StateError::Dir {
                 path: dir.to_path_buf(),
@@ -250,19 +295,21 @@ impl StateStore {
             path: path.to_path_buf(),
             reason: e.to_string(),
         };
-        let opts = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| unreadable(&e))?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(std::time::Duration::from_secs(10))
-            // Rows cross from sqlx's worker thread in batches, not one
-            // thread switch each (`status` reads a row per drill).
-            .row_buffer_size(4096)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        let pool = AnyPoolOptions::new()
             .max_connections(2)
-            .connect_with(opts)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA busy_timeout = 10000",
+                        "PRAGMA foreign_keys = ON",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect(&sqlite_url(path))
             .await
             .map_err(|e| unreadable(&e))?;
         // A corrupted file fails here, before any migration writes to it.
@@ -291,15 +338,108 @@ impl StateStore {
             }
             Err(e) => return Err(unreadable(&e)),
         }
-        Ok(Self {
+        Ok(Self::with_pool(
             pool,
-            path: path.to_path_buf(),
-        })
+            Backend::Sqlite,
+            path.display().to_string(),
+        ))
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    fn with_pool(pool: AnyPool, backend: Backend, location: String) -> Self {
+        let defaults = crate::config::StateConfig::default();
+        Self {
+            pool,
+            backend,
+            location,
+            host: defaults.host,
+            lease: chrono::Duration::from_std(defaults.lease)
+                .unwrap_or(chrono::Duration::minutes(2)),
+        }
+    }
+
+    /// Connects to a fleet's PostgreSQL and brings it to this version's
+    /// schema (migrations serialise on PostgreSQL's advisory lock, so
+    /// hosts starting together migrate once).
+    pub async fn open_postgres(cfg: &crate::config::PostgresConfig) -> Result<Self, StateError> {
+        use secrecy::ExposeSecret as _;
+        install_drivers();
+        let failed = |reason: String| StateError::Connect {
+            url: cfg.url.clone(),
+            reason,
+        };
+        let mut url = url::Url::parse(&cfg.url).map_err(|e| failed(e.to_string()))?;
+        if let Some(p) = &cfg.password {
+            let secret = p
+                .resolve()
+                .map_err(|e| failed(format!("state.password: {e}")))?;
+            url.set_password(Some(secret.expose_secret()))
+                .map_err(|()| failed("the URL cannot carry a password".into()))?;
+        }
+        url.query_pairs_mut().append_pair("sslmode", cfg.tls.name());
+        if let Some(ca) = &cfg.tls_ca {
+            url.query_pairs_mut()
+                .append_pair("sslrootcert", &ca.display().to_string());
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(std::time::Duration::from_secs(15))
+            .connect(url.as_str())
+            .await
+            // sqlx's connect errors never carry the URL (nor its password).
+            .map_err(|e| failed(e.to_string()))?;
+        match sqlx::migrate!("./migrations").run(&pool).await {
+            Ok(()) => {}
+            Err(sqlx::migrate::MigrateError::VersionMissing(version)) => {
+                return Err(failed(format!(
+                    "it was migrated by a newer glassdrill (migration {version} is unknown to this one): run the newer glassdrill on every host"
+                )));
+            }
+            Err(e) => return Err(failed(e.to_string())),
+        }
+        Ok(Self::with_pool(pool, Backend::Postgres, cfg.url.clone()))
+    }
+
+    /// The host config's state store: its PostgreSQL when `[state] url`
+    /// is set, else the SQLite file `daemon.state`; named as `[state]
+    /// host`, with its lease. `quick`: for a short-lived command.
+    pub async fn open_host(
+        host: &crate::config::HostConfig,
+        quick: bool,
+    ) -> Result<Self, StateError> {
+        let store = match &host.state.postgres {
+            Some(pg) => Self::open_postgres(pg).await?,
+            None if quick => Self::open_quick(&host.daemon.state_db).await?,
+            None => Self::open(&host.daemon.state_db).await?,
+        };
+        Ok(store.named(&host.state.host, host.state.lease))
+    }
+
+    /// This store as host `host`, with locks lasting `lease` unrenewed.
+    #[must_use]
+    pub fn named(mut self, host: &str, lease: std::time::Duration) -> Self {
+        host.clone_into(&mut self.host);
+        self.lease = chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::minutes(2));
+        self
+    }
+
+    /// Which database.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The database file, or the URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// This host's name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// How long a lock lasts unrenewed.
+    pub fn lease(&self) -> chrono::Duration {
+        self.lease
     }
 
     /// Closes the pool.
@@ -476,13 +616,14 @@ impl StateStore {
         key_id: Option<&str>,
     ) -> Result<(), StateError> {
         sqlx::query(
-            "INSERT INTO runs (run_id, drill_id, origin, started_ms, key_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id) DO NOTHING",
+            "INSERT INTO runs (run_id, drill_id, origin, started_ms, key_id, host) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id) DO NOTHING",
         )
         .bind(run_id)
         .bind(drill_id)
         .bind(origin)
         .bind(ms(started))
         .bind(key_id)
+        .bind(&self.host)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -752,30 +893,44 @@ impl StateStore {
 
     // ---- locks ----------------------------------------------------------
 
+    /// Whether a lock row still holds: not lapsed, and (on this host) its
+    /// process is alive.
+    fn lock_live(&self, h: &LockHolder, expires: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        if expires.is_some_and(|e| e <= now) {
+            return false;
+        }
+        h.host != self.host || alive(h.pid)
+    }
+
     /// Takes every lock in `names` for `holder`, or none: `Ok(Err(h))`
-    /// names who holds one. A lock of a process of this host that is gone
-    /// (`kill -9`, power loss) is taken over.
+    /// names who holds one. Each is a lease lapsing `lease` after `now`
+    /// unless renewed ([`Locks::renew`]). A lease that lapsed (its host
+    /// died or lost the database), or a lock of a process of this host
+    /// that is gone (`kill -9`, power loss), is taken over.
     pub async fn try_lock(
         &self,
         names: &[String],
         holder: &str,
         now: DateTime<Utc>,
     ) -> Result<Result<Locks, LockHolder>, StateError> {
-        let host = host_name();
         let pid = i64::from(std::process::id());
+        let expires = ms(now + self.lease);
         let mut taken: Vec<String> = Vec::new();
         for name in names {
             let mut attempt = 0;
             loop {
                 attempt += 1;
+                // One statement: the primary key makes it atomic on both
+                // backends (two hosts inserting at once: one row).
                 let inserted = sqlx::query(
-                    "INSERT INTO locks (name, holder, host, pid, acquired_ms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+                    "INSERT INTO locks (name, holder, host, pid, acquired_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
                 )
                 .bind(name)
                 .bind(holder)
-                .bind(&host)
+                .bind(&self.host)
                 .bind(pid)
                 .bind(ms(now))
+                .bind(expires)
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
@@ -783,25 +938,30 @@ impl StateStore {
                     taken.push(name.clone());
                     break;
                 }
-                let current = self.lock_holder(name).await?;
+                let current = self.lock_row(name).await?;
                 match current {
                     // Released meanwhile: try again.
                     None if attempt < 3 => continue,
-                    Some(h) if h.host == host && !alive(h.pid) && attempt < 3 => {
-                        sqlx::query("DELETE FROM locks WHERE name = $1 AND host = $2 AND pid = $3")
-                            .bind(name)
-                            .bind(&h.host)
-                            .bind(h.pid)
-                            .execute(&self.pool)
-                            .await?;
+                    Some((h, exp)) if !self.lock_live(&h, exp, now) && attempt < 3 => {
+                        // Only the row seen lapsed is deleted: a host that
+                        // took it over meanwhile keeps it.
+                        sqlx::query(
+                            "DELETE FROM locks WHERE name = $1 AND host = $2 AND pid = $3 AND acquired_ms = $4",
+                        )
+                        .bind(name)
+                        .bind(&h.host)
+                        .bind(h.pid)
+                        .bind(ms(h.since))
+                        .execute(&self.pool)
+                        .await?;
                         continue;
                     }
                     other => {
                         self.unlock(&taken, holder).await?;
-                        return Ok(Err(other.unwrap_or(LockHolder {
+                        return Ok(Err(other.map(|(h, _)| h).unwrap_or(LockHolder {
                             name: name.clone(),
                             holder: "another process".into(),
-                            host: host.clone(),
+                            host: self.host.clone(),
                             pid: 0,
                             since: now,
                         })));
@@ -812,43 +972,88 @@ impl StateStore {
         Ok(Ok(Locks {
             names: taken,
             holder: holder.to_owned(),
+            host: self.host.clone(),
+            taken_at: now,
+            started: std::time::Instant::now(),
         }))
     }
 
-    async fn lock_holder(&self, name: &str) -> Result<Option<LockHolder>, StateError> {
+    async fn lock_row(
+        &self,
+        name: &str,
+    ) -> Result<Option<(LockHolder, Option<DateTime<Utc>>)>, StateError> {
         let row = sqlx::query("SELECT * FROM locks WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| LockHolder {
-            name: r.try_get("name").unwrap_or_default(),
-            holder: r.try_get("holder").unwrap_or_default(),
-            host: r.try_get("host").unwrap_or_default(),
-            pid: r.try_get("pid").unwrap_or_default(),
-            since: at(r.try_get("acquired_ms").unwrap_or_default()),
+        Ok(row.map(|r| {
+            (
+                LockHolder {
+                    name: r.try_get("name").unwrap_or_default(),
+                    holder: r.try_get("holder").unwrap_or_default(),
+                    host: r.try_get("host").unwrap_or_default(),
+                    pid: r.try_get("pid").unwrap_or_default(),
+                    since: at(r.try_get("acquired_ms").unwrap_or_default()),
+                },
+                time_col(&r, "expires_ms"),
+            )
         }))
     }
 
-    /// Every lock held now.
-    pub async fn locks(&self) -> Result<Vec<LockHolder>, StateError> {
+    /// Every lock that holds at `now` (lapsed leases and locks of dead
+    /// processes of this host are not listed).
+    pub async fn locks_at(&self, now: DateTime<Utc>) -> Result<Vec<LockHolder>, StateError> {
         let rows = sqlx::query("SELECT name FROM locks ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
         let mut out = Vec::new();
         for r in rows {
             let name: String = r.try_get("name").unwrap_or_default();
-            if let Some(h) = self.lock_holder(&name).await? {
+            if let Some((h, exp)) = self.lock_row(&name).await?
+                && self.lock_live(&h, exp, now)
+            {
                 out.push(h);
             }
         }
         Ok(out)
     }
 
+    /// Every lock that holds now.
+    pub async fn locks(&self) -> Result<Vec<LockHolder>, StateError> {
+        self.locks_at(crate::support::time::now()).await
+    }
+
+    /// Extends `locks`' lease to `lease` from the time they were taken
+    /// plus the time elapsed since (so a test's manual clock and the real
+    /// one agree). `false`: a lock is no longer this holder's (its lease
+    /// lapsed and another host took it): the run must stop.
+    pub async fn renew(&self, locks: &Locks) -> Result<bool, StateError> {
+        let elapsed = chrono::Duration::from_std(locks.started.elapsed()).unwrap_or_default();
+        let until = ms(locks.taken_at + elapsed + self.lease);
+        for n in &locks.names {
+            let renewed = sqlx::query(
+                "UPDATE locks SET expires_ms = $4 WHERE name = $1 AND holder = $2 AND host = $3",
+            )
+            .bind(n)
+            .bind(&locks.holder)
+            .bind(&locks.host)
+            .bind(until)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+            if renewed != 1 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     async fn unlock(&self, names: &[String], holder: &str) -> Result<(), StateError> {
         for n in names {
-            sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
+            sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2 AND host = $3")
                 .bind(n)
                 .bind(holder)
+                .bind(&self.host)
                 .execute(&self.pool)
                 .await?;
         }
@@ -1080,6 +1285,16 @@ pub struct RunSummary {
 pub struct Locks {
     names: Vec<String>,
     holder: String,
+    host: String,
+    taken_at: DateTime<Utc>,
+    started: std::time::Instant,
+}
+
+impl Locks {
+    /// The lock names held.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
 }
 
 /// The lock names a run of `drill` takes: its group (drills of one group

@@ -6,6 +6,8 @@ pub mod fs;
 pub mod hash;
 pub mod html;
 pub mod http;
+#[doc(hidden)]
+pub mod pgtest;
 pub mod ids;
 pub mod retry;
 pub mod testpoint;
