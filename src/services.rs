@@ -157,6 +157,11 @@ impl Services {
         self.notifier.clone()
     }
 
+    /// The evidence signing key.
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing_key
+    }
+
     /// The bundles of runs that died, recovered when the services started.
     pub fn recovered(&self) -> &[PathBuf] {
         &self.recovered

@@ -35,12 +35,10 @@ pub(crate) async fn daemon(host: HostConfig, cancel: CancellationToken) -> u8 {
 }
 
 async fn open(host: &HostConfig) -> Result<StateStore, u8> {
-    StateStore::open_quick(&host.daemon.state_db)
-        .await
-        .map_err(|e| {
-            errln!("error: {e}");
-            Verdict::Error.exit_code()
-        })
+    StateStore::open_host(host, true).await.map_err(|e| {
+        errln!("error: {e}");
+        Verdict::Error.exit_code()
+    })
 }
 
 /// The valid drills; problems of the others are summed up on stderr.

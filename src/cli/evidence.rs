@@ -11,6 +11,8 @@ enum Anchor {
     Pinned(PathBuf),
     /// The host's configured keys, written to a private temp file.
     Host(tempfile::NamedTempFile, String),
+    /// The fleet's signer keys, from its database.
+    Fleet(PathBuf),
 }
 
 impl Anchor {
@@ -18,12 +20,14 @@ impl Anchor {
         match self {
             Self::Pinned(p) => p,
             Self::Host(f, _) => f.path(),
+            Self::Fleet(p) => p,
         }
     }
     fn describe(&self) -> String {
         match self {
             Self::Pinned(p) => format!("the pinned {}", p.display()),
             Self::Host(_, from) => format!("the host's signer keys ({from})"),
+            Self::Fleet(_) => "the fleet's signer keys (every host's, from its database)".into(),
         }
     }
 }
@@ -196,6 +200,22 @@ fn verify_every(
     }
 }
 
+/// Verifies a fleet's evidence written out under `dir` against its
+/// signers, the log's checkpoints signed under the fleet's name.
+pub(crate) fn verify_fleet_dir(
+    dir: &std::path::Path,
+    allowed_signers: &std::path::Path,
+    fleet: &str,
+    since: Option<&std::path::Path>,
+) -> u8 {
+    verify_every(
+        dir,
+        &Anchor::Fleet(allowed_signers.to_path_buf()),
+        Some(fleet),
+        since,
+    )
+}
+
 /// The one principal an allowed_signers file names, if only one.
 fn only_principal(path: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -239,6 +259,28 @@ pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
         Ok(k) => k,
         Err(code) => return code,
     };
+    export_from(
+        host,
+        a,
+        &host.evidence_dir(),
+        anchor.path(),
+        &host.evidence.signer,
+        &key,
+    )
+    .0
+}
+
+/// Exports the evidence under `root` (a host's, or a fleet's written out),
+/// trusting `allowed_signers` for `signer`; the exit code and the export's
+/// manifest digest.
+pub(crate) fn export_from(
+    host: &HostConfig,
+    a: &ExportArgs,
+    root: &std::path::Path,
+    allowed_signers: &std::path::Path,
+    signer: &str,
+    key: &evidence::SigningKey,
+) -> (u8, Option<String>) {
     let (drills, _) = crate::config::drill::load_drills(&host.drills_dir);
     let max_days = drills
         .iter()
@@ -250,18 +292,18 @@ pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
         .collect();
     let day = |d: chrono::NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_utc();
     let req = evidence::export::ExportRequest {
-        root: &host.evidence_dir(),
+        root,
         from: day(a.from),
         to: day(a.to) + chrono::Duration::days(1),
         drill: a.drill.as_deref(),
         out: &a.out,
-        allowed_signers: anchor.path(),
-        signer: &host.evidence.signer,
+        allowed_signers,
+        signer,
         max_days: &max_days,
         keys: &keys,
         controls: &host.evidence.controls,
     };
-    match evidence::export::export(&req, &key) {
+    match evidence::export::export(&req, key) {
         Ok(done) => {
             for f in &done.findings {
                 out!("finding: {f}");
@@ -273,11 +315,11 @@ pub(crate) fn export_command(host: &HostConfig, a: &ExportArgs) -> u8 {
                 done.findings.len(),
                 done.manifest_sha256
             );
-            0
+            (0, Some(done.manifest_sha256))
         }
         Err(e) => {
             errln!("error: {e}");
-            1
+            (1, None)
         }
     }
 }

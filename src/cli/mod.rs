@@ -19,6 +19,7 @@ mod check;
 mod daemon;
 mod docs;
 mod evidence;
+mod fleet;
 mod keys;
 mod posture;
 mod progress;
@@ -156,6 +157,9 @@ pub enum Command {
     /// The state database.
     #[command(subcommand)]
     State(StateCommand),
+    /// A fleet of drill hosts sharing one PostgreSQL state ([state] url).
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Security keys: list the attached ones, check a drill's keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -307,6 +311,9 @@ pub struct StatusArgs {
     /// JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Only this tenant's drills (a drill file's `tenant_name`).
+    #[arg(long)]
+    pub tenant: Option<String>,
 }
 
 /// `plan` options.
@@ -325,6 +332,17 @@ pub struct PlanArgs {
 pub enum StateCommand {
     /// Recreate the runs in the state database from the evidence bundles.
     Rebuild,
+    /// Copy this host's SQLite state and its evidence bundles into a
+    /// fleet's PostgreSQL database (rows the fleet has are kept).
+    Migrate(fleet::MigrateArgs),
+}
+
+/// `fleet` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum FleetCommand {
+    /// Hosts, their keys and heartbeats, leases held, the drills each host
+    /// can serve, and drills no host can serve (a finding: exit 1).
+    Status(fleet::FleetStatusArgs),
 }
 
 /// `keygen` options.
@@ -539,6 +557,15 @@ pub async fn execute(cli: Cli) -> u8 {
         } else {
             HostConfig::locate(cli.config.as_deref(), &Environment::from_process()).ok()
         };
+        // A fleet's host verifies the fleet's evidence, from its database.
+        if fleet::fleet_mode(host.as_ref())
+            && a.bundle.is_none()
+            && a.evidence_dir.is_none()
+            && a.allowed_signers.is_none()
+            && let Some(h) = &host
+        {
+            return fleet::verify(h, a.since_checkpoint.as_deref()).await;
+        }
         return evidence::verify_command(a, host.as_ref());
     }
     // Documentation commands need no configuration either.
@@ -638,12 +665,17 @@ pub async fn execute(cli: Cli) -> u8 {
         Command::Uses(a) => posture::uses(&host, a).await,
         Command::Plan(a) => daemon::plan(&host, a).await,
         Command::State(StateCommand::Rebuild) => daemon::rebuild(&host).await,
+        Command::State(StateCommand::Migrate(a)) => fleet::migrate(&host, &a).await,
+        Command::Fleet(FleetCommand::Status(a)) => fleet::status(&host, &a).await,
         Command::Keys(k) => keys::keys(&host, k).await,
         // Answered above, before the configuration is read.
         Command::Completions { .. } | Command::Manpages { .. } => 0,
         Command::CheckConfig => check_config(&host),
         Command::Keygen(a) => keygen(&host, a),
         Command::Evidence(EvidenceCommand::Verify(_)) => 0, // answered above
+        Command::Evidence(EvidenceCommand::Export(a)) if fleet::fleet_mode(Some(&host)) => {
+            fleet::export(&host, &a).await
+        }
         Command::Evidence(EvidenceCommand::Export(a)) => evidence::export_command(&host, &a),
         Command::Evidence(EvidenceCommand::Review(a)) => evidence::review_command(&host, &a),
         Command::Evidence(EvidenceCommand::Prune(a)) => evidence::prune_command(&host, &a),

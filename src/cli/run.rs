@@ -130,7 +130,7 @@ pub(crate) async fn run_command(
             }
         }
     }
-    let store = match crate::state::StateStore::open_quick(&host.daemon.state_db).await {
+    let store = match crate::state::StateStore::open_host(host, true).await {
         Ok(s) => s,
         Err(e) => {
             errln!("error: {e}");

@@ -208,7 +208,9 @@ pub(super) fn parse_state(
         Some(other) => {
             problems.push(src.error(
                 raw.tls.as_ref().map_or(0, |t| t.span().start),
-                format!("state.tls `{other}`: one of disable, prefer, require, verify-ca, verify-full"),
+                format!(
+                    "state.tls `{other}`: one of disable, prefer, require, verify-ca, verify-full"
+                ),
             ));
             PgTls::VerifyFull
         }

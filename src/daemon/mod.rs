@@ -41,6 +41,9 @@ use crate::state::{RunRow, StateError, StateStore, lock_names};
 
 pub use outbox::Outbox;
 
+/// This glassdrill's version (hosts register it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Where time comes from.
 pub trait Clock: Send + Sync {
     /// Now.
@@ -252,6 +255,8 @@ pub struct Daemon {
     held: Mutex<HashMap<String, String>>,
     /// When each custodian drill's key was first seen plugged in.
     key_seen: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// When each drill no host can serve was last told.
+    unservable_told: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 fn os_random() -> u64 {
@@ -390,7 +395,7 @@ impl Daemon {
         opts: DaemonOptions,
         cancel: CancellationToken,
     ) -> Result<Self, DaemonError> {
-        let store = StateStore::open(&host.daemon.state_db).await?;
+        let store = StateStore::open_host(&host, false).await?;
         let token = match &host.webhook.token {
             None => secrecy::SecretString::from(crate::secret::random_token(32)),
             Some(t) => t
@@ -423,9 +428,149 @@ impl Daemon {
             waiting: Mutex::new(HashMap::new()),
             held: Mutex::new(HashMap::new()),
             key_seen: Mutex::new(HashMap::new()),
+            unservable_told: Mutex::new(HashMap::new()),
         };
         d.reconcile_recovered().await?;
+        d.store.host_started(VERSION, d.clock.now()).await?;
+        d.publish().await;
         Ok(d)
+    }
+
+    /// In a fleet (PostgreSQL), registers this host's signing key and
+    /// publishes the bundles the fleet's store and log do not hold yet;
+    /// a failure is logged and tried again after the next run.
+    async fn publish(&self) {
+        if self.store.backend() != crate::state::Backend::Postgres {
+            return;
+        }
+        match crate::state::fleet::join_and_publish(
+            &self.store,
+            &self.host,
+            self.services.signing_key(),
+            self.clock.now(),
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(bundles = n, "published to the fleet's evidence"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not publish to the fleet's evidence; tried again after the next run");
+            }
+        }
+    }
+
+    /// The keys of each drill attached to this host now, registered in
+    /// the state store (a fleet's hosts claim only drills they have a key
+    /// of). A virtual authenticator is on every host: its drills' keys are
+    /// all attached.
+    async fn attached(
+        &self,
+        drills: &[DrillConfig],
+        now: DateTime<Utc>,
+    ) -> HashMap<String, Vec<String>> {
+        use crate::config::drill::AuthenticatorConfig;
+        let mut out = HashMap::new();
+        let mut rows = Vec::new();
+        for d in drills {
+            let keys: Vec<(String, Option<String>, Option<String>)> = match &d.authenticator {
+                AuthenticatorConfig::Virtual(_) => {
+                    let names = if d.schedule.keys.is_empty() {
+                        vec!["virtual".to_owned()]
+                    } else {
+                        d.schedule.keys.clone()
+                    };
+                    names.into_iter().map(|k| (k, None, None)).collect()
+                }
+                AuthenticatorConfig::Key(cfg) => {
+                    let c = cfg.clone();
+                    let names = crate::fido::blocking(
+                        std::time::Duration::from_secs(20),
+                        crate::fido::KeyError::Device("the keys did not answer".into()),
+                        move || Ok(crate::authenticator::key::attached_keys(&c)),
+                    )
+                    .await
+                    .unwrap_or_default();
+                    names
+                        .into_iter()
+                        .map(|n| {
+                            let e = cfg.keys.iter().find(|e| e.name == n);
+                            (
+                                n,
+                                e.and_then(|e| e.aaguid.clone()),
+                                e.and_then(|e| e.credential_id.as_deref())
+                                    .map(crate::support::hash::sha256_hex),
+                            )
+                        })
+                        .collect()
+                }
+            };
+            for (k, aaguid, cred) in &keys {
+                rows.push(crate::state::fleet::HostKey {
+                    host: self.store.host().to_owned(),
+                    drill_id: d.id.clone(),
+                    key_id: k.clone(),
+                    aaguid: aaguid.clone(),
+                    credential_sha256: cred.clone(),
+                    seen: now,
+                });
+            }
+            out.insert(d.id.clone(), keys.into_iter().map(|k| k.0).collect());
+        }
+        if let Err(e) = self.store.set_host_keys(&rows, now).await {
+            tracing::warn!(error = %e, "could not register this host's keys");
+        }
+        out
+    }
+
+    /// In a fleet: drills no live host has a key of are a finding, told
+    /// once a day by the fleet's speaker (its first live host by name).
+    async fn unservable_drills(
+        &self,
+        drills: &[DrillConfig],
+        now: DateTime<Utc>,
+    ) -> Result<(), DaemonError> {
+        if self.store.backend() != crate::state::Backend::Postgres {
+            return Ok(());
+        }
+        let hosts = self.store.hosts().await?;
+        if crate::state::fleet::speaker(&hosts, now) != Some(self.store.host()) {
+            return Ok(());
+        }
+        let keys = self.store.host_keys().await?;
+        let lost = crate::state::fleet::unservable(
+            drills.iter().map(|d| d.id.as_str()),
+            &hosts,
+            &keys,
+            now,
+        );
+        for id in lost {
+            let told = self
+                .unservable_told
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&id)
+                .copied();
+            if told.is_some_and(|t| now - t < chrono::Duration::hours(24)) {
+                continue;
+            }
+            self.outbox
+                .notify(
+                    Some(&id),
+                    Kind::Escalation,
+                    &format!("glassdrill: FINDING: no drill host can serve drill {id}"),
+                    &format!(
+                        "None of drill {id}'s keys is attached to a live drill host of fleet {} ({} host(s) registered). The drill cannot run until a custodian attaches one of its keys to a drill host; `glassdrill fleet status` shows each host's keys.",
+                        self.host.state.fleet,
+                        hosts.len()
+                    ),
+                )
+                .await;
+            self.unservable_told
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(id, now);
+        }
+        Ok(())
     }
 
     /// Replaces the random source (tests).
@@ -594,14 +739,15 @@ impl Daemon {
         if unfinished.is_empty() {
             return Ok(());
         }
+        let now = self.clock.now();
+        // A lapsed lease is no lock: its host died or lost the database.
         let locked: Vec<String> = self
             .store
-            .locks()
+            .locks_at(now)
             .await?
             .into_iter()
             .map(|l| l.name)
             .collect();
-        let now = self.clock.now();
         for (mut run, stage) in unfinished {
             let Some(d) = drills.iter().find(|d| d.id == run.drill_id) else {
                 continue;
@@ -619,13 +765,21 @@ impl Daemon {
                 ]
                 .contains(&s)
             });
+            let on_host = self
+                .store
+                .run_host(&run.run_id)
+                .await?
+                .filter(|h| h != self.store.host())
+                .map(|h| format!(" on host {h}"))
+                .unwrap_or_default();
             run.ended = Some(now);
             run.verdict = Some(Verdict::Interrupted);
             run.sign_in_attempted = past_sign_in;
             self.store.run_ended(&run).await?;
+            tracing::warn!(drill = %d.id, run = %run.run_id, "a run{on_host} stopped without recording a result: recorded INTERRUPTED");
             if past_sign_in {
                 let why = format!(
-                    "run {} ({}) stopped in its {} stage without recording a result; a sign-in may have happened: check the sign-in log and its evidence, then run `glassdrill run {}`",
+                    "run {} ({}{on_host}) stopped in its {} stage without recording a result; a sign-in may have happened: check the sign-in log and its evidence, then run `glassdrill run {}`",
                     run.run_id,
                     run.origin,
                     stage.as_deref().unwrap_or("?"),
@@ -652,7 +806,10 @@ impl Daemon {
         let now = self.clock.now();
         let mut tick = Tick::default();
         let drills = self.load(&mut tick).await?;
+        self.store.heartbeat(VERSION, now).await?;
+        let attached = self.attached(&drills, now).await;
         self.reconcile_dead_runs(&drills).await?;
+        self.unservable_drills(&drills, now).await?;
         let gap = chrono::Duration::from_std(self.host.daemon.group_gap)
             .unwrap_or(chrono::Duration::hours(24));
         // Every drill's state and run summary in one read; what this tick
@@ -798,7 +955,15 @@ impl Daemon {
                 // after a grace period: a custodian who plugged it in to
                 // run `glassdrill run --operator … --witness …` (which
                 // records who was present) goes first.
-                if let Some(k) = self.attached_key(d).await {
+                let proofs = self.store.key_proofs(&d.id).await.unwrap_or_default();
+                // Only a real key is plugged in (a virtual one is not).
+                let plugged = match d.authenticator {
+                    crate::config::drill::AuthenticatorConfig::Key(_) => {
+                        attached.get(&d.id).map_or(&[][..], Vec::as_slice)
+                    }
+                    crate::config::drill::AuthenticatorConfig::Virtual(_) => &[][..],
+                };
+                if let Some(k) = next_key(plugged, &proofs) {
                     let first = *self
                         .key_seen
                         .lock()
@@ -820,7 +985,10 @@ impl Daemon {
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
                         .remove(&d.id);
-                    if self.start_run_with(d.clone(), now, Some(k)).await? {
+                    if self
+                        .start_run_with(d.clone(), now, Some(k), true, &drills)
+                        .await?
+                    {
                         tick.started.push(d.id.clone());
                     } else {
                         tick.waiting
@@ -846,7 +1014,32 @@ impl Daemon {
                 ));
                 continue;
             }
-            if self.start_run_with(d.clone(), now, None).await? {
+            // Only a host with one of the drill's keys claims it (in a
+            // fleet, the keys are split between hosts).
+            let here = attached.get(&d.id).map_or(&[][..], Vec::as_slice);
+            if here.is_empty() {
+                tick.waiting.push((
+                    d.id.clone(),
+                    format!(
+                        "none of its keys is attached to this host ({})",
+                        self.store.host()
+                    ),
+                ));
+                continue;
+            }
+            let key = if matches!(
+                d.authenticator,
+                crate::config::drill::AuthenticatorConfig::Key(_)
+            ) {
+                let proofs = self.store.key_proofs(&d.id).await?;
+                next_key(here, &proofs)
+            } else {
+                None
+            };
+            if self
+                .start_run_with(d.clone(), now, key, false, &drills)
+                .await?
+            {
                 tick.started.push(d.id.clone());
             } else {
                 tick.waiting
@@ -905,27 +1098,6 @@ impl Daemon {
         Ok(())
     }
 
-    /// The key of a custodian drill that is plugged in now, if any (the
-    /// least recently proven of those attached).
-    async fn attached_key(&self, d: &DrillConfig) -> Option<String> {
-        let crate::config::drill::AuthenticatorConfig::Key(cfg) = &d.authenticator else {
-            return None;
-        };
-        let cfg = cfg.clone();
-        let attached = crate::fido::blocking(
-            std::time::Duration::from_secs(20),
-            crate::fido::KeyError::Device("the keys did not answer".into()),
-            move || Ok(crate::authenticator::key::attached_keys(&cfg)),
-        )
-        .await
-        .unwrap_or_default();
-        if attached.is_empty() {
-            return None;
-        }
-        let proofs = self.store.key_proofs(&d.id).await.unwrap_or_default();
-        next_key(&attached, &proofs)
-    }
-
     /// Takes the locks and starts the run in the background, with `key`
     /// (or the next key in turn); `false` when another process holds a
     /// lock.
@@ -934,10 +1106,12 @@ impl Daemon {
         d: DrillConfig,
         now: DateTime<Utc>,
         key: Option<String>,
+        plugged: bool,
+        drills: &[DrillConfig],
     ) -> Result<bool, DaemonError> {
-        // A custodian's key, plugged in: the run says so (who brought it is
-        // only known when they run `glassdrill run --operator`).
-        let plugged = key.is_some();
+        // `plugged`: a custodian's key, plugged in: the run says so (who
+        // brought it is only known when they run `glassdrill run
+        // --operator`).
         // One read of the key proofs: which key, and which are stale.
         let proofs = self.store.key_proofs(&d.id).await?;
         let key = key.or_else(|| next_key(&d.schedule.keys, &proofs));
@@ -966,12 +1140,28 @@ impl Daemon {
             && fresh.due.is_some_and(|due| due <= now)
             && fresh.retry_at.is_none_or(|r| r <= now)
             && self.memory_hold(&d.id).is_none();
-        if !still_due {
+        // And the group's gap, from the runs themselves (another host's
+        // drill of the group may have started since this tick read them).
+        let gap = chrono::Duration::from_std(self.host.daemon.group_gap)
+            .unwrap_or(chrono::Duration::hours(24));
+        let mut gap_ok = true;
+        for o in drills.iter().filter(|o| o.group == d.group && o.id != d.id) {
+            if let Some(r) = self.store.runs(&o.id, 1).await?.first()
+                && r.started <= now
+                && now - r.started < gap
+            {
+                gap_ok = false;
+            }
+        }
+        if !still_due || !gap_ok {
             self.store.release(locks).await?;
             return Ok(false);
         }
         let me = self.clone();
         let id = d.id.clone();
+        // The run stops if the lease is lost (never two hosts on a drill).
+        let cancel = me.cancel.child_token();
+        let renewal = me.store.keep_renewed(&locks, cancel.clone());
         let handle = tokio::spawn(async move {
             let mut opts = me.opts.run.clone();
             if plugged {
@@ -1009,7 +1199,6 @@ impl Daemon {
                     let log = LogProgress::log(&d.id);
                     let (progress, writer) =
                         RecordingProgress::start(&log, me.store.clone(), &d.id, "daemon", key);
-                    let cancel = me.cancel.child_token();
                     let outcome = crate::runner::run_with(
                         &me.services,
                         &me.host,
@@ -1044,9 +1233,11 @@ impl Daemon {
                     tracing::error!(drill = %d.id, error = %e, "a drill run failed; the drill is held");
                 }
             }
+            drop(renewal);
             if let Err(e) = me.store.release(locks).await {
-                tracing::warn!(drill = %d.id, error = %e, "could not release the run's locks; they are taken over when this process exits");
+                tracing::warn!(drill = %d.id, error = %e, "could not release the run's locks; they lapse after the lease");
             }
+            me.publish().await;
         });
         self.running
             .lock()

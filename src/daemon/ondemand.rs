@@ -206,6 +206,11 @@ pub async fn run(
             Err(e) => return Err(error(e.to_string())),
         }
     };
+    // Renewed while the run lives; lost (another host took the drill after
+    // a lapse), the run stops.
+    let run_cancel = cancel.child_token();
+    let renewal = store.keep_renewed(&locks, run_cancel.clone());
+    let cancel = &run_cancel;
     // The run's start and stages go to the state store as they happen: if
     // this process dies, whoever looks next knows how far it got.
     let (recording, writer) =
@@ -234,6 +239,7 @@ pub async fn run(
             let _ = store.hold(&drill.id, &why).await;
             drop(recording);
             let _ = writer.await;
+            drop(renewal);
             if let Err(e) = store.release(locks).await {
                 tracing::warn!(error = %e, "could not release the drill's locks");
             }
@@ -263,6 +269,7 @@ pub async fn run(
                 Ok(_) => {}
                 Err(e) => summary.unrecorded = Some(e.to_string()),
             }
+            publish(store, host.config()).await;
             Ok(summary)
         }
         Err(e) => Err(Refusal {
@@ -270,8 +277,29 @@ pub async fn run(
             code: e.exit_code(),
         }),
     };
+    drop(renewal);
     if let Err(e) = store.release(locks).await {
-        tracing::warn!(error = %e, "could not release the drill's locks; they are taken over once this process has exited");
+        tracing::warn!(error = %e, "could not release the drill's locks; they lapse after the lease");
     }
     out
+}
+
+/// In a fleet, the run's bundle goes to the fleet's store and log (a
+/// failure is logged: the daemon publishes it later).
+async fn publish(store: &StateStore, host: &HostConfig) {
+    if store.backend() != crate::state::Backend::Postgres {
+        return;
+    }
+    let key = match crate::evidence::SigningKey::load(&host.evidence.signing_key) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not publish to the fleet's evidence");
+            return;
+        }
+    };
+    if let Err(e) =
+        crate::state::fleet::join_and_publish(store, host, &key, crate::support::time::now()).await
+    {
+        tracing::warn!(error = %e, "could not publish to the fleet's evidence; the daemon publishes it later");
+    }
 }

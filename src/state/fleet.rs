@@ -57,6 +57,42 @@ pub struct HostKey {
     pub seen: DateTime<Utc>,
 }
 
+/// A host whose heartbeat is older than this is silent: its keys serve
+/// no drill.
+pub const SILENT_AFTER: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The drills (of `drills`) no live host can serve: no key of theirs is
+/// attached to a host whose heartbeat is recent.
+pub fn unservable<'a>(
+    drills: impl IntoIterator<Item = &'a str>,
+    hosts: &[HostRow],
+    keys: &[HostKey],
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    drills
+        .into_iter()
+        .filter(|d| {
+            !keys.iter().any(|k| {
+                k.drill_id == *d
+                    && hosts
+                        .iter()
+                        .any(|h| h.name == k.host && now - h.heartbeat < SILENT_AFTER)
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The live host that speaks for the fleet (notifies fleet-wide findings
+/// once): the first by name whose heartbeat is recent.
+pub fn speaker(hosts: &[HostRow], now: DateTime<Utc>) -> Option<&str> {
+    hosts
+        .iter()
+        .filter(|h| now - h.heartbeat < SILENT_AFTER)
+        .map(|h| h.name.as_str())
+        .min()
+}
+
 /// Why the fleet's evidence cannot be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -302,9 +338,7 @@ impl StateStore {
         let sums = files
             .iter()
             .find(|(p, _)| p == "SHA256SUMS")
-            .ok_or_else(|| {
-                FleetError::Evidence(format!("{} has no SHA256SUMS", dir.display()))
-            })?;
+            .ok_or_else(|| FleetError::Evidence(format!("{} has no SHA256SUMS", dir.display())))?;
         let actual = crate::support::hash::sha256_hex(&sums.1);
         if actual != digest {
             return Err(FleetError::Evidence(format!(
@@ -387,9 +421,8 @@ impl StateStore {
                     .find_map(|v| v.open(&note).ok())
                     .and_then(|t| Checkpoint::parse(t).ok());
                 let matches = c.as_ref().is_some_and(|c| {
-                    usize::try_from(c.size).is_ok_and(|n| {
-                        n <= leaves.len() && merkle::root(&leaves[..n]) == c.root
-                    })
+                    usize::try_from(c.size)
+                        .is_ok_and(|n| n <= leaves.len() && merkle::root(&leaves[..n]) == c.root)
                 });
                 if !matches {
                     return Err(FleetError::Evidence(
@@ -529,4 +562,79 @@ impl StateStore {
         std::fs::write(&signers, self.fleet_allowed_signers(fleet).await?).map_err(io(&signers))?;
         Ok(out)
     }
+}
+
+/// The checkpoint verifiers of every key the fleet lists under `fleet`.
+pub async fn fleet_verifiers(
+    store: &StateStore,
+    fleet: &str,
+) -> Result<Vec<crate::ledger::note::NoteVerifier>, FleetError> {
+    let text = store.fleet_allowed_signers(fleet).await?;
+    let f = crate::evidence::pinned_allowed_signers(&text)
+        .map_err(|e| FleetError::Evidence(format!("a temporary allowed_signers: {e}")))?;
+    crate::evidence::log::log_verifiers(f.path(), fleet).map_err(FleetError::Evidence)
+}
+
+/// Publishes the bundles under `evidence_root` that the fleet's log does
+/// not hold yet: each stored (content-addressed) and appended to the log,
+/// signed by `key`. Bundles stay on this host too. Returns how many.
+pub async fn publish_pending(
+    store: &StateStore,
+    evidence_root: &Path,
+    key: &crate::evidence::SigningKey,
+    fleet: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, FleetError> {
+    let logged: std::collections::HashSet<String> =
+        sqlx::query_scalar::<_, String>("SELECT line FROM fleet_log")
+            .fetch_all(&store.pool)
+            .await?
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+            .filter(|e| e.kind == "bundle")
+            .map(|e| e.manifest_sha256)
+            .collect();
+    let mut verifiers = None;
+    let mut n = 0;
+    for b in crate::evidence::log::bundles_on_disk(evidence_root) {
+        let Some(digest) = b.manifest_sha256(evidence_root) else {
+            continue;
+        };
+        if logged.contains(&digest) {
+            continue;
+        }
+        let dir = evidence_root.join(&b.drill).join(&b.run);
+        store
+            .store_bundle(&dir, &b.drill, &b.run, &digest, now)
+            .await?;
+        if verifiers.is_none() {
+            verifiers = Some(fleet_verifiers(store, fleet).await?);
+        }
+        store
+            .fleet_append(
+                &Entry::bundle(&b.drill, &b.run, &digest),
+                key,
+                fleet,
+                verifiers.as_deref().unwrap_or_default(),
+            )
+            .await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Registers this host's signing key with the fleet, then publishes its
+/// pending bundles (at a daemon's start and after each run).
+pub async fn join_and_publish(
+    store: &StateStore,
+    host: &crate::config::HostConfig,
+    key: &crate::evidence::SigningKey,
+    now: DateTime<Utc>,
+) -> Result<usize, FleetError> {
+    let line = key.public_key_openssh();
+    let bare: Vec<&str> = line.split_whitespace().take(2).collect();
+    store
+        .register_signer(&host.evidence.signer, &bare.join(" "), now)
+        .await?;
+    publish_pending(store, &host.evidence_dir(), key, &host.state.fleet, now).await
 }

@@ -45,10 +45,7 @@ pub async fn copy_state(from: &StateStore, to: &StateStore) -> Result<Copied, St
             let mut values = Vec::new();
             for (i, c) in r.columns().iter().enumerate() {
                 names.push(c.name().to_owned());
-                let int = matches!(
-                    c.type_info().name(),
-                    "BIGINT" | "INTEGER" | "INT8" | "INT4"
-                );
+                let int = matches!(c.type_info().name(), "BIGINT" | "INTEGER" | "INT8" | "INT4");
                 values.push(if int {
                     Value::Int(r.try_get::<Option<i64>, _>(i)?)
                 } else {

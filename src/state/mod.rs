@@ -19,8 +19,8 @@ pub mod migrate;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use sqlx::Row as _;
 use sqlx::AnyPool;
+use sqlx::Row as _;
 use sqlx::any::AnyPoolOptions;
 
 use crate::record::Verdict;
@@ -895,7 +895,12 @@ impl StateStore {
 
     /// Whether a lock row still holds: not lapsed, and (on this host) its
     /// process is alive.
-    fn lock_live(&self, h: &LockHolder, expires: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    fn lock_live(
+        &self,
+        h: &LockHolder,
+        expires: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> bool {
         if expires.is_some_and(|e| e <= now) {
             return false;
         }
@@ -1058,6 +1063,46 @@ impl StateStore {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Keeps `locks` renewed, every third of the lease, until the returned
+    /// guard is dropped. When they are lost (another host took them after
+    /// a lapse) or cannot be renewed for a whole lease (the database is
+    /// out of reach: another host may take them), `lost` is cancelled: the
+    /// run holding them must stop, so two hosts never drill at once.
+    pub fn keep_renewed(
+        &self,
+        locks: &Locks,
+        lost: tokio_util::sync::CancellationToken,
+    ) -> Renewal {
+        let store = self.clone();
+        let locks = locks.clone();
+        let lease = self
+            .lease
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(120));
+        let every = lease / 3;
+        let task = tokio::spawn(async move {
+            let mut last_ok = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(every).await;
+                match store.renew(&locks).await {
+                    Ok(true) => last_ok = std::time::Instant::now(),
+                    Ok(false) => {
+                        tracing::error!(locks = ?locks.names, "the lease was lost to another holder: stopping the run");
+                        lost.cancel();
+                        return;
+                    }
+                    Err(e) if last_ok.elapsed() >= lease => {
+                        tracing::error!(error = %e, "the lease could not be renewed for a whole lease: stopping the run (another host may take the drill)");
+                        lost.cancel();
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not renew the lease; trying again"),
+                }
+            }
+        });
+        Renewal { task }
     }
 
     /// Releases locks taken by [`try_lock`](Self::try_lock).
@@ -1281,13 +1326,25 @@ pub struct RunSummary {
 /// Locks held by this process (release them with
 /// [`StateStore::release`]; if the process dies, the next taker sees it is
 /// gone and takes them over).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Locks {
     names: Vec<String>,
     holder: String,
     host: String,
     taken_at: DateTime<Utc>,
     started: std::time::Instant,
+}
+
+/// Renews a run's locks while it lives ([`StateStore::keep_renewed`]).
+#[derive(Debug)]
+pub struct Renewal {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 impl Locks {

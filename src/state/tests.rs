@@ -10,7 +10,10 @@ fn t(s: &str) -> DateTime<Utc> {
 enum Db {
     Lite(tempfile::TempDir),
     /// The database, and the directory of its password file.
-    Pg(crate::config::PostgresConfig, #[allow(dead_code)] tempfile::TempDir),
+    Pg(
+        crate::config::PostgresConfig,
+        #[allow(dead_code)] tempfile::TempDir,
+    ),
 }
 
 impl Db {
@@ -33,7 +36,9 @@ impl Db {
         Self::Pg(
             crate::config::PostgresConfig {
                 url,
-                password: Some(crate::secret::SecretRef::parse(&format!("file:{}", pw.display())).unwrap()),
+                password: Some(
+                    crate::secret::SecretRef::parse(&format!("file:{}", pw.display())).unwrap(),
+                ),
                 tls: crate::config::PgTls::Disable,
                 tls_ca: None,
             },
@@ -44,7 +49,9 @@ impl Db {
     /// Opens (again) the store, as host `host`.
     async fn open_as(&self, host: &str) -> StateStore {
         let s = match self {
-            Self::Lite(d) => StateStore::open(&d.path().join("state/state.db")).await.unwrap(),
+            Self::Lite(d) => StateStore::open(&d.path().join("state/state.db"))
+                .await
+                .unwrap(),
             Self::Pg(cfg, _) => StateStore::open_postgres(cfg).await.unwrap(),
         };
         s.named(host, std::time::Duration::from_secs(30))
@@ -54,7 +61,6 @@ impl Db {
         self.open_as(&crate::config::state::hostname()).await
     }
 }
-
 
 fn run(id: &str, drill: &str, started: &str, verdict: Option<Verdict>) -> RunRow {
     RunRow {
@@ -295,12 +301,25 @@ async fn leases(db: Db) {
         .unwrap();
     assert!(a.renew(&held).await.unwrap());
     let refused = b
-        .try_lock(&names, "drill bg1 (host-b)", now + chrono::Duration::seconds(10))
+        .try_lock(
+            &names,
+            "drill bg1 (host-b)",
+            now + chrono::Duration::seconds(10),
+        )
         .await
         .unwrap()
         .unwrap_err();
-    assert_eq!((refused.host.as_str(), refused.holder.as_str()), ("host-a", "drill bg1 (host-a)"));
-    assert_eq!(b.locks_at(now + chrono::Duration::seconds(10)).await.unwrap().len(), 2);
+    assert_eq!(
+        (refused.host.as_str(), refused.holder.as_str()),
+        ("host-a", "drill bg1 (host-a)")
+    );
+    assert_eq!(
+        b.locks_at(now + chrono::Duration::seconds(10))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     // Host A stops renewing (it died): after the lease, B takes over.
     let later = now + chrono::Duration::seconds(31);
     assert!(b.locks_at(later).await.unwrap().is_empty());
@@ -311,7 +330,11 @@ async fn leases(db: Db) {
         .unwrap();
     assert!(!a.renew(&held).await.unwrap(), "A learns it lost the lease");
     a.release(held).await.unwrap();
-    assert_eq!(a.locks_at(later).await.unwrap().len(), 2, "A's release leaves B's lease");
+    assert_eq!(
+        a.locks_at(later).await.unwrap().len(),
+        2,
+        "A's release leaves B's lease"
+    );
     b.release(b_held).await.unwrap();
 
     // Racing: one winner per round.
@@ -320,7 +343,10 @@ async fn leases(db: Db) {
         let at = now + chrono::Duration::minutes(round);
         let (x, y) = tokio::join!(a.try_lock(&name, "a", at), b.try_lock(&name, "b", at));
         let (x, y) = (x.unwrap(), y.unwrap());
-        assert!(x.is_ok() != y.is_ok(), "round {round}: exactly one host holds it");
+        assert!(
+            x.is_ok() != y.is_ok(),
+            "round {round}: exactly one host holds it"
+        );
     }
 }
 
@@ -339,7 +365,9 @@ async fn hosts_and_keys(db: Db) {
         credential_sha256: Some("ab".repeat(32)),
         seen: now,
     };
-    a.set_host_keys(&[key("bg1", "k1"), key("bg2", "k2")], now).await.unwrap();
+    a.set_host_keys(&[key("bg1", "k1"), key("bg2", "k2")], now)
+        .await
+        .unwrap();
     b.set_host_keys(&[key("bg1", "k3")], now).await.unwrap();
     // A key unplugged from A: gone from its list, B's untouched.
     let later = now + chrono::Duration::minutes(1);
@@ -353,7 +381,14 @@ async fn hosts_and_keys(db: Db) {
     assert_eq!(listed, [("host-a", "bg2", "k2"), ("host-b", "bg1", "k3")]);
     let hosts = b.hosts().await.unwrap();
     assert_eq!(hosts.len(), 2);
-    assert_eq!((hosts[0].version.as_str(), hosts[0].heartbeat, hosts[0].started), ("1.0.1", later, now));
+    assert_eq!(
+        (
+            hosts[0].version.as_str(),
+            hosts[0].heartbeat,
+            hosts[0].started
+        ),
+        ("1.0.1", later, now)
+    );
 }
 
 /// The fleet's log: two hosts append in turn, each signing with its own
@@ -369,16 +404,29 @@ async fn fleet_evidence(db: Db) {
     let kb = crate::evidence::SigningKey::generate(&dir.path().join("b"), "b").unwrap();
     let bare = |k: &crate::evidence::SigningKey| {
         let line = k.public_key_openssh();
-        line.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
     };
-    a.register_signer("glassdrill@host-a", &bare(&ka), now).await.unwrap();
-    b.register_signer("glassdrill@host-b", &bare(&kb), now).await.unwrap();
-    let verifiers = vec![ka.note_verifier("fleet-x").unwrap(), kb.note_verifier("fleet-x").unwrap()];
+    a.register_signer("glassdrill@host-a", &bare(&ka), now)
+        .await
+        .unwrap();
+    b.register_signer("glassdrill@host-b", &bare(&kb), now)
+        .await
+        .unwrap();
+    let verifiers = vec![
+        ka.note_verifier("fleet-x").unwrap(),
+        kb.note_verifier("fleet-x").unwrap(),
+    ];
     for i in 0..3 {
         let (s, k) = if i % 2 == 0 { (&a, &ka) } else { (&b, &kb) };
         let mut e = Entry::new("export");
         e.manifest_sha256 = format!("{i:064}");
-        assert_eq!(s.fleet_append(&e, k, "fleet-x", &verifiers).await.unwrap(), i);
+        assert_eq!(
+            s.fleet_append(&e, k, "fleet-x", &verifiers).await.unwrap(),
+            i
+        );
     }
     // Concurrent appends from both hosts: serialised, none lost.
     let export = Entry::new("export");
@@ -397,23 +445,40 @@ async fn fleet_evidence(db: Db) {
     std::fs::write(bundle.join("screenshots/1.png"), [0u8, 159, 146, 150]).unwrap();
     std::fs::write(bundle.join("SHA256SUMS"), b"sums\n").unwrap();
     let digest = crate::support::hash::sha256_hex(b"sums\n");
-    let wrong = a.store_bundle(&bundle, "bg1", "r1", &"0".repeat(64), now).await;
+    let wrong = a
+        .store_bundle(&bundle, "bg1", "r1", &"0".repeat(64), now)
+        .await;
     assert!(wrong.is_err(), "a wrong address is refused");
-    a.store_bundle(&bundle, "bg1", "r1", &digest, now).await.unwrap();
-    b.store_bundle(&bundle, "bg1", "r1", &digest, now).await.unwrap();
-    assert_eq!(b.bundle_digests().await.unwrap(), [digest.clone()]);
-    b.fleet_append(&Entry::bundle("bg1", "r1", &digest), &kb, "fleet-x", &verifiers)
+    a.store_bundle(&bundle, "bg1", "r1", &digest, now)
         .await
         .unwrap();
+    b.store_bundle(&bundle, "bg1", "r1", &digest, now)
+        .await
+        .unwrap();
+    assert_eq!(b.bundle_digests().await.unwrap(), std::slice::from_ref(&digest));
+    b.fleet_append(
+        &Entry::bundle("bg1", "r1", &digest),
+        &kb,
+        "fleet-x",
+        &verifiers,
+    )
+    .await
+    .unwrap();
 
     let out = dir.path().join("out");
     let m = b.materialize(&out, "fleet-x").await.unwrap();
     assert_eq!((m.bundles, m.entries), (1, 6));
     assert!(m.findings.is_empty(), "{:?}", m.findings);
-    assert_eq!(std::fs::read(out.join("evidence/bg1/r1/screenshots/1.png")).unwrap(), [0u8, 159, 146, 150]);
+    assert_eq!(
+        std::fs::read(out.join("evidence/bg1/r1/screenshots/1.png")).unwrap(),
+        [0u8, 159, 146, 150]
+    );
     let signers = std::fs::read_to_string(out.join("allowed_signers")).unwrap();
     assert_eq!(signers.lines().count(), 2, "{signers}");
-    assert!(signers.contains("glassdrill@host-a,fleet-x namespaces="), "{signers}");
+    assert!(
+        signers.contains("glassdrill@host-a,fleet-x namespaces="),
+        "{signers}"
+    );
     let verifiers =
         crate::evidence::log::log_verifiers(&out.join("allowed_signers"), "fleet-x").unwrap();
     assert_eq!(verifiers.len(), 2);
@@ -428,9 +493,14 @@ async fn fleet_evidence(db: Db) {
         .execute(&a.pool)
         .await
         .unwrap();
-    let m = a.materialize(&dir.path().join("out2"), "fleet-x").await.unwrap();
+    let m = a
+        .materialize(&dir.path().join("out2"), "fleet-x")
+        .await
+        .unwrap();
     assert!(
-        m.findings.iter().any(|f| f.contains("altered in the database")),
+        m.findings
+            .iter()
+            .any(|f| f.contains("altered in the database")),
         "{:?}",
         m.findings
     );
@@ -441,13 +511,16 @@ async fn fleet_evidence(db: Db) {
         .unwrap();
     let out3 = dir.path().join("out3");
     a.materialize(&out3, "fleet-x").await.unwrap();
-    let r = crate::evidence::log::verify_log_any(&out3.join("evidence"), &verifiers, "fleet-x", None);
+    let r =
+        crate::evidence::log::verify_log_any(&out3.join("evidence"), &verifiers, "fleet-x", None);
     assert!(
         r.findings.iter().any(|f| f.contains("checkpoint")),
         "an edited line is caught: {:?}",
         r.findings
     );
-    let refused = a.fleet_append(&Entry::new("export"), &ka, "fleet-x", &verifiers).await;
+    let refused = a
+        .fleet_append(&Entry::new("export"), &ka, "fleet-x", &verifiers)
+        .await;
     assert!(refused.is_err(), "no append over an edited log");
 }
 
@@ -482,25 +555,68 @@ async fn every_scenario_on_postgres() {
     // `state migrate`: a single host's rows into the fleet; again: kept.
     let lite = Db::lite();
     let from = lite.open().await;
-    from.run_ended(&run("r1", "bg1", "2026-01-01T10:00:00Z", Some(Verdict::Pass)))
+    from.run_ended(&run(
+        "r1",
+        "bg1",
+        "2026-01-01T10:00:00Z",
+        Some(Verdict::Pass),
+    ))
+    .await
+    .unwrap();
+    from.set_due_once(
+        "bg1",
+        t("2026-02-10T09:00:00Z"),
+        "drawn",
+        t("2026-01-01T11:00:00Z"),
+    )
+    .await
+    .unwrap();
+    from.set_key_counter("bg1", "key-a", 7, t("2026-01-01T10:00:00Z"))
         .await
         .unwrap();
-    from.set_due_once("bg1", t("2026-02-10T09:00:00Z"), "drawn", t("2026-01-01T11:00:00Z"))
-        .await
-        .unwrap();
-    from.set_key_counter("bg1", "key-a", 7, t("2026-01-01T10:00:00Z")).await.unwrap();
-    from.queue("smtp", Some("bg1"), "report", "PASS", "body", t("2026-01-01T10:01:00Z"))
-        .await
-        .unwrap();
+    from.queue(
+        "smtp",
+        Some("bg1"),
+        "report",
+        "PASS",
+        "body",
+        t("2026-01-01T10:01:00Z"),
+    )
+    .await
+    .unwrap();
     let fleet = Db::pg(&cluster, "migrated");
     let to = fleet.open().await;
     let copied = migrate::copy_state(&from, &to).await.unwrap();
-    let n = |t: &str| copied.tables.iter().find(|x| x.0 == t).map(|x| (x.1, x.2)).unwrap();
-    assert_eq!((n("drills"), n("runs"), n("key_counters"), n("notifications")), ((1, 0), (1, 0), (1, 0), (1, 0)));
-    assert_eq!(to.last_pass("bg1").await.unwrap(), Some(t("2026-01-01T10:00:00Z")));
-    assert_eq!(to.drill("bg1").await.unwrap().due, Some(t("2026-02-10T09:00:00Z")));
+    let n = |t: &str| {
+        copied
+            .tables
+            .iter()
+            .find(|x| x.0 == t)
+            .map(|x| (x.1, x.2))
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            n("drills"),
+            n("runs"),
+            n("key_counters"),
+            n("notifications")
+        ),
+        ((1, 0), (1, 0), (1, 0), (1, 0))
+    );
+    assert_eq!(
+        to.last_pass("bg1").await.unwrap(),
+        Some(t("2026-01-01T10:00:00Z"))
+    );
+    assert_eq!(
+        to.drill("bg1").await.unwrap().due,
+        Some(t("2026-02-10T09:00:00Z"))
+    );
     assert_eq!(to.key_counter("bg1", "key-a").await.unwrap(), Some(7));
-    assert_eq!(to.summaries().await.unwrap()["bg1"].1.by_verdict, [1, 0, 0, 0]);
+    assert_eq!(
+        to.summaries().await.unwrap()["bg1"].1.by_verdict,
+        [1, 0, 0, 0]
+    );
     let again = migrate::copy_state(&from, &to).await.unwrap();
     assert!(again.tables.iter().all(|x| x.1 == 0), "{again:?}");
     to.close().await;

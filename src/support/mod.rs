@@ -6,9 +6,9 @@ pub mod fs;
 pub mod hash;
 pub mod html;
 pub mod http;
+pub mod ids;
 #[doc(hidden)]
 pub mod pgtest;
-pub mod ids;
 pub mod retry;
 pub mod testpoint;
 pub mod time;

@@ -89,7 +89,14 @@ impl Cluster {
         c.tool("initdb")
             .args(["-D"])
             .arg(&data)
-            .args(["-U", USER, "-E", "UTF8", "--no-sync", "--auth=scram-sha-256"])
+            .args([
+                "-U",
+                USER,
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--auth=scram-sha-256",
+            ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .status_ok("initdb")?;
         // A port taken between the probe and the start: try another.
@@ -121,7 +128,9 @@ impl Cluster {
     }
 
     fn path(&self) -> &Path {
-        self.dir.as_ref().map_or(Path::new("/nonexistent"), |d| d.path())
+        self.dir
+            .as_ref()
+            .map_or(Path::new("/nonexistent"), |d| d.path())
     }
 
     /// A command of the server's tools, as the cluster's owner.
@@ -129,13 +138,8 @@ impl Cluster {
         let exe = self.bin.join(name);
         let mut c = if self.as_nobody {
             let mut c = Command::new("setpriv");
-            c.args([
-                "--reuid=nobody",
-                "--regid=nogroup",
-                "--clear-groups",
-                "--",
-            ])
-            .arg(exe);
+            c.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+                .arg(exe);
             c
         } else {
             Command::new(exe)
@@ -155,7 +159,15 @@ impl Cluster {
     /// Creates database `name`; returns its URL without the password.
     pub fn create_db(&self, name: &str) -> Result<String, String> {
         self.tool("createdb")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", USER, name])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                USER,
+                name,
+            ])
             .status_ok("createdb")?;
         Ok(self.url(name))
     }
@@ -167,7 +179,10 @@ impl Cluster {
 
     /// The URL of database `name` with the password (tests only).
     pub fn url_with_password(&self, name: &str) -> String {
-        format!("postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{name}", self.port)
+        format!(
+            "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{name}",
+            self.port
+        )
     }
 
     /// Runs SQL in database `db` with psql; its output.

@@ -10,6 +10,7 @@ mod daemon;
 mod deploy;
 mod entra;
 mod faults;
+mod fleet;
 mod graph;
 mod hardening;
 mod hw;
