@@ -120,15 +120,14 @@ pub enum PlanProblem {
         /// Why, and the fix.
         reason: String,
     },
-    /// An Entra drill on a host with no `[entra]`.
-    #[error(
-        "{source_file}: drill {drill} signs in to Entra, but the host config has no [entra] table; see deploy/glassdrill.toml"
-    )]
+    /// An Entra drill on a host with no `[entra]` (or no
+    /// `[tenants.<name>]` for its `tenant_name`).
+    #[error("{source_file}: {why}")]
     NoEntra {
         /// The drill file.
         source_file: String,
-        /// The drill.
-        drill: String,
+        /// What is missing, and the fix.
+        why: String,
     },
     /// An Entra drill needs a fixed receiver address.
     #[error(
@@ -467,12 +466,12 @@ fn resolve_inputs(
             });
         }
         TenantKind::Entra => {
-            match &host.entra {
-                None => problems.push(PlanProblem::NoEntra {
+            match host.entra_for(drill) {
+                Err(why) => problems.push(PlanProblem::NoEntra {
                     source_file: src.clone(),
-                    drill: drill.id.clone(),
+                    why,
                 }),
-                Some(e) => match entra_credentials(e) {
+                Ok(e) => match entra_credentials(e) {
                     Ok(creds) => {
                         entra = Some((
                             TenantEndpoints {
@@ -756,7 +755,7 @@ async fn attach(
     // Posture: the rehearsal tenant's own set-up, or the host's [posture].
     let posture_cfg = match &tenant {
         Some(_) => Some(crate::tenant::posture::posture_config()),
-        None => host.posture.clone(),
+        None => host.posture_for(drill.tenant_name.as_deref()).cloned(),
     };
     let posture = posture_cfg.map(|cfg| crate::drill::stages::posture::PosturePlan {
         evidence_dir: host.evidence_dir(),

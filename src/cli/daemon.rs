@@ -99,10 +99,20 @@ async fn current(host: &HostConfig) -> Result<Current, u8> {
 
 /// `glassdrill status`.
 pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
-    let (store, _, rows, _) = match current(host).await {
+    let (store, _, mut rows, _) = match current(host).await {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Some(t) = &a.tenant {
+        rows.retain(|r| &r.tenant == t);
+        if rows.is_empty() {
+            errln!(
+                "error: no drill of tenant {t} (a drill file's tenant_name; `glassdrill status --json` lists each drill's tenant)"
+            );
+            store.close().await;
+            return EXIT_USAGE;
+        }
+    }
     let undelivered = store.undelivered().await.unwrap_or_default();
     let locks = store.locks().await.unwrap_or_default();
     // Unexpected uses of the accounts no one has classified yet.

@@ -11,6 +11,10 @@ pub struct PostureArgs {
     /// Print JSON (one object per check) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// A named tenant's set-up (`[tenants.NAME]` and its posture) instead
+    /// of [entra] and [posture].
+    #[arg(long, value_name = "NAME")]
+    pub tenant: Option<String>,
 }
 
 /// The [entra] tenant, the [posture] accounts and the app's tokens, or
@@ -18,6 +22,7 @@ pub struct PostureArgs {
 fn setup<'h>(
     host: &'h HostConfig,
     command: &str,
+    tenant: Option<&str>,
 ) -> Result<
     (
         &'h crate::config::EntraConfig,
@@ -26,10 +31,19 @@ fn setup<'h>(
     ),
     u8,
 > {
-    let (Some(entra), Some(cfg)) = (&host.entra, &host.posture) else {
-        errln!(
-            "error: {command} needs [entra] (the tenant and a read-only app registration) and [posture] (the break-glass accounts by object id) in glassdrill.toml"
-        );
+    let entra = match tenant {
+        Some(n) => host.tenants.get(n).map(|t| &t.entra),
+        None => host.entra.as_ref(),
+    };
+    let (Some(entra), Some(cfg)) = (entra, host.posture_for(tenant)) else {
+        match tenant {
+            Some(n) => errln!(
+                "error: {command} --tenant {n} needs [tenants.{n}] (the tenant and a read-only app registration) and [tenants.{n}.posture] (its break-glass accounts by object id) in glassdrill.toml"
+            ),
+            None => errln!(
+                "error: {command} needs [entra] (the tenant and a read-only app registration) and [posture] (the break-glass accounts by object id) in glassdrill.toml"
+            ),
+        }
         return Err(EXIT_USAGE);
     };
     let creds = crate::runner::entra_credentials(entra).map_err(|(field, why)| {
@@ -47,7 +61,7 @@ fn setup<'h>(
 /// [entra] tenant. Exit 0: no FAIL (UNKNOWN never fails); 1: a FAIL; 64:
 /// not configured.
 pub(crate) async fn posture(host: &HostConfig, a: PostureArgs) -> u8 {
-    let (entra, cfg, tokens) = match setup(host, "posture") {
+    let (entra, cfg, tokens) = match setup(host, "posture", a.tenant.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -94,13 +108,16 @@ pub struct UsesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// A named tenant's accounts (`[tenants.NAME]`).
+    #[arg(long, value_name = "NAME")]
+    pub tenant: Option<String>,
 }
 
 /// Every sign-in of the [posture] accounts since a day: each a drill's
 /// (its run's correlation id is in a bundle), classified (the evidence
 /// log says what it was), or UNREVIEWED. Exit 1 when one is unreviewed.
 pub(crate) async fn uses(host: &HostConfig, a: UsesArgs) -> u8 {
-    let (entra, cfg, tokens) = match setup(host, "uses") {
+    let (entra, cfg, tokens) = match setup(host, "uses", a.tenant.as_deref()) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -22,6 +22,7 @@ struct RawDrill {
     group: Option<String>,
     description: Option<String>,
     tenant: Option<Spanned<String>>,
+    tenant_name: Option<Spanned<String>>,
     flow: Spanned<String>,
     start_url: Option<String>,
     confirm_deadline: Option<Spanned<String>>,
@@ -326,6 +327,11 @@ pub struct DrillConfig {
     pub description: String,
     /// Which tenant.
     pub tenant: TenantKind,
+    /// The tenant's name in a fleet of many: an Entra drill signs in with
+    /// `[tenants.<name>]` of the host config (not `[entra]`); for every
+    /// drill, what `status --tenant` and the metrics' `tenant` label say,
+    /// and the scope of its group.
+    pub tenant_name: Option<String>,
     /// The sign-in flow.
     pub flow: std::sync::Arc<Flow>,
     /// Start URL template (`{authority}`, `{tenant_id}`, `{upn}`); the
@@ -536,6 +542,25 @@ fn read_flow(drill_path: &Path, name: &str) -> Result<(PathBuf, String), String>
 pub const MAX_ALERTS: usize = 32;
 
 impl DrillConfig {
+    /// The tenant as status and metrics name it: its `tenant_name`, else
+    /// `entra` (the host's [entra]) or `rehearsal`.
+    pub fn tenant_label(&self) -> &str {
+        self.tenant_name.as_deref().unwrap_or(match self.tenant {
+            TenantKind::Entra => "entra",
+            TenantKind::Rehearsal => "rehearsal",
+        })
+    }
+
+    /// The group as the schedule and the locks know it: a tenant's groups
+    /// are its own (two tenants' `break-glass` groups never wait on each
+    /// other).
+    pub fn group_key(&self) -> String {
+        match &self.tenant_name {
+            Some(t) => format!("{t}/{}", self.group),
+            None => self.group.clone(),
+        }
+    }
+
     /// Loads a drill file from disk.
     pub fn load(path: &Path) -> Result<Self, Problems> {
         let text = super::diag::read_config(path, "drill file", "")?;
@@ -649,6 +674,21 @@ impl DrillConfig {
                 ));
                 TenantKind::Entra
             }
+        };
+        let tenant_name = match &raw.tenant_name {
+            Some(n) if super::state::name_ok(n.get_ref()) => Some(n.get_ref().clone()),
+            Some(n) => {
+                problems.push(src.error(
+                    n.span().start,
+                    format!(
+                        "tenant_name `{}`: use letters, digits, `.`, `-` and `_` (at most 64): it names [tenants.{}] in glassdrill.toml",
+                        n.get_ref(),
+                        n.get_ref()
+                    ),
+                ));
+                None
+            }
+            None => None,
         };
         let confirm_deadline = match &raw.confirm_deadline {
             None => Duration::from_secs(600),
@@ -935,6 +975,7 @@ impl DrillConfig {
             group: raw.group.unwrap_or_else(|| "break-glass".to_owned()),
             description: raw.description.unwrap_or_default(),
             tenant,
+            tenant_name,
             flow,
             start_url,
             confirm_deadline,

@@ -31,6 +31,24 @@ struct RawHost {
     notify: super::daemon::RawNotify,
     #[serde(default)]
     state: super::state::RawState,
+    #[serde(default)]
+    tenants: std::collections::BTreeMap<String, RawTenant>,
+}
+
+/// `[tenants.<name>]`: an Entra tenant of a fleet of many, with the
+/// fields of `[entra]` and its own `[tenants.<name>.posture]`.
+#[derive(Deserialize)]
+struct RawTenant {
+    tenant_id: String,
+    authority: Option<Spanned<String>>,
+    graph: Option<Spanned<String>>,
+    management: Option<Spanned<String>>,
+    log_analytics: Option<Spanned<String>>,
+    client_id: String,
+    client_secret: Option<Spanned<String>>,
+    client_certificate: Option<Spanned<String>>,
+    client_assertion_alg: Option<Spanned<String>>,
+    posture: Option<RawPosture>,
 }
 
 #[derive(Deserialize, Default)]
@@ -125,10 +143,22 @@ pub struct HostConfig {
     /// Where the state lives: SQLite (`daemon.state`) or a fleet's
     /// PostgreSQL; this host's name and the fleet's.
     pub state: super::state::StateConfig,
+    /// Named Entra tenants (`[tenants.<name>]`), for drills whose
+    /// `tenant_name` names one: many tenants on one host or fleet.
+    pub tenants: std::collections::BTreeMap<String, TenantConfig>,
     /// SHA-256 of the file's bytes (or of nothing), recorded in evidence.
     pub digest: String,
     /// Problems that do not stop loading (e.g. a secret not provisioned yet).
     pub warnings: Vec<Problem>,
+}
+
+/// A named tenant (`[tenants.<name>]`).
+#[derive(Debug, Clone)]
+pub struct TenantConfig {
+    /// Its app registration and endpoints, as `[entra]`.
+    pub entra: EntraConfig,
+    /// Its break-glass set-up, as `[posture]`.
+    pub posture: Option<PostureConfig>,
 }
 
 /// Evidence signing settings.
@@ -275,6 +305,21 @@ fn host_schema(p: &[Seg]) -> Option<&'static [&'static str]> {
         [Seg::Key(k)] if k == "daemon" => Some(fields_of::<super::daemon::RawDaemon>()),
         [Seg::Key(k)] if k == "notify" => Some(fields_of::<super::daemon::RawNotify>()),
         [Seg::Key(k)] if k == "state" => Some(fields_of::<super::state::RawState>()),
+        // A map: its one documented key stands for any tenant's name.
+        [Seg::Key(k)] if k == "tenants" => Some(&["NAME"]),
+        [Seg::Key(k), Seg::Key(_)] if k == "tenants" => Some(fields_of::<RawTenant>()),
+        [Seg::Key(k), Seg::Key(_), Seg::Key(p)] if k == "tenants" && p == "posture" => {
+            Some(fields_of::<RawPosture>())
+        }
+        [
+            Seg::Key(k),
+            Seg::Key(_),
+            Seg::Key(p),
+            Seg::Key(a),
+            Seg::Index(_),
+        ] if k == "tenants" && p == "posture" && a == "accounts" => {
+            Some(fields_of::<RawPostureAccount>())
+        }
         [Seg::Key(k), Seg::Key(s)] if k == "notify" && s == "smtp" => {
             Some(fields_of::<super::daemon::RawSmtp>())
         }
@@ -353,6 +398,7 @@ impl HostConfig {
             daemon,
             notify: super::NotifyConfig::default(),
             state: super::state::StateConfig::default(),
+            tenants: std::collections::BTreeMap::new(),
             digest: sha256_hex(b""),
             warnings: Vec::new(),
         }
@@ -491,30 +537,33 @@ impl HostConfig {
                 },
             }
         };
-        if let Some(e) = raw.entra {
+        let parse_entra = |e: RawEntra,
+                           prefix: &str,
+                           problems: &mut Vec<Problem>|
+         -> Option<EntraConfig> {
             let authority = url_field(
-                "entra.authority",
+                &format!("{prefix}.authority"),
                 &e.authority,
                 "https://login.microsoftonline.com",
-                &mut problems,
+                problems,
             );
             let graph = url_field(
-                "entra.graph",
+                &format!("{prefix}.graph"),
                 &e.graph,
                 "https://graph.microsoft.com",
-                &mut problems,
+                problems,
             );
             let management = url_field(
-                "entra.management",
+                &format!("{prefix}.management"),
                 &e.management,
                 "https://management.azure.com",
-                &mut problems,
+                problems,
             );
             let log_analytics = url_field(
-                "entra.log_analytics",
+                &format!("{prefix}.log_analytics"),
                 &e.log_analytics,
                 "https://api.loganalytics.io",
-                &mut problems,
+                problems,
             );
             let alg = match e
                 .client_assertion_alg
@@ -526,36 +575,44 @@ impl HostConfig {
                 Some(other) => {
                     problems.push(src.error(
                         e.client_assertion_alg.as_ref().map_or(0, |a| a.span().start),
-                        format!("entra.client_assertion_alg `{other}` is not known; use PS256 or RS256"),
+                        format!("{prefix}.client_assertion_alg `{other}` is not known; use PS256 or RS256"),
                     ));
                     crate::cloud::token::AssertionAlg::Ps256
                 }
             };
             let credential = match (&e.client_secret, &e.client_certificate) {
-                (Some(sec), None) => {
-                    secret_ref(&src, "entra.client_secret", sec, false, &mut problems)
-                        .map(EntraCredential::Secret)
-                }
-                (None, Some(cert)) => {
-                    secret_ref(&src, "entra.client_certificate", cert, false, &mut problems)
-                        .map(|r| EntraCredential::Certificate(r, alg))
-                }
+                (Some(sec), None) => secret_ref(
+                    &src,
+                    &format!("{prefix}.client_secret"),
+                    sec,
+                    false,
+                    problems,
+                )
+                .map(EntraCredential::Secret),
+                (None, Some(cert)) => secret_ref(
+                    &src,
+                    &format!("{prefix}.client_certificate"),
+                    cert,
+                    false,
+                    problems,
+                )
+                .map(|r| EntraCredential::Certificate(r, alg)),
                 (Some(sec), Some(_)) => {
                     problems.push(src.error(
                         sec.span().start,
-                        "entra: give client_secret or client_certificate, not both",
+                        format!("{prefix}: give client_secret or client_certificate, not both"),
                     ));
                     None
                 }
                 (None, None) => {
                     problems.push(src.error(
                         0,
-                        "entra needs client_secret or client_certificate (a PEM file with the app's certificate and private key, by reference)",
+                        format!("{prefix} needs client_secret or client_certificate (a PEM file with the app's certificate and private key, by reference)"),
                     ));
                     None
                 }
             };
-            cfg.entra = credential.map(|credential| EntraConfig {
+            credential.map(|credential| EntraConfig {
                 tenant_id: e.tenant_id,
                 authority,
                 graph,
@@ -563,8 +620,11 @@ impl HostConfig {
                 log_analytics,
                 client_id: e.client_id,
                 credential,
-            });
-        }
+            })
+        };
+        cfg.entra = raw
+            .entra
+            .and_then(|e| parse_entra(e, "entra", &mut problems));
         if let Some(aud) = raw.webhook.secure_audience.filter(|a| !a.is_empty()) {
             // Defaults from [entra]: Entra's v2 and v1 issuers and its keys.
             let entra = cfg.entra.as_ref();
@@ -607,7 +667,10 @@ impl HostConfig {
                 )),
             }
         }
-        if let Some(p) = raw.posture {
+        let parse_posture = |p: RawPosture,
+                             prefix: &str,
+                             problems: &mut Vec<Problem>|
+         -> PostureConfig {
             let mut accounts = Vec::new();
             for a in p.accounts {
                 match uuid::Uuid::parse_str(a.object_id.get_ref().trim()) {
@@ -617,22 +680,52 @@ impl HostConfig {
                     }),
                     Err(_) => problems.push(src.error(
                         a.object_id.span().start,
-                        format!("posture.accounts.object_id `{}` is not a GUID: copy the account's Object ID from the Entra admin center", a.object_id.get_ref()),
+                        format!("{prefix}.accounts.object_id `{}` is not a GUID: copy the account's Object ID from the Entra admin center", a.object_id.get_ref()),
                     )),
                 }
             }
             if accounts.is_empty() {
                 problems.push(src.error(
                     0,
-                    "[posture] lists no accounts: name every break-glass account with [[posture.accounts]] object_id and upn (nothing is inferred)",
+                    format!("[{prefix}] lists no accounts: name every break-glass account with [[{prefix}.accounts]] object_id and upn (nothing is inferred)"),
                 ));
             }
-            cfg.posture = Some(PostureConfig {
+            PostureConfig {
                 accounts,
                 group_id: p.group_id,
                 alert_rule: p.alert_rule,
                 allowed_aaguids: p.allowed_aaguids,
-            });
+            }
+        };
+        cfg.posture = raw
+            .posture
+            .map(|p| parse_posture(p, "posture", &mut problems));
+        for (name, t) in raw.tenants {
+            if !super::state::name_ok(&name) {
+                problems.push(src.error(
+                    0,
+                    format!("[tenants.{name}]: name tenants with letters, digits, `.`, `-` and `_` (at most 64)"),
+                ));
+                continue;
+            }
+            let prefix = format!("tenants.{name}");
+            let entra = RawEntra {
+                tenant_id: t.tenant_id,
+                authority: t.authority,
+                graph: t.graph,
+                management: t.management,
+                log_analytics: t.log_analytics,
+                client_id: t.client_id,
+                client_secret: t.client_secret,
+                client_certificate: t.client_certificate,
+                client_assertion_alg: t.client_assertion_alg,
+            };
+            let posture = t
+                .posture
+                .map(|p| parse_posture(p, &format!("{prefix}.posture"), &mut problems));
+            if let Some(entra) = parse_entra(entra, &prefix, &mut problems) {
+                cfg.tenants.insert(name, TenantConfig { entra, posture });
+            }
         }
         if let Some(pd) = raw.pagerduty {
             let api = url_field(
@@ -670,6 +763,33 @@ impl HostConfig {
         } else {
             cfg.warnings = problems.0;
             Ok(cfg)
+        }
+    }
+
+    /// The Entra tenant `drill` signs in to: `[tenants.<tenant_name>]`,
+    /// else `[entra]`; `Err` names what is missing.
+    pub fn entra_for(&self, drill: &super::DrillConfig) -> Result<&EntraConfig, String> {
+        match &drill.tenant_name {
+            Some(n) => self.tenants.get(n).map(|t| &t.entra).ok_or_else(|| {
+                format!(
+                    "drill {} names tenant_name = \"{n}\", but the host config has no [tenants.{n}]; add it (the fields of [entra]) to glassdrill.toml",
+                    drill.id
+                )
+            }),
+            None => self.entra.as_ref().ok_or_else(|| {
+                format!(
+                    "drill {} signs in to Entra, but the host config has no [entra] table; see deploy/glassdrill.toml",
+                    drill.id
+                )
+            }),
+        }
+    }
+
+    /// The posture settings of `tenant` (`None`: `[posture]`).
+    pub fn posture_for(&self, tenant: Option<&str>) -> Option<&PostureConfig> {
+        match tenant {
+            Some(n) => self.tenants.get(n).and_then(|t| t.posture.as_ref()),
+            None => self.posture.as_ref(),
         }
     }
 

@@ -108,8 +108,8 @@ impl Default for StateConfig {
     }
 }
 
-/// A name for a host or a fleet: letters, digits, `.`, `-`, `_`.
-fn name_ok(s: &str) -> bool {
+/// A name for a host, a fleet or a tenant: letters, digits, `.`, `-`, `_`.
+pub(crate) fn name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.chars()

@@ -507,3 +507,120 @@ fn alert_kinds_name_their_source() {
         assert!(bad.contains(want), "`{want}` not in:\n{bad}");
     }
 }
+
+#[test]
+fn state_names_a_fleets_postgres_with_its_password_by_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("glassdrill.toml");
+    let e = env(dir.path());
+    let ok = HostConfig::parse(
+        &p,
+        "[state]\nurl = \"postgres://glassdrill@db.internal.example:5432/glassdrill\"\npassword = \"env:GLASSDRILL_DB_PASSWORD\"\ntls_ca = \"ca.pem\"\nhost = \"drill-a\"\nfleet = \"corp\"\nlease = \"90s\"\n",
+        &e,
+    )
+    .unwrap();
+    let pg = ok.state.postgres.as_ref().unwrap();
+    assert_eq!(
+        pg.tls,
+        crate::config::PgTls::VerifyFull,
+        "verified by default"
+    );
+    assert_eq!(
+        pg.tls_ca.as_deref(),
+        Some(dir.path().join("ca.pem").as_path())
+    );
+    assert_eq!(
+        (ok.state.host.as_str(), ok.state.fleet.as_str()),
+        ("drill-a", "corp")
+    );
+    assert_eq!(ok.state.lease, std::time::Duration::from_secs(90));
+    // A password in the URL, a bad TLS mode, a short lease, a bad name:
+    // each named with its fix.
+    let err = HostConfig::parse(
+        &p,
+        "[state]\nurl = \"postgres://glassdrill:hunter2@db.internal.example/glassdrill\"\n",
+        &e,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("state.password") && !err.contains("hunter2"),
+        "{err}"
+    );
+    for (text, want) in [
+        (
+            "[state]\nurl = \"postgres://g@db.internal.example/g\"\ntls = \"sometimes\"\n",
+            "state.tls",
+        ),
+        ("[state]\nlease = \"1s\"\n", "state.lease: at least 3s"),
+        ("[state]\nhost = \"drill host\"\n", "state.host"),
+        (
+            "[state]\nurl = \"mysql://g@db.internal.example/g\"\n",
+            "postgres://USER@HOST",
+        ),
+        ("[state]\npassword = \"env:X\"\n", "state.url is not"),
+    ] {
+        let err = HostConfig::parse(&p, text, &e).unwrap_err().to_string();
+        assert!(err.contains(want), "{text}: {err}");
+    }
+    // Unverified TLS to a remote database: a warning.
+    let warned = HostConfig::parse(
+        &p,
+        "[state]\nurl = \"postgres://g@db.internal.example/g\"\ntls = \"require\"\n",
+        &e,
+    )
+    .unwrap();
+    assert!(
+        warned
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("not verified"))
+    );
+}
+
+#[test]
+fn named_tenants_have_their_own_entra_and_posture() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("glassdrill.toml");
+    let e = env(dir.path());
+    let h = HostConfig::parse(
+        &p,
+        "[tenants.contoso]\ntenant_id = \"11111111-1111-1111-1111-111111111111\"\nclient_id = \"c\"\nclient_secret = \"env:CONTOSO_SECRET\"\n\
+         [tenants.contoso.posture]\ngroup_id = \"g\"\n[[tenants.contoso.posture.accounts]]\nobject_id = \"22222222-2222-2222-2222-222222222222\"\nupn = \"bg1@contoso.onmicrosoft.com\"\n\
+         [tenants.fabrikam]\ntenant_id = \"33333333-3333-3333-3333-333333333333\"\nclient_id = \"f\"\nclient_secret = \"env:FABRIKAM_SECRET\"\n",
+        &e,
+    )
+    .unwrap();
+    assert_eq!(h.tenants.len(), 2);
+    assert_eq!(h.posture_for(Some("contoso")).unwrap().accounts.len(), 1);
+    assert!(h.posture_for(Some("fabrikam")).is_none());
+    assert!(h.posture_for(None).is_none());
+    let mut d = drill(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("drills/entra-bg1.toml.example"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(h.entra_for(&d).unwrap_err().contains("no [entra]"));
+    d.tenant_name = Some("fabrikam".into());
+    assert_eq!(
+        h.entra_for(&d).unwrap().tenant_id,
+        "33333333-3333-3333-3333-333333333333"
+    );
+    assert_eq!(
+        (d.tenant_label(), d.group_key().as_str()),
+        ("fabrikam", "fabrikam/break-glass")
+    );
+    d.tenant_name = Some("northwind".into());
+    assert!(h.entra_for(&d).unwrap_err().contains("[tenants.northwind]"));
+    // A tenant missing its credential is named by its table.
+    let err = HostConfig::parse(
+        &p,
+        "[tenants.contoso]\ntenant_id = \"t\"\nclient_id = \"c\"\n",
+        &e,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("tenants.contoso needs client_secret"), "{err}");
+}

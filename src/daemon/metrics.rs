@@ -38,8 +38,19 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The exposition text for `rows` (pure).
-pub fn render(rows: &[DrillStatus]) -> String {
+/// A drill's labels: the drill, its tenant, and the host reporting it (in
+/// a fleet, every host reports every drill; `host` tells them apart).
+fn labels(r: &DrillStatus, host: &str) -> String {
+    format!(
+        "drill=\"{}\",tenant=\"{}\",host=\"{}\"",
+        label(&r.drill),
+        label(&r.tenant),
+        label(host)
+    )
+}
+
+/// The exposition text for `rows`, reported by `host` (pure).
+pub fn render(rows: &[DrillStatus], host: &str) -> String {
     let mut t = String::new();
     let mut family = |name: &str, kind: &str, help: &str, lines: Vec<String>| {
         t.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
@@ -57,8 +68,8 @@ pub fn render(rows: &[DrillStatus]) -> String {
             .filter_map(|r| {
                 r.last_pass.map(|p| {
                     format!(
-                        "glassdrill_last_pass_timestamp_seconds{{drill=\"{}\"}} {}",
-                        label(&r.drill),
+                        "glassdrill_last_pass_timestamp_seconds{{{}}} {}",
+                        labels(r, host),
                         secs(p)
                     )
                 })
@@ -73,8 +84,8 @@ pub fn render(rows: &[DrillStatus]) -> String {
             .filter_map(|r| {
                 r.next_due.map(|d| {
                     format!(
-                        "glassdrill_next_due_timestamp_seconds{{drill=\"{}\"}} {}",
-                        label(&r.drill),
+                        "glassdrill_next_due_timestamp_seconds{{{}}} {}",
+                        labels(r, host),
                         secs(d)
                     )
                 })
@@ -88,8 +99,8 @@ pub fn render(rows: &[DrillStatus]) -> String {
         rows.iter()
             .map(|r| {
                 format!(
-                    "glassdrill_overdue{{drill=\"{}\"}} {}",
-                    label(&r.drill),
+                    "glassdrill_overdue{{{}}} {}",
+                    labels(r, host),
                     u8::from(r.overdue)
                 )
             })
@@ -103,8 +114,8 @@ pub fn render(rows: &[DrillStatus]) -> String {
             .filter_map(|r| {
                 r.last_alert_latency_ms.map(|ms| {
                     format!(
-                        "glassdrill_alert_latency_seconds{{drill=\"{}\"}} {}",
-                        label(&r.drill),
+                        "glassdrill_alert_latency_seconds{{{}}} {}",
+                        labels(r, host),
                         ms as f64 / 1000.0
                     )
                 })
@@ -122,8 +133,8 @@ pub fn render(rows: &[DrillStatus]) -> String {
                     .zip(r.runs_by_verdict)
                     .map(|(v, n)| {
                         format!(
-                            "glassdrill_drill_results_total{{drill=\"{}\",verdict=\"{v}\"}} {n}",
-                            label(&r.drill)
+                            "glassdrill_drill_results_total{{{},verdict=\"{v}\"}} {n}",
+                            labels(r, host)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -141,7 +152,7 @@ async fn metrics(State(d): State<Arc<Daemon>>) -> impl IntoResponse {
                 header::CONTENT_TYPE,
                 "text/plain; version=0.0.4; charset=utf-8",
             )],
-            render(&rows),
+            render(&rows, d.store().host()),
         )
             .into_response(),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),

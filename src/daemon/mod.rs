@@ -753,7 +753,7 @@ impl Daemon {
                 continue;
             };
             if self.is_running(&d.id)
-                || lock_names(&d.group, &d.account, None)
+                || lock_names(&d.group_key(), &d.account, None)
                     .iter()
                     .any(|n| locked.contains(n))
             {
@@ -821,7 +821,7 @@ impl Daemon {
             // Group: the other drills' due times and latest runs.
             let group: Vec<DateTime<Utc>> = drills
                 .iter()
-                .filter(|o| o.group == d.group && o.id != d.id)
+                .filter(|o| o.group_key() == d.group_key() && o.id != d.id)
                 .filter_map(|o| snapshot.get(&o.id))
                 .flat_map(|(s, r)| s.due.into_iter().chain(r.last_run))
                 .collect();
@@ -934,7 +934,7 @@ impl Daemon {
             }
             if let Some(busy) = drills
                 .iter()
-                .filter(|o| o.group == d.group && o.id != d.id)
+                .filter(|o| o.group_key() == d.group_key() && o.id != d.id)
                 .find(|o| self.is_running(&o.id))
             {
                 tick.waiting.push((
@@ -1120,7 +1120,7 @@ impl Daemon {
         let locks = match self
             .store
             .try_lock(
-                &lock_names(&d.group, &d.account, key.as_deref()),
+                &lock_names(&d.group_key(), &d.account, key.as_deref()),
                 &holder,
                 now,
             )
@@ -1145,7 +1145,10 @@ impl Daemon {
         let gap = chrono::Duration::from_std(self.host.daemon.group_gap)
             .unwrap_or(chrono::Duration::hours(24));
         let mut gap_ok = true;
-        for o in drills.iter().filter(|o| o.group == d.group && o.id != d.id) {
+        for o in drills
+            .iter()
+            .filter(|o| o.group_key() == d.group_key() && o.id != d.id)
+        {
             if let Some(r) = self.store.runs(&o.id, 1).await?.first()
                 && r.started <= now
                 && now - r.started < gap

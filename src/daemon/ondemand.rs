@@ -168,7 +168,7 @@ pub async fn run(
         .await
         .ok()
         .and_then(|r| r.first().map(|r| r.ended.unwrap_or(r.started)));
-    let names = crate::state::lock_names(&drill.group, &drill.account, key.as_deref());
+    let names = crate::state::lock_names(&drill.group_key(), &drill.account, key.as_deref());
     let error = |message: String| Refusal {
         message,
         code: Verdict::Error.exit_code(),

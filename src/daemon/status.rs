@@ -20,6 +20,8 @@ pub struct DrillStatus {
     pub account: String,
     /// Group.
     pub group: String,
+    /// The tenant (`tenant_name`, else `entra` or `rehearsal`).
+    pub tenant: String,
     /// `attached` or `custodian`.
     pub custody: &'static str,
     /// The most recent verdict.
@@ -91,6 +93,7 @@ pub fn rows(snap: &Snapshot, drills: &[DrillConfig], now: DateTime<Utc>) -> Vec<
             drill: d.id.clone(),
             account: d.account.clone(),
             group: d.group.clone(),
+            tenant: d.tenant_label().to_owned(),
             custody: match d.schedule.custody {
                 Custody::Attached => "attached",
                 Custody::Custodian => "custodian",

@@ -455,7 +455,10 @@ async fn fleet_evidence(db: Db) {
     b.store_bundle(&bundle, "bg1", "r1", &digest, now)
         .await
         .unwrap();
-    assert_eq!(b.bundle_digests().await.unwrap(), std::slice::from_ref(&digest));
+    assert_eq!(
+        b.bundle_digests().await.unwrap(),
+        std::slice::from_ref(&digest)
+    );
     b.fleet_append(
         &Entry::bundle("bg1", "r1", &digest),
         &kb,

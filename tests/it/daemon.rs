@@ -249,6 +249,14 @@ async fn a_due_drill_runs_is_announced_and_reported_by_mail_and_the_next_is_draw
             .unwrap_or_else(|| panic!("no {name} in\n{body}"))
     };
     assert_eq!(sample("glassdrill_drill_results_total", Some("PASS")), 1.0);
+    // Labelled by tenant and by the host reporting it.
+    let labelled = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "glassdrill_overdue")
+        .unwrap();
+    assert_eq!(labelled.labels.get("tenant"), Some("rehearsal"));
+    assert_eq!(labelled.labels.get("host"), Some(d.store().host()));
     assert_eq!(sample("glassdrill_overdue", None), 0.0);
     assert!(
         (sample("glassdrill_next_due_timestamp_seconds", None) - due.timestamp() as f64).abs()

@@ -103,6 +103,18 @@ impl Fleet {
 
     /// `drills/<id>.toml` in `w`: the soft key, or a virtual authenticator.
     fn drill(&self, w: &World, id: &str, group: &str, soft: Option<&Path>) {
+        self.drill_of(w, id, group, soft, None);
+    }
+
+    /// The same, of tenant `tenant`.
+    fn drill_of(
+        &self,
+        w: &World,
+        id: &str,
+        group: &str,
+        soft: Option<&Path>,
+        tenant: Option<&str>,
+    ) {
         let auth = match soft {
             Some(k) => format!(
                 "[authenticator]\nkind = \"soft\"\npin = \"file:{}\"\n[[authenticator.keys]]\nname = \"{id}-key\"\nstate = \"{}\"\n",
@@ -117,10 +129,13 @@ impl Fleet {
             auth.clone()
         };
         let table = if soft.is_some() { auth } else { String::new() };
+        let tenant = tenant
+            .map(|t| format!("tenant_name = \"{t}\"\n"))
+            .unwrap_or_default();
         std::fs::write(
             w.path().join(format!("drills/{id}.toml")),
             format!(
-                "id = \"{id}\"\naccount = \"breakglass1@rehearsal.onmicrosoft.com\"\ngroup = \"{group}\"\ntenant = \"rehearsal\"\n\
+                "id = \"{id}\"\naccount = \"breakglass1@rehearsal.onmicrosoft.com\"\ngroup = \"{group}\"\ntenant = \"rehearsal\"\n{tenant}\
                  flow = \"flows/entra-security-key.toml\"\nconfirm_deadline = \"20s\"\n{top}{table}\
                  [[alerts]]\nkind = \"webhook\"\nname = \"sev0\"\nrule = \"Break-glass account sign-in\"\ndeadline = \"20s\"\n"
             ),
@@ -434,4 +449,47 @@ fn state_migrate_copies_a_single_hosts_state_and_evidence_into_the_fleet() {
     assert_eq!(v.code, Some(0), "{}{}", v.stdout, v.stderr);
     assert!(v.stdout.contains("OK: 1 bundle(s)"), "{}", v.stdout);
     w.assert_clean();
+}
+
+/// Many tenants: two tenants' drills in groups of the same name are not
+/// spaced by each other's gap (a tenant's groups are its own), and
+/// `status --tenant` shows one tenant's drills, from either host.
+#[test]
+fn many_tenants_have_their_own_groups_and_status_shows_one_tenant() {
+    let fleet = Fleet::new("tenants");
+    let a = fleet.host("host-a", "24h");
+    let b = fleet.host("host-b", "24h");
+    for w in [&a, &b] {
+        fleet.drill_of(w, "contoso-bg1", "break-glass", None, Some("contoso"));
+        fleet.drill_of(w, "fabrikam-bg1", "break-glass", None, Some("fabrikam"));
+    }
+    a.run(["fleet", "status"]);
+    let now_ms = chrono::Utc::now().timestamp_millis() - 1000;
+    fleet.sql(&format!(
+        "INSERT INTO drills (drill_id, due_ms, due_why) VALUES ('contoso-bg1', {now_ms}, 'test'), ('fabrikam-bg1', {now_ms}, 'test')"
+    ));
+    let da = daemon(&a);
+    let db = daemon(&b);
+    fleet.wait_runs("both tenants' drills PASS", |r| {
+        r.iter().filter(|x| x.2 == "PASS").count() == 2
+    });
+    stop(da);
+    stop(db);
+    let s = b.run(["status", "--json", "--tenant", "fabrikam"]);
+    s.expect_exit(0);
+    let v: Value = serde_json::from_str(&s.stdout).unwrap();
+    let rows = v["drills"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v:#}");
+    assert_eq!(rows[0]["drill"], "fabrikam-bg1");
+    assert_eq!(rows[0]["tenant"], "fabrikam");
+    assert_eq!(rows[0]["last_verdict"], "PASS");
+    let none = a.run(["status", "--tenant", "northwind"]);
+    assert_eq!(none.code, Some(64), "{}", none.stderr);
+    assert!(
+        none.stderr.contains("no drill of tenant northwind"),
+        "{}",
+        none.stderr
+    );
+    assert_clean_soon(&a);
+    assert_clean_soon(&b);
 }
