@@ -228,14 +228,22 @@ fn two_hosts_one_due_drill_exactly_one_runs_it_and_the_evidence_verifies_from_bo
     let key = fleet.soft_key(&a);
     fleet.drill(&a, "bg1", "tenant-a", Some(&key));
     fleet.drill(&b, "bg1", "tenant-a", Some(&key));
+    // And a drill whose key is attached to no host.
+    let nowhere = fleet.secrets.path().join("not-attached.json");
+    for w in [&a, &b] {
+        fleet.drill(w, "bg9", "tenant-b", Some(&nowhere));
+    }
 
-    let da = daemon(&a);
+    // Host A first (it speaks for the fleet: first by name), then B.
+    let mut da = daemon(&a);
+    da.line(|_, l| l.contains("glassdrill daemon started"), PATIENCE);
     let db = daemon(&b);
     fleet.wait_runs("one PASS", |r| r.iter().any(|x| x.2 == "PASS"));
     // Both keep ticking for a few more seconds: nobody runs it again.
     nap(Duration::from_secs(4));
     let runs = fleet.runs();
     assert_eq!(runs.len(), 1, "exactly one run: {runs:?}");
+    assert_eq!(runs[0].0, "bg1", "bg9 cannot run anywhere: {runs:?}");
     let winner = runs[0].1.clone();
     let (won, lost) = if winner == "host-a" {
         (&a, &b)
@@ -251,18 +259,31 @@ fn two_hosts_one_due_drill_exactly_one_runs_it_and_the_evidence_verifies_from_bo
 
     // The fleet: both hosts, the key attached to each, the drill served.
     let st = b.run(["fleet", "status", "--json"]);
-    st.expect_exit(0);
+    // bg9 is a finding: exit 1.
+    st.expect_exit(1);
     let v: Value = serde_json::from_str(&st.stdout).unwrap();
     let hosts = v["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 2, "{v:#}");
     for h in hosts {
+        assert_eq!(h["keys"].as_array().unwrap().len(), 1, "{v:#}");
         assert_eq!(h["keys"][0]["key"], "bg1-key", "{v:#}");
-        assert_eq!(h["drills"][0], "bg1", "{v:#}");
+        assert_eq!(h["drills"], serde_json::json!(["bg1"]), "{v:#}");
         assert_eq!(h["silent"], false, "{v:#}");
     }
-    assert!(v["unservable"].as_array().unwrap().is_empty(), "{v:#}");
-    stop(da);
-    stop(db);
+    assert_eq!(v["unservable"], serde_json::json!(["bg9"]), "{v:#}");
+    let text = a.run(["fleet", "status"]);
+    assert!(
+        text.stdout
+            .contains("FINDING: drill bg9: no live host has one of its keys attached"),
+        "{}",
+        text.stdout
+    );
+    // Told once, by the fleet's speaker only.
+    let told = [stop(da), stop(db)]
+        .iter()
+        .map(|e| e.matches("no drill host can serve drill bg9").count())
+        .collect::<Vec<_>>();
+    assert_eq!(told, [1, 0], "host A tells, once; host B does not");
 
     // One evidence history, the same answer from either host.
     let mut answers = Vec::new();
@@ -286,6 +307,7 @@ fn two_hosts_one_due_drill_exactly_one_runs_it_and_the_evidence_verifies_from_bo
     assert_eq!(answers[0], answers[1]);
     // A status from the other host reads the same fleet state.
     let s: Value = serde_json::from_str(&lost.run(["status", "--json"]).stdout).unwrap();
+    assert_eq!(s["drills"][0]["drill"], "bg1", "{s:#}");
     assert_eq!(s["drills"][0]["last_verdict"], "PASS", "{s:#}");
 
     // A file of the bundle altered in the database: caught from each host.
