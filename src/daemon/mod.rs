@@ -257,7 +257,14 @@ pub struct Daemon {
     key_seen: Mutex<HashMap<String, DateTime<Utc>>>,
     /// When each drill no host can serve was last told.
     unservable_told: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The keys last registered for this host.
+    registered_keys: Mutex<Option<Vec<KeyRow>>>,
+    /// When drills no host can serve were last looked for.
+    unservable_checked: Mutex<Option<DateTime<Utc>>>,
 }
+
+/// A registered key: drill, key, AAGUID, SHA-256 of the credential id.
+type KeyRow = (String, String, Option<String>, Option<String>);
 
 fn os_random() -> u64 {
     use rand_core::RngCore as _;
@@ -429,6 +436,8 @@ impl Daemon {
             held: Mutex::new(HashMap::new()),
             key_seen: Mutex::new(HashMap::new()),
             unservable_told: Mutex::new(HashMap::new()),
+            registered_keys: Mutex::new(None),
+            unservable_checked: Mutex::new(None),
         };
         d.reconcile_recovered().await?;
         d.store.host_started(VERSION, d.clock.now()).await?;
@@ -516,8 +525,35 @@ impl Daemon {
             }
             out.insert(d.id.clone(), keys.into_iter().map(|k| k.0).collect());
         }
-        if let Err(e) = self.store.set_host_keys(&rows, now).await {
-            tracing::warn!(error = %e, "could not register this host's keys");
+        // Written when they change (a key plugged in or pulled out), not at
+        // every tick: the heartbeat says the host is alive.
+        let listed: Vec<KeyRow> = rows
+            .iter()
+            .map(|k| {
+                (
+                    k.drill_id.clone(),
+                    k.key_id.clone(),
+                    k.aaguid.clone(),
+                    k.credential_sha256.clone(),
+                )
+            })
+            .collect();
+        let changed = self
+            .registered_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            != Some(&listed);
+        if changed {
+            match self.store.set_host_keys(&rows, now).await {
+                Ok(()) => {
+                    *self
+                        .registered_keys
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(listed);
+                }
+                Err(e) => tracing::warn!(error = %e, "could not register this host's keys"),
+            }
         }
         out
     }
@@ -531,6 +567,18 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         if self.store.backend() != crate::state::Backend::Postgres {
             return Ok(());
+        }
+        // Looked at every ten minutes (a finding told once a day), not at
+        // every tick: it reads every host's keys.
+        {
+            let mut last = self
+                .unservable_checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_some_and(|t| now >= t && now - t < chrono::Duration::minutes(10)) {
+                return Ok(());
+            }
+            *last = Some(now);
         }
         let hosts = self.store.hosts().await?;
         if crate::state::fleet::speaker(&hosts, now) != Some(self.store.host()) {
