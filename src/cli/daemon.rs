@@ -138,8 +138,9 @@ pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
         let mut t = status::table(&rows, undelivered.len());
         for l in &locks {
             t.push_str(&format!(
-                "running: {} holds {} since {}\n",
+                "running: {} (host {}) holds {} since {}\n",
                 l.holder,
+                l.host,
                 l.name,
                 crate::support::time::rfc3339_ms(l.since)
             ));

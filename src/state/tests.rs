@@ -482,6 +482,23 @@ async fn fleet_evidence(db: Db) {
         signers.contains("glassdrill@host-a,fleet-x namespaces="),
         "{signers}"
     );
+    assert!(!signers.contains("valid-before"), "{signers}");
+    // Host A's key rotated: the old one listed until the rotation.
+    let ka2 = crate::evidence::SigningKey::generate(&dir.path().join("a2"), "a2").unwrap();
+    let later = now + chrono::Duration::days(30);
+    a.register_signer("glassdrill@host-a", &bare(&ka2), later)
+        .await
+        .unwrap();
+    let rotated = a.fleet_allowed_signers("fleet-x").await.unwrap();
+    assert_eq!(rotated.lines().count(), 3, "{rotated}");
+    let old_line = rotated.lines().find(|l| l.contains(&bare(&ka))).unwrap();
+    assert!(
+        old_line.contains(&format!(
+            "valid-before=\"{}\"",
+            later.format("%Y%m%d%H%M%SZ")
+        )),
+        "{rotated}"
+    );
     let verifiers =
         crate::evidence::log::log_verifiers(&out.join("allowed_signers"), "fleet-x").unwrap();
     assert_eq!(verifiers.len(), 2);
@@ -623,4 +640,46 @@ async fn every_scenario_on_postgres() {
     let again = migrate::copy_state(&from, &to).await.unwrap();
     assert!(again.tables.iter().all(|x| x.1 == 0), "{again:?}");
     to.close().await;
+}
+
+/// `[state] tls` is real: a server that takes TCP only over TLS is
+/// reached with `verify-full` against its CA; without TLS it refuses us,
+/// and `verify-full` without its CA (the public roots) refuses it. No
+/// error names the password.
+#[tokio::test]
+async fn postgres_over_tls_is_verified_against_the_configured_ca() {
+    use crate::config::PgTls;
+    let cluster = crate::support::pgtest::Cluster::start_tls().unwrap();
+    let Db::Pg(mut cfg, _keep) = Db::pg(&cluster, "tls") else {
+        unreachable!()
+    };
+    cfg.tls = PgTls::VerifyFull;
+    cfg.tls_ca = cluster.ca().map(Path::to_path_buf);
+    let s = StateStore::open_postgres(&cfg).await.unwrap();
+    s.set_due_once(
+        "bg1",
+        t("2026-02-10T09:00:00Z"),
+        "drawn",
+        t("2026-01-01T00:00:00Z"),
+    )
+    .await
+    .unwrap();
+    s.close().await;
+    for (tls, ca) in [
+        (PgTls::Disable, cfg.tls_ca.clone()),
+        (PgTls::VerifyFull, None),
+    ] {
+        let mut c = cfg.clone();
+        c.tls = tls;
+        c.tls_ca = ca;
+        let err = match StateStore::open_postgres(&c).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{tls:?} connected"),
+        };
+        assert!(
+            err.contains("cannot be used") && err.contains(&cfg.url),
+            "{err}"
+        );
+        assert!(!err.contains(crate::support::pgtest::PASSWORD), "{err}");
+    }
 }

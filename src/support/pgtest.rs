@@ -22,6 +22,7 @@ pub struct Cluster {
     bin: PathBuf,
     port: u16,
     as_nobody: bool,
+    ca: Option<PathBuf>,
 }
 
 /// Where the server binaries are: `GLASSDRILL_PG_BIN`, else the newest
@@ -58,9 +59,121 @@ fn free_port() -> Result<u16, String> {
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
+    Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .status_ok("openssl")
+}
+
 impl Cluster {
-    /// Makes and starts a cluster.
+    /// Makes and starts a cluster (plain TCP on loopback).
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// Makes and starts a cluster that accepts TCP connections only over
+    /// TLS, with a certificate for `127.0.0.1` from a CA of its own
+    /// ([`ca`](Self::ca)).
+    pub fn start_tls() -> Result<Self, String> {
+        Self::start_with(true)
+    }
+
+    /// The CA that signed a TLS cluster's certificate (PEM).
+    pub fn ca(&self) -> Option<&Path> {
+        self.ca.as_deref()
+    }
+
+    /// A CA, a server certificate for 127.0.0.1 signed by it, and a
+    /// pg_hba.conf that takes TCP only over TLS; the server options.
+    fn make_tls(&mut self, data: &Path) -> Result<String, String> {
+        let d = self.path().to_path_buf();
+        openssl(
+            &d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=glassdrill test CA",
+            ],
+        )?;
+        openssl(
+            &d,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        )?;
+        std::fs::write(d.join("san.ext"), "subjectAltName = IP:127.0.0.1\n")
+            .map_err(|e| e.to_string())?;
+        openssl(
+            &d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        )?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(d.join("server.key"), std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| e.to_string())?;
+        }
+        if self.as_nobody {
+            let nobody = nix::unistd::User::from_name("nobody")
+                .ok()
+                .flatten()
+                .ok_or("no user `nobody`")?;
+            for f in ["server.key", "server.pem"] {
+                nix::unistd::chown(&d.join(f), Some(nobody.uid), Some(nobody.gid))
+                    .map_err(|e| format!("chown {f}: {e}"))?;
+            }
+        }
+        // TCP only over TLS: a client that does not ask for it is refused.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .map_err(|e| e.to_string())?;
+        self.ca = Some(d.join("ca.pem"));
+        Ok(format!(
+            " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+            d.join("server.pem").display(),
+            d.join("server.key").display()
+        ))
+    }
+
+    fn start_with(tls: bool) -> Result<Self, String> {
         let bin = bin_dir()?;
         let as_nobody = nix::unistd::geteuid().is_root();
         let dir = tempfile::Builder::new()
@@ -84,6 +197,7 @@ impl Cluster {
             bin,
             port: 0,
             as_nobody,
+            ca: None,
         };
         let data = c.path().join("data");
         c.tool("initdb")
@@ -99,12 +213,17 @@ impl Cluster {
             ])
             .arg(format!("--pwfile={}", pwfile.display()))
             .status_ok("initdb")?;
+        let extra = if tls {
+            c.make_tls(&data)?
+        } else {
+            String::new()
+        };
         // A port taken between the probe and the start: try another.
         let mut last = String::new();
         for _ in 0..5 {
             c.port = free_port()?;
             let opts = format!(
-                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200",
+                "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=200{extra}",
                 c.port,
                 c.path().display()
             );
