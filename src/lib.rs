@@ -9,7 +9,8 @@
 //! - [`support`]: helpers written once — identifier rules (`ids`),
 //!   timestamps (`time`), hashing, private atomic files (`fs`), the retry
 //!   helper (`retry`), the HTTP client, HTML escaping, test pause points
-//!   (`testpoint`, debug builds only). Imports nothing else of glassdrill.
+//!   (`testpoint`, debug builds only), a throw-away PostgreSQL cluster for
+//!   tests and benchmarks (`pgtest`). Imports nothing else of glassdrill.
 //! - [`secret`]: `env:`/`file:` secret references resolved into `secrecy`
 //!   types; random tokens; constant-time comparison. Never logs a value.
 //! - [`record`]: the typed, versioned drill record (`drill.json`, schema
@@ -28,8 +29,9 @@
 //! - [`schedule`]: schedule arithmetic, pure: the next due time drawn in a
 //!   drill's cadence, fitted into its windows (time zones, DST) and kept
 //!   apart from its group. Reads no clock and no random source.
-//! - [`config`]: host config, drill files and flow files, in two stages
-//!   (serde, then validated types) with file:line:column problems
+//! - [`config`]: host config (with `[state]` in `config::state` and named
+//!   `[tenants.NAME]`), drill files and flow files, in two stages (serde,
+//!   then validated types) with file:line:column problems
 //!   (`config::diag`). No I/O besides reading the files it is given.
 //! - [`browser`]: owns chromedriver, Chromium, the temp profile and the
 //!   WebDriver session; cleans them up on drop, and a guard process kills
@@ -66,10 +68,14 @@
 //!   action group) on what Graph and Azure Resource Manager return, each
 //!   PASS, FAIL or UNKNOWN; `fetch` reads them read-only. The drill's
 //!   `posture` stage and `glassdrill posture`/`uses` use it.
-//! - [`state`]: the daemon's state store (SQLite through `sqlx`,
-//!   portable SQL): drawn due times, holds, runs, key proofs, locks across
-//!   processes, the notification outbox; rebuilt from the bundles. Never
-//!   writes evidence.
+//! - [`state`]: the daemon's state store (`sqlx`'s `Any` driver, one set
+//!   of portable migrations: SQLite by default, a fleet's PostgreSQL with
+//!   `[state] url`): drawn due times, holds, runs, key proofs, locks as
+//!   leases across processes and hosts, the notification outbox; rebuilt
+//!   from the bundles. `state::fleet`: hosts and their keys, signers,
+//!   content-addressed bundles and the fleet's one evidence log (written out
+//!   for `evidence verify`, never verified by code of its own);
+//!   `state::migrate`: a host's SQLite rows into a fleet.
 //! - [`drill`]: a run's plan, one function per stage (`drill::stages`:
 //!   preflight, announce, sign-in, confirm, alerts, posture, teardown,
 //!   record, report),
@@ -91,7 +97,10 @@
 //!   (`daemon::status`), `/metrics` (`daemon::metrics`), the control
 //!   socket through which `glassdrill run` asks a running daemon
 //!   (`daemon::control`), and the one on-demand run path both use
-//!   (`daemon::ondemand`). Time from a `Clock`.
+//!   (`daemon::ondemand`). In a fleet: the host's heartbeat and keys,
+//!   claims only of drills it has a key of, leases renewed during a run,
+//!   other hosts' dead runs recorded INTERRUPTED, bundles published to the
+//!   fleet. Time from a `Clock`.
 //! - [`cli`]: clap definitions and one file per command group; the only
 //!   module that prints results to stdout; man pages and completions
 //!   generated from the definitions (`cli::docs`). Never holds drill
