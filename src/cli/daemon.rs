@@ -116,7 +116,17 @@ pub(crate) async fn status(host: &HostConfig, a: StatusArgs) -> u8 {
     let undelivered = store.undelivered().await.unwrap_or_default();
     let locks = store.locks().await.unwrap_or_default();
     // Unexpected uses of the accounts no one has classified yet.
-    let uses = crate::evidence::log::EvidenceLog::at(&host.evidence_dir()).open_uses();
+    // In a fleet, the fleet's log (every host's drills, everyone's
+    // classifications); else this host's.
+    let uses = if store.backend() == crate::state::Backend::Postgres {
+        crate::evidence::log::open_uses(
+            &crate::state::fleet::fleet_entries(&store)
+                .await
+                .unwrap_or_default(),
+        )
+    } else {
+        crate::evidence::log::EvidenceLog::at(&host.evidence_dir()).open_uses()
+    };
     if a.json {
         let v = serde_json::json!({
             "drills": rows,
@@ -182,6 +192,15 @@ pub(crate) async fn plan(host: &HostConfig, a: PlanArgs) -> u8 {
 
 /// `glassdrill state rebuild`.
 pub(crate) async fn rebuild(host: &HostConfig) -> u8 {
+    // A fleet's database holds every host's runs; this host's bundles are
+    // a part of them: a rebuild from them would drop the others'.
+    if let Some(pg) = &host.state.postgres {
+        errln!(
+            "error: the state is the fleet's database ({}), shared by every host: a rebuild from this host's bundles would drop the others' runs; restore the database from its backup (the fleet's bundles and log are in it: `glassdrill evidence verify` checks them)",
+            pg.url
+        );
+        return EXIT_USAGE;
+    }
     let store = match open(host).await {
         Ok(s) => s,
         Err(code) => return code,

@@ -304,13 +304,49 @@ pub(crate) async fn status(host: &HostConfig, a: &FleetStatusArgs) -> u8 {
     u8::from(!st.unservable.is_empty())
 }
 
+/// After a review or classification was recorded in this host's log
+/// (`code` 0), in a fleet: mirrored into the fleet's log at once.
+pub(crate) async fn published(host: &HostConfig, code: u8) -> u8 {
+    if code != 0 || !fleet_mode(Some(host)) {
+        return code;
+    }
+    let done = async {
+        let store = StateStore::open_host(host, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        let key = crate::evidence::SigningKey::load(&host.evidence.signing_key)
+            .map_err(|e| e.to_string())?;
+        let n =
+            crate::state::fleet::join_and_publish(&store, host, &key, crate::support::time::now())
+                .await
+                .map_err(|e| e.to_string())?;
+        store.close().await;
+        Ok::<_, String>(n)
+    };
+    match done.await {
+        Ok(n) => {
+            out!(
+                "fleet {}: {n} entr(y/ies) appended to the fleet's log",
+                host.state.fleet
+            );
+            0
+        }
+        Err(e) => {
+            errln!(
+                "error: recorded on this host, but not in the fleet's log: {e}; the daemon mirrors it after its next run"
+            );
+            1
+        }
+    }
+}
+
 /// Whether `evidence verify`/`export` read the fleet's evidence.
 pub(crate) fn fleet_mode(host: Option<&HostConfig>) -> bool {
     host.is_some_and(|h| h.state.postgres.is_some())
 }
 
 /// The fleet's evidence written out into a private temp dir.
-async fn materialized(host: &HostConfig) -> Result<(tempfile::TempDir, usize), u8> {
+pub(crate) async fn materialized(host: &HostConfig) -> Result<(tempfile::TempDir, usize), u8> {
     let store = StateStore::open_host(host, true).await.map_err(|e| {
         errln!("error: {e}");
         Verdict::Error.exit_code()

@@ -677,9 +677,13 @@ pub async fn execute(cli: Cli) -> u8 {
             fleet::export(&host, &a).await
         }
         Command::Evidence(EvidenceCommand::Export(a)) => evidence::export_command(&host, &a),
-        Command::Evidence(EvidenceCommand::Review(a)) => evidence::review_command(&host, &a),
+        Command::Evidence(EvidenceCommand::Review(a)) => {
+            fleet::published(&host, evidence::review_command(&host, &a)).await
+        }
         Command::Evidence(EvidenceCommand::Prune(a)) => evidence::prune_command(&host, &a),
-        Command::Evidence(EvidenceCommand::Classify(a)) => evidence::classify_command(&host, &a),
+        Command::Evidence(EvidenceCommand::Classify(a)) => {
+            fleet::published(&host, evidence::classify_command(&host, &a)).await
+        }
         Command::Tenant(a) => tenant(&host, a, cancel).await,
     }
 }

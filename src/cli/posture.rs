@@ -122,8 +122,19 @@ pub(crate) async fn uses(host: &HostConfig, a: UsesArgs) -> u8 {
         Err(code) => return code,
     };
     let since = a.since.and_time(chrono::NaiveTime::MIN).and_utc();
-    // The drills' own sign-ins, by correlation id, from the bundles.
-    let root = host.evidence_dir();
+    // The drills' own sign-ins, by correlation id, from the bundles: in a
+    // fleet, every host's (written out of the fleet's database).
+    let fleet_copy = if super::fleet::fleet_mode(Some(host)) {
+        match super::fleet::materialized(host).await {
+            Ok((dir, _)) => Some(dir),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    let root = fleet_copy
+        .as_ref()
+        .map_or_else(|| host.evidence_dir(), |d| d.path().join("evidence"));
     let drills = crate::evidence::log::drill_sign_ins(&root);
     let classes: std::collections::HashMap<String, String> =
         crate::evidence::log::EvidenceLog::at(&root)

@@ -261,7 +261,18 @@ pub struct Daemon {
     registered_keys: Mutex<Option<Vec<KeyRow>>>,
     /// When drills no host can serve were last looked for.
     unservable_checked: Mutex<Option<DateTime<Utc>>>,
+    /// Each drill's keys as last found attached, and when.
+    probed: Mutex<HashMap<String, ProbedAt>>,
 }
+
+/// A key found attached: its name, AAGUID, SHA-256 of its credential id.
+type Probed = (String, Option<String>, Option<String>);
+
+/// When a drill's keys were looked for, and those found.
+type ProbedAt = (DateTime<Utc>, Vec<Probed>);
+
+/// How often an attached USB key is asked again when its drill is not due.
+const PROBE_EVERY: chrono::Duration = chrono::Duration::minutes(10);
 
 /// A registered key: drill, key, AAGUID, SHA-256 of the credential id.
 type KeyRow = (String, String, Option<String>, Option<String>);
@@ -438,6 +449,7 @@ impl Daemon {
             unservable_told: Mutex::new(HashMap::new()),
             registered_keys: Mutex::new(None),
             unservable_checked: Mutex::new(None),
+            probed: Mutex::new(HashMap::new()),
         };
         d.reconcile_recovered().await?;
         d.store.host_started(VERSION, d.clock.now()).await?;
@@ -472,16 +484,72 @@ impl Daemon {
     /// the state store (a fleet's hosts claim only drills they have a key
     /// of). A virtual authenticator is on every host: its drills' keys are
     /// all attached.
+    ///
+    /// A USB key is asked (a silent probe) only when no run of this host
+    /// is using a key (a probe must never cut into a ceremony), and then
+    /// only for a drill that is due or whose answer is ten minutes old;
+    /// otherwise the last answer stands.
     async fn attached(
         &self,
         drills: &[DrillConfig],
+        snapshot: &HashMap<String, (crate::state::DrillState, crate::state::RunSummary)>,
         now: DateTime<Utc>,
-    ) -> HashMap<String, Vec<String>> {
-        use crate::config::drill::AuthenticatorConfig;
+    ) -> Result<HashMap<String, Vec<String>>, DaemonError> {
+        use crate::config::drill::{AuthenticatorConfig, KeyKind};
         let mut out = HashMap::new();
         let mut rows = Vec::new();
+        let me = self.store.host().to_owned();
+        let busy = {
+            let mut running = self
+                .running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            running.retain(|_, h| !h.is_finished());
+            !running.is_empty()
+        } || self
+            .store
+            .locks_at(now)
+            .await?
+            .iter()
+            .any(|l| l.host == me && l.name.starts_with("key:"));
         for d in drills {
-            let keys: Vec<(String, Option<String>, Option<String>)> = match &d.authenticator {
+            let due = snapshot
+                .get(&d.id)
+                .and_then(|(s, _)| s.due)
+                .is_none_or(|t| t <= now);
+            let cached = self
+                .probed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&d.id)
+                .cloned();
+            let probe = match &d.authenticator {
+                AuthenticatorConfig::Key(cfg) if cfg.kind == KeyKind::Hid => {
+                    !busy
+                        && (due
+                            || cached
+                                .as_ref()
+                                .is_none_or(|(t, _)| now < *t || *t + PROBE_EVERY <= now))
+                }
+                _ => true,
+            };
+            if !probe {
+                if let Some((_, keys)) = cached {
+                    for (k, aaguid, cred) in &keys {
+                        rows.push(crate::state::fleet::HostKey {
+                            host: me.clone(),
+                            drill_id: d.id.clone(),
+                            key_id: k.clone(),
+                            aaguid: aaguid.clone(),
+                            credential_sha256: cred.clone(),
+                            seen: now,
+                        });
+                    }
+                    out.insert(d.id.clone(), keys.into_iter().map(|k| k.0).collect());
+                }
+                continue;
+            }
+            let keys: Vec<Probed> = match &d.authenticator {
                 AuthenticatorConfig::Virtual(_) => {
                     let names = if d.schedule.keys.is_empty() {
                         vec!["virtual".to_owned()]
@@ -515,7 +583,7 @@ impl Daemon {
             };
             for (k, aaguid, cred) in &keys {
                 rows.push(crate::state::fleet::HostKey {
-                    host: self.store.host().to_owned(),
+                    host: me.clone(),
                     drill_id: d.id.clone(),
                     key_id: k.clone(),
                     aaguid: aaguid.clone(),
@@ -523,6 +591,10 @@ impl Daemon {
                     seen: now,
                 });
             }
+            self.probed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(d.id.clone(), (now, keys.clone()));
             out.insert(d.id.clone(), keys.into_iter().map(|k| k.0).collect());
         }
         // Written when they change (a key plugged in or pulled out), not at
@@ -555,7 +627,7 @@ impl Daemon {
                 Err(e) => tracing::warn!(error = %e, "could not register this host's keys"),
             }
         }
-        out
+        Ok(out)
     }
 
     /// In a fleet: drills no live host has a key of are a finding, told
@@ -855,14 +927,14 @@ impl Daemon {
         let mut tick = Tick::default();
         let drills = self.load(&mut tick).await?;
         self.store.heartbeat(VERSION, now).await?;
-        let attached = self.attached(&drills, now).await;
         self.reconcile_dead_runs(&drills).await?;
-        self.unservable_drills(&drills, now).await?;
         let gap = chrono::Duration::from_std(self.host.daemon.group_gap)
             .unwrap_or(chrono::Duration::hours(24));
         // Every drill's state and run summary in one read; what this tick
         // writes for one drill (a drawn due time) is re-read for the rest.
         let mut snapshot = self.store.summaries().await?;
+        let attached = self.attached(&drills, &snapshot, now).await?;
+        self.unservable_drills(&drills, now).await?;
         for d in &drills {
             let (state, summary) = snapshot.get(&d.id).cloned().unwrap_or_default();
             let last_pass = summary.last_pass;

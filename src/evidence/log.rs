@@ -147,6 +147,31 @@ impl EvidenceLog {
             .unwrap_or_default()
     }
 
+    /// The log's complete lines (an entry's exact bytes each), for a fleet
+    /// to mirror; an absent log has none.
+    pub fn lines(&self) -> Result<Vec<String>, EvidenceError> {
+        let path = self.dir.join(ENTRIES);
+        let bytes = match read_capped(&path, MAX_LOG) {
+            Ok(b) => b,
+            Err(ReadCappedError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Vec::new());
+            }
+            Err(ReadCappedError::Io(e)) => return Err(io_err("read", &path)(e)),
+            Err(ReadCappedError::TooLarge) => {
+                return Err(EvidenceError::Serialize {
+                    what: "the evidence log",
+                    why: format!("{} is larger than 1 GiB", path.display()),
+                });
+            }
+        };
+        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        Ok(bytes[..complete]
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| String::from_utf8(l.to_vec()).ok())
+            .collect())
+    }
+
     /// Reads the entries (an absent log is empty).
     pub fn read(&self) -> Result<LogContents, EvidenceError> {
         let path = self.dir.join(ENTRIES);

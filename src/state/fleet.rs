@@ -397,6 +397,32 @@ impl StateStore {
     ) -> Result<u64, FleetError> {
         let line = serde_json::to_string(entry)
             .map_err(|e| FleetError::Evidence(format!("a log entry: {e}")))?;
+        self.fleet_append_line(&line, key, fleet, verifiers).await
+    }
+
+    /// The fleet's log, line by line (each an entry's exact bytes).
+    pub async fn fleet_lines(&self) -> Result<Vec<String>, StateError> {
+        Ok(
+            sqlx::query_scalar("SELECT line FROM fleet_log ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// [`fleet_append`](Self::fleet_append) of an entry's exact line (a
+    /// host's own log entry mirrored byte for byte).
+    pub async fn fleet_append_line(
+        &self,
+        line: &str,
+        key: &crate::evidence::SigningKey,
+        fleet: &str,
+        verifiers: &[crate::ledger::note::NoteVerifier],
+    ) -> Result<u64, FleetError> {
+        if line.contains('\n') || serde_json::from_str::<Entry>(line).is_err() {
+            return Err(FleetError::Evidence(
+                "not one log entry: nothing appended".into(),
+            ));
+        }
         let mut tx = self.pool.begin().await?;
         // The first statement takes the head row's lock (PostgreSQL) or the
         // database's write lock (SQLite): one append at a time, fleet-wide.
@@ -439,6 +465,7 @@ impl StateStore {
         }
         let index = leaves.len() as u64;
         leaves.push(merkle::leaf_hash(line.as_bytes()));
+        let line = line.to_owned();
         let size = leaves.len() as u64;
         let checkpoint = Checkpoint {
             origin: origin(fleet),
@@ -575,9 +602,30 @@ pub async fn fleet_verifiers(
     crate::evidence::log::log_verifiers(f.path(), fleet).map_err(FleetError::Evidence)
 }
 
-/// Publishes the bundles under `evidence_root` that the fleet's log does
-/// not hold yet: each stored (content-addressed) and appended to the log,
-/// signed by `key`. Bundles stay on this host too. Returns how many.
+/// The kinds of a host's own log entries mirrored into the fleet's log
+/// (byte for byte): what people and drills said about the evidence.
+const MIRRORED: &[&str] = &[
+    "review",
+    "classification",
+    crate::evidence::log::UNEXPECTED_USE,
+];
+
+/// The entries of the fleet's log (a line that does not parse is left out:
+/// `evidence verify` names it).
+pub async fn fleet_entries(store: &StateStore) -> Result<Vec<Entry>, StateError> {
+    Ok(store
+        .fleet_lines()
+        .await?
+        .iter()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// Publishes what the fleet's log does not hold yet from this host's
+/// evidence: each bundle under `evidence_root` stored (content-addressed)
+/// and appended, then this host's reviews, classifications and unexpected
+/// uses, mirrored line for line; signed by `key`. Bundles stay on this
+/// host too. Returns how many entries were appended.
 pub async fn publish_pending(
     store: &StateStore,
     evidence_root: &Path,
@@ -585,15 +633,13 @@ pub async fn publish_pending(
     fleet: &str,
     now: DateTime<Utc>,
 ) -> Result<usize, FleetError> {
-    let logged: std::collections::HashSet<String> =
-        sqlx::query_scalar::<_, String>("SELECT line FROM fleet_log")
-            .fetch_all(&store.pool)
-            .await?
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
-            .filter(|e| e.kind == "bundle")
-            .map(|e| e.manifest_sha256)
-            .collect();
+    let lines = store.fleet_lines().await?;
+    let logged: std::collections::HashSet<String> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+        .filter(|e| e.kind == "bundle")
+        .map(|e| e.manifest_sha256)
+        .collect();
     let mut verifiers = None;
     let mut n = 0;
     for b in crate::evidence::log::bundles_on_disk(evidence_root) {
@@ -617,6 +663,25 @@ pub async fn publish_pending(
                 fleet,
                 verifiers.as_deref().unwrap_or_default(),
             )
+            .await?;
+        n += 1;
+    }
+    // Then what was said of them (after the bundles a review names).
+    let have: std::collections::HashSet<&String> = lines.iter().collect();
+    let local = crate::evidence::log::EvidenceLog::at(evidence_root)
+        .lines()
+        .map_err(|e| FleetError::Evidence(e.to_string()))?;
+    for line in local {
+        let mirrored =
+            serde_json::from_str::<Entry>(&line).is_ok_and(|e| MIRRORED.contains(&e.kind.as_str()));
+        if !mirrored || have.contains(&line) {
+            continue;
+        }
+        if verifiers.is_none() {
+            verifiers = Some(fleet_verifiers(store, fleet).await?);
+        }
+        store
+            .fleet_append_line(&line, key, fleet, verifiers.as_deref().unwrap_or_default())
             .await?;
         n += 1;
     }

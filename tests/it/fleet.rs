@@ -285,6 +285,30 @@ fn two_hosts_one_due_drill_exactly_one_runs_it_and_the_evidence_verifies_from_bo
         .collect::<Vec<_>>();
     assert_eq!(told, [1, 0], "host A tells, once; host B does not");
 
+    // A review on the host that ran it goes to the fleet's log too.
+    let run_id = bundles(won)[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let r = won.run([
+        "evidence",
+        "review",
+        &run_id,
+        "--by",
+        "auditor",
+        "--outcome",
+        "accepted",
+        "--note",
+        "seen",
+    ]);
+    assert_eq!(r.code, Some(0), "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("appended to the fleet's log"),
+        "{}",
+        r.stdout
+    );
+
     // One evidence history, the same answer from either host.
     let mut answers = Vec::new();
     for w in [&a, &b] {
@@ -298,7 +322,7 @@ fn two_hosts_one_due_drill_exactly_one_runs_it_and_the_evidence_verifies_from_bo
         );
         assert!(
             r.stdout
-                .contains("evidence log: 1 entries, latest checkpoint covers 1"),
+                .contains("evidence log: 2 entries, latest checkpoint covers 2"),
             "{}",
             r.stdout
         );
