@@ -533,24 +533,12 @@ impl Daemon {
                 }
                 _ => true,
             };
-            if !probe {
-                if let Some((_, keys)) = cached {
-                    for (k, aaguid, cred) in &keys {
-                        rows.push(crate::state::fleet::HostKey {
-                            host: me.clone(),
-                            drill_id: d.id.clone(),
-                            key_id: k.clone(),
-                            aaguid: aaguid.clone(),
-                            credential_sha256: cred.clone(),
-                            seen: now,
-                        });
-                    }
-                    out.insert(d.id.clone(), keys.into_iter().map(|k| k.0).collect());
-                }
-                continue;
-            }
-            let keys: Vec<Probed> = match &d.authenticator {
-                AuthenticatorConfig::Virtual(_) => {
+            let keys: Vec<Probed> = match (&d.authenticator, probe) {
+                (_, false) => match cached {
+                    Some((_, keys)) => keys,
+                    None => continue,
+                },
+                (AuthenticatorConfig::Virtual(_), true) => {
                     let names = if d.schedule.keys.is_empty() {
                         vec!["virtual".to_owned()]
                     } else {
@@ -558,7 +546,7 @@ impl Daemon {
                     };
                     names.into_iter().map(|k| (k, None, None)).collect()
                 }
-                AuthenticatorConfig::Key(cfg) => {
+                (AuthenticatorConfig::Key(cfg), true) => {
                     let c = cfg.clone();
                     let names = crate::fido::blocking(
                         std::time::Duration::from_secs(20),
@@ -591,10 +579,12 @@ impl Daemon {
                     seen: now,
                 });
             }
-            self.probed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(d.id.clone(), (now, keys.clone()));
+            if probe {
+                self.probed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(d.id.clone(), (now, keys.clone()));
+            }
             out.insert(d.id.clone(), keys.into_iter().map(|k| k.0).collect());
         }
         // Written when they change (a key plugged in or pulled out), not at

@@ -147,33 +147,9 @@ impl EvidenceLog {
             .unwrap_or_default()
     }
 
-    /// The log's complete lines (an entry's exact bytes each), for a fleet
-    /// to mirror; an absent log has none.
-    pub fn lines(&self) -> Result<Vec<String>, EvidenceError> {
-        let path = self.dir.join(ENTRIES);
-        let bytes = match read_capped(&path, MAX_LOG) {
-            Ok(b) => b,
-            Err(ReadCappedError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Vec::new());
-            }
-            Err(ReadCappedError::Io(e)) => return Err(io_err("read", &path)(e)),
-            Err(ReadCappedError::TooLarge) => {
-                return Err(EvidenceError::Serialize {
-                    what: "the evidence log",
-                    why: format!("{} is larger than 1 GiB", path.display()),
-                });
-            }
-        };
-        let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-        Ok(bytes[..complete]
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .filter_map(|l| String::from_utf8(l.to_vec()).ok())
-            .collect())
-    }
-
-    /// Reads the entries (an absent log is empty).
-    pub fn read(&self) -> Result<LogContents, EvidenceError> {
+    /// The log's bytes and the length of its complete lines (an absent
+    /// log is empty).
+    fn bytes(&self) -> Result<(Vec<u8>, usize), EvidenceError> {
         let path = self.dir.join(ENTRIES);
         let bytes = match read_capped(&path, MAX_LOG) {
             Ok(b) => b,
@@ -187,6 +163,23 @@ impl EvidenceLog {
             }
         };
         let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        Ok((bytes, complete))
+    }
+
+    /// The log's complete lines (an entry's exact bytes each), for a fleet
+    /// to mirror.
+    pub fn lines(&self) -> Result<Vec<String>, EvidenceError> {
+        let (bytes, complete) = self.bytes()?;
+        Ok(bytes[..complete]
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| String::from_utf8(l.to_vec()).ok())
+            .collect())
+    }
+
+    /// Reads the entries (an absent log is empty).
+    pub fn read(&self) -> Result<LogContents, EvidenceError> {
+        let (bytes, complete) = self.bytes()?;
         let mut out = LogContents {
             torn_tail: bytes.len() - complete,
             ..LogContents::default()

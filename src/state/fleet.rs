@@ -566,9 +566,7 @@ impl StateStore {
         }
         let log_dir = evidence.join(crate::evidence::log::LOG_DIR);
         std::fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
-        let lines: Vec<String> = sqlx::query_scalar("SELECT line FROM fleet_log ORDER BY seq")
-            .fetch_all(&self.pool)
-            .await?;
+        let lines = self.fleet_lines().await?;
         out.entries = lines.len();
         let mut text = String::new();
         for l in &lines {
