@@ -43,7 +43,10 @@ fn target(host: &HostConfig, a: &MigrateArgs) -> Result<crate::config::PostgresC
         .postgres
         .as_ref()
         .filter(|p| p.url.trim_end_matches('/') == a.to.trim_end_matches('/'));
-    let url = url::Url::parse(&a.to).map_err(|e| format!("--to {}: {e}", a.to))?;
+    // Never echoed: it may hold a password.
+    let url = url::Url::parse(&a.to).map_err(|e| {
+        format!("--to is not a URL ({e}); write it as postgres://USER@HOST:PORT/DATABASE")
+    })?;
     if !matches!(url.scheme(), "postgres" | "postgresql") || url.host_str().is_none() {
         return Err("--to: write it as postgres://USER@HOST:PORT/DATABASE".into());
     }

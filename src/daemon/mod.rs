@@ -137,6 +137,8 @@ impl Progress for LogProgress {
 enum StateEvent {
     Started(String),
     Stage(String, &'static str),
+    /// The sign-in begins: written in order, then answered.
+    SigningIn(String, tokio::sync::oneshot::Sender<Result<(), String>>),
 }
 
 /// Wraps a run's progress so its start and every stage it reaches are in
@@ -175,6 +177,11 @@ impl<'a> RecordingProgress<'a> {
                             .await
                     }
                     StateEvent::Stage(run_id, stage) => store.run_stage(&run_id, stage).await,
+                    StateEvent::SigningIn(run_id, answer) => {
+                        let r = store.run_signing_in(&run_id).await;
+                        let _ = answer.send(r.as_ref().map(|_| ()).map_err(ToString::to_string));
+                        r
+                    }
                 };
                 if let Err(e) = r {
                     tracing::warn!(error = %e, "could not record a run's progress");
@@ -217,6 +224,27 @@ impl Progress for RecordingProgress<'_> {
     }
     fn note(&self, m: &str) {
         self.inner.note(m);
+    }
+    fn before_sign_in(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let run_id = self
+                .run_id
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+                .ok_or("the run has no id yet")?;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.tx
+                .send(StateEvent::SigningIn(run_id, tx))
+                .map_err(|_| "the state store's writer has stopped".to_owned())?;
+            match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
+                Ok(Ok(Ok(()))) => Ok(()),
+                Ok(Ok(Err(e))) => Err(format!(
+                    "the state store could not record that the sign-in begins ({e})"
+                )),
+                _ => Err("the state store did not record in 30 s that the sign-in begins".into()),
+            }
+        })
     }
 }
 
@@ -858,7 +886,7 @@ impl Daemon {
             .into_iter()
             .map(|l| l.name)
             .collect();
-        for (mut run, stage) in unfinished {
+        for (run, stage) in unfinished {
             let Some(d) = drills.iter().find(|d| d.id == run.drill_id) else {
                 continue;
             };
@@ -882,10 +910,29 @@ impl Daemon {
                 .filter(|h| h != self.store.host())
                 .map(|h| format!(" on host {h}"))
                 .unwrap_or_default();
-            run.ended = Some(now);
-            run.verdict = Some(Verdict::Interrupted);
-            run.sign_in_attempted = past_sign_in;
-            self.store.run_ended(&run).await?;
+            // Under the run's own locks (taken over: they lapsed), and only
+            // if it has still not ended: a run that finished meanwhile keeps
+            // its verdict, and of two hosts reconciling it one records it.
+            let holder = format!(
+                "reconciling run {} (daemon, pid {})",
+                run.run_id,
+                std::process::id()
+            );
+            let Ok(locks) = self
+                .store
+                .try_lock(&lock_names(&d.group_key(), &d.account, None), &holder, now)
+                .await?
+            else {
+                continue;
+            };
+            let ended = self
+                .store
+                .interrupt_unfinished(&run.run_id, &d.id, now, past_sign_in)
+                .await;
+            self.store.release(locks).await?;
+            if !ended? {
+                continue;
+            }
             tracing::warn!(drill = %d.id, run = %run.run_id, "a run{on_host} stopped without recording a result: recorded INTERRUPTED");
             if past_sign_in {
                 let why = format!(
@@ -1232,7 +1279,8 @@ impl Daemon {
             .try_lock(
                 &lock_names(&d.group_key(), &d.account, key.as_deref()),
                 &holder,
-                now,
+                // The lease runs from now, not from the tick's start.
+                self.clock.now(),
             )
             .await?
         {
@@ -1259,8 +1307,9 @@ impl Daemon {
             .iter()
             .filter(|o| o.group_key() == d.group_key() && o.id != d.id)
         {
+            // A start after this host's `now` (another host's clock, or
+            // this tick's age) is inside the gap too.
             if let Some(r) = self.store.runs(&o.id, 1).await?.first()
-                && r.started <= now
                 && now - r.started < gap
             {
                 gap_ok = false;
@@ -1331,10 +1380,14 @@ impl Daemon {
                     if let Err(e) = me.after_run(&d, key.as_deref(), outcome).await {
                         // Not recorded: never run again before a person
                         // has looked (the run may have signed in).
-                        me.hold_in_memory(
-                            &d.id,
-                            format!("the result of the last run could not be recorded ({e}); check the evidence and run `glassdrill run {}`", d.id),
+                        let why = format!(
+                            "the result of the last run could not be recorded ({e}); check the evidence and run `glassdrill run {}`",
+                            d.id
                         );
+                        // In the state store too if it can be (the other
+                        // hosts of a fleet must not run it either).
+                        let _ = me.store.hold(&d.id, &why).await;
+                        me.hold_in_memory(&d.id, why);
                         tracing::error!(drill = %d.id, error = %e, "could not record the run's result in the state store; the drill is held");
                     }
                 }

@@ -25,6 +25,13 @@ pub trait Progress: Send + Sync {
     fn stage_finished(&self, record: &StageRecord);
     /// Something worth telling the operator now.
     fn note(&self, message: &str);
+    /// What must hold before the sign-in begins (the daemon: the state
+    /// store has recorded that this run reaches it, so a host that dies in
+    /// the sign-in is never taken for one that died before it). `Err`: no
+    /// sign-in is made, with why.
+    fn before_sign_in(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// Prints nothing (tests, JSON logging).
@@ -268,7 +275,15 @@ pub async fn run(
                         stages::announce::run(&plan, sinks, &run_id, progress),
                     )
                     .await;
-                if gate(Stage::SignIn, cancel).await {
+                let barrier = if gate(Stage::SignIn, cancel).await {
+                    None
+                } else {
+                    Some(progress.before_sign_in().await)
+                };
+                if let Some(Err(why)) = &barrier {
+                    progress.note(why);
+                    d.skip(Stage::SignIn, &format!("no sign-in was made: {why}"));
+                } else if barrier.is_none() {
                     d.stopped(Stage::SignIn);
                 } else {
                     // After a panic, assume the worst: a sign-in may have

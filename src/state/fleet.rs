@@ -273,6 +273,11 @@ impl StateStore {
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
         let mut tx = self.pool.begin().await?;
+        let known: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM signers WHERE host = $1")
+            .bind(&self.host)
+            .fetch_one(&mut *tx)
+            .await?;
+        let first = known == 0;
         sqlx::query(
             "UPDATE signers SET valid_before_ms = $3 WHERE host = $1 AND public_key <> $2 AND valid_before_ms IS NULL",
         )
@@ -287,7 +292,9 @@ impl StateStore {
         .bind(&self.host)
         .bind(principal)
         .bind(public_key)
-        .bind(ms(now))
+        // A host's first key signed everything it made before it joined
+        // (`state migrate` brings those bundles): valid from the start.
+        .bind(if first { 0 } else { ms(now) })
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -306,14 +313,16 @@ impl StateStore {
             let host: String = r.try_get("host").unwrap_or_default();
             let principal: String = r.try_get("principal").unwrap_or_default();
             let key: String = r.try_get("public_key").unwrap_or_default();
-            let after = at(r.try_get("valid_after_ms").unwrap_or_default());
-            // A minute of slack before: a bundle sealed in the second the
-            // key was registered still falls inside.
-            let mut opts = format!(
-                "namespaces=\"{}\",valid-after=\"{}\"",
-                crate::evidence::NAMESPACE,
-                stamp(after - chrono::Duration::minutes(1))
-            );
+            let after_ms: i64 = r.try_get("valid_after_ms").unwrap_or_default();
+            let mut opts = format!("namespaces=\"{}\"", crate::evidence::NAMESPACE);
+            if after_ms > 0 {
+                // A minute of slack before: a bundle sealed in the second
+                // the key was registered still falls inside.
+                opts.push_str(&format!(
+                    ",valid-after=\"{}\"",
+                    stamp(at(after_ms) - chrono::Duration::minutes(1))
+                ));
+            }
             if let Some(b) = super::time_col(&r, "valid_before_ms") {
                 opts.push_str(&format!(",valid-before=\"{}\"", stamp(b)));
             }
@@ -432,6 +441,20 @@ impl StateStore {
         let lines: Vec<String> = sqlx::query_scalar("SELECT line FROM fleet_log ORDER BY seq")
             .fetch_all(&mut *tx)
             .await?;
+        // Under the lock: what another host appended meanwhile is not
+        // appended twice (the same line, or the same bundle).
+        let entry: Entry = serde_json::from_str(line)
+            .map_err(|e| FleetError::Evidence(format!("a log entry: {e}")))?;
+        let already = lines.iter().position(|l| {
+            l == line
+                || (entry.kind == "bundle"
+                    && serde_json::from_str::<Entry>(l).is_ok_and(|e| {
+                        e.kind == "bundle" && e.manifest_sha256 == entry.manifest_sha256
+                    }))
+        });
+        if let Some(i) = already {
+            return Ok(i as u64);
+        }
         let mut leaves: Vec<merkle::Hash> = lines
             .iter()
             .map(|l| merkle::leaf_hash(l.as_bytes()))

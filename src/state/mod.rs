@@ -678,6 +678,47 @@ impl StateStore {
         Ok(())
     }
 
+    /// Ends a run that has not ended as INTERRUPTED at `now` (a run whose
+    /// process died); `false`: it had ended meanwhile, and keeps its
+    /// verdict.
+    pub async fn interrupt_unfinished(
+        &self,
+        run_id: &str,
+        drill_id: &str,
+        now: DateTime<Utc>,
+        sign_in_attempted: bool,
+    ) -> Result<bool, StateError> {
+        let n = sqlx::query(
+            "UPDATE runs SET ended_ms = $2, verdict = 'INTERRUPTED', sign_in_attempted = $3 WHERE run_id = $1 AND ended_ms IS NULL",
+        )
+        .bind(run_id)
+        .bind(ms(now))
+        .bind(i64::from(sign_in_attempted))
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            self.refresh_summary(Some(drill_id)).await?;
+        }
+        Ok(n == 1)
+    }
+
+    /// A run in progress is about to sign in: recorded, or an error (the
+    /// run is not known, or the database cannot be written).
+    pub async fn run_signing_in(&self, run_id: &str) -> Result<(), StateError> {
+        let n =
+            sqlx::query("UPDATE runs SET stage = 'sign-in' WHERE run_id = $1 AND ended_ms IS NULL")
+                .bind(run_id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StateError::Query(sqlx::Error::RowNotFound))
+        }
+    }
+
     /// A drill's last PASS.
     pub async fn last_pass(&self, drill_id: &str) -> Result<Option<DateTime<Utc>>, StateError> {
         let v: Option<i64> = sqlx::query_scalar(
@@ -948,15 +989,16 @@ impl StateStore {
                     // Released meanwhile: try again.
                     None if attempt < 3 => continue,
                     Some((h, exp)) if !self.lock_live(&h, exp, now) && attempt < 3 => {
-                        // Only the row seen lapsed is deleted: a host that
-                        // took it over meanwhile keeps it.
+                        // Only the row seen lapsed is deleted, as it was
+                        // seen: one renewed or taken over meanwhile stays.
                         sqlx::query(
-                            "DELETE FROM locks WHERE name = $1 AND host = $2 AND pid = $3 AND acquired_ms = $4",
+                            "DELETE FROM locks WHERE name = $1 AND host = $2 AND pid = $3 AND acquired_ms = $4 AND COALESCE(expires_ms, -1) = $5",
                         )
                         .bind(name)
                         .bind(&h.host)
                         .bind(h.pid)
                         .bind(ms(h.since))
+                        .bind(exp.map_or(-1, ms))
                         .execute(&self.pool)
                         .await?;
                         continue;
@@ -1034,15 +1076,19 @@ impl StateStore {
     /// lapsed and another host took it): the run must stop.
     pub async fn renew(&self, locks: &Locks) -> Result<bool, StateError> {
         let elapsed = chrono::Duration::from_std(locks.started.elapsed()).unwrap_or_default();
-        let until = ms(locks.taken_at + elapsed + self.lease);
+        let now = locks.taken_at + elapsed;
+        let until = ms(now + self.lease);
         for n in &locks.names {
+            // A lease that has lapsed is not revived: another host may
+            // be taking it.
             let renewed = sqlx::query(
-                "UPDATE locks SET expires_ms = $4 WHERE name = $1 AND holder = $2 AND host = $3",
+                "UPDATE locks SET expires_ms = $4 WHERE name = $1 AND holder = $2 AND host = $3 AND (expires_ms IS NULL OR expires_ms > $5)",
             )
             .bind(n)
             .bind(&locks.holder)
             .bind(&locks.host)
             .bind(until)
+            .bind(ms(now))
             .execute(&self.pool)
             .await?
             .rows_affected();
@@ -1083,22 +1129,35 @@ impl StateStore {
             .unwrap_or(std::time::Duration::from_secs(120));
         let every = lease / 3;
         let task = tokio::spawn(async move {
+            // From when the last renewal that went through was sent: the
+            // database's lease runs from before that.
             let mut last_ok = std::time::Instant::now();
             loop {
                 tokio::time::sleep(every).await;
-                match store.renew(&locks).await {
-                    Ok(true) => last_ok = std::time::Instant::now(),
-                    Ok(false) => {
-                        tracing::error!(locks = ?locks.names, "the lease was lost to another holder: stopping the run");
+                let sent = std::time::Instant::now();
+                // A renewal stuck on a dead connection counts as failed.
+                let r = tokio::time::timeout(every, store.renew(&locks)).await;
+                match r {
+                    Ok(Ok(true)) => last_ok = sent,
+                    Ok(Ok(false)) => {
+                        tracing::error!(locks = ?locks.names, "the lease was lost (it lapsed, or another holder took it): stopping the run");
                         lost.cancel();
                         return;
                     }
-                    Err(e) if last_ok.elapsed() >= lease => {
-                        tracing::error!(error = %e, "the lease could not be renewed for a whole lease: stopping the run (another host may take the drill)");
+                    Ok(Err(_)) | Err(_) if last_ok.elapsed() >= every * 2 => {
+                        // A third of the lease is left: stop before it lapses.
+                        tracing::error!(
+                            "the lease could not be renewed for two thirds of it: stopping the run (another host may take the drill once it lapses)"
+                        );
                         lost.cancel();
                         return;
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not renew the lease; trying again"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "could not renew the lease; trying again")
+                    }
+                    Err(_) => tracing::warn!(
+                        "renewing the lease took longer than a third of it; trying again"
+                    ),
                 }
             }
         });

@@ -329,6 +329,22 @@ async fn leases(db: Db) {
         .unwrap()
         .unwrap();
     assert!(!a.renew(&held).await.unwrap(), "A learns it lost the lease");
+    // A lapsed lease is not revived by a late renewal either.
+    let c = db.open_as("host-c").await;
+    let names_c = lock_names("tenant-c", "bg3@contoso.onmicrosoft.com", None);
+    let c_held = c
+        .try_lock(&names_c, "drill bg3 (host-c)", now)
+        .await
+        .unwrap()
+        .unwrap();
+    sqlx::query("UPDATE locks SET expires_ms = 0 WHERE host = 'host-c'")
+        .execute(&c.pool)
+        .await
+        .unwrap();
+    assert!(
+        !c.renew(&c_held).await.unwrap(),
+        "a lapsed lease stays lapsed"
+    );
     a.release(held).await.unwrap();
     assert_eq!(
         a.locks_at(later).await.unwrap().len(),
@@ -429,10 +445,12 @@ async fn fleet_evidence(db: Db) {
         );
     }
     // Concurrent appends from both hosts: serialised, none lost.
-    let export = Entry::new("export");
+    let (mut ea, mut eb) = (Entry::new("export"), Entry::new("export"));
+    ea.manifest_sha256 = "a".repeat(64);
+    eb.manifest_sha256 = "b".repeat(64);
     let (x, y) = tokio::join!(
-        a.fleet_append(&export, &ka, "fleet-x", &verifiers),
-        b.fleet_append(&export, &kb, "fleet-x", &verifiers)
+        a.fleet_append(&ea, &ka, "fleet-x", &verifiers),
+        b.fleet_append(&eb, &kb, "fleet-x", &verifiers)
     );
     let mut got = [x.unwrap(), y.unwrap()];
     got.sort_unstable();
@@ -459,14 +477,13 @@ async fn fleet_evidence(db: Db) {
         b.bundle_digests().await.unwrap(),
         std::slice::from_ref(&digest)
     );
-    b.fleet_append(
-        &Entry::bundle("bg1", "r1", &digest),
-        &kb,
-        "fleet-x",
-        &verifiers,
-    )
-    .await
-    .unwrap();
+    // Two hosts publishing the same bundle at once: one entry.
+    let bundle_entry = Entry::bundle("bg1", "r1", &digest);
+    let (x, y) = tokio::join!(
+        a.fleet_append(&bundle_entry, &ka, "fleet-x", &verifiers),
+        b.fleet_append(&bundle_entry, &kb, "fleet-x", &verifiers)
+    );
+    assert_eq!((x.unwrap(), y.unwrap()), (5, 5));
 
     let out = dir.path().join("out");
     let m = b.materialize(&out, "fleet-x").await.unwrap();

@@ -377,7 +377,8 @@ fn kill_9_during_the_sign_in_the_other_host_records_interrupted_after_the_lease_
     let _ = da.finish(PATIENCE);
     fleet.wait_runs("INTERRUPTED", |r| r.iter().any(|x| x.2 == "INTERRUPTED"));
     assert!(
-        killed.elapsed() >= Duration::from_secs(3),
+        // A 4 s lease renewed every third: it lapses 2.7 to 4 s after the kill.
+        killed.elapsed() >= Duration::from_secs(2),
         "recorded before the lease could lapse"
     );
     nap(Duration::from_secs(3));
