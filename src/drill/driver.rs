@@ -281,8 +281,12 @@ pub async fn run(
                     Some(progress.before_sign_in().await)
                 };
                 if let Some(Err(why)) = &barrier {
-                    progress.note(why);
-                    d.skip(Stage::SignIn, &format!("no sign-in was made: {why}"));
+                    // An ERROR before any sign-in: retried, never a PASS.
+                    let detail = format!("no sign-in was made: {why}");
+                    d.stage(Stage::SignIn, async {
+                        Ended::<()>::new(StageStatus::Errored, detail, None)
+                    })
+                    .await;
                 } else if barrier.is_none() {
                     d.stopped(Stage::SignIn);
                 } else {

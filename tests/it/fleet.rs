@@ -540,3 +540,70 @@ fn many_tenants_have_their_own_groups_and_status_shows_one_tenant() {
     assert_clean_soon(&a);
     assert_clean_soon(&b);
 }
+
+/// The sign-in begins only once the state store has recorded it: a run
+/// whose store cannot record it makes no sign-in (ERROR before the
+/// sign-in, retried), and the recording progress writes `sign-in` before
+/// the ceremony.
+#[tokio::test]
+async fn no_sign_in_begins_before_the_state_store_has_recorded_it() {
+    use glassdrill::drill::{Progress, Quiet, StageRecord};
+    use glassdrill::record::{Stage, StageStatus, Verdict};
+
+    /// A progress whose store refuses the sign-in's start.
+    struct Refusing;
+    impl Progress for Refusing {
+        fn stage_started(&self, _: Stage) {}
+        fn stage_finished(&self, _: &StageRecord) {}
+        fn note(&self, _: &str) {}
+        fn before_sign_in(&self) -> futures_util::future::BoxFuture<'_, Result<(), String>> {
+            Box::pin(async { Err("the state store cannot be written (test)".to_owned()) })
+        }
+    }
+    let w = World::new();
+    let drill = glassdrill::config::DrillConfig::rehearsal().unwrap();
+    let opts = glassdrill::runner::RunOptions {
+        alert_delay: Duration::from_millis(200),
+        ..glassdrill::runner::RunOptions::default()
+    };
+    let o = glassdrill::runner::run_configured(
+        &w.host(),
+        &drill,
+        &opts,
+        &Refusing,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        o.verdict,
+        Verdict::Error,
+        "{:?} {:#?}",
+        o.reasons,
+        o.stages
+            .iter()
+            .map(|s| (s.stage, s.status, s.detail.clone()))
+            .collect::<Vec<_>>()
+    );
+    assert!(!o.sign_in_attempted);
+    let s = crate::util::stage(&o, Stage::SignIn);
+    assert_eq!(s.status, StageStatus::Errored);
+    assert!(s.detail.contains("cannot be written"), "{}", s.detail);
+
+    // The daemon's recording progress: `sign-in` is in the store when the
+    // barrier answers; a run the store does not know is refused.
+    let store = glassdrill::state::StateStore::open(&w.path().join("state.db"))
+        .await
+        .unwrap();
+    let (p, writer) =
+        glassdrill::daemon::RecordingProgress::start(&Quiet, store.clone(), "bg1", "daemon", None);
+    assert!(p.before_sign_in().await.is_err(), "no run id yet");
+    p.run_started("r1");
+    p.stage_started(Stage::Announce);
+    p.before_sign_in().await.unwrap();
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(unfinished[0].1.as_deref(), Some("sign-in"));
+    drop(p);
+    writer.await.unwrap();
+    w.assert_clean();
+}
