@@ -284,7 +284,7 @@ pub async fn run(
                     // An ERROR before any sign-in: retried, never a PASS.
                     let detail = format!("no sign-in was made: {why}");
                     d.stage(Stage::SignIn, async {
-                        Ended::<()>::new(StageStatus::Errored, detail, None)
+                        Ended::<Option<()>>::new(StageStatus::Errored, detail, None)
                     })
                     .await;
                 } else if barrier.is_none() {
