@@ -329,6 +329,48 @@ fn two_hosts_one_due_drill_exactly_one_runs_it_and_the_evidence_verifies_from_bo
         answers.push(r.stdout.clone());
     }
     assert_eq!(answers[0], answers[1]);
+    // The auditor's export, from either host: the same bundle and log,
+    // verified offline by the export's own standard-library script.
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let mut logs = Vec::new();
+    for (w, name) in [(&a, "export-a"), (&b, "export-b")] {
+        let out = fleet.secrets.path().join(name);
+        let e = w.run([
+            "evidence",
+            "export",
+            "--from",
+            &today,
+            "--to",
+            &today,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(e.code, Some(0), "{}{}", e.stdout, e.stderr);
+        assert!(e.stdout.contains("exported 1 bundle(s)"), "{}", e.stdout);
+        assert!(
+            out.join(format!("bundles/bg1/{run_id}/SHA256SUMS"))
+                .is_file(),
+            "{}",
+            e.stdout
+        );
+        let py = std::process::Command::new("python3")
+            .arg(out.join("verify_log.py"))
+            .arg(&out)
+            .arg("--allowed-signers")
+            .arg(out.join("allowed_signers"))
+            .output()
+            .unwrap();
+        assert!(
+            py.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&py.stdout),
+            String::from_utf8_lossy(&py.stderr)
+        );
+        logs.push(std::fs::read(out.join("log/entries.jsonl")).unwrap());
+    }
+    // The second export's log holds the first export's entry: the same
+    // history, grown by one.
+    assert!(logs[1].starts_with(&logs[0]) && logs[1].len() > logs[0].len());
     // A status from the other host reads the same fleet state.
     let s: Value = serde_json::from_str(&lost.run(["status", "--json"]).stdout).unwrap();
     assert_eq!(s["drills"][0]["drill"], "bg1", "{s:#}");
