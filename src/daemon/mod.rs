@@ -480,7 +480,9 @@ impl Daemon {
             probed: Mutex::new(HashMap::new()),
         };
         d.reconcile_recovered().await?;
-        d.store.host_started(VERSION, d.clock.now()).await?;
+        d.store
+            .host_started(VERSION, &crate::state::fleet::machine_id(), d.clock.now())
+            .await?;
         d.publish().await;
         Ok(d)
     }

@@ -83,6 +83,15 @@ pub fn unservable<'a>(
         .collect()
 }
 
+/// This machine's identity (`/etc/machine-id`, else its host name).
+pub fn machine_id() -> String {
+    std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|m| m.trim().to_owned())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(crate::config::state::hostname)
+}
+
 /// The live host that speaks for the fleet (notifies fleet-wide findings
 /// once): the first by name whose heartbeat is recent.
 pub fn speaker(hosts: &[HostRow], now: DateTime<Utc>) -> Option<&str> {
@@ -176,12 +185,39 @@ impl StateStore {
         Ok(())
     }
 
-    /// Marks this host's daemon as started now.
-    pub async fn host_started(&self, version: &str, now: DateTime<Utc>) -> Result<(), StateError> {
+    /// Marks this host's daemon as started now, on `machine` (its
+    /// `/etc/machine-id`). Refused while another machine uses this host
+    /// name (its heartbeat is recent): the two would take each other's
+    /// leases for dead.
+    pub async fn host_started(
+        &self,
+        version: &str,
+        machine: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let other = sqlx::query("SELECT machine, heartbeat_ms FROM hosts WHERE name = $1")
+            .bind(&self.host)
+            .fetch_optional(&self.pool)
+            .await?;
+        if let Some(r) = other {
+            let theirs: Option<String> = r.try_get("machine").ok().flatten();
+            let beat = at(r.try_get("heartbeat_ms").unwrap_or_default());
+            if theirs.as_deref().is_some_and(|m| m != machine) && now - beat < SILENT_AFTER {
+                return Err(StateError::Connect {
+                    url: self.location.clone(),
+                    reason: format!(
+                        "host name {} is in use by another machine (its last heartbeat {}): give each drill host its own [state] host",
+                        self.host,
+                        crate::support::time::rfc3339_ms(beat)
+                    ),
+                });
+            }
+        }
         self.heartbeat(version, now).await?;
-        sqlx::query("UPDATE hosts SET started_ms = $2 WHERE name = $1")
+        sqlx::query("UPDATE hosts SET started_ms = $2, machine = $3 WHERE name = $1")
             .bind(&self.host)
             .bind(ms(now))
+            .bind(machine)
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -371,8 +371,19 @@ async fn hosts_and_keys(db: Db) {
     let a = db.open_as("host-a").await;
     let b = db.open_as("host-b").await;
     let now = t("2026-01-01T00:00:00Z");
-    a.host_started("1.0.0", now).await.unwrap();
-    b.host_started("1.0.0", now).await.unwrap();
+    a.host_started("1.0.0", "machine-a", now).await.unwrap();
+    b.host_started("1.0.0", "machine-b", now).await.unwrap();
+    // A second machine under host A's name is refused while A is alive
+    // (each would take the other's leases for dead); the same machine
+    // restarting is not; a machine that replaced a silent one is not.
+    let clone = db.open_as("host-a").await;
+    let err = clone
+        .host_started("1.0.0", "machine-c", now + chrono::Duration::minutes(1))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in use by another machine"), "{err}");
+    a.host_started("1.0.0", "machine-a", now).await.unwrap();
     let key = |drill: &str, key: &str| fleet::HostKey {
         host: String::new(),
         drill_id: drill.into(),
@@ -397,6 +408,11 @@ async fn hosts_and_keys(db: Db) {
     assert_eq!(listed, [("host-a", "bg2", "k2"), ("host-b", "bg1", "k3")]);
     let hosts = b.hosts().await.unwrap();
     assert_eq!(hosts.len(), 2);
+    clone
+        .host_started("1.0.0", "machine-c", later + fleet::SILENT_AFTER)
+        .await
+        .unwrap();
+    a.heartbeat("1.0.1", later).await.unwrap();
     assert_eq!(
         (
             hosts[0].version.as_str(),
