@@ -43,18 +43,7 @@ fn target(host: &HostConfig, a: &MigrateArgs) -> Result<crate::config::PostgresC
         .postgres
         .as_ref()
         .filter(|p| p.url.trim_end_matches('/') == a.to.trim_end_matches('/'));
-    // Never echoed: it may hold a password.
-    let url = url::Url::parse(&a.to).map_err(|e| {
-        format!("--to is not a URL ({e}); write it as postgres://USER@HOST:PORT/DATABASE")
-    })?;
-    if !matches!(url.scheme(), "postgres" | "postgresql") || url.host_str().is_none() {
-        return Err("--to: write it as postgres://USER@HOST:PORT/DATABASE".into());
-    }
-    if url.password().is_some() {
-        return Err(
-            "--to holds a password: remove it and pass --password file:… (or env:…)".into(),
-        );
-    }
+    let url = crate::config::state::database_url(&a.to, "--to", "--password")?;
     let password = match (&a.password, configured) {
         (Some(p), _) => {
             Some(crate::secret::SecretRef::parse(p).map_err(|e| format!("--password: {e}"))?)
@@ -62,19 +51,13 @@ fn target(host: &HostConfig, a: &MigrateArgs) -> Result<crate::config::PostgresC
         (None, Some(c)) => c.password.clone(),
         (None, None) => None,
     };
+    use crate::config::PgTls;
     let tls = match (a.tls.as_deref(), configured) {
-        (Some("disable"), _) => crate::config::PgTls::Disable,
-        (Some("prefer"), _) => crate::config::PgTls::Prefer,
-        (Some("require"), _) => crate::config::PgTls::Require,
-        (Some("verify-ca"), _) => crate::config::PgTls::VerifyCa,
-        (Some("verify-full"), _) => crate::config::PgTls::VerifyFull,
-        (Some(other), _) => {
-            return Err(format!(
-                "--tls {other}: one of disable, prefer, require, verify-ca, verify-full"
-            ));
+        (Some(t), _) => {
+            PgTls::parse(t).ok_or_else(|| format!("--tls {t}: one of {}", PgTls::NAMES))?
         }
         (None, Some(c)) => c.tls,
-        (None, None) => crate::config::PgTls::VerifyFull,
+        (None, None) => PgTls::VerifyFull,
     };
     Ok(crate::config::PostgresConfig {
         url: url.to_string(),
@@ -317,12 +300,13 @@ pub(crate) async fn published(host: &HostConfig, code: u8) -> u8 {
         let store = StateStore::open_host(host, true)
             .await
             .map_err(|e| e.to_string())?;
-        let key = crate::evidence::SigningKey::load(&host.evidence.signing_key)
-            .map_err(|e| e.to_string())?;
-        let n =
-            crate::state::fleet::join_and_publish(&store, host, &key, crate::support::time::now())
-                .await
-                .map_err(|e| e.to_string())?;
+        let n = crate::state::fleet::join_and_publish_from_file(
+            &store,
+            host,
+            crate::support::time::now(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         store.close().await;
         Ok::<_, String>(n)
     };

@@ -800,10 +800,5 @@ impl HostConfig {
 }
 
 fn default_signer() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("glassdrill@{host}")
+    format!("glassdrill@{}", super::state::hostname())
 }

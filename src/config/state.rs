@@ -50,6 +50,21 @@ pub enum PgTls {
 }
 
 impl PgTls {
+    /// The modes, for messages.
+    pub const NAMES: &'static str = "disable, prefer, require, verify-ca, verify-full";
+
+    /// The mode named `s` (libpq's names).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "disable" => Self::Disable,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            _ => return None,
+        })
+    }
+
     /// libpq's name.
     pub fn name(self) -> &'static str {
         match self {
@@ -106,6 +121,30 @@ impl Default for StateConfig {
             lease: Duration::from_secs(120),
         }
     }
+}
+
+/// A fleet database's URL, as `field` gives it: `postgres://USER@HOST:PORT/
+/// DATABASE`, without a password (that is `password_field`, by reference)
+/// or query parameters. The error never echoes the text (it may hold a
+/// password).
+pub fn database_url(text: &str, field: &str, password_field: &str) -> Result<url::Url, String> {
+    let u = url::Url::parse(text)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "postgres" | "postgresql") && u.host_str().is_some())
+        .ok_or_else(|| {
+            format!("{field}: write it as postgres://USER@HOST:PORT/DATABASE (SQLite needs no url: it is daemon.state)")
+        })?;
+    if u.password().is_some() {
+        return Err(format!(
+            "{field} holds a password: remove it from the URL and set {password_field} = \"file:…\" (or \"env:…\")"
+        ));
+    }
+    if u.query().is_some() {
+        return Err(format!(
+            "{field}: no query parameters; TLS is set with tls and tls_ca"
+        ));
+    }
+    Ok(u)
 }
 
 /// A name for a host, a fleet or a tenant: letters, digits, `.`, `-`, `_`.
@@ -167,31 +206,13 @@ pub(super) fn parse_state(
         }
         return out;
     };
-    let parsed = url::Url::parse(url.get_ref());
-    let parsed = match parsed {
-        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && u.host_str().is_some() => u,
-        _ => {
-            problems.push(src.error(
-                url.span().start,
-                "state.url: write it as postgres://USER@HOST:PORT/DATABASE (SQLite needs no url: it is daemon.state)",
-            ));
+    let parsed = match database_url(url.get_ref(), "state.url", "state.password") {
+        Ok(u) => u,
+        Err(why) => {
+            problems.push(src.error(url.span().start, why));
             return out;
         }
     };
-    if parsed.password().is_some() {
-        problems.push(src.error(
-            url.span().start,
-            "state.url holds a password: remove it from the URL and set state.password = \"file:…\" (or \"env:…\")",
-        ));
-        return out;
-    }
-    if parsed.query().is_some() {
-        problems.push(src.error(
-            url.span().start,
-            "state.url: no query parameters; TLS is set with state.tls and state.tls_ca",
-        ));
-        return out;
-    }
     let loopback = parsed.host_str().is_some_and(|h| {
         h == "localhost"
             || h.ends_with(".localhost")
@@ -199,21 +220,15 @@ pub(super) fn parse_state(
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
     });
-    let tls = match raw.tls.as_ref().map(|t| t.get_ref().as_str()) {
-        None | Some("verify-full") => PgTls::VerifyFull,
-        Some("verify-ca") => PgTls::VerifyCa,
-        Some("require") => PgTls::Require,
-        Some("prefer") => PgTls::Prefer,
-        Some("disable") => PgTls::Disable,
-        Some(other) => {
+    let tls = match raw.tls.as_ref() {
+        None => PgTls::VerifyFull,
+        Some(t) => PgTls::parse(t.get_ref()).unwrap_or_else(|| {
             problems.push(src.error(
-                raw.tls.as_ref().map_or(0, |t| t.span().start),
-                format!(
-                    "state.tls `{other}`: one of disable, prefer, require, verify-ca, verify-full"
-                ),
+                t.span().start,
+                format!("state.tls `{}`: one of {}", t.get_ref(), PgTls::NAMES),
             ));
             PgTls::VerifyFull
-        }
+        }),
     };
     if !loopback && matches!(tls, PgTls::Disable | PgTls::Prefer | PgTls::Require) {
         problems.push(Problem {

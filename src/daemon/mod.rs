@@ -483,25 +483,33 @@ impl Daemon {
         d.store
             .host_started(VERSION, &crate::state::fleet::machine_id(), d.clock.now())
             .await?;
-        d.publish().await;
+        d.publish(true).await;
         Ok(d)
     }
 
-    /// In a fleet (PostgreSQL), registers this host's signing key and
-    /// publishes the bundles the fleet's store and log do not hold yet;
-    /// a failure is logged and tried again after the next run.
-    async fn publish(&self) {
+    /// In a fleet (PostgreSQL), publishes what the fleet's store and log
+    /// do not hold yet of this host's evidence (`join`: at the start, with
+    /// this host's signing key registered first); a failure is logged and
+    /// tried again after the next run.
+    async fn publish(&self, join: bool) {
         if self.store.backend() != crate::state::Backend::Postgres {
             return;
         }
-        match crate::state::fleet::join_and_publish(
-            &self.store,
-            &self.host,
-            self.services.signing_key(),
-            self.clock.now(),
-        )
-        .await
-        {
+        let (key, now) = (self.services.signing_key(), self.clock.now());
+        // The key is registered once, at the start (it is loaded then).
+        let published = if join {
+            crate::state::fleet::join_and_publish(&self.store, &self.host, key, now).await
+        } else {
+            crate::state::fleet::publish_pending(
+                &self.store,
+                &self.host.evidence_dir(),
+                key,
+                &self.host.state.fleet,
+                now,
+            )
+            .await
+        };
+        match published {
             Ok(0) => {}
             Ok(n) => tracing::info!(bundles = n, "published to the fleet's evidence"),
             Err(e) => {
@@ -529,19 +537,24 @@ impl Daemon {
         let mut out = HashMap::new();
         let mut rows = Vec::new();
         let me = self.store.host().to_owned();
-        let busy = {
-            let mut running = self
-                .running
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            running.retain(|_, h| !h.is_finished());
-            !running.is_empty()
-        } || self
-            .store
-            .locks_at(now)
-            .await?
-            .iter()
-            .any(|l| l.host == me && l.name.starts_with("key:"));
+        // Only a host with USB keys asks whether one is in use.
+        let has_hid = drills.iter().any(
+            |d| matches!(&d.authenticator, AuthenticatorConfig::Key(c) if c.kind == KeyKind::Hid),
+        );
+        let busy = has_hid
+            && ({
+                let mut running = self
+                    .running
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                running.retain(|_, h| !h.is_finished());
+                !running.is_empty()
+            } || self
+                .store
+                .locks_at(now)
+                .await?
+                .iter()
+                .any(|l| l.host == me && l.name.starts_with("key:")));
         for d in drills {
             let due = snapshot
                 .get(&d.id)
@@ -1405,7 +1418,7 @@ impl Daemon {
             if let Err(e) = me.store.release(locks).await {
                 tracing::warn!(drill = %d.id, error = %e, "could not release the run's locks; they lapse after the lease");
             }
-            me.publish().await;
+            me.publish(false).await;
         });
         self.running
             .lock()

@@ -290,15 +290,9 @@ async fn publish(store: &StateStore, host: &HostConfig) {
     if store.backend() != crate::state::Backend::Postgres {
         return;
     }
-    let key = match crate::evidence::SigningKey::load(&host.evidence.signing_key) {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::warn!(error = %e, "could not publish to the fleet's evidence");
-            return;
-        }
-    };
     if let Err(e) =
-        crate::state::fleet::join_and_publish(store, host, &key, crate::support::time::now()).await
+        crate::state::fleet::join_and_publish_from_file(store, host, crate::support::time::now())
+            .await
     {
         tracing::warn!(error = %e, "could not publish to the fleet's evidence; the daemon publishes it later");
     }

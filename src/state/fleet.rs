@@ -131,30 +131,16 @@ pub struct Materialized {
     pub findings: Vec<String>,
 }
 
-/// Every file of a bundle directory, relative paths in byte order.
+/// Every file of a bundle directory with its bytes, relative paths in
+/// byte order.
 fn bundle_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, FleetError> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> std::io::Result<()> {
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let p = e.path();
-            if e.file_type()?.is_dir() {
-                walk(base, &p, out)?;
-            } else {
-                let rel = p
-                    .strip_prefix(base)
-                    .map_err(std::io::Error::other)?
-                    .to_string_lossy()
-                    .into_owned();
-                out.push((rel, std::fs::read(&p)?));
-            }
-        }
-        Ok(())
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out)
-        .map_err(|e| FleetError::Evidence(format!("reading bundle {}: {e}", dir.display())))?;
-    out.sort();
-    Ok(out)
+    let read = || -> std::io::Result<Vec<(String, Vec<u8>)>> {
+        crate::support::fs::relative_files(dir)?
+            .into_iter()
+            .map(|rel| std::fs::read(dir.join(&rel)).map(|b| (rel, b)))
+            .collect()
+    };
+    read().map_err(|e| FleetError::Evidence(format!("reading bundle {}: {e}", dir.display())))
 }
 
 /// A relative path from the database that stays inside the directory it
@@ -463,11 +449,14 @@ impl StateStore {
         fleet: &str,
         verifiers: &[crate::ledger::note::NoteVerifier],
     ) -> Result<u64, FleetError> {
-        if line.contains('\n') || serde_json::from_str::<Entry>(line).is_err() {
-            return Err(FleetError::Evidence(
-                "not one log entry: nothing appended".into(),
-            ));
-        }
+        let entry = match serde_json::from_str::<Entry>(line) {
+            Ok(e) if !line.contains('\n') => e,
+            _ => {
+                return Err(FleetError::Evidence(
+                    "not one log entry: nothing appended".into(),
+                ));
+            }
+        };
         let mut tx = self.pool.begin().await?;
         // The first statement takes the head row's lock (PostgreSQL) or the
         // database's write lock (SQLite): one append at a time, fleet-wide.
@@ -479,8 +468,6 @@ impl StateStore {
             .await?;
         // Under the lock: what another host appended meanwhile is not
         // appended twice (the same line, or the same bundle).
-        let entry: Entry = serde_json::from_str(line)
-            .map_err(|e| FleetError::Evidence(format!("a log entry: {e}")))?;
         let already = lines.iter().position(|l| {
             l == line
                 || (entry.kind == "bundle"
@@ -745,8 +732,21 @@ pub async fn publish_pending(
     Ok(n)
 }
 
+/// [`join_and_publish`] with the host's signing key read from its file
+/// (a command or a run outside the daemon, which holds its key).
+pub async fn join_and_publish_from_file(
+    store: &StateStore,
+    host: &crate::config::HostConfig,
+    now: DateTime<Utc>,
+) -> Result<usize, FleetError> {
+    let key = crate::evidence::SigningKey::load(&host.evidence.signing_key)
+        .map_err(|e| FleetError::Evidence(e.to_string()))?;
+    join_and_publish(store, host, &key, now).await
+}
+
 /// Registers this host's signing key with the fleet, then publishes its
-/// pending bundles (at a daemon's start and after each run).
+/// pending evidence (a daemon's start, a command, a run outside the
+/// daemon).
 pub async fn join_and_publish(
     store: &StateStore,
     host: &crate::config::HostConfig,

@@ -437,11 +437,6 @@ impl StateStore {
         &self.host
     }
 
-    /// How long a lock lasts unrenewed.
-    pub fn lease(&self) -> chrono::Duration {
-        self.lease
-    }
-
     /// Closes the pool.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -1033,36 +1028,36 @@ impl StateStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|r| {
-            (
-                LockHolder {
-                    name: r.try_get("name").unwrap_or_default(),
-                    holder: r.try_get("holder").unwrap_or_default(),
-                    host: r.try_get("host").unwrap_or_default(),
-                    pid: r.try_get("pid").unwrap_or_default(),
-                    since: at(r.try_get("acquired_ms").unwrap_or_default()),
-                },
-                time_col(&r, "expires_ms"),
-            )
-        }))
+        Ok(row.as_ref().map(Self::lock_of))
+    }
+
+    /// A lock row: who holds it, and until when.
+    fn lock_of(r: &Row) -> (LockHolder, Option<DateTime<Utc>>) {
+        (
+            LockHolder {
+                name: r.try_get("name").unwrap_or_default(),
+                holder: r.try_get("holder").unwrap_or_default(),
+                host: r.try_get("host").unwrap_or_default(),
+                pid: r.try_get("pid").unwrap_or_default(),
+                since: at(r.try_get("acquired_ms").unwrap_or_default()),
+            },
+            time_col(r, "expires_ms"),
+        )
     }
 
     /// Every lock that holds at `now` (lapsed leases and locks of dead
     /// processes of this host are not listed).
     pub async fn locks_at(&self, now: DateTime<Utc>) -> Result<Vec<LockHolder>, StateError> {
-        let rows = sqlx::query("SELECT name FROM locks ORDER BY name")
+        // One read of every row (not one more per lock).
+        let rows = sqlx::query("SELECT * FROM locks ORDER BY name")
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::new();
-        for r in rows {
-            let name: String = r.try_get("name").unwrap_or_default();
-            if let Some((h, exp)) = self.lock_row(&name).await?
-                && self.lock_live(&h, exp, now)
-            {
-                out.push(h);
-            }
-        }
-        Ok(out)
+        Ok(rows
+            .iter()
+            .map(Self::lock_of)
+            .filter(|(h, exp)| self.lock_live(h, *exp, now))
+            .map(|(h, _)| h)
+            .collect())
     }
 
     /// Every lock that holds now.
@@ -1403,13 +1398,6 @@ pub struct Renewal {
 impl Drop for Renewal {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-impl Locks {
-    /// The lock names held.
-    pub fn names(&self) -> &[String] {
-        &self.names
     }
 }
 

@@ -141,6 +141,27 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, fs::Metadata), OpenErro
     Ok((f, meta))
 }
 
+/// Every file under `dir` (not following symlinks), as paths relative to
+/// it, sorted: a bundle's or an export's files.
+pub(crate) fn relative_files(dir: &Path) -> io::Result<Vec<String>> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) -> io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            if e.file_type()?.is_dir() {
+                walk(base, &p, out)?;
+            } else if let Ok(rel) = p.strip_prefix(base) {
+                out.push(rel.to_string_lossy().into_owned());
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

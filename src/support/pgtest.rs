@@ -270,11 +270,6 @@ impl Cluster {
         c
     }
 
-    /// The loopback port.
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// Creates database `name`; returns its URL without the password.
     pub fn create_db(&self, name: &str) -> Result<String, String> {
         self.tool("createdb")
@@ -294,14 +289,6 @@ impl Cluster {
     /// The URL of database `name`, without the password.
     pub fn url(&self, name: &str) -> String {
         format!("postgres://{USER}@127.0.0.1:{}/{name}", self.port)
-    }
-
-    /// The URL of database `name` with the password (tests only).
-    pub fn url_with_password(&self, name: &str) -> String {
-        format!(
-            "postgres://{USER}:{PASSWORD}@127.0.0.1:{}/{name}",
-            self.port
-        )
     }
 
     /// Runs SQL in database `db` with psql; its output.

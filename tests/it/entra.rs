@@ -8,18 +8,17 @@
 //! `faults.rs`; these are the ones Chromium itself prevents.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use glassdrill::authenticator::Credential;
 use glassdrill::tenant::{
     ESTS_HOST, FIDO_HOST, Fault, RP_ID, RehearsalTenant, TENANT_ID, TenantOptions,
-    rehearsal_account, rehearsal_user_handle,
+    rehearsal_user_handle,
 };
 use p256::ecdsa::signature::Signer as _;
 use p256::pkcs8::DecodePrivateKey as _;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -51,20 +50,8 @@ impl Tenant {
     async fn start(faults: &[Fault], allow_list: bool) -> Self {
         let cred = Credential::generate(RP_ID, rehearsal_user_handle()).expect("credential");
         let tenant = RehearsalTenant::start(TenantOptions {
-            account: rehearsal_account("breakglass1@rehearsal.onmicrosoft.com", &cred)
-                .expect("account"),
-            client_id: "glassdrill-rehearsal".into(),
-            client_secret: SecretString::from("s"),
-            faults: faults.to_vec(),
-            alert_delay: Duration::ZERO,
-            alert_late_delay: Duration::ZERO,
-            log_delay: Duration::ZERO,
-            webhook_url: None,
-            alert_rules: Vec::new(),
-            listen: "127.0.0.1:0".parse().expect("addr"),
             allow_list,
-            lax_session_cookie: false,
-            secure_webhook: None,
+            ..crate::util::tenant_options(&cred, faults, "s")
         })
         .await
         .expect("tenant");

@@ -1,38 +1,19 @@
 //! Posture against the rehearsal tenant over real HTTP: a correct set-up
 //! passes every check; each posture fault gives its finding, named.
 
-use std::time::Duration;
-
 use glassdrill::authenticator::Credential;
 use glassdrill::cloud::{AppCredentials, TokenCache};
 use glassdrill::posture::Status;
-use glassdrill::tenant::{
-    Fault, RP_ID, RehearsalTenant, TENANT_ID, TenantOptions, rehearsal_account,
-    rehearsal_user_handle,
-};
+use glassdrill::tenant::{Fault, RP_ID, RehearsalTenant, TENANT_ID, rehearsal_user_handle};
 use secrecy::SecretString;
 use tokio_util::sync::CancellationToken;
 
 /// The rehearsal tenant with `faults`, its app secret `s3cret`.
 async fn start(faults: &[Fault]) -> RehearsalTenant {
     let cred = Credential::generate(RP_ID, rehearsal_user_handle()).expect("credential");
-    RehearsalTenant::start(TenantOptions {
-        account: rehearsal_account("breakglass1@rehearsal.onmicrosoft.com", &cred).unwrap(),
-        client_id: "glassdrill-rehearsal".into(),
-        client_secret: SecretString::from("s3cret"),
-        faults: faults.to_vec(),
-        alert_delay: Duration::ZERO,
-        alert_late_delay: Duration::ZERO,
-        log_delay: Duration::ZERO,
-        webhook_url: None,
-        alert_rules: Vec::new(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        allow_list: false,
-        lax_session_cookie: false,
-        secure_webhook: None,
-    })
-    .await
-    .expect("tenant")
+    RehearsalTenant::start(crate::util::tenant_options(&cred, faults, "s3cret"))
+        .await
+        .expect("tenant")
 }
 
 async fn posture(faults: &[Fault]) -> Vec<glassdrill::posture::Check> {

@@ -368,6 +368,35 @@ impl Progress for Notes {
     }
 }
 
+/// A rehearsal tenant's options for the rehearsal account with `cred`:
+/// `faults`, the app secret `secret`, no delays, no webhook, a free
+/// loopback port; a test changes what it needs with `..`.
+pub fn tenant_options(
+    cred: &glassdrill::authenticator::Credential,
+    faults: &[Fault],
+    secret: &str,
+) -> glassdrill::tenant::TenantOptions {
+    glassdrill::tenant::TenantOptions {
+        account: glassdrill::tenant::rehearsal_account(
+            "breakglass1@rehearsal.onmicrosoft.com",
+            cred,
+        )
+        .expect("account"),
+        client_id: "glassdrill-rehearsal".into(),
+        client_secret: secrecy::SecretString::from(secret.to_owned()),
+        faults: faults.to_vec(),
+        alert_delay: Duration::ZERO,
+        alert_late_delay: Duration::ZERO,
+        log_delay: Duration::ZERO,
+        webhook_url: None,
+        alert_rules: Vec::new(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        allow_list: false,
+        lax_session_cookie: false,
+        secure_webhook: None,
+    }
+}
+
 /// Runs the built-in rehearsal drill with `faults`, the alert `deadline`
 /// and each flow step's `step_timeout`.
 pub async fn rehearse(
@@ -478,18 +507,9 @@ impl Manual {
         .expect("receiver");
         let mut opts = TenantOptions {
             account,
-            client_id: "glassdrill-rehearsal".into(),
-            client_secret: SecretString::from(MANUAL_SECRET),
-            faults: faults.to_vec(),
-            alert_delay: Duration::ZERO,
-            alert_late_delay: Duration::ZERO,
             log_delay: Duration::from_secs(2),
-            alert_rules: Vec::new(),
             webhook_url: Some(receiver.url_with_token().expose_secret().to_owned()),
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            allow_list: false,
-            lax_session_cookie: false,
-            secure_webhook: None,
+            ..tenant_options(&cred, faults, MANUAL_SECRET)
         };
         tune(&mut opts);
         let tenant = RehearsalTenant::start(opts).await.expect("tenant");

@@ -220,9 +220,7 @@ fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
     write("verify_log.py", VERIFY_PY.as_bytes())?;
     write("VERIFY.txt", verify_txt(req.signer).as_bytes())?;
     // The export's own manifest, signed like a bundle's.
-    let mut files = Vec::new();
-    collect_files(req.out, req.out, &mut files)?;
-    files.sort();
+    let files = crate::support::fs::relative_files(req.out).map_err(io_err("read", req.out))?;
     let mut manifest = String::new();
     for f in &files {
         let bytes = fs::read(req.out.join(f)).map_err(io_err("read", &req.out.join(f)))?;
@@ -255,18 +253,6 @@ fn export_dir(req: &ExportRequest<'_>, key: &SigningKey) -> Result<Exported, Evi
         findings,
         manifest_sha256,
     })
-}
-
-fn collect_files(base: &Path, dir: &Path, out: &mut Vec<String>) -> Result<(), EvidenceError> {
-    for e in fs::read_dir(dir).map_err(io_err("read", dir))?.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            collect_files(base, &p, out)?;
-        } else if let Ok(rel) = p.strip_prefix(base) {
-            out.push(rel.to_string_lossy().into_owned());
-        }
-    }
-    Ok(())
 }
 
 fn latency(r: &DrillRecord) -> Option<i64> {
